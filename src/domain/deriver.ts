@@ -1,0 +1,91 @@
+/**
+ * The domain service: validates input with the shared schemas, plans with the pure rules of
+ * `task-generation.ts`, and lets the store write the plan in one transaction. Invalid input throws
+ * `InvalidInputError` before anything is written.
+ */
+import { NotFoundError } from '../errors.ts';
+import type { AppendMessagesResult, Store } from '../store/store.ts';
+import {
+  type AddMessagesInput,
+  addMessagesInput,
+  parseInput,
+  type RemoveSessionPeersInput,
+  removeSessionPeersInput,
+  type UpsertPeerInput,
+  type UpsertSessionInput,
+  type UpsertWorkspaceInput,
+  upsertPeerInput,
+  upsertSessionInput,
+  upsertWorkspaceInput,
+} from './inputs.ts';
+import type { Peer, Session, Workspace } from './model.ts';
+import { planMessages, planSessionPeers } from './task-generation.ts';
+
+export interface Deriver {
+  upsertWorkspace(input: UpsertWorkspaceInput): Promise<Workspace>;
+  /** Creates the peer (and its workspace) or updates its `observeMe`. */
+  upsertPeer(input: UpsertPeerInput): Promise<Peer>;
+  getPeer(input: { workspaceId?: string | undefined; id: string }): Promise<Peer | null>;
+  /** Creates the session or updates it; listed peers join (created when missing) or are updated. */
+  upsertSession(input: UpsertSessionInput): Promise<Session>;
+  /** Peers leave the session; their earlier tasks stay. Throws `NotFoundError` for an unknown session. */
+  removeSessionPeers(input: RemoveSessionPeersInput): Promise<Session>;
+  getSession(input: { workspaceId?: string | undefined; id: string }): Promise<Session | null>;
+  /**
+   * Stores 1 to 100 messages and the tasks they create, in one transaction. Senders that are not in
+   * the session join it. Throws `NotFoundError` when the session does not exist.
+   */
+  addMessages(input: AddMessagesInput): Promise<AppendMessagesResult>;
+}
+
+const lookupInput = (input: { workspaceId?: string | undefined; id: string }) =>
+  parseInput(upsertPeerInput.pick({ workspaceId: true, id: true }), input);
+
+export function createDeriver(options: { readonly store: Store }): Deriver {
+  const { store } = options;
+  return {
+    async upsertWorkspace(input) {
+      const { id, settings } = parseInput(upsertWorkspaceInput, input);
+      return store.upsertWorkspace(id, settings);
+    },
+
+    async upsertPeer(input) {
+      const { workspaceId, id, observeMe } = parseInput(upsertPeerInput, input);
+      return store.upsertPeer(workspaceId, id, observeMe);
+    },
+
+    async getPeer(input) {
+      const { workspaceId, id } = lookupInput(input);
+      return store.getPeer(workspaceId, id);
+    },
+
+    async upsertSession(input) {
+      const { workspaceId, id, peers = [], settings } = parseInput(upsertSessionInput, input);
+      return store.upsertSession(
+        { workspaceId, id, settings },
+        peers.map((p) => p.peerId),
+        (current) => planSessionPeers(current, peers),
+      );
+    },
+
+    async removeSessionPeers(input) {
+      const { workspaceId, sessionId, peerIds } = parseInput(removeSessionPeersInput, input);
+      if (!(await store.getSession(workspaceId, sessionId))) throw new NotFoundError('session', sessionId);
+      return store.upsertSession({ workspaceId, id: sessionId }, [], (current) =>
+        planSessionPeers(current, [], peerIds),
+      );
+    },
+
+    async getSession(input) {
+      const { workspaceId, id } = lookupInput(input);
+      return store.getSession(workspaceId, id);
+    },
+
+    async addMessages(input) {
+      const { workspaceId, sessionId, messages } = parseInput(addMessagesInput, input);
+      return store.appendMessages({ workspaceId, sessionId, messages }, (snapshot) =>
+        planMessages(snapshot, messages),
+      );
+    },
+  };
+}

@@ -1,0 +1,105 @@
+/**
+ * Input schemas of every write and of the status filter. They are the single source of the rules
+ * in SPEC section 1; the GraphQL layer validates its arguments with these same schemas.
+ */
+import { z } from 'zod';
+import { type InputIssue, InvalidInputError } from '../errors.ts';
+import { contentSchema, idSchema } from './ids.ts';
+import { DEFAULT_WORKSPACE_ID, limits } from './limits.ts';
+import { settingsOverrideSchema } from './settings.ts';
+
+const workspaceIdSchema = idSchema.optional().transform((id) => id ?? DEFAULT_WORKSPACE_ID);
+
+export const upsertWorkspaceInput = z.strictObject({
+  id: idSchema,
+  settings: settingsOverrideSchema.optional(),
+});
+
+export const upsertPeerInput = z.strictObject({
+  workspaceId: workspaceIdSchema,
+  id: idSchema,
+  observeMe: z.boolean({ error: 'must be true or false' }).optional(),
+});
+
+export const sessionPeerInput = z.strictObject({
+  peerId: idSchema,
+  observeMe: z.boolean({ error: 'must be true or false' }).nullish(),
+  observeOthers: z.boolean({ error: 'must be true or false' }).optional(),
+});
+
+function uniquePeerIds<T>(pick: (item: T) => string) {
+  return (items: T[], ctx: z.RefinementCtx) => {
+    const seen = new Set<string>();
+    items.forEach((item, index) => {
+      const id = pick(item);
+      if (seen.has(id)) {
+        ctx.addIssue({ code: 'custom', path: [index], message: `peer "${id}" is listed more than once` });
+      }
+      seen.add(id);
+    });
+  };
+}
+
+export const upsertSessionInput = z.strictObject({
+  workspaceId: workspaceIdSchema,
+  id: idSchema,
+  peers: z
+    .array(sessionPeerInput)
+    .superRefine(uniquePeerIds((p: z.infer<typeof sessionPeerInput>) => p.peerId))
+    .optional(),
+  settings: settingsOverrideSchema.optional(),
+});
+
+export const removeSessionPeersInput = z.strictObject({
+  workspaceId: workspaceIdSchema,
+  sessionId: idSchema,
+  peerIds: z.array(idSchema).min(1, { error: 'must name at least one peer' }),
+});
+
+export const messageInput = z.strictObject({
+  peerId: idSchema,
+  content: contentSchema,
+});
+
+export const addMessagesInput = z.strictObject({
+  workspaceId: workspaceIdSchema,
+  sessionId: idSchema,
+  messages: z
+    .array(messageInput)
+    .min(limits.messagesPerCallMin, { error: `must hold at least ${limits.messagesPerCallMin} message` })
+    .max(limits.messagesPerCallMax, {
+      error: `must hold at most ${limits.messagesPerCallMax} messages per call`,
+    }),
+});
+
+export const statusFilterInput = z.strictObject({
+  workspaceId: workspaceIdSchema,
+  observerId: idSchema.optional(),
+  senderId: idSchema.optional(),
+  sessionId: idSchema.optional(),
+});
+
+export type UpsertWorkspaceInput = z.input<typeof upsertWorkspaceInput>;
+export type UpsertPeerInput = z.input<typeof upsertPeerInput>;
+export type UpsertSessionInput = z.input<typeof upsertSessionInput>;
+export type RemoveSessionPeersInput = z.input<typeof removeSessionPeersInput>;
+export type AddMessagesInput = z.input<typeof addMessagesInput>;
+export type StatusFilterInput = z.input<typeof statusFilterInput>;
+/** A status filter after validation: the workspace is always known. */
+export type StatusFilter = z.output<typeof statusFilterInput>;
+
+/** Turns zod issues into `InputIssue`s with the argument path and a sentence a person understands. */
+export function toInputIssues(error: z.ZodError): InputIssue[] {
+  return error.issues.map((issue) => ({
+    path: issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
+    message:
+      issue.code === 'unrecognized_keys' ? `unknown field(s): ${issue.keys.join(', ')}` : issue.message,
+  }));
+}
+
+/** Validates `value`; throws `InvalidInputError` (nothing written yet) when it does not fit. */
+export function parseInput<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new InvalidInputError(toInputIssues(result.error));
+  return result.data;
+}

@@ -1,0 +1,45 @@
+import type { SettingsOverride } from './settings.ts';
+
+/** A participant (user or agent). */
+export interface Peer {
+  readonly workspaceId: string;
+  readonly id: string;
+  /** Whether tasks that derive facts about this peer are created. @default true */
+  readonly observeMe: boolean;
+}
+
+/** A peer's membership of one session. */
+export interface SessionPeer {
+  readonly peerId: string;
+  /** `null` inherits the peer's own `observeMe`. */
+  readonly observeMe: boolean | null;
+  /** Whether this peer observes the other peers of the session. @default false */
+  readonly observeOthers: boolean;
+}
+
+export interface Workspace {
+  readonly id: string;
+  readonly settings: SettingsOverride;
+}
+
+export interface Session {
+  readonly workspaceId: string;
+  readonly id: string;
+  /** Current members, ordered by peer id. */
+  readonly peers: readonly SessionPeer[];
+  /** Overrides of the workspace's derivation settings. */
+  readonly settings: SettingsOverride;
+  /** Number of messages so far; the next message gets `seq = messageCount + 1`. */
+  readonly messageCount: number;
+}
+
+export interface Message {
+  readonly id: string;
+  readonly workspaceId: string;
+  readonly sessionId: string;
+  readonly peerId: string;
+  /** 1-based sequence number within the session. */
+  readonly seq: number;
+  readonly content: string;
+  readonly createdAt: number;
+}

@@ -1,0 +1,172 @@
+/**
+ * Which tasks a message creates (SPEC section 2), as pure functions over a snapshot of the session
+ * that the store loads inside its transaction. The store writes exactly the plan returned here.
+ */
+import { InvalidInputError } from '../errors.ts';
+import { limits } from './limits.ts';
+import type { SessionPeer } from './model.ts';
+import type { DerivationSettings } from './settings.ts';
+import { representationUnit, summaryUnit, type WorkUnitKey } from './work-unit-key.ts';
+
+export type SummaryLevel = 'short' | 'long';
+
+/** Task payload as stored. `level` is set on summary tasks only. */
+export interface TaskPayload {
+  readonly seq: number;
+  readonly level?: SummaryLevel;
+}
+
+export interface PlannedTask {
+  readonly key: WorkUnitKey;
+  readonly payload: TaskPayload;
+}
+
+/** What the store knows about the session when a batch of messages arrives. */
+export interface SessionSnapshot {
+  readonly workspaceId: string;
+  readonly sessionId: string;
+  readonly settings: DerivationSettings;
+  readonly messageCount: number;
+  readonly members: readonly SessionPeer[];
+  /** Peer-level `observeMe` of existing peers named by the batch or in the session. */
+  readonly peerObserveMe: ReadonlyMap<string, boolean>;
+}
+
+export interface PlannedMessage {
+  readonly peerId: string;
+  readonly content: string;
+  readonly seq: number;
+  readonly tasks: readonly PlannedTask[];
+}
+
+export interface MessagePlan {
+  /** Peers that do not exist yet and are created with defaults. */
+  readonly newPeers: readonly string[];
+  /** Peers that join the session (default session config) before their first message. */
+  readonly joins: readonly string[];
+  readonly messages: readonly PlannedMessage[];
+}
+
+/** Effective `observeMe`: the session-peer value if set, else the peer's, else `true`. */
+export function effectiveObserveMe(
+  member: SessionPeer | undefined,
+  peerObserveMe: boolean | undefined,
+): boolean {
+  return member?.observeMe ?? peerObserveMe ?? true;
+}
+
+/** The tasks one message creates, given the session's members at that moment. */
+export function tasksForMessage(args: {
+  workspaceId: string;
+  sessionId: string;
+  senderId: string;
+  seq: number;
+  settings: DerivationSettings;
+  members: readonly SessionPeer[];
+  peerObserveMe: ReadonlyMap<string, boolean>;
+}): PlannedTask[] {
+  const { workspaceId, sessionId, senderId, seq, settings, members, peerObserveMe } = args;
+  const tasks: PlannedTask[] = [];
+  const sender = members.find((m) => m.peerId === senderId);
+  if (settings.reasoningEnabled && effectiveObserveMe(sender, peerObserveMe.get(senderId))) {
+    tasks.push({ key: representationUnit(workspaceId, sessionId, senderId, senderId), payload: { seq } });
+    for (const member of members) {
+      if (member.peerId !== senderId && member.observeOthers) {
+        tasks.push({
+          key: representationUnit(workspaceId, sessionId, member.peerId, senderId),
+          payload: { seq },
+        });
+      }
+    }
+  }
+  if (settings.summariesEnabled) {
+    const long = seq % settings.messagesPerLongSummary === 0;
+    if (long || seq % settings.messagesPerShortSummary === 0) {
+      tasks.push({
+        key: summaryUnit(workspaceId, sessionId),
+        payload: { seq, level: long ? 'long' : 'short' },
+      });
+    }
+  }
+  return tasks;
+}
+
+/** Plans a batch of messages: sequence numbers, joins of new senders, and every message's tasks. */
+export function planMessages(
+  snapshot: SessionSnapshot,
+  messages: readonly { peerId: string; content: string }[],
+): MessagePlan {
+  const members = [...snapshot.members];
+  const memberIds = new Set(members.map((m) => m.peerId));
+  const newPeers: string[] = [];
+  const joins: string[] = [];
+  const planned: PlannedMessage[] = [];
+  let seq = snapshot.messageCount;
+  for (const message of messages) {
+    if (!snapshot.peerObserveMe.has(message.peerId) && !newPeers.includes(message.peerId)) {
+      newPeers.push(message.peerId);
+    }
+    if (!memberIds.has(message.peerId)) {
+      memberIds.add(message.peerId);
+      joins.push(message.peerId);
+      members.push({ peerId: message.peerId, observeMe: null, observeOthers: false });
+    }
+    seq += 1;
+    planned.push({
+      peerId: message.peerId,
+      content: message.content,
+      seq,
+      tasks: tasksForMessage({
+        workspaceId: snapshot.workspaceId,
+        sessionId: snapshot.sessionId,
+        senderId: message.peerId,
+        seq,
+        settings: snapshot.settings,
+        members,
+        peerObserveMe: snapshot.peerObserveMe,
+      }),
+    });
+  }
+  return { newPeers, joins, messages: planned };
+}
+
+/** A change to one member of a session; `undefined` fields keep their value (defaults on join). */
+export interface SessionPeerChange {
+  readonly peerId: string;
+  /** `null` inherits the peer's value. */
+  readonly observeMe?: boolean | null;
+  readonly observeOthers?: boolean;
+}
+
+/**
+ * The session's members after `changes` (joins and config updates) and `removals`; rejects a result
+ * with more than `limits.observersPerSession` observers, naming the input entry at fault.
+ */
+export function planSessionPeers(
+  current: readonly SessionPeer[],
+  changes: readonly SessionPeerChange[],
+  removals: readonly string[] = [],
+): SessionPeer[] {
+  const byId = new Map(current.map((m) => [m.peerId, m]));
+  for (const peerId of removals) byId.delete(peerId);
+  for (const change of changes) {
+    const existing = byId.get(change.peerId);
+    byId.set(change.peerId, {
+      peerId: change.peerId,
+      observeMe: change.observeMe === undefined ? (existing?.observeMe ?? null) : change.observeMe,
+      observeOthers: change.observeOthers ?? existing?.observeOthers ?? false,
+    });
+  }
+  const result = [...byId.values()].sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
+  const observers = result.filter((m) => m.observeOthers).length;
+  if (observers > limits.observersPerSession) {
+    const culprit = changes.findLastIndex((c) => c.observeOthers === true);
+    throw new InvalidInputError([
+      {
+        path: culprit >= 0 ? ['peers', culprit, 'observeOthers'] : ['peers'],
+        message: `at most ${limits.observersPerSession} peers of a session may have observeOthers set; this change would make ${observers}`,
+      },
+    ]);
+  }
+  return result;
+}

@@ -1,0 +1,55 @@
+/**
+ * A work unit is the key `(taskType, workspaceId, sessionId, observerId, senderId)`. Tasks with the
+ * same key run one at a time in creation order; different keys run in parallel. Summary units have
+ * no observer or sender.
+ */
+export type TaskType = 'representation' | 'summary';
+
+export const TASK_TYPES: readonly TaskType[] = ['representation', 'summary'];
+
+export interface WorkUnitKey {
+  readonly taskType: TaskType;
+  readonly workspaceId: string;
+  readonly sessionId: string;
+  /** `null` for summary units. */
+  readonly observerId: string | null;
+  /** `null` for summary units. */
+  readonly senderId: string | null;
+}
+
+export function representationUnit(
+  workspaceId: string,
+  sessionId: string,
+  observerId: string,
+  senderId: string,
+): WorkUnitKey {
+  return { taskType: 'representation', workspaceId, sessionId, observerId, senderId };
+}
+
+export function summaryUnit(workspaceId: string, sessionId: string): WorkUnitKey {
+  return { taskType: 'summary', workspaceId, sessionId, observerId: null, senderId: null };
+}
+
+/**
+ * Canonical string form, unique per key. Ids cannot contain `/`, so the separator is unambiguous;
+ * an absent observer or sender is written as an empty segment (ids are never empty).
+ */
+export function formatWorkUnitKey(key: WorkUnitKey): string {
+  return `${key.taskType}/${key.workspaceId}/${key.sessionId}/${key.observerId ?? ''}/${key.senderId ?? ''}`;
+}
+
+export function parseWorkUnitKey(text: string): WorkUnitKey {
+  const parts = text.split('/');
+  const [taskType, workspaceId, sessionId, observerId, senderId] = parts;
+  if (
+    parts.length !== 5 ||
+    (taskType !== 'representation' && taskType !== 'summary') ||
+    !workspaceId ||
+    !sessionId ||
+    observerId === undefined ||
+    senderId === undefined
+  ) {
+    throw new Error(`not a work unit key: ${text}`);
+  }
+  return { taskType, workspaceId, sessionId, observerId: observerId || null, senderId: senderId || null };
+}

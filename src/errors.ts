@@ -1,0 +1,95 @@
+/**
+ * Named errors of Deriver Live. Callers branch on the class or on `code`, never on message text.
+ * The GraphQL edge maps `code` to `extensions.code`; anything that is not a `DeriverError` is
+ * treated as internal and masked there.
+ */
+
+/** Codes a client may see in `extensions.code`. */
+export type ErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'UNAUTHENTICATED' | 'FORBIDDEN' | 'RATE_LIMITED';
+
+export abstract class DeriverError extends Error {
+  abstract readonly code: ErrorCode;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** One problem with a caller's input: where it is (`path`) and what is wrong, in plain words. */
+export interface InputIssue {
+  readonly path: readonly (string | number)[];
+  readonly message: string;
+}
+
+/** Input was rejected before anything was written. */
+export class InvalidInputError extends DeriverError {
+  readonly code = 'BAD_USER_INPUT' as const;
+  readonly issues: readonly InputIssue[];
+  constructor(issues: readonly InputIssue[]) {
+    const first = issues[0];
+    const where = first && first.path.length > 0 ? `${first.path.join('.')}: ` : '';
+    super(`${where}${first?.message ?? 'invalid input'}`);
+    this.issues = issues;
+  }
+  /** Path of the first offending argument, e.g. `['messages', 3, 'content']`. */
+  get path(): readonly (string | number)[] {
+    return this.issues[0]?.path ?? [];
+  }
+}
+
+/** A referenced object does not exist. */
+export class NotFoundError extends DeriverError {
+  readonly code = 'NOT_FOUND' as const;
+  constructor(
+    readonly resource: 'workspace' | 'session' | 'peer',
+    readonly id: string,
+  ) {
+    super(`${resource} "${id}" does not exist`);
+  }
+}
+
+/** Thrown by a task handler to fail the task at once, without further retries. */
+export class PermanentTaskError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PermanentTaskError';
+  }
+}
+
+/** Reason given to a handler's `AbortSignal` when its attempt outlived `timeoutMs`. */
+export class TaskTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`task attempt timed out after ${timeoutMs} ms`);
+    this.name = 'TaskTimeoutError';
+  }
+}
+
+/** Reason given to a handler's `AbortSignal` when this process no longer holds the unit's lease. */
+export class LeaseLostError extends Error {
+  constructor(readonly unitId: number) {
+    super(`lease on work unit ${unitId} was lost`);
+    this.name = 'LeaseLostError';
+  }
+}
+
+/** Reason given to a handler's `AbortSignal` when the scheduler shuts down past its deadline. */
+export class ShutdownError extends Error {
+  constructor() {
+    super('scheduler is shutting down');
+    this.name = 'ShutdownError';
+  }
+}
+
+/** Normalises any throwable into an `Error`, for logging and for storing a task's last error. */
+export function toError(value: unknown): Error {
+  if (value instanceof Error) return value;
+  return new Error(typeof value === 'string' ? value : `non-error thrown: ${safeString(value)}`);
+}
+
+function safeString(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

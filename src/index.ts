@@ -1,0 +1,36 @@
+/** Public API of Deriver Live. */
+export { createDeriver, type Deriver } from './domain/deriver.ts';
+export type {
+  AddMessagesInput,
+  RemoveSessionPeersInput,
+  StatusFilter,
+  StatusFilterInput,
+  UpsertPeerInput,
+  UpsertSessionInput,
+  UpsertWorkspaceInput,
+} from './domain/inputs.ts';
+export { DEFAULT_WORKSPACE_ID, limits } from './domain/limits.ts';
+export type { Message, Peer, Session, SessionPeer, Workspace } from './domain/model.ts';
+export { DEFAULT_SETTINGS, type DerivationSettings, type SettingsOverride } from './domain/settings.ts';
+export type { TaskPayload } from './domain/task-generation.ts';
+export { formatWorkUnitKey, type TaskType, type WorkUnitKey } from './domain/work-unit-key.ts';
+export {
+  DeriverError,
+  type ErrorCode,
+  type InputIssue,
+  InvalidInputError,
+  LeaseLostError,
+  NotFoundError,
+  PermanentTaskError,
+  ShutdownError,
+  TaskTimeoutError,
+} from './errors.ts';
+export { createDemoHandler } from './scheduler/demo-handler.ts';
+export type { SchedulerEvents } from './scheduler/events.ts';
+export type { SchedulerOptions, TaskContext, TaskHandler } from './scheduler/options.ts';
+export { createScheduler, type Scheduler } from './scheduler/scheduler.ts';
+export type { SessionStatusCounts, StatusCounts } from './status/counts.ts';
+export { createStatusEngine, type StatusEngine, type StatusEngineOptions } from './status/status-engine.ts';
+export type { StatusChange, StatusQuery } from './status/status-filter.ts';
+export { createSqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.ts';
+export type { Store, StoreEvents, TaskRecord, TaskRow, TaskState, UnitCounters } from './store/store.ts';

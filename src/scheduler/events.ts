@@ -1,0 +1,28 @@
+import type { WorkUnitKey } from '../domain/work-unit-key.ts';
+import type { Lease, SettleResult, TaskRecord } from '../store/store.ts';
+
+/** Events of a scheduler. Listeners run synchronously; one that throws cannot break the loop. */
+export interface SchedulerEvents {
+  'unit:claimed': { readonly lease: Lease; readonly key: WorkUnitKey };
+  'unit:released': {
+    readonly lease: Lease;
+    readonly key: WorkUnitKey;
+    readonly reason: NonNullable<SettleResult['released']>;
+  };
+  'task:started': { readonly task: TaskRecord; readonly attempt: number };
+  'task:completed': { readonly task: TaskRecord; readonly durationMs: number };
+  'task:failed': {
+    readonly task: TaskRecord;
+    readonly error: string;
+    readonly attempts: number;
+    readonly durationMs: number;
+  };
+  'task:retrying': {
+    readonly task: TaskRecord;
+    readonly error: string;
+    readonly attempt: number;
+    readonly runAt: number;
+  };
+  /** The loop hit a store error; it retries on its own. */
+  error: { readonly error: Error; readonly operation: string };
+}

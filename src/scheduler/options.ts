@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { toInputIssues } from '../domain/inputs.ts';
+import type { TaskType } from '../domain/work-unit-key.ts';
+import { InvalidInputError } from '../errors.ts';
+import type { Store, TaskRecord } from '../store/store.ts';
+
+/** What a handler gets for one attempt of one task. */
+export interface TaskContext {
+  readonly task: TaskRecord;
+  /** 1 for the first attempt; grows with every failed attempt. */
+  readonly attempt: number;
+  /**
+   * Aborted when the attempt outlives `timeoutMs` (reason `TaskTimeoutError`), when this process
+   * lost the unit's lease (`LeaseLostError`) or at shutdown past the deadline (`ShutdownError`).
+   * A handler must stop its work when it fires: the unit moves on without waiting for it.
+   */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Does one task. Resolve on success; throw to fail the attempt (retried with backoff), or throw
+ * `PermanentTaskError` to fail the task at once.
+ */
+export type TaskHandler = (context: TaskContext) => Promise<void> | void;
+
+export interface SchedulerOptions {
+  readonly store: Store;
+  /** One handler per task type; a task whose type has none fails for good. */
+  readonly handlers: Partial<Record<TaskType, TaskHandler>>;
+  /** Work units processed at once by this process. @default 8 */
+  readonly concurrency?: number;
+  /** Tasks a unit may run in one claim before it yields to other units (fairness). @default 20 */
+  readonly claimBudget?: number;
+  /** Lease length; a claim not renewed for this long is taken to be dead. @default 30000 */
+  readonly leaseMs?: number;
+  /** How often leases are renewed. @default leaseMs / 3 */
+  readonly heartbeatMs?: number;
+  /** Fallback poll for work from other processes and expired leases. @default 1000 */
+  readonly pollMs?: number;
+  /** Attempts before a task fails for good. @default 5 */
+  readonly maxAttempts?: number;
+  /** First retry delay; doubles with each failed attempt, with jitter. @default 1000 */
+  readonly retryBaseMs?: number;
+  /** Longest retry delay. @default 60000 */
+  readonly retryMaxMs?: number;
+  /** Time one attempt may take. @default 60000 */
+  readonly timeoutMs?: number;
+  /** How long `stop()` lets running tasks finish before aborting them. @default 10000 */
+  readonly shutdownDeadlineMs?: number;
+  /** Identifies this process's leases. @default `${hostname}:${pid}:${random}` */
+  readonly workerId?: string;
+  /** Random source in [0, 1) for jitter. @default Math.random */
+  readonly random?: () => number;
+}
+
+const positiveInt = (what: string) =>
+  z
+    .number({ error: `${what} must be a number` })
+    .int({ error: `${what} must be a whole number` })
+    .min(1, { error: `${what} must be at least 1` });
+
+const optionsSchema = z.object({
+  concurrency: z.number().int().min(0, { error: 'concurrency must be 0 or more' }).default(8),
+  claimBudget: positiveInt('claimBudget').default(20),
+  leaseMs: positiveInt('leaseMs').default(30_000),
+  heartbeatMs: positiveInt('heartbeatMs').optional(),
+  pollMs: positiveInt('pollMs').default(1_000),
+  maxAttempts: positiveInt('maxAttempts').default(5),
+  retryBaseMs: z.number().min(0).default(1_000),
+  retryMaxMs: z.number().min(0).default(60_000),
+  timeoutMs: positiveInt('timeoutMs').default(60_000),
+  shutdownDeadlineMs: z.number().min(0).default(10_000),
+  workerId: z.string().min(1).optional(),
+});
+
+export type ResolvedSchedulerOptions = Required<Omit<SchedulerOptions, 'heartbeatMs' | 'workerId'>> & {
+  readonly heartbeatMs: number;
+  readonly workerId: string;
+};
+
+/** Applies defaults in one place and rejects bad values with a message naming the option. */
+export function resolveSchedulerOptions(options: SchedulerOptions): ResolvedSchedulerOptions {
+  const { store, handlers, random, ...rest } = options;
+  const parsed = optionsSchema.safeParse(rest);
+  if (!parsed.success) throw new InvalidInputError(toInputIssues(parsed.error));
+  const o = parsed.data;
+  return {
+    ...o,
+    store,
+    handlers,
+    random: random ?? Math.random,
+    heartbeatMs: o.heartbeatMs ?? Math.max(1, Math.floor(o.leaseMs / 3)),
+    workerId: o.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+  };
+}
+
+/**
+ * Delay before retry number `failures` (1 = after the first failure): exponential from `baseMs`,
+ * capped at `maxMs`, with "equal jitter" (half fixed, half random) so retries of many tasks spread out.
+ */
+export function retryDelay(failures: number, baseMs: number, maxMs: number, random: () => number): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, failures - 1));
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}

@@ -1,0 +1,57 @@
+/**
+ * The status engine answers `deriverStatus` from the in-memory index and announces every change.
+ * It listens to the store's committed unit changes (no polling), so its counts follow the store
+ * exactly; at start-up it rebuilds the index from the store's durable per-unit counters.
+ */
+import type { Store, UnitCounters } from '../store/store.ts';
+import { TypedEmitter } from '../util/typed-emitter.ts';
+import type { SessionStatusCounts, StatusCounts } from './counts.ts';
+import type { StatusChange, StatusQuery } from './status-filter.ts';
+import { StatusIndex } from './status-index.ts';
+
+export interface StatusEvents {
+  /** Units whose counts changed in one committed transaction. */
+  'status:changed': readonly StatusChange[];
+}
+
+export interface StatusEngine {
+  readonly events: TypedEmitter<StatusEvents>;
+  /** The five counts for `filter`; unknown ids give zeros. */
+  get(filter: StatusQuery): StatusCounts;
+  /** Per-session breakdown for a filter without `sessionId`, ordered by session id. */
+  sessions(filter: StatusQuery): SessionStatusCounts[];
+  /** Applies unit counters from elsewhere (another instance); announces what changed. */
+  apply(updates: readonly UnitCounters[]): void;
+  /** Stops listening to the store. */
+  close(): void;
+}
+
+export interface StatusEngineOptions {
+  readonly store: Store;
+}
+
+export async function createStatusEngine(options: StatusEngineOptions): Promise<StatusEngine> {
+  const index = new StatusIndex();
+  const events = new TypedEmitter<StatusEvents>();
+
+  const apply = (updates: readonly UnitCounters[]): void => {
+    const changed: StatusChange[] = [];
+    for (const update of updates) if (index.apply(update)) changed.push(update.key);
+    if (changed.length > 0) events.emit('status:changed', changed);
+  };
+
+  // Listen first, then load: versions make the order of the two irrelevant.
+  const unsubscribe = options.store.events.on('units:changed', apply);
+  for (const unit of await options.store.loadUnitCounters()) index.apply(unit);
+
+  return {
+    events,
+    get: (filter) => index.get(filter),
+    sessions: (filter) => index.sessions(filter),
+    apply,
+    close() {
+      unsubscribe();
+      events.removeAllListeners();
+    },
+  };
+}

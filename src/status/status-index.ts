@@ -1,0 +1,112 @@
+/**
+ * In-memory aggregates of the task counters, so a status query costs the same whether the store
+ * holds a thousand tasks or a million. The store keeps absolute counters per work unit; this index
+ * folds each unit into the eight roll-ups a filter can ask for (every subset of session, observer
+ * and sender, within a workspace) and keeps, for each filter without a session, the per-session
+ * breakdown. Updates carry a per-unit version, so stale or repeated updates are ignored.
+ *
+ * A summary unit has no observer or sender: it only joins roll-ups whose filter names neither.
+ */
+import type { WorkUnitKey } from '../domain/work-unit-key.ts';
+import type { UnitCounters } from '../store/store.ts';
+import {
+  addCounters,
+  type Counters,
+  type SessionStatusCounts,
+  type StatusCounts,
+  toStatusCounts,
+  zeroCounters,
+} from './counts.ts';
+import { filterKey, type StatusQuery } from './status-filter.ts';
+
+interface SessionGroup {
+  readonly bySession: Map<string, Counters>;
+  /** Session ids in order; `null` until asked for after a new session appeared. */
+  sorted: string[] | null;
+}
+
+const ZERO: StatusCounts = toStatusCounts(zeroCounters());
+
+export class StatusIndex {
+  readonly #units = new Map<number, { counters: Counters; version: number }>();
+  readonly #rollups = new Map<string, Counters>();
+  readonly #groups = new Map<string, SessionGroup>();
+
+  /**
+   * Applies one unit's absolute counters. Returns `true` when any count changed (an older or equal
+   * version, or identical counters, changes nothing).
+   */
+  apply(update: UnitCounters): boolean {
+    const previous = this.#units.get(update.unitId);
+    if (previous && update.version <= previous.version) return false;
+    const next = { ...update.counters };
+    const delta: Counters = { ...next };
+    if (previous) addCounters(delta, previous.counters, -1);
+    this.#units.set(update.unitId, { counters: next, version: update.version });
+    if (delta.pending === 0 && delta.running === 0 && delta.completed === 0 && delta.failed === 0)
+      return false;
+    this.#fold(update.key, delta);
+    return true;
+  }
+
+  /** The five counts for `filter`. */
+  get(filter: StatusQuery): StatusCounts {
+    const counters = this.#rollups.get(filterKey(filter));
+    return counters ? toStatusCounts(counters) : ZERO;
+  }
+
+  /** Per-session counts for a filter without `sessionId`, ordered by session id. */
+  sessions(filter: StatusQuery): SessionStatusCounts[] {
+    const group = this.#groups.get(filterKey({ ...filter, sessionId: undefined }));
+    if (!group) return [];
+    group.sorted ??= [...group.bySession.keys()].sort(compareIds);
+    return group.sorted.map((sessionId) => ({
+      sessionId,
+      ...toStatusCounts(group.bySession.get(sessionId) ?? zeroCounters()),
+    }));
+  }
+
+  /** Number of units known, for diagnostics. */
+  get unitCount(): number {
+    return this.#units.size;
+  }
+
+  #fold(key: WorkUnitKey, delta: Counters): void {
+    const hasPeers = key.observerId !== null;
+    for (let mask = 0; mask < 8; mask++) {
+      const withSession = (mask & 1) !== 0;
+      const withObserver = (mask & 2) !== 0;
+      const withSender = (mask & 4) !== 0;
+      if (!hasPeers && (withObserver || withSender)) continue;
+      const filter: StatusQuery = {
+        workspaceId: key.workspaceId,
+        sessionId: withSession ? key.sessionId : undefined,
+        observerId: withObserver ? (key.observerId ?? undefined) : undefined,
+        senderId: withSender ? (key.senderId ?? undefined) : undefined,
+      };
+      const k = filterKey(filter);
+      let counters = this.#rollups.get(k);
+      if (!counters) {
+        counters = zeroCounters();
+        this.#rollups.set(k, counters);
+        if (withSession) this.#addToGroup({ ...filter, sessionId: undefined }, key.sessionId, counters);
+      }
+      addCounters(counters, delta);
+    }
+  }
+
+  #addToGroup(filter: StatusQuery, sessionId: string, counters: Counters): void {
+    const k = filterKey(filter);
+    let group = this.#groups.get(k);
+    if (!group) {
+      group = { bySession: new Map(), sorted: null };
+      this.#groups.set(k, group);
+    }
+    group.bySession.set(sessionId, counters);
+    group.sorted = null;
+  }
+}
+
+function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

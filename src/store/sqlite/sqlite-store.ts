@@ -1,0 +1,474 @@
+/**
+ * The embedded store: one SQLite file through better-sqlite3, WAL mode, numbered migrations.
+ * See `../store.ts` for the contract and the task/lease state machine.
+ *
+ * Durability: writes a caller is told about (workspaces, peers, sessions, messages and their tasks)
+ * commit with `synchronous = FULL`, so an acknowledged write survives a power loss. Scheduler
+ * bookkeeping commits with `synchronous = NORMAL` (WAL's recommended setting): a crash of the process
+ * loses nothing, a power loss may roll back the last few task transitions, which at-least-once
+ * execution already covers (the task runs again).
+ *
+ * Several processes may open the same file: every write transaction is `BEGIN IMMEDIATE`, waiting up
+ * to `busyTimeoutMs` for the lock.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Message, Peer, Session, SessionPeer, Workspace } from '../../domain/model.ts';
+import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
+import type { MessagePlan, SessionSnapshot, TaskPayload } from '../../domain/task-generation.ts';
+import { formatWorkUnitKey, type TaskType, type WorkUnitKey } from '../../domain/work-unit-key.ts';
+import { NotFoundError } from '../../errors.ts';
+import { type Counters, zeroCounters } from '../../status/counts.ts';
+import { TypedEmitter } from '../../util/typed-emitter.ts';
+import type {
+  AppendMessagesRequest,
+  AppendMessagesResult,
+  ClaimedUnit,
+  Lease,
+  SettleItem,
+  SettleRequest,
+  SettleResponse,
+  SettleResult,
+  Store,
+  StoreEvents,
+  TaskRecord,
+  TaskRow,
+  TaskState,
+  UnitCounters,
+  UpsertSessionRequest,
+  WorkerRequest,
+} from '../store.ts';
+import { migrate } from './migrate.ts';
+import { prepareStatements, type TaskRowData, type UnitRow } from './statements.ts';
+
+export interface SqliteStoreOptions {
+  /** Database file; created with its folder when missing. `:memory:` for a private database. */
+  readonly path: string;
+  /** Milliseconds since the epoch. @default Date.now */
+  readonly clock?: () => number;
+  /** How long a write waits for another process's lock. @default 5000 */
+  readonly busyTimeoutMs?: number;
+}
+
+export function createSqliteStore(options: SqliteStoreOptions): Store {
+  const clock = options.clock ?? Date.now;
+  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+  const db = new Database(options.path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+  migrate(db);
+  const sql = prepareStatements(db);
+  const events = new TypedEmitter<StoreEvents>();
+
+  /** Runs `fn` in an IMMEDIATE transaction, fsynced at commit (acknowledged writes). */
+  function durable<T>(fn: () => T): T {
+    db.pragma('synchronous = FULL');
+    try {
+      return db.transaction(fn).immediate();
+    } finally {
+      db.pragma('synchronous = NORMAL');
+    }
+  }
+  const bookkeeping = <T>(fn: () => T): T => db.transaction(fn).immediate();
+
+  const announce = (changed: UnitCounters[]): void => {
+    if (changed.length > 0) events.emit('units:changed', changed);
+  };
+
+  // ---- domain -------------------------------------------------------------------------------
+
+  function ensureWorkspace(id: string, now: number): void {
+    sql.insertWorkspace.run(id, now);
+  }
+
+  function readMembers(workspaceId: string, sessionId: string): SessionPeer[] {
+    return sql.listMembers.all(workspaceId, sessionId).map((row) => ({
+      peerId: row.peer_id,
+      observeMe: row.observe_me === null ? null : row.observe_me === 1,
+      observeOthers: row.observe_others === 1,
+    }));
+  }
+
+  function readSession(workspaceId: string, id: string): Session | null {
+    const row = sql.getSession.get(workspaceId, id);
+    if (!row) return null;
+    return {
+      workspaceId,
+      id,
+      peers: readMembers(workspaceId, id),
+      settings: JSON.parse(row.settings) as SettingsOverride,
+      messageCount: row.message_count,
+    };
+  }
+
+  function readWorkspaceSettings(id: string): SettingsOverride | undefined {
+    const row = sql.getWorkspace.get(id);
+    return row ? (JSON.parse(row.settings) as SettingsOverride) : undefined;
+  }
+
+  // ---- queue --------------------------------------------------------------------------------
+
+  const keyOf = (row: UnitRow): WorkUnitKey => ({
+    taskType: row.task_type as TaskType,
+    workspaceId: row.workspace_id,
+    sessionId: row.session_id,
+    observerId: row.observer_id,
+    senderId: row.sender_id,
+  });
+
+  const unitCounters = (row: UnitRow): UnitCounters => ({
+    unitId: row.id,
+    key: keyOf(row),
+    counters: { pending: row.pending, running: row.running, completed: row.completed, failed: row.failed },
+    version: row.version,
+  });
+
+  const taskRecord = (row: TaskRowData, unit: UnitRow): TaskRecord => ({
+    id: row.id,
+    unitId: row.unit_id,
+    type: unit.task_type as TaskType,
+    key: keyOf(unit),
+    messageId: row.message_id === null ? null : String(row.message_id),
+    payload: JSON.parse(row.payload) as TaskPayload,
+    runs: row.runs,
+    failures: row.failures,
+    createdAt: row.created_at,
+  });
+
+  /** Puts the running tasks of units whose lease expired back to pending and frees the units. */
+  function recoverExpiredLeases(now: number, changed: UnitCounters[]): void {
+    for (const { id } of sql.expiredLeases.all(now)) {
+      const requeued = sql.requeueRunningOfUnit.run(id).changes;
+      const row = sql.freeExpiredUnit.get(requeued, requeued, id);
+      if (row) changed.push(unitCounters(row));
+    }
+  }
+
+  function claimReady(owner: string, max: number, leaseMs: number, now: number, changed: UnitCounters[]) {
+    const claimed: ClaimedUnit[] = [];
+    if (max <= 0) return claimed;
+    for (const { id, head_task_id } of sql.readyUnits.all(now, max)) {
+      const unit = sql.leaseUnit.get(owner, now + leaseMs, id);
+      const task = sql.startTask.get(now, head_task_id);
+      if (!unit || !task) throw new Error(`work unit ${id} changed under its claim`);
+      changed.push(unitCounters(unit));
+      claimed.push({
+        lease: { unitId: id, token: unit.lease_token },
+        key: keyOf(unit),
+        task: taskRecord(task, unit),
+      });
+    }
+    return claimed;
+  }
+
+  function settleOne(
+    item: SettleItem,
+    owner: string,
+    leaseMs: number,
+    now: number,
+    changed: UnitCounters[],
+  ): SettleResult {
+    const unit = sql.getUnitLease.get(item.lease.unitId);
+    const task = sql.getTaskState.get(item.taskId);
+    if (
+      !unit ||
+      unit.lease_owner !== owner ||
+      unit.lease_token !== item.lease.token ||
+      (unit.lease_expires_at ?? 0) < now ||
+      !task ||
+      task.unit_id !== item.lease.unitId ||
+      task.state !== 'running'
+    ) {
+      return { accepted: false, next: null, released: 'lease-lost' };
+    }
+    const delta: Counters = zeroCounters();
+    delta.running -= 1;
+    let headId: number | null = unit.head_task_id;
+    let availableAt = unit.available_at;
+    const { outcome } = item;
+    if (outcome.kind === 'succeeded' || outcome.kind === 'failed') {
+      if (outcome.kind === 'succeeded') sql.finishTask.run('succeeded', 0, null, now, item.taskId);
+      else sql.finishTask.run('failed', 1, outcome.error, now, item.taskId);
+      delta.completed += 1;
+      if (outcome.kind === 'failed') delta.failed += 1;
+      const head = sql.unitHead.get(item.lease.unitId);
+      headId = head?.id ?? null;
+      availableAt = head?.run_at ?? 0;
+    } else {
+      const failed = outcome.kind === 'retry';
+      const runAt = failed ? outcome.runAt : 0;
+      sql.requeueTask.run(failed ? 1 : 0, failed ? outcome.error : null, runAt, item.taskId);
+      delta.pending += 1;
+      if (failed) availableAt = runAt;
+    }
+    let next: TaskRowData | undefined;
+    let released: SettleResult['released'] = null;
+    if (headId === null) released = 'drained';
+    else if (availableAt > now) released = 'waiting';
+    else if (!item.continue) released = 'yielded';
+    else {
+      next = sql.startTask.get(now, headId);
+      delta.pending -= 1;
+      delta.running += 1;
+    }
+    const keep = released === null;
+    const row = sql.updateUnitAfterSettle.get(
+      delta.pending,
+      delta.running,
+      delta.completed,
+      delta.failed,
+      headId,
+      availableAt,
+      keep ? 1 : 0,
+      keep ? now + leaseMs : null,
+      item.lease.unitId,
+    );
+    if (!row) throw new Error(`work unit ${item.lease.unitId} vanished while settling`);
+    changed.push(unitCounters(row));
+    return { accepted: true, next: next ? taskRecord(next, row) : null, released };
+  }
+
+  const store: Store = {
+    events,
+
+    async upsertWorkspace(id, settings) {
+      return durable(() => {
+        ensureWorkspace(id, clock());
+        if (settings) {
+          const current = readWorkspaceSettings(id) ?? {};
+          sql.setWorkspaceSettings.run(JSON.stringify(mergeOverrides(current, settings)), id);
+        }
+        return { id, settings: readWorkspaceSettings(id) ?? {} } satisfies Workspace;
+      });
+    },
+
+    async getWorkspace(id) {
+      const settings = readWorkspaceSettings(id);
+      return settings ? { id, settings } : null;
+    },
+
+    async upsertPeer(workspaceId, id, observeMe) {
+      return durable(() => {
+        const now = clock();
+        ensureWorkspace(workspaceId, now);
+        sql.upsertPeer.run(
+          workspaceId,
+          id,
+          observeMe === false ? 0 : 1,
+          now,
+          observeMe === undefined ? null : observeMe ? 1 : 0,
+        );
+        const row = sql.getPeer.get(workspaceId, id);
+        return { workspaceId, id, observeMe: row?.observe_me === 1 } satisfies Peer;
+      });
+    },
+
+    async getPeer(workspaceId, id) {
+      const row = sql.getPeer.get(workspaceId, id);
+      return row ? { workspaceId, id, observeMe: row.observe_me === 1 } : null;
+    },
+
+    async upsertSession(request: UpsertSessionRequest, peerIds, planMembers) {
+      return durable(() => {
+        const now = clock();
+        const { workspaceId, id } = request;
+        ensureWorkspace(workspaceId, now);
+        sql.insertSession.run(workspaceId, id, now);
+        if (request.settings) {
+          const current = readSession(workspaceId, id)?.settings ?? {};
+          sql.setSessionSettings.run(
+            JSON.stringify(mergeOverrides(current, request.settings)),
+            workspaceId,
+            id,
+          );
+        }
+        for (const peerId of peerIds) sql.insertPeer.run(workspaceId, peerId, now);
+        const current = readMembers(workspaceId, id);
+        const next = planMembers(current);
+        const keep = new Set(next.map((m) => m.peerId));
+        for (const member of current) {
+          if (!keep.has(member.peerId)) sql.deleteMember.run(workspaceId, id, member.peerId);
+        }
+        for (const member of next) {
+          sql.upsertMember.run(
+            workspaceId,
+            id,
+            member.peerId,
+            member.observeMe === null ? null : member.observeMe ? 1 : 0,
+            member.observeOthers ? 1 : 0,
+            now,
+          );
+        }
+        const session = readSession(workspaceId, id);
+        if (!session) throw new Error(`session ${id} vanished inside its transaction`);
+        return session;
+      });
+    },
+
+    async getSession(workspaceId, id) {
+      return readSession(workspaceId, id);
+    },
+
+    async appendMessages(request: AppendMessagesRequest, plan: (snapshot: SessionSnapshot) => MessagePlan) {
+      const changedIds = new Set<number>();
+      const result = durable((): AppendMessagesResult & { changed: UnitCounters[] } => {
+        const now = clock();
+        const { workspaceId, sessionId } = request;
+        const session = sql.getSession.get(workspaceId, sessionId);
+        if (!session) throw new NotFoundError('session', sessionId);
+        const members = readMembers(workspaceId, sessionId);
+        const peerObserveMe = new Map<string, boolean>();
+        for (const peerId of new Set([
+          ...members.map((m) => m.peerId),
+          ...request.messages.map((m) => m.peerId),
+        ])) {
+          const peer = sql.getPeer.get(workspaceId, peerId);
+          if (peer) peerObserveMe.set(peerId, peer.observe_me === 1);
+        }
+        const planned = plan({
+          workspaceId,
+          sessionId,
+          settings: resolveSettings(
+            readWorkspaceSettings(workspaceId),
+            JSON.parse(session.settings) as SettingsOverride,
+          ),
+          messageCount: session.message_count,
+          members,
+          peerObserveMe,
+        });
+        for (const peerId of planned.newPeers) sql.insertPeer.run(workspaceId, peerId, now);
+        for (const peerId of planned.joins)
+          sql.upsertMember.run(workspaceId, sessionId, peerId, null, 0, now);
+        const messages: Message[] = [];
+        let enqueuedTasks = 0;
+        for (const message of planned.messages) {
+          const messageId = Number(
+            sql.insertMessage.run(workspaceId, sessionId, message.seq, message.peerId, message.content, now)
+              .lastInsertRowid,
+          );
+          messages.push({
+            id: String(messageId),
+            workspaceId,
+            sessionId,
+            peerId: message.peerId,
+            seq: message.seq,
+            content: message.content,
+            createdAt: now,
+          });
+          for (const task of message.tasks) {
+            const { key } = task;
+            const unit = sql.enqueueUnit.get(
+              formatWorkUnitKey(key),
+              key.taskType,
+              key.workspaceId,
+              key.sessionId,
+              key.observerId,
+              key.senderId,
+            );
+            if (!unit) throw new Error('work unit upsert returned nothing');
+            const taskId = Number(
+              sql.insertTask.run(unit.id, messageId, JSON.stringify(task.payload), now).lastInsertRowid,
+            );
+            if (unit.head_task_id === null) sql.setUnitHead.run(taskId, unit.id);
+            changedIds.add(unit.id);
+            enqueuedTasks++;
+          }
+        }
+        const last = planned.messages.at(-1);
+        if (last) sql.setMessageCount.run(last.seq, workspaceId, sessionId);
+        const changed: UnitCounters[] = [];
+        for (const unitId of changedIds) {
+          const row = sql.getUnit.get(unitId);
+          if (row) changed.push(unitCounters(row));
+        }
+        return { messages, enqueuedTasks, changed };
+      });
+      announce(result.changed);
+      if (result.enqueuedTasks > 0) events.emit('tasks:enqueued', { count: result.enqueuedTasks });
+      return { messages: result.messages, enqueuedTasks: result.enqueuedTasks };
+    },
+
+    async listMessages(workspaceId, sessionId, options = {}) {
+      return sql.listMessages
+        .all(workspaceId, sessionId, options.afterSeq ?? 0, options.limit ?? 100)
+        .map((row) => ({
+          id: String(row.id),
+          workspaceId,
+          sessionId,
+          peerId: row.peer_id,
+          seq: row.seq,
+          content: row.content,
+          createdAt: row.created_at,
+        }));
+    },
+
+    async claim({ owner, leaseMs, max }: WorkerRequest & { max: number }) {
+      const changed: UnitCounters[] = [];
+      const claimed = bookkeeping(() => {
+        const now = clock();
+        recoverExpiredLeases(now, changed);
+        return claimReady(owner, max, leaseMs, now, changed);
+      });
+      announce(changed);
+      return claimed;
+    },
+
+    async settle({ owner, leaseMs, items, claim }: SettleRequest): Promise<SettleResponse> {
+      const changed: UnitCounters[] = [];
+      const response = bookkeeping(() => {
+        const now = clock();
+        const results = items.map((item) => settleOne(item, owner, leaseMs, now, changed));
+        let claimed: ClaimedUnit[] = [];
+        if (claim > 0) {
+          recoverExpiredLeases(now, changed);
+          claimed = claimReady(owner, claim, leaseMs, now, changed);
+        }
+        return { results, claimed };
+      });
+      announce(changed);
+      return response;
+    },
+
+    async renewLeases({ owner, leaseMs, leases }: WorkerRequest & { leases: readonly Lease[] }) {
+      return bookkeeping(() => {
+        const now = clock();
+        return leases.filter(
+          (lease) => sql.renewLease.run(now + leaseMs, lease.unitId, owner, lease.token, now).changes === 0,
+        );
+      });
+    },
+
+    async loadUnitCounters() {
+      return sql.allUnits.all().map(unitCounters);
+    },
+
+    async pruneFinished(finishedBefore) {
+      return bookkeeping(() => sql.pruneFinished.run(finishedBefore).changes);
+    },
+
+    async listTasks(filter = {}) {
+      const rows = filter.state ? sql.listTasksByState.all(filter.state) : sql.listTasks.all();
+      return rows.map(
+        (row): TaskRow => ({
+          id: row.id,
+          key: keyOf(row),
+          state: row.state as TaskState,
+          runs: row.runs,
+          failures: row.failures,
+          lastError: row.last_error,
+          payload: JSON.parse(row.payload) as TaskPayload,
+          messageId: row.message_id === null ? null : String(row.message_id),
+        }),
+      );
+    },
+
+    async close() {
+      events.removeAllListeners();
+      if (db.open) db.close();
+    },
+  };
+  return store;
+}

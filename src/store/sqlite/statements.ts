@@ -1,0 +1,190 @@
+/** Every SQL statement of the SQLite store, prepared once per connection. */
+import type Database from 'better-sqlite3';
+
+export interface UnitRow {
+  id: number;
+  task_type: string;
+  workspace_id: string;
+  session_id: string;
+  observer_id: string | null;
+  sender_id: string | null;
+  head_task_id: number | null;
+  available_at: number;
+  lease_owner: string | null;
+  lease_token: number;
+  lease_expires_at: number | null;
+  pending: number;
+  running: number;
+  completed: number;
+  failed: number;
+  version: number;
+}
+
+export interface TaskRowData {
+  id: number;
+  unit_id: number;
+  message_id: number | null;
+  state: string;
+  payload: string;
+  runs: number;
+  failures: number;
+  last_error: string | null;
+  created_at: number;
+}
+
+const UNIT = 'work_units.*';
+const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at';
+
+export function prepareStatements(db: Database.Database) {
+  const p = <P extends unknown[], R = unknown>(text: string): Database.Statement<P, R> =>
+    db.prepare<P, R>(text);
+  return {
+    // workspaces, peers, sessions, members, messages
+    insertWorkspace: p<[string, number]>(
+      'INSERT INTO workspaces (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING',
+    ),
+    getWorkspace: p<[string], { settings: string }>('SELECT settings FROM workspaces WHERE id = ?'),
+    setWorkspaceSettings: p<[string, string]>('UPDATE workspaces SET settings = ? WHERE id = ?'),
+    insertPeer: p<[string, string, number]>(
+      'INSERT INTO peers (workspace_id, id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    ),
+    upsertPeer: p<[string, string, number, number, number | null]>(
+      `INSERT INTO peers (workspace_id, id, observe_me, created_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (workspace_id, id) DO UPDATE SET observe_me = coalesce(?, observe_me)`,
+    ),
+    getPeer: p<[string, string], { observe_me: number }>(
+      'SELECT observe_me FROM peers WHERE workspace_id = ? AND id = ?',
+    ),
+    insertSession: p<[string, string, number]>(
+      'INSERT INTO sessions (workspace_id, id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    ),
+    getSession: p<[string, string], { settings: string; message_count: number }>(
+      'SELECT settings, message_count FROM sessions WHERE workspace_id = ? AND id = ?',
+    ),
+    setSessionSettings: p<[string, string, string]>(
+      'UPDATE sessions SET settings = ? WHERE workspace_id = ? AND id = ?',
+    ),
+    setMessageCount: p<[number, string, string]>(
+      'UPDATE sessions SET message_count = ? WHERE workspace_id = ? AND id = ?',
+    ),
+    listMembers: p<[string, string], { peer_id: string; observe_me: number | null; observe_others: number }>(
+      `SELECT peer_id, observe_me, observe_others FROM session_peers
+       WHERE workspace_id = ? AND session_id = ? ORDER BY peer_id`,
+    ),
+    upsertMember: p<[string, string, string, number | null, number, number]>(
+      `INSERT INTO session_peers (workspace_id, session_id, peer_id, observe_me, observe_others, joined_at)
+       VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (workspace_id, session_id, peer_id)
+       DO UPDATE SET observe_me = excluded.observe_me, observe_others = excluded.observe_others`,
+    ),
+    deleteMember: p<[string, string, string]>(
+      'DELETE FROM session_peers WHERE workspace_id = ? AND session_id = ? AND peer_id = ?',
+    ),
+    insertMessage: p<[string, string, number, string, string, number]>(
+      `INSERT INTO messages (workspace_id, session_id, seq, peer_id, content, created_at)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+    ),
+    listMessages: p<
+      [string, string, number, number],
+      { id: number; peer_id: string; seq: number; content: string; created_at: number }
+    >(
+      `SELECT id, peer_id, seq, content, created_at FROM messages
+       WHERE workspace_id = ? AND session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+    ),
+
+    // queue: enqueue
+    enqueueUnit: p<
+      [string, string, string, string, string | null, string | null],
+      { id: number; head_task_id: number | null }
+    >(
+      `INSERT INTO work_units (unit_key, task_type, workspace_id, session_id, observer_id, sender_id, pending, version)
+       VALUES (?, ?, ?, ?, ?, ?, 1, 1)
+       ON CONFLICT (unit_key) DO UPDATE SET pending = pending + 1, version = version + 1
+       RETURNING id, head_task_id`,
+    ),
+    insertTask: p<[number, number, string, number]>(
+      `INSERT INTO tasks (unit_id, message_id, state, payload, created_at) VALUES (?, ?, 'pending', ?, ?)`,
+    ),
+    setUnitHead: p<[number, number]>('UPDATE work_units SET head_task_id = ?, available_at = 0 WHERE id = ?'),
+    getUnit: p<[number], UnitRow>(`SELECT ${UNIT} FROM work_units WHERE id = ?`),
+    allUnits: p<[], UnitRow>(`SELECT ${UNIT} FROM work_units ORDER BY id`),
+
+    // queue: claims and leases
+    expiredLeases: p<[number], { id: number }>(
+      'SELECT id FROM work_units WHERE lease_owner IS NOT NULL AND lease_expires_at < ?',
+    ),
+    requeueRunningOfUnit: p<[number]>(
+      `UPDATE tasks SET state = 'pending', started_at = NULL WHERE unit_id = ? AND state = 'running'`,
+    ),
+    freeExpiredUnit: p<[number, number, number], UnitRow>(
+      `UPDATE work_units SET lease_owner = NULL, lease_expires_at = NULL,
+         pending = pending + ?, running = running - ?, version = version + 1
+       WHERE id = ? RETURNING *`,
+    ),
+    readyUnits: p<[number, number], { id: number; head_task_id: number }>(
+      `SELECT id, head_task_id FROM work_units
+       WHERE head_task_id IS NOT NULL AND lease_owner IS NULL AND available_at <= ?
+       ORDER BY head_task_id LIMIT ?`,
+    ),
+    leaseUnit: p<[string, number, number], UnitRow>(
+      `UPDATE work_units SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?,
+         pending = pending - 1, running = running + 1, version = version + 1
+       WHERE id = ? RETURNING *`,
+    ),
+    startTask: p<[number, number], TaskRowData>(
+      `UPDATE tasks SET state = 'running', runs = runs + 1, started_at = ? WHERE id = ? RETURNING ${TASK}`,
+    ),
+    renewLease: p<[number, number, string, number, number]>(
+      `UPDATE work_units SET lease_expires_at = ?
+       WHERE id = ? AND lease_owner = ? AND lease_token = ? AND lease_expires_at >= ?`,
+    ),
+
+    // queue: settling attempts
+    getUnitLease: p<
+      [number],
+      Pick<UnitRow, 'lease_owner' | 'lease_token' | 'lease_expires_at' | 'head_task_id' | 'available_at'>
+    >(
+      'SELECT lease_owner, lease_token, lease_expires_at, head_task_id, available_at FROM work_units WHERE id = ?',
+    ),
+    getTaskState: p<[number], { unit_id: number; state: string }>(
+      'SELECT unit_id, state FROM tasks WHERE id = ?',
+    ),
+    finishTask: p<[string, number, string | null, number, number]>(
+      `UPDATE tasks SET state = ?, failures = failures + ?, last_error = coalesce(?, last_error), finished_at = ?
+       WHERE id = ?`,
+    ),
+    requeueTask: p<[number, string | null, number, number]>(
+      `UPDATE tasks SET state = 'pending', failures = failures + ?, last_error = coalesce(?, last_error),
+         run_at = ?, started_at = NULL
+       WHERE id = ?`,
+    ),
+    unitHead: p<[number], { id: number; run_at: number }>(
+      'SELECT id, run_at FROM tasks WHERE unit_id = ? AND finished_at IS NULL ORDER BY id LIMIT 1',
+    ),
+    updateUnitAfterSettle: p<
+      [number, number, number, number, number | null, number, number, number | null, number],
+      UnitRow
+    >(
+      `UPDATE work_units SET pending = pending + ?, running = running + ?, completed = completed + ?,
+         failed = failed + ?, head_task_id = ?, available_at = ?,
+         lease_owner = CASE WHEN ? THEN lease_owner ELSE NULL END, lease_expires_at = ?,
+         version = version + 1
+       WHERE id = ? RETURNING *`,
+    ),
+
+    // maintenance and inspection
+    pruneFinished: p<[number]>('DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?'),
+    listTasks: p<[], TaskRowData & UnitRow>(
+      `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at,
+         u.task_type, u.workspace_id, u.session_id, u.observer_id, u.sender_id
+       FROM tasks t JOIN work_units u ON u.id = t.unit_id ORDER BY t.id`,
+    ),
+    listTasksByState: p<[string], TaskRowData & UnitRow>(
+      `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at,
+         u.task_type, u.workspace_id, u.session_id, u.observer_id, u.sender_id
+       FROM tasks t JOIN work_units u ON u.id = t.unit_id WHERE t.state = ? ORDER BY t.id`,
+    ),
+  };
+}
+
+export type Statements = ReturnType<typeof prepareStatements>;

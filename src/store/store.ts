@@ -1,0 +1,207 @@
+/**
+ * The store contract: everything the domain, the scheduler and the status engine need from
+ * durable storage. `createSqliteStore` implements it on an embedded SQLite file; a PostgreSQL
+ * implementation follows the same interface. Every method that writes runs one transaction: it
+ * either happens whole or not at all.
+ *
+ * ## Task and lease state machine
+ *
+ * A task is `pending` -> `running` -> `succeeded` | `failed`, and back `running` -> `pending` on a
+ * retry (with `runAt` in the future), on a graceful release, or when its unit's lease expired.
+ * A work unit's *head* is its oldest unfinished task; only the head may run.
+ *
+ * A unit is claimed with a lease `{ unitId, token }`: the token grows by one at every claim and is
+ * the fencing token. Every write a worker makes about a unit names the token; the store refuses it
+ * when the token is stale or the lease has expired, so a worker that lost its lease can never finish
+ * a task. Units are claimed oldest head first. A claim whose lease expired is recovered by the next
+ * claim: its running task goes back to `pending` and runs again (at-least-once).
+ *
+ * Each unit row carries its task counters and a `version` that grows with every change; committed
+ * changes are announced through `events` as absolute counters, so a listener can apply them in any
+ * order and more than once.
+ */
+
+import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
+import type { SettingsOverride } from '../domain/settings.ts';
+import type {
+  MessagePlan,
+  SessionPeerChange,
+  SessionSnapshot,
+  TaskPayload,
+} from '../domain/task-generation.ts';
+import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
+import type { Counters } from '../status/counts.ts';
+import type { TypedEmitter } from '../util/typed-emitter.ts';
+
+export type TaskState = 'pending' | 'running' | 'succeeded' | 'failed';
+
+/** Absolute counters of one work unit after a committed change. */
+export interface UnitCounters {
+  readonly unitId: number;
+  readonly key: WorkUnitKey;
+  readonly counters: Readonly<Counters>;
+  /** Grows by at least one with every change of this unit's counters. */
+  readonly version: number;
+}
+
+export interface StoreEvents {
+  /** Counters of these units changed in a committed transaction. */
+  'units:changed': readonly UnitCounters[];
+  /** New tasks were committed; idle workers should look for work. */
+  'tasks:enqueued': { readonly count: number };
+}
+
+/** A task as handed to a worker. */
+export interface TaskRecord {
+  readonly id: number;
+  readonly unitId: number;
+  readonly type: TaskType;
+  readonly key: WorkUnitKey;
+  readonly messageId: string | null;
+  readonly payload: TaskPayload;
+  /** Times this task was started, this run included. */
+  readonly runs: number;
+  /** Failed attempts before this run. */
+  readonly failures: number;
+  readonly createdAt: number;
+}
+
+export interface Lease {
+  readonly unitId: number;
+  /** Fencing token: grows with every claim of the unit. */
+  readonly token: number;
+}
+
+/** A freshly claimed unit with its head task already marked running. */
+export interface ClaimedUnit {
+  readonly lease: Lease;
+  readonly key: WorkUnitKey;
+  readonly task: TaskRecord;
+}
+
+/** What became of an attempt. */
+export type TaskOutcome =
+  | { readonly kind: 'succeeded' }
+  | { readonly kind: 'failed'; readonly error: string }
+  | { readonly kind: 'retry'; readonly error: string; readonly runAt: number }
+  /** Put back without counting a failure (graceful shutdown). */
+  | { readonly kind: 'requeue' };
+
+export interface SettleItem {
+  readonly lease: Lease;
+  readonly taskId: number;
+  readonly outcome: TaskOutcome;
+  /** Start the unit's next task within this claim if one is ready; otherwise release the unit. */
+  readonly continue: boolean;
+}
+
+export interface SettleResult {
+  /** `false` when the lease was stale: nothing was written for this item. */
+  readonly accepted: boolean;
+  /** The unit's next task, started under the same lease; `null` when the unit was released. */
+  readonly next: TaskRecord | null;
+  /** Why the unit was released, when it was. */
+  readonly released: 'drained' | 'waiting' | 'yielded' | 'lease-lost' | null;
+}
+
+export interface WorkerRequest {
+  /** Identifies the worker process holding the leases. */
+  readonly owner: string;
+  /** Lease length from now. */
+  readonly leaseMs: number;
+}
+
+export interface SettleRequest extends WorkerRequest {
+  readonly items: readonly SettleItem[];
+  /** Also claim up to this many more units, in the same transaction. */
+  readonly claim: number;
+}
+
+export interface SettleResponse {
+  readonly results: readonly SettleResult[];
+  readonly claimed: readonly ClaimedUnit[];
+}
+
+/** A raw task row, for inspection and tests. */
+export interface TaskRow {
+  readonly id: number;
+  readonly key: WorkUnitKey;
+  readonly state: TaskState;
+  readonly runs: number;
+  readonly failures: number;
+  readonly lastError: string | null;
+  readonly payload: TaskPayload;
+  readonly messageId: string | null;
+}
+
+export interface AppendMessagesRequest {
+  readonly workspaceId: string;
+  readonly sessionId: string;
+  readonly messages: readonly { readonly peerId: string; readonly content: string }[];
+}
+
+export interface AppendMessagesResult {
+  readonly messages: readonly Message[];
+  readonly enqueuedTasks: number;
+}
+
+export interface UpsertSessionRequest {
+  readonly workspaceId: string;
+  readonly id: string;
+  readonly settings?: SettingsOverride | undefined;
+}
+
+export interface Store {
+  /** Announces committed changes. Listeners run after the commit. */
+  readonly events: TypedEmitter<StoreEvents>;
+
+  upsertWorkspace(id: string, settings?: SettingsOverride): Promise<Workspace>;
+  getWorkspace(id: string): Promise<Workspace | null>;
+
+  /** Creates the workspace if needed; `observeMe` undefined keeps the current value (true when new). */
+  upsertPeer(workspaceId: string, id: string, observeMe?: boolean): Promise<Peer>;
+  getPeer(workspaceId: string, id: string): Promise<Peer | null>;
+
+  /**
+   * Creates or updates a session, creating the workspace and missing peers. `planMembers` gets the
+   * current members and returns the new ones (it may throw to reject; nothing is written then).
+   */
+  upsertSession(
+    request: UpsertSessionRequest,
+    peerIds: readonly string[],
+    planMembers: (current: readonly SessionPeer[]) => readonly SessionPeer[],
+  ): Promise<Session>;
+  getSession(workspaceId: string, id: string): Promise<Session | null>;
+
+  /**
+   * Appends messages and their tasks in one transaction. `plan` turns the session snapshot into
+   * the exact rows to write. Throws `NotFoundError` when the session does not exist.
+   */
+  appendMessages(
+    request: AppendMessagesRequest,
+    plan: (snapshot: SessionSnapshot) => MessagePlan,
+  ): Promise<AppendMessagesResult>;
+  listMessages(
+    workspaceId: string,
+    sessionId: string,
+    options?: { afterSeq?: number; limit?: number },
+  ): Promise<Message[]>;
+
+  /** Claims up to `max` ready units, oldest head first, starting each unit's head task. */
+  claim(request: WorkerRequest & { readonly max: number }): Promise<ClaimedUnit[]>;
+  /** Records attempt outcomes, advances or releases their units, and claims more: one transaction. */
+  settle(request: SettleRequest): Promise<SettleResponse>;
+  /** Extends the leases still held; returns those that were lost. */
+  renewLeases(request: WorkerRequest & { readonly leases: readonly Lease[] }): Promise<Lease[]>;
+
+  /** Counters of every unit, to rebuild the status index at start-up. */
+  loadUnitCounters(): Promise<UnitCounters[]>;
+  /** Deletes finished task rows finished before `finishedBefore`; counters are untouched. */
+  pruneFinished(finishedBefore: number): Promise<number>;
+  /** Raw task rows, in id order (inspection and tests). */
+  listTasks(filter?: { readonly state?: TaskState }): Promise<TaskRow[]>;
+
+  close(): Promise<void>;
+}
+
+export type { SessionPeerChange };

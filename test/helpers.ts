@@ -1,0 +1,106 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDeriver, type Deriver } from '../src/domain/deriver.ts';
+import type { SchedulerOptions } from '../src/scheduler/options.ts';
+import { createScheduler, type Scheduler } from '../src/scheduler/scheduler.ts';
+import { isIdle } from '../src/status/counts.ts';
+import { createStatusEngine, type StatusEngine } from '../src/status/status-engine.ts';
+import type { StatusQuery } from '../src/status/status-filter.ts';
+import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';
+import type { Store } from '../src/store/store.ts';
+
+/** A fresh folder for database files; removed by the returned function. */
+export function tempDir(): { dir: string; path: (name: string) => string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'deriver-live-'));
+  return {
+    dir,
+    path: (name) => join(dir, name),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+export interface Harness {
+  readonly dbPath: string;
+  readonly store: Store;
+  readonly status: StatusEngine;
+  readonly deriver: Deriver;
+  scheduler?: Scheduler;
+  startScheduler(options: Omit<SchedulerOptions, 'store'>): Scheduler;
+  /** Resolves when the filtered status has nothing pending or running. */
+  idle(filter?: Partial<StatusQuery>): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Store, status engine and domain service on a real SQLite file in a temp folder. */
+export async function createHarness(
+  options: { dbPath?: string; clock?: () => number } = {},
+): Promise<Harness> {
+  const temp = options.dbPath ? undefined : tempDir();
+  const dbPath = options.dbPath ?? temp!.path('deriver.db');
+  const store = createSqliteStore({ path: dbPath, clock: options.clock });
+  const status = await createStatusEngine({ store });
+  const deriver = createDeriver({ store });
+  const harness: Harness = {
+    dbPath,
+    store,
+    status,
+    deriver,
+    startScheduler(schedulerOptions) {
+      const scheduler = createScheduler({ store, ...schedulerOptions });
+      harness.scheduler = scheduler;
+      scheduler.start();
+      return scheduler;
+    },
+    idle(filter = {}) {
+      const query = { workspaceId: 'default', ...filter };
+      return new Promise<void>((resolve) => {
+        if (isIdle(status.get(query))) return resolve();
+        const off = status.events.on('status:changed', () => {
+          if (isIdle(status.get(query))) {
+            off();
+            resolve();
+          }
+        });
+      });
+    },
+    async close() {
+      await harness.scheduler?.stop({ deadlineMs: 0 });
+      status.close();
+      await store.close();
+      temp?.remove();
+    },
+  };
+  return harness;
+}
+
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: unknown) => void;
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Adds `count` messages from `peerId` to a session, in calls of at most 100. */
+export async function sendMessages(
+  deriver: Deriver,
+  args: { workspaceId?: string; sessionId: string; peerId: string; count: number },
+): Promise<void> {
+  for (let sent = 0; sent < args.count; sent += 100) {
+    const n = Math.min(100, args.count - sent);
+    await deriver.addMessages({
+      workspaceId: args.workspaceId,
+      sessionId: args.sessionId,
+      messages: Array.from({ length: n }, (_, i) => ({ peerId: args.peerId, content: `m${sent + i + 1}` })),
+    });
+  }
+}
