@@ -1,0 +1,166 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createDeriver } from '../src/domain/deriver.ts';
+import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';
+import type { Store } from '../src/store/store.ts';
+import { createHarness, type Harness, sendMessages, tempDir } from './helpers.ts';
+
+const WORKER = fileURLToPath(new URL('./fixtures/crash-worker.ts', import.meta.url));
+
+let h: Harness | undefined;
+let child: ChildProcess | undefined;
+const cleanups: (() => void | Promise<void>)[] = [];
+afterEach(async () => {
+  child?.kill('SIGKILL');
+  await h?.close();
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+function readLog(path: string): { started: Map<number, number>; ended: Set<number> } {
+  const started = new Map<number, number>();
+  const ended = new Set<number>();
+  if (!existsSync(path)) return { started, ended };
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const [what, id] = line.split(' ');
+    if (what === 'start') started.set(Number(id), (started.get(Number(id)) ?? 0) + 1);
+    if (what === 'end') ended.add(Number(id));
+  }
+  return { started, ended };
+}
+
+describe('crash recovery', () => {
+  it('finishes every task after the worker process is SIGKILLed mid-run; interrupted tasks run again', async () => {
+    const temp = tempDir();
+    cleanups.push(temp.remove);
+    const dbPath = temp.path('crash.db');
+    const logPath = temp.path('worker.log');
+    h = await createHarness({ dbPath });
+    await h.deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
+    for (let s = 0; s < 10; s++) {
+      await h.deriver.upsertSession({ id: `s${s}`, peers: [{ peerId: `p${s}` }] });
+      await sendMessages(h.deriver, { sessionId: `s${s}`, peerId: `p${s}`, count: 20 });
+    }
+    await h.close();
+    h = undefined;
+
+    child = spawn(process.execPath, ['--import', 'tsx', WORKER, dbPath, logPath], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const exited = new Promise((resolve) => child!.once('exit', resolve));
+    // Kill it once it has finished some tasks and is in the middle of others.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const log = readLog(logPath);
+        if (log.ended.size >= 40 && log.started.size > log.ended.size) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 2);
+      child!.once('exit', (code) => {
+        clearInterval(timer);
+        reject(new Error(`worker exited early with ${code}`));
+      });
+    });
+    child.kill('SIGKILL');
+    await exited;
+    const before = readLog(logPath);
+    const interrupted = [...before.started.keys()].filter((id) => !before.ended.has(id));
+    expect(interrupted.length).toBeGreaterThan(0);
+
+    h = await createHarness({ dbPath });
+    const mid = h.status.get({ workspaceId: 'default' });
+    expect(mid.totalWorkUnits).toBe(200);
+    expect(mid.completedWorkUnits).toBeLessThan(200);
+    const rerun: number[] = [];
+    const idle = h.idle();
+    h.startScheduler({
+      leaseMs: 400,
+      pollMs: 20,
+      handlers: { representation: ({ task }) => void rerun.push(task.id) },
+    });
+    await idle;
+
+    const tasks = await h.store.listTasks();
+    expect(tasks).toHaveLength(200);
+    expect(tasks.every((t) => t.state === 'succeeded')).toBe(true);
+    for (const id of interrupted) {
+      expect(rerun).toContain(id);
+      expect(tasks.find((t) => t.id === id)?.runs).toBeGreaterThanOrEqual(2);
+    }
+    expect(h.status.get({ workspaceId: 'default' })).toEqual({
+      totalWorkUnits: 200,
+      completedWorkUnits: 200,
+      inProgressWorkUnits: 0,
+      pendingWorkUnits: 0,
+      failedWorkUnits: 0,
+    });
+  });
+});
+
+describe('fencing', () => {
+  async function twoTasks(): Promise<{ store: Store; advance: (ms: number) => void }> {
+    const temp = tempDir();
+    let now = 1_000_000;
+    const store = createSqliteStore({ path: temp.path('fence.db'), clock: () => now });
+    cleanups.push(async () => {
+      await store.close();
+      temp.remove();
+    });
+    const deriver = createDeriver({ store });
+    await deriver.upsertSession({ id: 's', peers: [{ peerId: 'a' }] });
+    await sendMessages(deriver, { sessionId: 's', peerId: 'a', count: 2 });
+    const advance = (ms: number) => {
+      now += ms;
+    };
+    return { store, advance };
+  }
+
+  it('refuses the completion of a lease holder whose lease expired and was claimed again', async () => {
+    const { store, advance } = await twoTasks();
+    const [a] = await store.claim({ owner: 'A', leaseMs: 100, max: 1 });
+    expect(a).toBeDefined();
+    advance(50);
+    expect(await store.renewLeases({ owner: 'A', leaseMs: 100, leases: [a!.lease] })).toEqual([]);
+    advance(200);
+    expect(await store.renewLeases({ owner: 'A', leaseMs: 100, leases: [a!.lease] })).toEqual([a!.lease]);
+
+    const [b] = await store.claim({ owner: 'B', leaseMs: 100, max: 1 });
+    expect(b?.lease.unitId).toBe(a!.lease.unitId);
+    expect(b!.lease.token).toBe(a!.lease.token + 1);
+    expect(b!.task.id).toBe(a!.task.id);
+    expect(b!.task.runs).toBe(2);
+
+    const stale = await store.settle({
+      owner: 'A',
+      leaseMs: 100,
+      claim: 0,
+      items: [{ lease: a!.lease, taskId: a!.task.id, outcome: { kind: 'succeeded' }, continue: true }],
+    });
+    expect(stale.results).toEqual([{ accepted: false, next: null, released: 'lease-lost' }]);
+    expect((await store.listTasks())[0]).toMatchObject({ state: 'running' });
+
+    const fresh = await store.settle({
+      owner: 'B',
+      leaseMs: 100,
+      claim: 0,
+      items: [{ lease: b!.lease, taskId: b!.task.id, outcome: { kind: 'succeeded' }, continue: true }],
+    });
+    expect(fresh.results[0]).toMatchObject({ accepted: true, released: null });
+    expect(fresh.results[0]?.next?.payload.seq).toBe(2);
+  });
+
+  it('refuses the completion of a holder whose lease expired even before anyone else claimed', async () => {
+    const { store, advance } = await twoTasks();
+    const [a] = await store.claim({ owner: 'A', leaseMs: 100, max: 1 });
+    advance(101);
+    const late = await store.settle({
+      owner: 'A',
+      leaseMs: 100,
+      claim: 0,
+      items: [{ lease: a!.lease, taskId: a!.task.id, outcome: { kind: 'succeeded' }, continue: false }],
+    });
+    expect(late.results[0]?.accepted).toBe(false);
+  });
+});

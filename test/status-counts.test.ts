@@ -1,0 +1,196 @@
+import Database from 'better-sqlite3';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { PermanentTaskError } from '../src/errors.ts';
+import type { StatusCounts } from '../src/status/counts.ts';
+import type { StatusQuery } from '../src/status/status-filter.ts';
+import { createHarness, type Harness } from './helpers.ts';
+
+const PEERS = ['p0', 'p1', 'p2', 'p3'];
+const SESSIONS = ['s0', 's1', 's2'];
+
+/** Counts recomputed from the raw task rows, the slow and obvious way. */
+function bruteForce(dbPath: string, filter: Omit<StatusQuery, 'workspaceId'>): StatusCounts {
+  const db = new Database(dbPath, { readonly: true });
+  try {
+    const rows = db
+      .prepare<
+        [],
+        { state: string; session_id: string; observer_id: string | null; sender_id: string | null }
+      >(
+        'SELECT t.state, u.session_id, u.observer_id, u.sender_id FROM tasks t JOIN work_units u ON u.id = t.unit_id',
+      )
+      .all()
+      .filter(
+        (r) =>
+          (filter.sessionId === undefined || r.session_id === filter.sessionId) &&
+          (filter.observerId === undefined || r.observer_id === filter.observerId) &&
+          (filter.senderId === undefined || r.sender_id === filter.senderId),
+      );
+    const count = (...states: string[]) => rows.filter((r) => states.includes(r.state)).length;
+    return {
+      totalWorkUnits: rows.length,
+      completedWorkUnits: count('succeeded', 'failed'),
+      inProgressWorkUnits: count('running'),
+      pendingWorkUnits: count('pending'),
+      failedWorkUnits: count('failed'),
+    };
+  } finally {
+    db.close();
+  }
+}
+
+function allFilters(): Omit<StatusQuery, 'workspaceId'>[] {
+  const peers = [undefined, ...PEERS, 'ghost'];
+  const filters: Omit<StatusQuery, 'workspaceId'>[] = [];
+  for (const sessionId of [undefined, ...SESSIONS])
+    for (const observerId of peers)
+      for (const senderId of peers) filters.push({ sessionId, observerId, senderId });
+  return filters;
+}
+
+function expectMatchesRawRows(h: Harness): void {
+  for (const filter of allFilters()) {
+    const query = { workspaceId: 'default', ...filter };
+    const expected = bruteForce(h.dbPath, filter);
+    expect(h.status.get(query), JSON.stringify(filter)).toEqual(expected);
+    if (filter.sessionId === undefined) {
+      const breakdown = SESSIONS.map((sessionId) => ({
+        sessionId,
+        ...bruteForce(h.dbPath, { ...filter, sessionId }),
+      })).filter((s) => s.totalWorkUnits > 0);
+      expect(h.status.sessions(query), `sessions ${JSON.stringify(filter)}`).toEqual(breakdown);
+    }
+  }
+}
+
+function snapshotAll(h: Harness): StatusCounts[] {
+  return allFilters().map((f) => h.status.get({ workspaceId: 'default', ...f }));
+}
+
+const memberArb = fc.record({
+  peerId: fc.constantFrom(...PEERS),
+  observeOthers: fc.boolean(),
+  observeMe: fc.constantFrom(null, true, false),
+});
+
+const workloadArb = fc.record({
+  peerObserveMe: fc.array(fc.boolean(), { minLength: PEERS.length, maxLength: PEERS.length }),
+  members: fc.array(fc.uniqueArray(memberArb, { selector: (m) => m.peerId, maxLength: 4 }), {
+    minLength: SESSIONS.length,
+    maxLength: SESSIONS.length,
+  }),
+  batches: fc.array(
+    fc.record({
+      session: fc.constantFrom(...SESSIONS),
+      senders: fc.array(fc.constantFrom(...PEERS), { minLength: 1, maxLength: 4 }),
+    }),
+    { minLength: 1, maxLength: 12 },
+  ),
+  /** Per task id modulo 7: which fate the handler deals. */
+  fates: fc.array(fc.constantFrom('ok', 'permanent', 'flaky'), { minLength: 7, maxLength: 7 }),
+  /** Stop the scheduler after this many completions (null: run to idle). */
+  stopAfter: fc.option(fc.integer({ min: 0, max: 30 }), { nil: null }),
+});
+
+describe('status counts', () => {
+  it('equal a brute-force recount of the raw rows for every filter, after random workloads', async () => {
+    await fc.assert(
+      fc.asyncProperty(workloadArb, async (w) => {
+        const h = await createHarness();
+        try {
+          await h.deriver.upsertWorkspace({
+            id: 'default',
+            settings: { messagesPerShortSummary: 3, messagesPerLongSummary: 7 },
+          });
+          for (const [i, peerId] of PEERS.entries()) {
+            await h.deriver.upsertPeer({ id: peerId, observeMe: w.peerObserveMe[i] });
+          }
+          for (const [i, sessionId] of SESSIONS.entries()) {
+            await h.deriver.upsertSession({ id: sessionId, peers: w.members[i] });
+          }
+          for (const batch of w.batches) {
+            await h.deriver.addMessages({
+              sessionId: batch.session,
+              messages: batch.senders.map((peerId) => ({ peerId, content: 'x' })),
+            });
+          }
+          expectMatchesRawRows(h);
+
+          const violations: string[] = [];
+          let lastTotal = 0;
+          h.status.events.on('status:changed', () => {
+            for (const s of [
+              h.status.get({ workspaceId: 'default' }),
+              ...h.status.sessions({ workspaceId: 'default' }),
+            ]) {
+              const sum = s.pendingWorkUnits + s.inProgressWorkUnits + s.completedWorkUnits;
+              if (s.totalWorkUnits !== sum) violations.push(`total ${s.totalWorkUnits} != ${sum}`);
+              if (Object.values(s).some((v) => typeof v === 'number' && v < 0))
+                violations.push('negative count');
+              if (s.failedWorkUnits > s.completedWorkUnits) violations.push('failed > completed');
+            }
+            const total = h.status.get({ workspaceId: 'default' }).totalWorkUnits;
+            if (total < lastTotal) violations.push('total went down');
+            lastTotal = total;
+          });
+
+          let completions = 0;
+          const enough = new Promise<void>((resolve) => {
+            const scheduler = h.startScheduler({
+              concurrency: 3,
+              maxAttempts: 2,
+              retryBaseMs: 1,
+              retryMaxMs: 2,
+              pollMs: 5,
+              handlers: Object.fromEntries(
+                (['representation', 'summary'] as const).map((type) => [
+                  type,
+                  ({ task, attempt }: { task: { id: number }; attempt: number }) => {
+                    const fate = w.fates[task.id % 7];
+                    if (fate === 'permanent') throw new PermanentTaskError('nope');
+                    if (fate === 'flaky' && attempt === 1) throw new Error('flaky');
+                  },
+                ]),
+              ),
+            });
+            const check = () => {
+              if (w.stopAfter !== null && completions >= w.stopAfter) resolve();
+            };
+            const completed = () => {
+              completions++;
+              check();
+            };
+            scheduler.events.on('task:completed', completed);
+            scheduler.events.on('task:failed', completed);
+            check();
+            void h.idle().then(resolve);
+          });
+          await enough;
+          await h.scheduler!.stop({ deadlineMs: 0 });
+          expect(violations).toEqual([]);
+          expectMatchesRawRows(h);
+
+          // Counts survive a restart, and pruning finished rows changes none of them.
+          const before = snapshotAll(h);
+          const dbPath = h.dbPath;
+          h.status.close();
+          await h.store.close();
+          const reopened = await createHarness({ dbPath });
+          try {
+            expect(snapshotAll(reopened)).toEqual(before);
+            await reopened.store.pruneFinished(Number.MAX_SAFE_INTEGER);
+            expect(await reopened.store.listTasks({ state: 'succeeded' })).toEqual([]);
+            expect(snapshotAll(reopened)).toEqual(before);
+          } finally {
+            reopened.status.close();
+            await reopened.store.close();
+          }
+        } finally {
+          await h.close().catch(() => {});
+        }
+      }),
+      { numRuns: 25 },
+    );
+  });
+});
