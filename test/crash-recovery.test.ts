@@ -117,50 +117,97 @@ describe('fencing', () => {
     return { store, advance };
   }
 
+  const claimBy = (store: Store, owner: string) => store.claim({ owner, leaseMs: 100, max: 1, prefetch: 5 });
+
   it('refuses the completion of a lease holder whose lease expired and was claimed again', async () => {
     const { store, advance } = await twoTasks();
-    const [a] = await store.claim({ owner: 'A', leaseMs: 100, max: 1 });
-    expect(a).toBeDefined();
+    const [a] = await claimBy(store, 'A');
+    expect(a?.tasks.map((t) => t.payload.seq)).toEqual([1, 2]);
     advance(50);
     expect(await store.renewLeases({ owner: 'A', leaseMs: 100, leases: [a!.lease] })).toEqual([]);
     advance(200);
     expect(await store.renewLeases({ owner: 'A', leaseMs: 100, leases: [a!.lease] })).toEqual([a!.lease]);
 
-    const [b] = await store.claim({ owner: 'B', leaseMs: 100, max: 1 });
+    const [b] = await claimBy(store, 'B');
     expect(b?.lease.unitId).toBe(a!.lease.unitId);
     expect(b!.lease.token).toBe(a!.lease.token + 1);
-    expect(b!.task.id).toBe(a!.task.id);
-    expect(b!.task.runs).toBe(2);
+    expect(b!.tasks[0]?.id).toBe(a!.tasks[0]?.id);
+    expect(b!.tasks[0]?.runs).toBe(2);
 
+    const [first, second] = a!.tasks;
     const stale = await store.settle({
       owner: 'A',
       leaseMs: 100,
-      claim: 0,
-      items: [{ lease: a!.lease, taskId: a!.task.id, outcome: { kind: 'succeeded' }, continue: true }],
+      max: 0,
+      prefetch: 5,
+      reports: [
+        {
+          lease: a!.lease,
+          attempts: [{ taskId: first!.id, outcome: { kind: 'succeeded' } }],
+          running: second!.id,
+        },
+      ],
     });
-    expect(stale.results).toEqual([{ accepted: false, next: null, released: 'lease-lost' }]);
-    expect((await store.listTasks())[0]).toMatchObject({ state: 'running' });
+    expect(stale.results).toEqual([{ accepted: false, released: 'lease-lost' }]);
+    expect((await store.listTasks()).map((t) => t.state)).toEqual(['running', 'pending']);
 
     const fresh = await store.settle({
       owner: 'B',
       leaseMs: 100,
-      claim: 0,
-      items: [{ lease: b!.lease, taskId: b!.task.id, outcome: { kind: 'succeeded' }, continue: true }],
+      max: 0,
+      prefetch: 5,
+      reports: [
+        {
+          lease: b!.lease,
+          attempts: [{ taskId: first!.id, outcome: { kind: 'succeeded' } }],
+          running: second!.id,
+        },
+      ],
     });
-    expect(fresh.results[0]).toMatchObject({ accepted: true, released: null });
-    expect(fresh.results[0]?.next?.payload.seq).toBe(2);
+    expect(fresh.results).toEqual([{ accepted: true, released: null }]);
+    expect((await store.listTasks()).map((t) => t.state)).toEqual(['succeeded', 'running']);
   });
 
   it('refuses the completion of a holder whose lease expired even before anyone else claimed', async () => {
     const { store, advance } = await twoTasks();
-    const [a] = await store.claim({ owner: 'A', leaseMs: 100, max: 1 });
+    const [a] = await claimBy(store, 'A');
     advance(101);
     const late = await store.settle({
       owner: 'A',
       leaseMs: 100,
-      claim: 0,
-      items: [{ lease: a!.lease, taskId: a!.task.id, outcome: { kind: 'succeeded' }, continue: false }],
+      max: 0,
+      prefetch: 5,
+      reports: [
+        {
+          lease: a!.lease,
+          attempts: [{ taskId: a!.tasks[0]!.id, outcome: { kind: 'succeeded' } }],
+          running: null,
+        },
+      ],
     });
     expect(late.results[0]?.accepted).toBe(false);
+  });
+
+  it('rejects a report that does not fit the stored state, writing nothing', async () => {
+    const { store } = await twoTasks();
+    const [a] = await claimBy(store, 'A');
+    const [, second] = a!.tasks;
+    // the second task was never started: it cannot be the one that was running
+    await expect(
+      store.settle({
+        owner: 'A',
+        leaseMs: 100,
+        max: 0,
+        prefetch: 5,
+        reports: [
+          {
+            lease: a!.lease,
+            attempts: [{ taskId: second!.id, outcome: { kind: 'succeeded' } }],
+            running: null,
+          },
+        ],
+      }),
+    ).rejects.toThrow(/is not running/);
+    expect((await store.listTasks()).map((t) => t.state)).toEqual(['running', 'pending']);
   });
 });

@@ -35,8 +35,12 @@ describe('retries', () => {
         },
       },
     });
-    scheduler.events.on('task:retrying', (e) => void retrying.push(e));
-    await idle;
+    const retried = new Promise<void>((resolve) =>
+      scheduler.events.on('task:retrying', (e) => {
+        if (retrying.push(e) === 2) resolve();
+      }),
+    );
+    await Promise.all([idle, retried]);
     expect(log).toEqual(['1@1', '1@2', '1@3', '2@1']);
     expect(retrying.map((e) => [e.attempt, e.error])).toEqual([
       [1, 'flaky 1'],
@@ -64,8 +68,13 @@ describe('retries', () => {
         },
       },
     });
-    scheduler.events.on('task:failed', (e) => void failed.push(e));
-    await idle;
+    const reported = new Promise<void>((resolve) =>
+      scheduler.events.on('task:failed', (e) => {
+        failed.push(e);
+        resolve();
+      }),
+    );
+    await Promise.all([idle, reported]);
     expect(failed.map((e) => [e.attempts, e.error])).toEqual([[3, 'always broken']]);
     const tasks = await harness.store.listTasks();
     expect(tasks.map((t) => [t.state, t.runs, t.failures, t.lastError])).toEqual([
@@ -182,7 +191,7 @@ describe('graceful shutdown', () => {
       inProgressWorkUnits: 0,
     });
     // another worker can claim the unit at once: its lease was released, not left to expire
-    expect(await harness.store.claim({ owner: 'next', leaseMs: 1_000, max: 1 })).toHaveLength(1);
+    expect(await harness.store.claim({ owner: 'next', leaseMs: 1_000, max: 1, prefetch: 1 })).toHaveLength(1);
   });
 
   it('aborts what is still running at the deadline and puts it back without counting a failure', async () => {

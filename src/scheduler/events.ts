@@ -1,5 +1,5 @@
 import type { WorkUnitKey } from '../domain/work-unit-key.ts';
-import type { Lease, SettleResult, TaskRecord } from '../store/store.ts';
+import type { Lease, ReportResult, TaskRecord } from '../store/store.ts';
 
 /** Events of a scheduler. Listeners run synchronously; one that throws cannot break the loop. */
 export interface SchedulerEvents {
@@ -7,7 +7,7 @@ export interface SchedulerEvents {
   'unit:released': {
     readonly lease: Lease;
     readonly key: WorkUnitKey;
-    readonly reason: NonNullable<SettleResult['released']>;
+    readonly reason: NonNullable<ReportResult['released']>;
   };
   'task:started': { readonly task: TaskRecord; readonly attempt: number };
   'task:completed': { readonly task: TaskRecord; readonly durationMs: number };

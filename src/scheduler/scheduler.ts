@@ -1,18 +1,23 @@
 /**
- * The work-unit scheduler: runs tasks of one work unit one at a time in creation order, and up to
- * `concurrency` units at once.
+ * The work-unit scheduler: runs the tasks of one work unit one at a time in creation order, and up
+ * to `concurrency` units at once.
  *
- * ## The loop
- * All store calls go through one pump, one call at a time. When a handler finishes, its outcome is
- * queued; the pump then sends every queued outcome in one `settle` transaction (group commit),
- * which also starts each unit's next task under the same lease and claims more units for free
- * slots. So a busy scheduler costs about one commit per `concurrency` tasks.
+ * ## Claims and the pipeline
+ * A claim leases one unit and hands over its head task (marked running) plus up to
+ * `claimBudget - 1` tasks after it. The worker runs them one after another: when an attempt ends
+ * well, the next task starts at once, without waiting for the store. Ended attempts are reported
+ * in the background; one `settle` transaction carries the reports of every unit that moved since
+ * the last one (group commit) and claims units for free slots. So a busy scheduler commits far
+ * less often than once per task, and its latency does not include a commit.
  *
- * ## Claims
- * A claimed unit keeps running its tasks until it is drained, its head waits for a retry, or it has
- * run `claimBudget` tasks; then it is released and goes back in line behind older work (fairness).
- * Leases are renewed every `heartbeatMs`; a lease found lost aborts the attempt and the unit is
- * dropped, and the store refuses any outcome sent under the stale lease (fencing).
+ * A unit stops at a retry (its head must wait), when its claimed tasks run out (fairness: it goes
+ * back in line behind older heads), or at shutdown; its last report then releases it.
+ *
+ * ## Leases
+ * Leases are renewed every `heartbeatMs`. A lease found lost aborts the running attempt; the store
+ * refuses every report sent under a stale lease (fencing), so what that worker did is not recorded
+ * and the tasks run again under the new holder (at-least-once). Events about attempts
+ * (`task:completed`, `task:failed`, `task:retrying`) are emitted once the store has accepted them.
  *
  * ## Wake-ups
  * Enqueueing in this process wakes the pump at once. A timer covers retries that come due, and a
@@ -22,16 +27,16 @@
  * `stop()` stops claiming, lets running attempts finish until the deadline, aborts the rest with
  * `ShutdownError` (put back as pending, no failure counted), and releases every claim.
  */
-
 import type { WorkUnitKey } from '../domain/work-unit-key.ts';
 import { LeaseLostError, PermanentTaskError, ShutdownError, TaskTimeoutError, toError } from '../errors.ts';
 import type {
   ClaimedUnit,
   Lease,
-  SettleItem,
+  ReportResult,
   SettleResponse,
   TaskOutcome,
   TaskRecord,
+  UnitReport,
 } from '../store/store.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { SchedulerEvents } from './events.ts';
@@ -56,15 +61,20 @@ export interface Scheduler {
 interface ActiveUnit {
   readonly lease: Lease;
   readonly key: WorkUnitKey;
-  task: TaskRecord;
-  /** Tasks this claim may still start after the current one. */
-  budget: number;
-  controller: AbortController;
+  /** Claimed tasks not started yet, in order. */
+  readonly queue: TaskRecord[];
+  /** The task running in this worker now. */
+  current: TaskRecord | null;
+  controller: AbortController | null;
   startedAt: number;
+  /** Attempts ended since the last report. */
+  ended: Ended[];
+  /** The lease was found lost: start nothing more. */
+  lost: boolean;
 }
 
-interface Finished {
-  readonly unit: ActiveUnit;
+interface Ended {
+  readonly task: TaskRecord;
   readonly outcome: TaskOutcome;
   readonly durationMs: number;
 }
@@ -73,8 +83,12 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   const options: ResolvedSchedulerOptions = resolveSchedulerOptions(input);
   const { store, concurrency } = options;
   const events = new TypedEmitter<SchedulerEvents>();
+  /** Store errors are retried; without a listener they still must not pass unseen. */
+  const reportError = (error: unknown, operation: string): void => {
+    if (events.hasListeners('error')) events.emit('error', { error: toError(error), operation });
+    else process.emitWarning(`scheduler ${operation} failed and will be retried: ${toError(error).message}`);
+  };
   const active = new Map<number, ActiveUnit>();
-  let finished: Finished[] = [];
   let claimWanted = false;
   let busy = false;
   let pumpScheduled = false;
@@ -87,6 +101,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   let wakeTimer: { at: number; timer: NodeJS.Timeout } | undefined;
   let unsubscribeEnqueued: (() => void) | undefined;
   let storeFailures = 0;
+  const request = { owner: options.workerId, leaseMs: options.leaseMs, prefetch: options.claimBudget };
 
   const wantClaim = (): void => {
     if (stopping) return;
@@ -121,106 +136,107 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
 
   async function pump(): Promise<void> {
     if (busy) return;
-    const free = stopping ? 0 : concurrency - active.size;
-    const batch = finished;
-    if (batch.length === 0 && !(claimWanted && free > 0)) {
+    const moved = [...active.values()].filter((u) => u.ended.length > 0 || u.current === null);
+    const releasing = moved.filter((u) => u.current === null).length;
+    const max = stopping ? 0 : concurrency - active.size + releasing;
+    if (moved.length === 0 && !(claimWanted && max > 0)) {
       notifyIdle();
       return;
     }
     busy = true;
-    finished = [];
     claimWanted = false;
-    const items: SettleItem[] = batch.map(({ unit, outcome }) => ({
-      lease: unit.lease,
-      taskId: unit.task.id,
-      outcome,
-      continue: !stopping && unit.budget > 0,
+    const sent = moved.map((u) => {
+      const ended = u.ended;
+      u.ended = [];
+      return ended;
+    });
+    const reports: UnitReport[] = moved.map((u, i) => ({
+      lease: u.lease,
+      attempts: (sent[i] ?? []).map(({ task, outcome }) => ({ taskId: task.id, outcome })),
+      running: u.current?.id ?? null,
     }));
-    // Units that will certainly let go of their slot in this transaction can be replaced in it.
-    const yielding = items.filter((item) => !item.continue).length;
-    const claim = stopping ? 0 : Math.max(0, free + yielding);
     let response: SettleResponse;
     try {
       response =
-        items.length > 0
-          ? await store.settle({ owner: options.workerId, leaseMs: options.leaseMs, items, claim })
-          : {
-              results: [],
-              claimed: await store.claim({ owner: options.workerId, leaseMs: options.leaseMs, max: claim }),
-            };
+        reports.length > 0
+          ? await store.settle({ ...request, reports, max })
+          : { results: [], claimed: await store.claim({ ...request, max }) };
       storeFailures = 0;
     } catch (error) {
       busy = false;
-      finished = batch.concat(finished);
-      if (items.length === 0) claimWanted = true;
+      moved.forEach((u, i) => {
+        u.ended = (sent[i] ?? []).concat(u.ended);
+      });
+      if (reports.length === 0) claimWanted = true;
       storeFailures++;
-      events.emit('error', { error: toError(error), operation: items.length > 0 ? 'settle' : 'claim' });
+      reportError(error, reports.length > 0 ? 'settle' : 'claim');
       schedulePump(Math.min(5_000, 50 * 2 ** Math.min(storeFailures, 7)));
       return;
     }
     busy = false;
-    batch.forEach((entry, i) => {
+    moved.forEach((unit, i) => {
       const result = response.results[i];
-      if (result) afterSettle(entry, result);
+      if (result) afterReport(unit, sent[i] ?? [], result);
     });
     for (const claimed of response.claimed) adopt(claimed);
-    if (response.claimed.length === claim && claim > 0) claimWanted = true;
+    if (response.claimed.length === max && max > 0) claimWanted = true;
     schedulePump();
   }
 
-  function afterSettle(entry: Finished, result: SettleResponse['results'][number]): void {
-    const { unit, outcome, durationMs } = entry;
+  function afterReport(unit: ActiveUnit, ended: readonly Ended[], result: ReportResult): void {
     if (!result.accepted) {
+      unit.lost = true;
+      unit.controller?.abort(new LeaseLostError(unit.lease.unitId));
       release(unit, 'lease-lost');
       return;
     }
-    const task = unit.task;
-    if (outcome.kind === 'succeeded') events.emit('task:completed', { task, durationMs });
-    else if (outcome.kind === 'failed')
-      events.emit('task:failed', { task, error: outcome.error, attempts: task.failures + 1, durationMs });
-    else if (outcome.kind === 'retry') {
-      events.emit('task:retrying', {
-        task,
-        error: outcome.error,
-        attempt: task.failures + 1,
-        runAt: outcome.runAt,
-      });
-      wakeAt(outcome.runAt);
+    for (const { task, outcome, durationMs } of ended) {
+      if (outcome.kind === 'succeeded') events.emit('task:completed', { task, durationMs });
+      else if (outcome.kind === 'failed')
+        events.emit('task:failed', { task, error: outcome.error, attempts: task.failures + 1, durationMs });
+      else if (outcome.kind === 'retry') {
+        events.emit('task:retrying', {
+          task,
+          error: outcome.error,
+          attempt: task.failures + 1,
+          runAt: outcome.runAt,
+        });
+        wakeAt(outcome.runAt);
+      }
     }
-    if (result.next) {
-      unit.task = result.next;
-      unit.budget -= 1;
-      launch(unit);
-    } else {
-      release(unit, result.released ?? 'yielded');
-    }
+    if (result.released) release(unit, result.released);
   }
 
   function release(unit: ActiveUnit, reason: SchedulerEvents['unit:released']['reason']): void {
+    if (active.get(unit.lease.unitId) !== unit) return;
     active.delete(unit.lease.unitId);
     events.emit('unit:released', { lease: unit.lease, key: unit.key, reason });
     wantClaim();
   }
 
   function adopt(claimed: ClaimedUnit): void {
+    const [head, ...rest] = claimed.tasks;
+    if (!head) return;
     const unit: ActiveUnit = {
       lease: claimed.lease,
       key: claimed.key,
-      task: claimed.task,
-      budget: options.claimBudget - 1,
-      controller: new AbortController(),
+      queue: rest,
+      current: head,
+      controller: null,
       startedAt: 0,
+      ended: [],
+      lost: false,
     };
     active.set(claimed.lease.unitId, unit);
     events.emit('unit:claimed', { lease: claimed.lease, key: claimed.key });
-    launch(unit);
+    launch(unit, head);
   }
 
-  function launch(unit: ActiveUnit): void {
+  function launch(unit: ActiveUnit, task: TaskRecord): void {
     const controller = new AbortController();
+    unit.current = task;
     unit.controller = controller;
     unit.startedAt = performance.now();
-    const task = unit.task;
     const attempt = task.failures + 1;
     events.emit('task:started', { task, attempt });
     const handler = options.handlers[task.type];
@@ -237,13 +253,21 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     })();
     run.catch(() => {}); // a handler that rejects after its timeout must not be an unhandled rejection
     Promise.race([run, aborted]).then(
-      () => finish(unit, task, null),
-      (error: unknown) => finish(unit, task, error ?? new Error('handler rejected without a reason')),
+      () => ended(null),
+      (error: unknown) => ended(error ?? new Error('handler rejected without a reason')),
     );
-    function finish(u: ActiveUnit, t: TaskRecord, error: unknown): void {
+    function ended(error: unknown): void {
       clearTimeout(timeout);
-      if (u.task !== t || !active.has(u.lease.unitId)) return;
-      finished.push({ unit: u, outcome: outcomeOf(t, error), durationMs: performance.now() - u.startedAt });
+      if (unit.current !== task) return;
+      const outcome = outcomeOf(task, error);
+      unit.ended.push({ task, outcome, durationMs: performance.now() - unit.startedAt });
+      unit.current = null;
+      unit.controller = null;
+      const next = unit.queue[0];
+      if (next && !stopping && !unit.lost && (outcome.kind === 'succeeded' || outcome.kind === 'failed')) {
+        unit.queue.shift();
+        launch(unit, next);
+      }
       schedulePump();
     }
   }
@@ -264,14 +288,19 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     const leases = [...active.values()].map((u) => u.lease);
     try {
       const lost = await store.renewLeases({ owner: options.workerId, leaseMs: options.leaseMs, leases });
-      for (const lease of lost) active.get(lease.unitId)?.controller.abort(new LeaseLostError(lease.unitId));
+      for (const lease of lost) {
+        const unit = active.get(lease.unitId);
+        if (!unit) continue;
+        unit.lost = true;
+        unit.controller?.abort(new LeaseLostError(lease.unitId));
+      }
     } catch (error) {
-      events.emit('error', { error: toError(error), operation: 'renewLeases' });
+      reportError(error, 'renewLeases');
     }
   }
 
   function notifyIdle(): void {
-    if (active.size > 0 || finished.length > 0 || busy) return;
+    if (active.size > 0 || busy) return;
     const waiters = idleWaiters;
     idleWaiters = [];
     for (const resolve of waiters) resolve();
@@ -313,7 +342,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
           }),
         ]);
         clearTimeout(deadline);
-        for (const unit of active.values()) unit.controller.abort(new ShutdownError());
+        for (const unit of active.values()) unit.controller?.abort(new ShutdownError());
         await untilIdle();
         clearInterval(heartbeatTimer);
       })();

@@ -8,7 +8,9 @@
  *
  * A task is `pending` -> `running` -> `succeeded` | `failed`, and back `running` -> `pending` on a
  * retry (with `runAt` in the future), on a graceful release, or when its unit's lease expired.
- * A work unit's *head* is its oldest unfinished task; only the head may run.
+ * A work unit's *head* is its oldest unfinished task; only the head may run, so a unit's tasks
+ * finish strictly in id order. An unclaimed unit stores its exact head (the claim order reads it);
+ * a claimed one stores a lower bound that is made exact when the unit is released or recovered.
  *
  * A unit is claimed with a lease `{ unitId, token }`: the token grows by one at every claim and is
  * the fencing token. Every write a worker makes about a unit names the token; the store refuses it
@@ -72,11 +74,12 @@ export interface Lease {
   readonly token: number;
 }
 
-/** A freshly claimed unit with its head task already marked running. */
+/** A freshly claimed unit: its head task is marked running; `tasks` also holds the ones after it. */
 export interface ClaimedUnit {
   readonly lease: Lease;
   readonly key: WorkUnitKey;
-  readonly task: TaskRecord;
+  /** The head (running) and up to `prefetch - 1` tasks after it, in order. */
+  readonly tasks: readonly TaskRecord[];
 }
 
 /** What became of an attempt. */
@@ -84,23 +87,31 @@ export type TaskOutcome =
   | { readonly kind: 'succeeded' }
   | { readonly kind: 'failed'; readonly error: string }
   | { readonly kind: 'retry'; readonly error: string; readonly runAt: number }
-  /** Put back without counting a failure (graceful shutdown). */
+  /** Put back without counting a failure (graceful shutdown, lost lease). */
   | { readonly kind: 'requeue' };
 
-export interface SettleItem {
-  readonly lease: Lease;
+export interface Attempt {
   readonly taskId: number;
   readonly outcome: TaskOutcome;
-  /** Start the unit's next task within this claim if one is ready; otherwise release the unit. */
-  readonly continue: boolean;
 }
 
-export interface SettleResult {
-  /** `false` when the lease was stale: nothing was written for this item. */
+/**
+ * What a worker did under one lease since its last report. A worker runs a claimed unit's tasks
+ * one after another without waiting for each report to commit; reports carry the attempts in
+ * order and the task now running, so one transaction covers many tasks.
+ */
+export interface UnitReport {
+  readonly lease: Lease;
+  /** Attempts that ended since the last report, in task order. */
+  readonly attempts: readonly Attempt[];
+  /** The task the worker is running now (started after the last attempt), or `null`. */
+  readonly running: number | null;
+}
+
+export interface ReportResult {
+  /** `false` when the lease was stale: nothing was written for this report. */
   readonly accepted: boolean;
-  /** The unit's next task, started under the same lease; `null` when the unit was released. */
-  readonly next: TaskRecord | null;
-  /** Why the unit was released, when it was. */
+  /** Why the unit was released (`running` was `null`); `null` while the worker keeps it. */
   readonly released: 'drained' | 'waiting' | 'yielded' | 'lease-lost' | null;
 }
 
@@ -111,14 +122,19 @@ export interface WorkerRequest {
   readonly leaseMs: number;
 }
 
-export interface SettleRequest extends WorkerRequest {
-  readonly items: readonly SettleItem[];
-  /** Also claim up to this many more units, in the same transaction. */
-  readonly claim: number;
+export interface ClaimRequest extends WorkerRequest {
+  /** Units to claim at most. */
+  readonly max: number;
+  /** Tasks handed over per claimed unit (the claim budget). */
+  readonly prefetch: number;
+}
+
+export interface SettleRequest extends ClaimRequest {
+  readonly reports: readonly UnitReport[];
 }
 
 export interface SettleResponse {
-  readonly results: readonly SettleResult[];
+  readonly results: readonly ReportResult[];
   readonly claimed: readonly ClaimedUnit[];
 }
 
@@ -188,8 +204,11 @@ export interface Store {
   ): Promise<Message[]>;
 
   /** Claims up to `max` ready units, oldest head first, starting each unit's head task. */
-  claim(request: WorkerRequest & { readonly max: number }): Promise<ClaimedUnit[]>;
-  /** Records attempt outcomes, advances or releases their units, and claims more: one transaction. */
+  claim(request: ClaimRequest): Promise<ClaimedUnit[]>;
+  /**
+   * Applies unit reports (a report with `running: null` releases its unit) and claims up to `max`
+   * more units: one transaction.
+   */
   settle(request: SettleRequest): Promise<SettleResponse>;
   /** Extends the leases still held; returns those that were lost. */
   renewLeases(request: WorkerRequest & { readonly leases: readonly Lease[] }): Promise<Lease[]>;

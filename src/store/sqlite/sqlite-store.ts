@@ -24,18 +24,20 @@ import { TypedEmitter } from '../../util/typed-emitter.ts';
 import type {
   AppendMessagesRequest,
   AppendMessagesResult,
+  Attempt,
   ClaimedUnit,
+  ClaimRequest,
   Lease,
-  SettleItem,
+  ReportResult,
   SettleRequest,
   SettleResponse,
-  SettleResult,
   Store,
   StoreEvents,
   TaskRecord,
   TaskRow,
   TaskState,
   UnitCounters,
+  UnitReport,
   UpsertSessionRequest,
   WorkerRequest,
 } from '../store.ts';
@@ -58,6 +60,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
+  db.pragma('wal_autocheckpoint = 10000');
   db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
   migrate(db);
   const sql = prepareStatements(db);
@@ -138,97 +141,135 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     createdAt: row.created_at,
   });
 
-  /** Puts the running tasks of units whose lease expired back to pending and frees the units. */
+  /**
+   * Frees units whose lease expired: the task that was running goes back to pending (it runs again)
+   * and the unit's exact head is written, since a leased unit only keeps a lower bound of it.
+   */
   function recoverExpiredLeases(now: number, changed: UnitCounters[]): void {
-    for (const { id } of sql.expiredLeases.all(now)) {
-      const requeued = sql.requeueRunningOfUnit.run(id).changes;
-      const row = sql.freeExpiredUnit.get(requeued, requeued, id);
+    for (const { id, head_task_id } of sql.expiredLeases.all(now)) {
+      const head = head_task_id === null ? undefined : sql.firstUnfinished.get(id, head_task_id);
+      const requeued =
+        head?.state === 'running'
+          ? sql.requeueTask.run(0, null, head.run_at, head.id, id, 'running').changes
+          : 0;
+      const row = sql.releaseUnit.get(requeued, -requeued, 0, 0, head?.id ?? null, head?.run_at ?? 0, id);
       if (row) changed.push(unitCounters(row));
     }
   }
 
-  function claimReady(owner: string, max: number, leaseMs: number, now: number, changed: UnitCounters[]) {
+  function claimReady(request: ClaimRequest, now: number, changed: UnitCounters[]): ClaimedUnit[] {
     const claimed: ClaimedUnit[] = [];
-    if (max <= 0) return claimed;
-    for (const { id, head_task_id } of sql.readyUnits.all(now, max)) {
-      const unit = sql.leaseUnit.get(owner, now + leaseMs, id);
-      const task = sql.startTask.get(now, head_task_id);
-      if (!unit || !task) throw new Error(`work unit ${id} changed under its claim`);
+    if (request.max <= 0) return claimed;
+    for (const { id, head_task_id } of sql.readyUnits.all(now, request.max)) {
+      const unit = sql.leaseUnit.get(request.owner, now + request.leaseMs, id);
+      const head = sql.startTask.get(now, head_task_id);
+      if (!unit || !head) throw new Error(`work unit ${id} changed under its claim`);
+      const rest = request.prefetch > 1 ? sql.tasksAfter.all(id, head_task_id, request.prefetch - 1) : [];
       changed.push(unitCounters(unit));
       claimed.push({
         lease: { unitId: id, token: unit.lease_token },
         key: keyOf(unit),
-        task: taskRecord(task, unit),
+        tasks: [head, ...rest].map((task) => taskRecord(task, unit)),
       });
     }
     return claimed;
   }
 
-  function settleOne(
-    item: SettleItem,
+  /**
+   * Applies one unit report. The unit's `running` counter (0 or 1: one task at a time) tells
+   * whether the store holds the first reported attempt as running; every later one was started and
+   * ended between two reports, so the store still holds it as pending. Each task update names the
+   * state it expects, so a report that does not fit the stored state aborts the transaction.
+   */
+  function applyReport(
+    report: UnitReport,
     owner: string,
-    leaseMs: number,
     now: number,
     changed: UnitCounters[],
-  ): SettleResult {
-    const unit = sql.getUnitLease.get(item.lease.unitId);
-    const task = sql.getTaskState.get(item.taskId);
+  ): ReportResult {
+    const { unitId, token } = report.lease;
+    const unit = sql.getUnitLease.get(unitId);
     if (
       !unit ||
       unit.lease_owner !== owner ||
-      unit.lease_token !== item.lease.token ||
-      (unit.lease_expires_at ?? 0) < now ||
-      !task ||
-      task.unit_id !== item.lease.unitId ||
-      task.state !== 'running'
+      unit.lease_token !== token ||
+      (unit.lease_expires_at ?? 0) < now
     ) {
-      return { accepted: false, next: null, released: 'lease-lost' };
+      return { accepted: false, released: 'lease-lost' };
     }
     const delta: Counters = zeroCounters();
-    delta.running -= 1;
-    let headId: number | null = unit.head_task_id;
-    let availableAt = unit.available_at;
-    const { outcome } = item;
-    if (outcome.kind === 'succeeded' || outcome.kind === 'failed') {
-      if (outcome.kind === 'succeeded') sql.finishTask.run('succeeded', 0, null, now, item.taskId);
-      else sql.finishTask.run('failed', 1, outcome.error, now, item.taskId);
-      delta.completed += 1;
-      if (outcome.kind === 'failed') delta.failed += 1;
-      const head = sql.unitHead.get(item.lease.unitId);
-      headId = head?.id ?? null;
-      availableAt = head?.run_at ?? 0;
+    let storedRunning = unit.running === 1;
+    let last: Attempt | undefined;
+    for (const attempt of report.attempts) {
+      const from = storedRunning ? 'running' : 'pending';
+      const { outcome } = attempt;
+      const changes =
+        outcome.kind === 'succeeded' || outcome.kind === 'failed'
+          ? sql.finishTask.run(
+              outcome.kind,
+              outcome.kind === 'failed' ? 1 : 0,
+              outcome.kind === 'failed' ? outcome.error : null,
+              now,
+              now,
+              attempt.taskId,
+              unitId,
+              from,
+            ).changes
+          : sql.requeueTask.run(
+              outcome.kind === 'retry' ? 1 : 0,
+              outcome.kind === 'retry' ? outcome.error : null,
+              outcome.kind === 'retry' ? outcome.runAt : 0,
+              attempt.taskId,
+              unitId,
+              from,
+            ).changes;
+      if (changes !== 1) throw new Error(`task ${attempt.taskId} is not ${from} in work unit ${unitId}`);
+      if (storedRunning) delta.running -= 1;
+      else delta.pending -= 1;
+      storedRunning = false;
+      if (outcome.kind === 'succeeded') delta.completed += 1;
+      else if (outcome.kind === 'failed') {
+        delta.completed += 1;
+        delta.failed += 1;
+      } else delta.pending += 1;
+      last = attempt;
+    }
+    let row: UnitRow | undefined;
+    let released: ReportResult['released'] = null;
+    if (report.running !== null) {
+      if (!storedRunning) {
+        if (!sql.markRunning.get(now, report.running, unitId)) {
+          throw new Error(`task ${report.running} is not pending in work unit ${unitId}`);
+        }
+        delta.pending -= 1;
+        delta.running += 1;
+      }
+      row = sql.updateUnitCounters.get(delta.pending, delta.running, delta.completed, delta.failed, unitId);
     } else {
-      const failed = outcome.kind === 'retry';
-      const runAt = failed ? outcome.runAt : 0;
-      sql.requeueTask.run(failed ? 1 : 0, failed ? outcome.error : null, runAt, item.taskId);
-      delta.pending += 1;
-      if (failed) availableAt = runAt;
+      if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
+      // The exact head: the retried task itself, or the first task after the last finished one.
+      const head =
+        last && (last.outcome.kind === 'retry' || last.outcome.kind === 'requeue')
+          ? { id: last.taskId, run_at: last.outcome.kind === 'retry' ? last.outcome.runAt : 0 }
+          : last
+            ? sql.nextHead.get(unitId, last.taskId)
+            : unit.head_task_id === null
+              ? undefined
+              : sql.firstUnfinished.get(unitId, unit.head_task_id);
+      released = !head ? 'drained' : head.run_at > now ? 'waiting' : 'yielded';
+      row = sql.releaseUnit.get(
+        delta.pending,
+        delta.running,
+        delta.completed,
+        delta.failed,
+        head?.id ?? null,
+        head?.run_at ?? 0,
+        unitId,
+      );
     }
-    let next: TaskRowData | undefined;
-    let released: SettleResult['released'] = null;
-    if (headId === null) released = 'drained';
-    else if (availableAt > now) released = 'waiting';
-    else if (!item.continue) released = 'yielded';
-    else {
-      next = sql.startTask.get(now, headId);
-      delta.pending -= 1;
-      delta.running += 1;
-    }
-    const keep = released === null;
-    const row = sql.updateUnitAfterSettle.get(
-      delta.pending,
-      delta.running,
-      delta.completed,
-      delta.failed,
-      headId,
-      availableAt,
-      keep ? 1 : 0,
-      keep ? now + leaseMs : null,
-      item.lease.unitId,
-    );
-    if (!row) throw new Error(`work unit ${item.lease.unitId} vanished while settling`);
+    if (!row) throw new Error(`work unit ${unitId} vanished while settling`);
     changed.push(unitCounters(row));
-    return { accepted: true, next: next ? taskRecord(next, row) : null, released };
+    return { accepted: true, released };
   }
 
   const store: Store = {
@@ -405,26 +446,26 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         }));
     },
 
-    async claim({ owner, leaseMs, max }: WorkerRequest & { max: number }) {
+    async claim(request: ClaimRequest) {
       const changed: UnitCounters[] = [];
       const claimed = bookkeeping(() => {
         const now = clock();
         recoverExpiredLeases(now, changed);
-        return claimReady(owner, max, leaseMs, now, changed);
+        return claimReady(request, now, changed);
       });
       announce(changed);
       return claimed;
     },
 
-    async settle({ owner, leaseMs, items, claim }: SettleRequest): Promise<SettleResponse> {
+    async settle(request: SettleRequest): Promise<SettleResponse> {
       const changed: UnitCounters[] = [];
       const response = bookkeeping(() => {
         const now = clock();
-        const results = items.map((item) => settleOne(item, owner, leaseMs, now, changed));
+        const results = request.reports.map((report) => applyReport(report, request.owner, now, changed));
         let claimed: ClaimedUnit[] = [];
-        if (claim > 0) {
+        if (request.max > 0) {
           recoverExpiredLeases(now, changed);
-          claimed = claimReady(owner, claim, leaseMs, now, changed);
+          claimed = claimReady(request, now, changed);
         }
         return { results, claimed };
       });

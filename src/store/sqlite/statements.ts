@@ -110,16 +110,13 @@ export function prepareStatements(db: Database.Database) {
     allUnits: p<[], UnitRow>(`SELECT ${UNIT} FROM work_units ORDER BY id`),
 
     // queue: claims and leases
-    expiredLeases: p<[number], { id: number }>(
-      'SELECT id FROM work_units WHERE lease_owner IS NOT NULL AND lease_expires_at < ?',
+    expiredLeases: p<[number], { id: number; head_task_id: number | null }>(
+      'SELECT id, head_task_id FROM work_units WHERE lease_owner IS NOT NULL AND lease_expires_at < ?',
     ),
-    requeueRunningOfUnit: p<[number]>(
-      `UPDATE tasks SET state = 'pending', started_at = NULL WHERE unit_id = ? AND state = 'running'`,
-    ),
-    freeExpiredUnit: p<[number, number, number], UnitRow>(
-      `UPDATE work_units SET lease_owner = NULL, lease_expires_at = NULL,
-         pending = pending + ?, running = running - ?, version = version + 1
-       WHERE id = ? RETURNING *`,
+    /** From a lower bound of the head: at most one claim budget of finished tasks to step over. */
+    firstUnfinished: p<[number, number], { id: number; run_at: number; state: string }>(
+      `SELECT id, run_at, state FROM tasks WHERE unit_id = ? AND id >= ? AND finished_at IS NULL
+       ORDER BY id LIMIT 1`,
     ),
     readyUnits: p<[number, number], { id: number; head_task_id: number }>(
       `SELECT id, head_task_id FROM work_units
@@ -142,38 +139,48 @@ export function prepareStatements(db: Database.Database) {
     // queue: settling attempts
     getUnitLease: p<
       [number],
-      Pick<UnitRow, 'lease_owner' | 'lease_token' | 'lease_expires_at' | 'head_task_id' | 'available_at'>
+      Pick<UnitRow, 'lease_owner' | 'lease_token' | 'lease_expires_at' | 'running' | 'head_task_id'>
     >(
-      'SELECT lease_owner, lease_token, lease_expires_at, head_task_id, available_at FROM work_units WHERE id = ?',
+      'SELECT lease_owner, lease_token, lease_expires_at, running, head_task_id FROM work_units WHERE id = ?',
     ),
-    getTaskState: p<[number], { unit_id: number; state: string }>(
-      'SELECT unit_id, state FROM tasks WHERE id = ?',
+    /** A task started and ended between two reports is still pending in the store: count its run. */
+    finishTask: p<[string, number, string | null, number, number, number, number, string]>(
+      `UPDATE tasks SET state = ?, failures = failures + ?, last_error = coalesce(?, last_error),
+         started_at = coalesce(started_at, ?), finished_at = ?, runs = runs + (state = 'pending')
+       WHERE id = ? AND unit_id = ? AND state = ?`,
     ),
-    finishTask: p<[string, number, string | null, number, number]>(
-      `UPDATE tasks SET state = ?, failures = failures + ?, last_error = coalesce(?, last_error), finished_at = ?
-       WHERE id = ?`,
+    requeueTask: p<[number, string | null, number, number, number, string]>(
+      `UPDATE tasks SET failures = failures + ?, last_error = coalesce(?, last_error), run_at = ?,
+         started_at = NULL, runs = runs + (state = 'pending'), state = 'pending'
+       WHERE id = ? AND unit_id = ? AND state = ?`,
     ),
-    requeueTask: p<[number, string | null, number, number]>(
-      `UPDATE tasks SET state = 'pending', failures = failures + ?, last_error = coalesce(?, last_error),
-         run_at = ?, started_at = NULL
-       WHERE id = ?`,
+    markRunning: p<[number, number, number], { id: number }>(
+      `UPDATE tasks SET state = 'running', runs = runs + 1, started_at = ?
+       WHERE id = ? AND unit_id = ? AND state = 'pending' RETURNING id`,
     ),
-    unitHead: p<[number], { id: number; run_at: number }>(
-      'SELECT id, run_at FROM tasks WHERE unit_id = ? AND finished_at IS NULL ORDER BY id LIMIT 1',
+    tasksAfter: p<[number, number, number], TaskRowData>(
+      `SELECT ${TASK} FROM tasks WHERE unit_id = ? AND id > ? ORDER BY id LIMIT ?`,
     ),
-    updateUnitAfterSettle: p<
-      [number, number, number, number, number | null, number, number, number | null, number],
-      UnitRow
-    >(
+    /** Only the head runs, so every task before it is finished: the next head is the next id. */
+    nextHead: p<[number, number], { id: number; run_at: number }>(
+      'SELECT id, run_at FROM tasks WHERE unit_id = ? AND id > ? ORDER BY id LIMIT 1',
+    ),
+    updateUnitCounters: p<[number, number, number, number, number], UnitRow>(
+      `UPDATE work_units SET pending = pending + ?, running = running + ?, completed = completed + ?,
+         failed = failed + ?, version = version + 1
+       WHERE id = ? RETURNING *`,
+    ),
+    /** Ends the lease and records the unit's exact head (NULL when drained) for the claim order. */
+    releaseUnit: p<[number, number, number, number, number | null, number, number], UnitRow>(
       `UPDATE work_units SET pending = pending + ?, running = running + ?, completed = completed + ?,
          failed = failed + ?, head_task_id = ?, available_at = ?,
-         lease_owner = CASE WHEN ? THEN lease_owner ELSE NULL END, lease_expires_at = ?,
-         version = version + 1
+         lease_owner = NULL, lease_expires_at = NULL, version = version + 1
        WHERE id = ? RETURNING *`,
     ),
 
     // maintenance and inspection
-    pruneFinished: p<[number]>('DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ?'),
+    /** Maintenance, run rarely: a scan is cheaper overall than an index every finish must update. */
+    pruneFinished: p<[number]>('DELETE FROM tasks WHERE finished_at < ?'),
     listTasks: p<[], TaskRowData & UnitRow>(
       `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at,
          u.task_type, u.workspace_id, u.session_id, u.observer_id, u.sender_id

@@ -1,0 +1,106 @@
+/**
+ * Scheduler throughput: 100k no-op tasks over 1,000 work units, durable SQLite file, concurrency 8.
+ * In the same run, the raw ceiling: as many single-row committed UPDATEs with plain better-sqlite3
+ * on a file with the same pragmas (WAL, synchronous NORMAL).
+ *
+ *   npm run bench:scheduler            (TASKS=100000 UNITS=1000 CONCURRENCY=8 to change the shape)
+ */
+import Database from 'better-sqlite3';
+import { createDeriver } from '../src/domain/deriver.ts';
+import { createScheduler } from '../src/scheduler/scheduler.ts';
+import { createStatusEngine } from '../src/status/status-engine.ts';
+import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';
+import { benchDir, report, round } from './util.ts';
+
+const TASKS = Number(process.env.TASKS ?? 100_000);
+const UNITS = Number(process.env.UNITS ?? 1_000);
+const CONCURRENCY = Number(process.env.CONCURRENCY ?? 8);
+const perUnit = Math.ceil(TASKS / UNITS);
+const dir = benchDir();
+
+async function scheduler(): Promise<number> {
+  const store = createSqliteStore({ path: dir.path('scheduler.db') });
+  const status = await createStatusEngine({ store });
+  const deriver = createDeriver({ store });
+  await deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
+  const enqueueStart = performance.now();
+  for (let u = 0; u < UNITS; u++) {
+    await deriver.upsertSession({ id: `s${u}`, peers: [{ peerId: `p${u}` }] });
+    for (let sent = 0; sent < perUnit; sent += 100) {
+      const n = Math.min(100, perUnit - sent);
+      await deriver.addMessages({
+        sessionId: `s${u}`,
+        messages: Array.from({ length: n }, () => ({ peerId: `p${u}`, content: 'hello' })),
+      });
+    }
+  }
+  const enqueueMs = performance.now() - enqueueStart;
+  const total = status.get({ workspaceId: 'default' }).totalWorkUnits;
+  report({ bench: 'scheduler', phase: 'enqueue', tasks: total, ms: round(enqueueMs, 1) });
+
+  const done = new Promise<void>((resolve) => {
+    status.events.on('status:changed', () => {
+      if (status.get({ workspaceId: 'default' }).completedWorkUnits === total) resolve();
+    });
+  });
+  const scheduler = createScheduler({
+    store,
+    concurrency: CONCURRENCY,
+    handlers: { representation: () => {} },
+  });
+  const start = performance.now();
+  scheduler.start();
+  await done;
+  const ms = performance.now() - start;
+  await scheduler.stop();
+  status.close();
+  await store.close();
+  const perSecond = total / (ms / 1000);
+  report({
+    bench: 'scheduler',
+    phase: 'run',
+    tasks: total,
+    concurrency: CONCURRENCY,
+    ms: round(ms, 1),
+    tasksPerSecond: Math.round(perSecond),
+  });
+  return perSecond;
+}
+
+function ceiling(): number {
+  const db = new Database(dir.path('ceiling.db'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)');
+  const insert = db.prepare('INSERT INTO t (id, n) VALUES (?, 0)');
+  db.transaction(() => {
+    for (let i = 0; i < UNITS; i++) insert.run(i);
+  })();
+  const update = db.prepare('UPDATE t SET n = n + 1 WHERE id = ?');
+  const start = performance.now();
+  for (let i = 0; i < TASKS; i++) update.run(i % UNITS); // autocommit: one committed transaction each
+  const ms = performance.now() - start;
+  db.close();
+  const perSecond = TASKS / (ms / 1000);
+  report({
+    bench: 'scheduler',
+    phase: 'ceiling',
+    updates: TASKS,
+    ms: round(ms, 1),
+    perSecond: Math.round(perSecond),
+  });
+  return perSecond;
+}
+
+try {
+  const tasksPerSecond = await scheduler();
+  const ceilingPerSecond = ceiling();
+  report({
+    bench: 'scheduler',
+    tasksPerSecond: Math.round(tasksPerSecond),
+    ceilingPerSecond: Math.round(ceilingPerSecond),
+    ratio: round(tasksPerSecond / ceilingPerSecond, 2),
+  });
+} finally {
+  dir.remove();
+}
