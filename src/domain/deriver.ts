@@ -8,6 +8,8 @@ import type { AppendMessagesResult, Store } from '../store/store.ts';
 import {
   type AddMessagesInput,
   addMessagesInput,
+  type LookupInput,
+  lookupInput,
   parseInput,
   type RemoveSessionPeersInput,
   removeSessionPeersInput,
@@ -25,21 +27,18 @@ export interface Deriver {
   upsertWorkspace(input: UpsertWorkspaceInput): Promise<Workspace>;
   /** Creates the peer (and its workspace) or updates its `observeMe`. */
   upsertPeer(input: UpsertPeerInput): Promise<Peer>;
-  getPeer(input: { workspaceId?: string | undefined; id: string }): Promise<Peer | null>;
+  getPeer(input: LookupInput): Promise<Peer | null>;
   /** Creates the session or updates it; listed peers join (created when missing) or are updated. */
   upsertSession(input: UpsertSessionInput): Promise<Session>;
   /** Peers leave the session; their earlier tasks stay. Throws `NotFoundError` for an unknown session. */
   removeSessionPeers(input: RemoveSessionPeersInput): Promise<Session>;
-  getSession(input: { workspaceId?: string | undefined; id: string }): Promise<Session | null>;
+  getSession(input: LookupInput): Promise<Session | null>;
   /**
    * Stores 1 to 100 messages and the tasks they create, in one transaction. Senders that are not in
    * the session join it. Throws `NotFoundError` when the session does not exist.
    */
   addMessages(input: AddMessagesInput): Promise<AppendMessagesResult>;
 }
-
-const lookupInput = (input: { workspaceId?: string | undefined; id: string }) =>
-  parseInput(upsertPeerInput.pick({ workspaceId: true, id: true }), input);
 
 export function createDeriver(options: { readonly store: Store }): Deriver {
   const { store } = options;
@@ -55,7 +54,7 @@ export function createDeriver(options: { readonly store: Store }): Deriver {
     },
 
     async getPeer(input) {
-      const { workspaceId, id } = lookupInput(input);
+      const { workspaceId, id } = parseInput(lookupInput, input);
       return store.getPeer(workspaceId, id);
     },
 
@@ -77,7 +76,7 @@ export function createDeriver(options: { readonly store: Store }): Deriver {
     },
 
     async getSession(input) {
-      const { workspaceId, id } = lookupInput(input);
+      const { workspaceId, id } = parseInput(lookupInput, input);
       return store.getSession(workspaceId, id);
     },
 

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { limits } from './limits.ts';
 
-const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
+/** Empty strings are left to the length check, so they get one clear message. */
+const ID_PATTERN = /^[A-Za-z0-9_-]*$/;
 
 /** A workspace, peer or session id: 1 to 100 characters of `[A-Za-z0-9_-]`. */
 export const idSchema = z

@@ -8,23 +8,31 @@ import { contentSchema, idSchema } from './ids.ts';
 import { DEFAULT_WORKSPACE_ID, limits } from './limits.ts';
 import { settingsOverrideSchema } from './settings.ts';
 
-const workspaceIdSchema = idSchema.optional().transform((id) => id ?? DEFAULT_WORKSPACE_ID);
+/** Absent or `null` means the default workspace. */
+const workspaceIdSchema = idSchema.nullish().transform((id) => id ?? DEFAULT_WORKSPACE_ID);
+/** An optional id where `null` means the same as absent (GraphQL clients send either). */
+const optionalId = idSchema.nullish().transform((id) => id ?? undefined);
+const optionalBoolean = z
+  .boolean({ error: 'must be true or false' })
+  .nullish()
+  .transform((value) => value ?? undefined);
 
 export const upsertWorkspaceInput = z.strictObject({
   id: idSchema,
-  settings: settingsOverrideSchema.optional(),
+  settings: settingsOverrideSchema.nullish().transform((settings) => settings ?? undefined),
 });
 
 export const upsertPeerInput = z.strictObject({
   workspaceId: workspaceIdSchema,
   id: idSchema,
-  observeMe: z.boolean({ error: 'must be true or false' }).optional(),
+  observeMe: optionalBoolean,
 });
 
 export const sessionPeerInput = z.strictObject({
   peerId: idSchema,
+  /** `null` inherits the peer's own value; absent keeps the current one. */
   observeMe: z.boolean({ error: 'must be true or false' }).nullish(),
-  observeOthers: z.boolean({ error: 'must be true or false' }).optional(),
+  observeOthers: optionalBoolean,
 });
 
 function uniquePeerIds<T>(pick: (item: T) => string) {
@@ -46,8 +54,9 @@ export const upsertSessionInput = z.strictObject({
   peers: z
     .array(sessionPeerInput)
     .superRefine(uniquePeerIds((p: z.infer<typeof sessionPeerInput>) => p.peerId))
-    .optional(),
-  settings: settingsOverrideSchema.optional(),
+    .nullish()
+    .transform((peers) => peers ?? undefined),
+  settings: settingsOverrideSchema.nullish().transform((settings) => settings ?? undefined),
 });
 
 export const removeSessionPeersInput = z.strictObject({
@@ -74,10 +83,12 @@ export const addMessagesInput = z.strictObject({
 
 export const statusFilterInput = z.strictObject({
   workspaceId: workspaceIdSchema,
-  observerId: idSchema.optional(),
-  senderId: idSchema.optional(),
-  sessionId: idSchema.optional(),
+  observerId: optionalId,
+  senderId: optionalId,
+  sessionId: optionalId,
 });
+
+export const lookupInput = z.strictObject({ workspaceId: workspaceIdSchema, id: idSchema });
 
 export type UpsertWorkspaceInput = z.input<typeof upsertWorkspaceInput>;
 export type UpsertPeerInput = z.input<typeof upsertPeerInput>;
@@ -85,6 +96,7 @@ export type UpsertSessionInput = z.input<typeof upsertSessionInput>;
 export type RemoveSessionPeersInput = z.input<typeof removeSessionPeersInput>;
 export type AddMessagesInput = z.input<typeof addMessagesInput>;
 export type StatusFilterInput = z.input<typeof statusFilterInput>;
+export type LookupInput = z.input<typeof lookupInput>;
 /** A status filter after validation: the workspace is always known. */
 export type StatusFilter = z.output<typeof statusFilterInput>;
 

@@ -25,3 +25,24 @@ export function filterMatches(filter: StatusQuery, unit: WorkUnitKey): boolean {
 export function filterKey(filter: StatusQuery): string {
   return `${filter.workspaceId}\u0000${filter.sessionId ?? ''}\u0000${filter.observerId ?? ''}\u0000${filter.senderId ?? ''}`;
 }
+
+/**
+ * The filters a work unit's counts feed: every subset of its session, observer and sender within
+ * its workspace. A summary unit has no observer or sender, so only filters naming neither.
+ */
+export function filtersFedBy(unit: WorkUnitKey): StatusQuery[] {
+  const filters: StatusQuery[] = [];
+  const hasPeers = unit.observerId !== null;
+  for (let mask = 0; mask < 8; mask++) {
+    const withObserver = (mask & 2) !== 0;
+    const withSender = (mask & 4) !== 0;
+    if (!hasPeers && (withObserver || withSender)) continue;
+    filters.push({
+      workspaceId: unit.workspaceId,
+      sessionId: mask & 1 ? unit.sessionId : undefined,
+      observerId: withObserver ? (unit.observerId ?? undefined) : undefined,
+      senderId: withSender ? (unit.senderId ?? undefined) : undefined,
+    });
+  }
+  return filters;
+}

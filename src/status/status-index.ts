@@ -17,7 +17,7 @@ import {
   toStatusCounts,
   zeroCounters,
 } from './counts.ts';
-import { filterKey, type StatusQuery } from './status-filter.ts';
+import { filterKey, filtersFedBy, type StatusQuery } from './status-filter.ts';
 
 interface SessionGroup {
   readonly bySession: Map<string, Counters>;
@@ -72,24 +72,14 @@ export class StatusIndex {
   }
 
   #fold(key: WorkUnitKey, delta: Counters): void {
-    const hasPeers = key.observerId !== null;
-    for (let mask = 0; mask < 8; mask++) {
-      const withSession = (mask & 1) !== 0;
-      const withObserver = (mask & 2) !== 0;
-      const withSender = (mask & 4) !== 0;
-      if (!hasPeers && (withObserver || withSender)) continue;
-      const filter: StatusQuery = {
-        workspaceId: key.workspaceId,
-        sessionId: withSession ? key.sessionId : undefined,
-        observerId: withObserver ? (key.observerId ?? undefined) : undefined,
-        senderId: withSender ? (key.senderId ?? undefined) : undefined,
-      };
+    for (const filter of filtersFedBy(key)) {
       const k = filterKey(filter);
       let counters = this.#rollups.get(k);
       if (!counters) {
         counters = zeroCounters();
         this.#rollups.set(k, counters);
-        if (withSession) this.#addToGroup({ ...filter, sessionId: undefined }, key.sessionId, counters);
+        if (filter.sessionId !== undefined)
+          this.#addToGroup({ ...filter, sessionId: undefined }, filter.sessionId, counters);
       }
       addCounters(counters, delta);
     }

@@ -1,0 +1,183 @@
+/** Query, Mutation and Subscription roots. Every argument set is validated with the domain's schemas. */
+
+import { z } from 'zod';
+import {
+  addMessagesInput,
+  lookupInput,
+  removeSessionPeersInput,
+  statusFilterInput,
+  upsertPeerInput,
+  upsertSessionInput,
+  upsertWorkspaceInput,
+} from '../domain/inputs.ts';
+import type { StatusQuery } from '../status/status-filter.ts';
+import { builder } from './builder.ts';
+import { selectsField } from './selection.ts';
+import { AddMessagesPayloadType, DeriverStatusType, PeerType, SessionType, WorkspaceType } from './types.ts';
+
+export const SessionPeerInput = builder.inputType('SessionPeerInput', {
+  fields: (t) => ({
+    peerId: t.id({ required: true }),
+    observeMe: t.boolean({
+      description: "null inherits the peer's own observeMe; omitted keeps the current value.",
+    }),
+    observeOthers: t.boolean({ description: 'omitted keeps the current value (false for a new member).' }),
+  }),
+});
+
+export const MessageInput = builder.inputType('MessageInput', {
+  fields: (t) => ({
+    peerId: t.id({ required: true }),
+    content: t.string({ required: true, description: '0 to 65,535 characters; longer is rejected.' }),
+  }),
+});
+
+export const DerivationSettingsInput = builder.inputType('DerivationSettingsInput', {
+  description: 'Omitted fields keep their value; null clears an override (inherit).',
+  fields: (t) => ({
+    reasoningEnabled: t.boolean(),
+    summariesEnabled: t.boolean(),
+    messagesPerShortSummary: t.int(),
+    messagesPerLongSummary: t.int(),
+  }),
+});
+
+/** Arguments of every status field, as StatusQuery. */
+function toQuery(args: z.output<typeof statusFilterInput>): StatusQuery {
+  return {
+    workspaceId: args.workspaceId,
+    sessionId: args.sessionId,
+    observerId: args.observerId,
+    senderId: args.senderId,
+  };
+}
+
+builder.queryType({
+  fields: (t) => ({
+    deriverStatus: t.field({
+      type: DeriverStatusType,
+      description: 'Task counts for a filter (all optional, combined with AND). Unknown ids give zeros.',
+      args: {
+        workspaceId: t.arg.id({ description: 'Omitted means "default".' }),
+        observerId: t.arg.id(),
+        senderId: t.arg.id(),
+        sessionId: t.arg.id(),
+      },
+      validate: statusFilterInput,
+      resolve: (_root, args, ctx) => {
+        const filter = toQuery(statusFilterInput.parse(args));
+        return { filter, counts: ctx.status.get(filter) };
+      },
+    }),
+    session: t.field({
+      type: SessionType,
+      nullable: true,
+      args: { workspaceId: t.arg.id(), id: t.arg.id({ required: true }) },
+      validate: lookupInput,
+      resolve: (_root, args, ctx) => ctx.deriver.getSession(args),
+    }),
+    peer: t.field({
+      type: PeerType,
+      nullable: true,
+      args: { workspaceId: t.arg.id(), id: t.arg.id({ required: true }) },
+      validate: lookupInput,
+      resolve: (_root, args, ctx) => ctx.deriver.getPeer(args),
+    }),
+  }),
+});
+
+builder.mutationType({
+  fields: (t) => ({
+    upsertWorkspace: t.field({
+      type: WorkspaceType,
+      description: 'Creates a workspace or changes its derivation settings.',
+      args: { id: t.arg.id({ required: true }), settings: t.arg({ type: DerivationSettingsInput }) },
+      validate: upsertWorkspaceInput,
+      resolve: (_root, args, ctx) => ctx.deriver.upsertWorkspace(args),
+    }),
+    upsertPeer: t.field({
+      type: PeerType,
+      description: 'Creates a peer (and its workspace) or updates observeMe.',
+      args: { workspaceId: t.arg.id(), id: t.arg.id({ required: true }), observeMe: t.arg.boolean() },
+      validate: upsertPeerInput,
+      resolve: (_root, args, ctx) => ctx.deriver.upsertPeer(args),
+    }),
+    upsertSession: t.field({
+      type: SessionType,
+      description:
+        'Creates a session or updates it. Listed peers join (created when missing) or have their config updated; at most 10 may observe others.',
+      args: {
+        workspaceId: t.arg.id(),
+        id: t.arg.id({ required: true }),
+        peers: t.arg({ type: [SessionPeerInput] }),
+        settings: t.arg({ type: DerivationSettingsInput }),
+      },
+      validate: upsertSessionInput,
+      resolve: (_root, args, ctx) => ctx.deriver.upsertSession(args),
+    }),
+    removeSessionPeers: t.field({
+      type: SessionType,
+      description: 'Peers leave a session; the tasks already created stay.',
+      args: {
+        workspaceId: t.arg.id(),
+        sessionId: t.arg.id({ required: true }),
+        peerIds: t.arg.idList({ required: true }),
+      },
+      validate: removeSessionPeersInput,
+      resolve: (_root, args, ctx) => ctx.deriver.removeSessionPeers(args),
+    }),
+    addMessages: t.field({
+      type: AddMessagesPayloadType,
+      description:
+        'Stores 1 to 100 messages and the tasks they create, in one transaction. Senders not in the session join it.',
+      args: {
+        workspaceId: t.arg.id(),
+        sessionId: t.arg.id({ required: true }),
+        messages: t.arg({ type: [MessageInput], required: true }),
+      },
+      validate: addMessagesInput,
+      resolve: (_root, args, ctx) => ctx.deriver.addMessages(args),
+    }),
+  }),
+});
+
+const subscriptionArgs = statusFilterInput.extend({
+  untilIdle: z.boolean({ error: 'must be true or false' }).nullish(),
+  coalesceMs: z
+    .number({ error: 'must be a number' })
+    .int({ error: 'must be a whole number' })
+    .min(0, { error: 'must be 0 or more' })
+    .max(10_000, { error: 'must be at most 10000' })
+    .nullish(),
+});
+
+builder.subscriptionType({
+  fields: (t) => ({
+    deriverStatus: t.field({
+      type: DeriverStatusType,
+      description:
+        'The current status at once, then a new one whenever it changes (at most one per coalescing window, never two equal in a row, the last state always delivered). With untilIdle the subscription completes once nothing is pending or running.',
+      args: {
+        workspaceId: t.arg.id(),
+        observerId: t.arg.id(),
+        senderId: t.arg.id(),
+        sessionId: t.arg.id(),
+        untilIdle: t.arg.boolean({ defaultValue: false }),
+        coalesceMs: t.arg.int({
+          description:
+            'Coalescing window for this subscription, 0 (every change) to 10000 ms. Default: the server setting.',
+        }),
+      },
+      validate: subscriptionArgs,
+      subscribe: (_root, args, ctx, info) => {
+        const parsed = subscriptionArgs.parse(args);
+        return ctx.live.subscribe(toQuery(parsed), {
+          untilIdle: parsed.untilIdle === true,
+          windowMs: parsed.coalesceMs ?? undefined,
+          withSessions: selectsField(info, 'sessions'),
+        });
+      },
+      resolve: (view) => view,
+    }),
+  }),
+});

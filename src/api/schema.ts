@@ -1,0 +1,5 @@
+import { builder } from './builder.ts';
+import './operations.ts';
+
+/** The executable schema; types and fields sorted so the printed SDL is stable. */
+export const schema = builder.toSchema({ sortSchema: true });

@@ -1,0 +1,155 @@
+import { statusFilterInput } from '../domain/inputs.ts';
+import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
+import type { StatusView } from '../live/status-view.ts';
+import type { SessionStatusCounts } from '../status/counts.ts';
+import type { AppendMessagesResult } from '../store/store.ts';
+import { builder } from './builder.ts';
+
+export const PeerType = builder.objectRef<Peer>('Peer').implement({
+  description: 'A participant (user or agent).',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    workspaceId: t.exposeID('workspaceId'),
+    observeMe: t.exposeBoolean('observeMe', {
+      description: 'Whether tasks that derive facts about this peer are created.',
+    }),
+  }),
+});
+
+export const SessionPeerType = builder.objectRef<SessionPeer>('SessionPeer').implement({
+  description: "A peer's membership of a session.",
+  fields: (t) => ({
+    peerId: t.exposeID('peerId'),
+    observeMe: t.exposeBoolean('observeMe', {
+      nullable: true,
+      description: "Session-level observeMe; null inherits the peer's own value.",
+    }),
+    observeOthers: t.exposeBoolean('observeOthers', {
+      description: "Whether this peer observes the session's other peers.",
+    }),
+  }),
+});
+
+export const DerivationSettingsType = builder
+  .objectRef<Workspace['settings']>('DerivationSettings')
+  .implement({
+    description: 'Overrides of the derivation defaults; a null field inherits.',
+    fields: (t) => ({
+      reasoningEnabled: t.boolean({ nullable: true, resolve: (s) => s.reasoningEnabled ?? null }),
+      summariesEnabled: t.boolean({ nullable: true, resolve: (s) => s.summariesEnabled ?? null }),
+      messagesPerShortSummary: t.int({ nullable: true, resolve: (s) => s.messagesPerShortSummary ?? null }),
+      messagesPerLongSummary: t.int({ nullable: true, resolve: (s) => s.messagesPerLongSummary ?? null }),
+    }),
+  });
+
+export const WorkspaceType = builder.objectRef<Workspace>('Workspace').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    settings: t.field({ type: DerivationSettingsType, resolve: (w) => w.settings }),
+  }),
+});
+
+export const MessageType = builder.objectRef<Message>('Message').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    sessionId: t.exposeID('sessionId'),
+    peerId: t.exposeID('peerId'),
+    seq: t.exposeInt('seq', { description: '1-based sequence number within the session.' }),
+    content: t.exposeString('content'),
+  }),
+});
+
+export const AddMessagesPayloadType = builder
+  .objectRef<AppendMessagesResult>('AddMessagesPayload')
+  .implement({
+    fields: (t) => ({
+      messages: t.field({ type: [MessageType], resolve: (r) => [...r.messages] }),
+      enqueuedTasks: t.exposeInt('enqueuedTasks', { description: 'Tasks created by these messages.' }),
+    }),
+  });
+
+const countFields = {
+  totalWorkUnits: 'pending + inProgress + completed, always exactly.',
+  completedWorkUnits: 'Finished: succeeded, or failed for good.',
+  inProgressWorkUnits: 'Running in a worker right now.',
+  pendingWorkUnits: 'Not finished and not running (includes tasks waiting for a retry).',
+  failedWorkUnits: 'The part of completedWorkUnits that failed for good.',
+} as const;
+
+export const SessionDeriverStatusType = builder
+  .objectRef<SessionStatusCounts>('SessionDeriverStatus')
+  .implement({
+    description: "One session's counts within a DeriverStatus.",
+    fields: (t) => ({
+      sessionId: t.exposeID('sessionId'),
+      totalWorkUnits: t.exposeInt('totalWorkUnits', { description: countFields.totalWorkUnits }),
+      completedWorkUnits: t.exposeInt('completedWorkUnits', { description: countFields.completedWorkUnits }),
+      inProgressWorkUnits: t.exposeInt('inProgressWorkUnits', {
+        description: countFields.inProgressWorkUnits,
+      }),
+      pendingWorkUnits: t.exposeInt('pendingWorkUnits', { description: countFields.pendingWorkUnits }),
+      failedWorkUnits: t.exposeInt('failedWorkUnits', { description: countFields.failedWorkUnits }),
+    }),
+  });
+
+export const DeriverStatusType = builder.objectRef<StatusView>('DeriverStatus').implement({
+  description:
+    'Counts of background tasks matching a filter. The names keep the Honcho status API wording: each "work unit" counted here is one task.',
+  fields: (t) => ({
+    totalWorkUnits: t.int({
+      description: countFields.totalWorkUnits,
+      resolve: (v) => v.counts.totalWorkUnits,
+    }),
+    completedWorkUnits: t.int({
+      description: countFields.completedWorkUnits,
+      resolve: (v) => v.counts.completedWorkUnits,
+    }),
+    inProgressWorkUnits: t.int({
+      description: countFields.inProgressWorkUnits,
+      resolve: (v) => v.counts.inProgressWorkUnits,
+    }),
+    pendingWorkUnits: t.int({
+      description: countFields.pendingWorkUnits,
+      resolve: (v) => v.counts.pendingWorkUnits,
+    }),
+    failedWorkUnits: t.int({
+      description: countFields.failedWorkUnits,
+      resolve: (v) => v.counts.failedWorkUnits,
+    }),
+    sessions: t.field({
+      type: [SessionDeriverStatusType],
+      nullable: true,
+      description: 'Per-session breakdown, ordered by sessionId; null when the filter names a session.',
+      resolve: (v, _args, ctx) => {
+        if (v.filter.sessionId !== undefined) return null;
+        return [...(v.sessions ?? ctx.status.sessions(v.filter))];
+      },
+    }),
+  }),
+});
+
+export const SessionType = builder.objectRef<Session>('Session').implement({
+  description: 'A conversation.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    workspaceId: t.exposeID('workspaceId'),
+    peers: t.field({ type: [SessionPeerType], resolve: (s) => [...s.peers] }),
+    messageCount: t.exposeInt('messageCount'),
+    settings: t.field({ type: DerivationSettingsType, resolve: (s) => s.settings }),
+    deriverStatus: t.field({
+      type: DeriverStatusType,
+      description: "This session's task counts; observerId and senderId narrow them (AND).",
+      args: { observerId: t.arg.id(), senderId: t.arg.id() },
+      validate: statusFilterInput.pick({ observerId: true, senderId: true }),
+      resolve: (session, args, ctx) => {
+        const filter = {
+          workspaceId: session.workspaceId,
+          sessionId: session.id,
+          observerId: args.observerId ?? undefined,
+          senderId: args.senderId ?? undefined,
+        };
+        return { filter, counts: ctx.status.get(filter) };
+      },
+    }),
+  }),
+});

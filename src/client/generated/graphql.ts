@@ -1,0 +1,126 @@
+/* eslint-disable */
+/** Internal type. DO NOT USE DIRECTLY. */
+type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
+/** Internal type. DO NOT USE DIRECTLY. */
+export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
+import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
+/** Omitted fields keep their value; null clears an override (inherit). */
+export type DerivationSettingsInput = {
+  messagesPerLongSummary?: number | null | undefined;
+  messagesPerShortSummary?: number | null | undefined;
+  reasoningEnabled?: boolean | null | undefined;
+  summariesEnabled?: boolean | null | undefined;
+};
+
+export type MessageInput = {
+  /** 0 to 65,535 characters; longer is rejected. */
+  content: string;
+  peerId: string;
+};
+
+export type SessionPeerInput = {
+  /** null inherits the peer's own observeMe; omitted keeps the current value. */
+  observeMe?: boolean | null | undefined;
+  /** omitted keeps the current value (false for a new member). */
+  observeOthers?: boolean | null | undefined;
+  peerId: string;
+};
+
+export type StatusCountsFragment = { totalWorkUnits: number, completedWorkUnits: number, inProgressWorkUnits: number, pendingWorkUnits: number, failedWorkUnits: number };
+
+export type GetDeriverStatusQueryVariables = Exact<{
+  workspaceId?: string | null | undefined;
+  observerId?: string | null | undefined;
+  senderId?: string | null | undefined;
+  sessionId?: string | null | undefined;
+}>;
+
+
+export type GetDeriverStatusQuery = { deriverStatus: { totalWorkUnits: number, completedWorkUnits: number, inProgressWorkUnits: number, pendingWorkUnits: number, failedWorkUnits: number, sessions: Array<{ sessionId: string, totalWorkUnits: number, completedWorkUnits: number, inProgressWorkUnits: number, pendingWorkUnits: number, failedWorkUnits: number }> | null } };
+
+export type WatchDeriverStatusSubscriptionVariables = Exact<{
+  workspaceId?: string | null | undefined;
+  observerId?: string | null | undefined;
+  senderId?: string | null | undefined;
+  sessionId?: string | null | undefined;
+  untilIdle?: boolean | null | undefined;
+  coalesceMs?: number | null | undefined;
+}>;
+
+
+export type WatchDeriverStatusSubscription = { deriverStatus: { totalWorkUnits: number, completedWorkUnits: number, inProgressWorkUnits: number, pendingWorkUnits: number, failedWorkUnits: number } };
+
+export type SessionFieldsFragment = { id: string, workspaceId: string, messageCount: number, peers: Array<{ peerId: string, observeMe: boolean | null, observeOthers: boolean }> };
+
+export type GetSessionQueryVariables = Exact<{
+  workspaceId?: string | null | undefined;
+  id: string;
+}>;
+
+
+export type GetSessionQuery = { session: { id: string, workspaceId: string, messageCount: number, peers: Array<{ peerId: string, observeMe: boolean | null, observeOthers: boolean }> } | null };
+
+export type GetPeerQueryVariables = Exact<{
+  workspaceId?: string | null | undefined;
+  id: string;
+}>;
+
+
+export type GetPeerQuery = { peer: { id: string, workspaceId: string, observeMe: boolean } | null };
+
+export type UpsertWorkspaceMutationVariables = Exact<{
+  id: string;
+  settings?: DerivationSettingsInput | null | undefined;
+}>;
+
+
+export type UpsertWorkspaceMutation = { upsertWorkspace: { id: string, settings: { reasoningEnabled: boolean | null, summariesEnabled: boolean | null, messagesPerShortSummary: number | null, messagesPerLongSummary: number | null } } };
+
+export type UpsertPeerMutationVariables = Exact<{
+  workspaceId?: string | null | undefined;
+  id: string;
+  observeMe?: boolean | null | undefined;
+}>;
+
+
+export type UpsertPeerMutation = { upsertPeer: { id: string, workspaceId: string, observeMe: boolean } };
+
+export type UpsertSessionMutationVariables = Exact<{
+  workspaceId?: string | null | undefined;
+  id: string;
+  peers?: Array<SessionPeerInput> | SessionPeerInput | null | undefined;
+  settings?: DerivationSettingsInput | null | undefined;
+}>;
+
+
+export type UpsertSessionMutation = { upsertSession: { id: string, workspaceId: string, messageCount: number, peers: Array<{ peerId: string, observeMe: boolean | null, observeOthers: boolean }> } };
+
+export type RemoveSessionPeersMutationVariables = Exact<{
+  workspaceId?: string | null | undefined;
+  sessionId: string;
+  peerIds: Array<string> | string;
+}>;
+
+
+export type RemoveSessionPeersMutation = { removeSessionPeers: { id: string, workspaceId: string, messageCount: number, peers: Array<{ peerId: string, observeMe: boolean | null, observeOthers: boolean }> } };
+
+export type AddMessagesMutationVariables = Exact<{
+  workspaceId?: string | null | undefined;
+  sessionId: string;
+  messages: Array<MessageInput> | MessageInput;
+}>;
+
+
+export type AddMessagesMutation = { addMessages: { enqueuedTasks: number, messages: Array<{ id: string, sessionId: string, peerId: string, seq: number, content: string }> } };
+
+export const StatusCountsFragmentDoc = {"kind":"Document","definitions":[{"kind":"FragmentDefinition","name":{"kind":"Name","value":"StatusCounts"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"DeriverStatus"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"totalWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"completedWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"inProgressWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"pendingWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"failedWorkUnits"}}]}}]} as unknown as DocumentNode<StatusCountsFragment, unknown>;
+export const SessionFieldsFragmentDoc = {"kind":"Document","definitions":[{"kind":"FragmentDefinition","name":{"kind":"Name","value":"SessionFields"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"Session"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"workspaceId"}},{"kind":"Field","name":{"kind":"Name","value":"messageCount"}},{"kind":"Field","name":{"kind":"Name","value":"peers"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"peerId"}},{"kind":"Field","name":{"kind":"Name","value":"observeMe"}},{"kind":"Field","name":{"kind":"Name","value":"observeOthers"}}]}}]}}]} as unknown as DocumentNode<SessionFieldsFragment, unknown>;
+export const GetDeriverStatusDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"query","name":{"kind":"Name","value":"GetDeriverStatus"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"observerId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"senderId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"sessionId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"deriverStatus"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"workspaceId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}}},{"kind":"Argument","name":{"kind":"Name","value":"observerId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"observerId"}}},{"kind":"Argument","name":{"kind":"Name","value":"senderId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"senderId"}}},{"kind":"Argument","name":{"kind":"Name","value":"sessionId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"sessionId"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"FragmentSpread","name":{"kind":"Name","value":"StatusCounts"}},{"kind":"Field","name":{"kind":"Name","value":"sessions"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"sessionId"}},{"kind":"Field","name":{"kind":"Name","value":"totalWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"completedWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"inProgressWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"pendingWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"failedWorkUnits"}}]}}]}}]}},{"kind":"FragmentDefinition","name":{"kind":"Name","value":"StatusCounts"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"DeriverStatus"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"totalWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"completedWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"inProgressWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"pendingWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"failedWorkUnits"}}]}}]} as unknown as DocumentNode<GetDeriverStatusQuery, GetDeriverStatusQueryVariables>;
+export const WatchDeriverStatusDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"subscription","name":{"kind":"Name","value":"WatchDeriverStatus"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"observerId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"senderId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"sessionId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"untilIdle"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"Boolean"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"coalesceMs"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"Int"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"deriverStatus"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"workspaceId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}}},{"kind":"Argument","name":{"kind":"Name","value":"observerId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"observerId"}}},{"kind":"Argument","name":{"kind":"Name","value":"senderId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"senderId"}}},{"kind":"Argument","name":{"kind":"Name","value":"sessionId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"sessionId"}}},{"kind":"Argument","name":{"kind":"Name","value":"untilIdle"},"value":{"kind":"Variable","name":{"kind":"Name","value":"untilIdle"}}},{"kind":"Argument","name":{"kind":"Name","value":"coalesceMs"},"value":{"kind":"Variable","name":{"kind":"Name","value":"coalesceMs"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"FragmentSpread","name":{"kind":"Name","value":"StatusCounts"}}]}}]}},{"kind":"FragmentDefinition","name":{"kind":"Name","value":"StatusCounts"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"DeriverStatus"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"totalWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"completedWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"inProgressWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"pendingWorkUnits"}},{"kind":"Field","name":{"kind":"Name","value":"failedWorkUnits"}}]}}]} as unknown as DocumentNode<WatchDeriverStatusSubscription, WatchDeriverStatusSubscriptionVariables>;
+export const GetSessionDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"query","name":{"kind":"Name","value":"GetSession"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"id"}},"type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"session"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"workspaceId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}}},{"kind":"Argument","name":{"kind":"Name","value":"id"},"value":{"kind":"Variable","name":{"kind":"Name","value":"id"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"FragmentSpread","name":{"kind":"Name","value":"SessionFields"}}]}}]}},{"kind":"FragmentDefinition","name":{"kind":"Name","value":"SessionFields"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"Session"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"workspaceId"}},{"kind":"Field","name":{"kind":"Name","value":"messageCount"}},{"kind":"Field","name":{"kind":"Name","value":"peers"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"peerId"}},{"kind":"Field","name":{"kind":"Name","value":"observeMe"}},{"kind":"Field","name":{"kind":"Name","value":"observeOthers"}}]}}]}}]} as unknown as DocumentNode<GetSessionQuery, GetSessionQueryVariables>;
+export const GetPeerDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"query","name":{"kind":"Name","value":"GetPeer"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"id"}},"type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"peer"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"workspaceId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}}},{"kind":"Argument","name":{"kind":"Name","value":"id"},"value":{"kind":"Variable","name":{"kind":"Name","value":"id"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"workspaceId"}},{"kind":"Field","name":{"kind":"Name","value":"observeMe"}}]}}]}}]} as unknown as DocumentNode<GetPeerQuery, GetPeerQueryVariables>;
+export const UpsertWorkspaceDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"mutation","name":{"kind":"Name","value":"UpsertWorkspace"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"id"}},"type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"settings"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"DerivationSettingsInput"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"upsertWorkspace"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"id"},"value":{"kind":"Variable","name":{"kind":"Name","value":"id"}}},{"kind":"Argument","name":{"kind":"Name","value":"settings"},"value":{"kind":"Variable","name":{"kind":"Name","value":"settings"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"settings"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"reasoningEnabled"}},{"kind":"Field","name":{"kind":"Name","value":"summariesEnabled"}},{"kind":"Field","name":{"kind":"Name","value":"messagesPerShortSummary"}},{"kind":"Field","name":{"kind":"Name","value":"messagesPerLongSummary"}}]}}]}}]}}]} as unknown as DocumentNode<UpsertWorkspaceMutation, UpsertWorkspaceMutationVariables>;
+export const UpsertPeerDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"mutation","name":{"kind":"Name","value":"UpsertPeer"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"id"}},"type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"observeMe"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"Boolean"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"upsertPeer"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"workspaceId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}}},{"kind":"Argument","name":{"kind":"Name","value":"id"},"value":{"kind":"Variable","name":{"kind":"Name","value":"id"}}},{"kind":"Argument","name":{"kind":"Name","value":"observeMe"},"value":{"kind":"Variable","name":{"kind":"Name","value":"observeMe"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"workspaceId"}},{"kind":"Field","name":{"kind":"Name","value":"observeMe"}}]}}]}}]} as unknown as DocumentNode<UpsertPeerMutation, UpsertPeerMutationVariables>;
+export const UpsertSessionDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"mutation","name":{"kind":"Name","value":"UpsertSession"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"id"}},"type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"peers"}},"type":{"kind":"ListType","type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"SessionPeerInput"}}}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"settings"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"DerivationSettingsInput"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"upsertSession"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"workspaceId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}}},{"kind":"Argument","name":{"kind":"Name","value":"id"},"value":{"kind":"Variable","name":{"kind":"Name","value":"id"}}},{"kind":"Argument","name":{"kind":"Name","value":"peers"},"value":{"kind":"Variable","name":{"kind":"Name","value":"peers"}}},{"kind":"Argument","name":{"kind":"Name","value":"settings"},"value":{"kind":"Variable","name":{"kind":"Name","value":"settings"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"FragmentSpread","name":{"kind":"Name","value":"SessionFields"}}]}}]}},{"kind":"FragmentDefinition","name":{"kind":"Name","value":"SessionFields"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"Session"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"workspaceId"}},{"kind":"Field","name":{"kind":"Name","value":"messageCount"}},{"kind":"Field","name":{"kind":"Name","value":"peers"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"peerId"}},{"kind":"Field","name":{"kind":"Name","value":"observeMe"}},{"kind":"Field","name":{"kind":"Name","value":"observeOthers"}}]}}]}}]} as unknown as DocumentNode<UpsertSessionMutation, UpsertSessionMutationVariables>;
+export const RemoveSessionPeersDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"mutation","name":{"kind":"Name","value":"RemoveSessionPeers"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"sessionId"}},"type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"peerIds"}},"type":{"kind":"NonNullType","type":{"kind":"ListType","type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"removeSessionPeers"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"workspaceId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}}},{"kind":"Argument","name":{"kind":"Name","value":"sessionId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"sessionId"}}},{"kind":"Argument","name":{"kind":"Name","value":"peerIds"},"value":{"kind":"Variable","name":{"kind":"Name","value":"peerIds"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"FragmentSpread","name":{"kind":"Name","value":"SessionFields"}}]}}]}},{"kind":"FragmentDefinition","name":{"kind":"Name","value":"SessionFields"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"Session"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"workspaceId"}},{"kind":"Field","name":{"kind":"Name","value":"messageCount"}},{"kind":"Field","name":{"kind":"Name","value":"peers"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"peerId"}},{"kind":"Field","name":{"kind":"Name","value":"observeMe"}},{"kind":"Field","name":{"kind":"Name","value":"observeOthers"}}]}}]}}]} as unknown as DocumentNode<RemoveSessionPeersMutation, RemoveSessionPeersMutationVariables>;
+export const AddMessagesDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"mutation","name":{"kind":"Name","value":"AddMessages"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"sessionId"}},"type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"messages"}},"type":{"kind":"NonNullType","type":{"kind":"ListType","type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"MessageInput"}}}}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"addMessages"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"workspaceId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"workspaceId"}}},{"kind":"Argument","name":{"kind":"Name","value":"sessionId"},"value":{"kind":"Variable","name":{"kind":"Name","value":"sessionId"}}},{"kind":"Argument","name":{"kind":"Name","value":"messages"},"value":{"kind":"Variable","name":{"kind":"Name","value":"messages"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"enqueuedTasks"}},{"kind":"Field","name":{"kind":"Name","value":"messages"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"sessionId"}},{"kind":"Field","name":{"kind":"Name","value":"peerId"}},{"kind":"Field","name":{"kind":"Name","value":"seq"}},{"kind":"Field","name":{"kind":"Name","value":"content"}}]}}]}}]}}]} as unknown as DocumentNode<AddMessagesMutation, AddMessagesMutationVariables>;

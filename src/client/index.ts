@@ -1,0 +1,17 @@
+export {
+  type AddMessagesResult,
+  createDeriverClient,
+  type DeriverClient,
+  DeriverClientError,
+  type DeriverClientOptions,
+  type DeriverStatus,
+  type DeriverStatusWithSessions,
+  type Peer,
+  type Session,
+  type SessionClient,
+  type StatusFilter,
+  type StatusStream,
+  type WaitForIdleOptions,
+  WaitForIdleTimeoutError,
+  type WatchOptions,
+} from './client.ts';

@@ -1,0 +1,268 @@
+/**
+ * Live status: turns the status engine's change notifications into per-subscriber streams, with no
+ * polling anywhere.
+ *
+ * ## Topics (multiplexing)
+ * Subscriptions with the same filter, coalescing window and breakdown choice share one *topic*.
+ * A topic computes the status once per change and hands the same view to all its subscribers.
+ * A committed change names the work units that moved; each unit feeds at most eight filters, so
+ * the topics to wake are found with eight map look-ups, however many topics exist.
+ *
+ * ## Coalescing
+ * A topic publishes at most once per window: the first change after a quiet window goes out at
+ * once (leading edge), later changes inside the window are folded into one publication when it
+ * closes (trailing edge), so the last state is never lost. A window of 0 publishes every change.
+ * A publication equal to the topic's previous one is dropped unless a subscriber joined since
+ * (its snapshot may differ from what the others were sent).
+ *
+ * ## Subscribers (bounded memory)
+ * A subscriber holds at most one undelivered view: a newer one replaces it. A consumer that stops
+ * reading therefore costs one view however much happens, and gets the latest state when it reads
+ * again. A view equal to the last one delivered is never delivered (no identical events in a row).
+ * With `untilIdle`, the stream ends after delivering a view with nothing pending or running.
+ */
+import { isIdle } from '../status/counts.ts';
+import type { StatusEngine } from '../status/status-engine.ts';
+import { filterKey, filtersFedBy, type StatusChange, type StatusQuery } from '../status/status-filter.ts';
+import { type StatusView, sameView } from './status-view.ts';
+
+export interface LiveStatusOptions {
+  readonly status: StatusEngine;
+  /** Coalescing window when a subscriber does not choose one, in ms. @default 100 */
+  readonly windowMs?: number;
+  /** Largest window a subscriber may choose, in ms. @default 10000 */
+  readonly maxWindowMs?: number;
+}
+
+export interface LiveSubscribeOptions {
+  /** End the stream once nothing is pending or running (at once if that already holds). */
+  readonly untilIdle?: boolean;
+  /** This subscriber's coalescing window, from 0 to `maxWindowMs`. @default the server's */
+  readonly windowMs?: number;
+  /** Compute the per-session breakdown with every view (only for filters without a session). */
+  readonly withSessions?: boolean;
+}
+
+export interface LiveStatus {
+  /** A stream of views: the current one at once, then one per (coalesced) change. */
+  subscribe(filter: StatusQuery, options?: LiveSubscribeOptions): AsyncIterableIterator<StatusView>;
+  /** Number of live topics and subscribers, for metrics and leak checks. */
+  stats(): { topics: number; subscribers: number };
+  /** Ends every stream and stops listening. */
+  close(): void;
+}
+
+export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
+  const { status } = options;
+  const defaultWindow = options.windowMs ?? 100;
+  const maxWindow = options.maxWindowMs ?? 10_000;
+  /** Topics by filter key (one filter may have topics with different windows). */
+  const byFilter = new Map<string, Set<Topic>>();
+  const topics = new Map<string, Topic>();
+  let subscriberCount = 0;
+
+  class Topic {
+    readonly subscribers = new Set<Subscriber>();
+    last: StatusView;
+    #lastPublishedAt = Number.NEGATIVE_INFINITY;
+    #timer: NodeJS.Timeout | null = null;
+    #dirty = false;
+
+    constructor(
+      readonly key: string,
+      readonly filterKey: string,
+      readonly filter: StatusQuery,
+      readonly windowMs: number,
+      readonly withSessions: boolean,
+    ) {
+      this.last = this.compute();
+    }
+
+    compute(): StatusView {
+      const counts = status.get(this.filter);
+      if (!this.withSessions || this.filter.sessionId !== undefined) return { filter: this.filter, counts };
+      return { filter: this.filter, counts, sessions: status.sessions(this.filter) };
+    }
+
+    changed(): void {
+      if (this.#timer) {
+        this.#dirty = true;
+        return;
+      }
+      if (this.windowMs === 0) {
+        this.publish();
+        return;
+      }
+      const now = performance.now();
+      const since = now - this.#lastPublishedAt;
+      if (since >= this.windowMs) {
+        this.publish();
+        this.#lastPublishedAt = now;
+        this.#arm(this.windowMs);
+      } else {
+        this.#dirty = true;
+        this.#arm(this.windowMs - since);
+      }
+    }
+
+    #arm(ms: number): void {
+      this.#timer = setTimeout(() => {
+        this.#timer = null;
+        if (!this.#dirty) return;
+        this.#dirty = false;
+        this.publish();
+        this.#lastPublishedAt = performance.now();
+        this.#arm(this.windowMs);
+      }, ms);
+    }
+
+    /** A subscriber joined since the last publication, with a snapshot the others never saw. */
+    joined = false;
+
+    publish(): void {
+      const view = this.compute();
+      if (!this.joined && sameView(view, this.last)) return;
+      this.last = view;
+      this.joined = false;
+      for (const subscriber of this.subscribers) subscriber.offer(view);
+    }
+
+    dispose(): void {
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  class Subscriber implements AsyncIterableIterator<StatusView> {
+    #pending: StatusView | null = null;
+    #delivered: StatusView | null = null;
+    #waiting: ((result: IteratorResult<StatusView>) => void) | null = null;
+    #done = false;
+
+    constructor(
+      readonly topic: Topic,
+      readonly untilIdle: boolean,
+      snapshot: StatusView,
+    ) {
+      this.#pending = snapshot;
+    }
+
+    offer(view: StatusView): void {
+      if (this.#done) return;
+      if (this.#delivered && sameView(this.#delivered, view)) {
+        this.#pending = null;
+        return;
+      }
+      this.#pending = view;
+      if (this.#waiting) {
+        const resolve = this.#waiting;
+        this.#waiting = null;
+        resolve(this.#take());
+      }
+    }
+
+    #take(): IteratorResult<StatusView> {
+      const view = this.#pending;
+      if (!view) return { done: true, value: undefined };
+      this.#pending = null;
+      this.#delivered = view;
+      if (this.untilIdle && isIdle(view.counts)) this.#finish();
+      return { done: false, value: view };
+    }
+
+    next(): Promise<IteratorResult<StatusView>> {
+      if (this.#pending) return Promise.resolve(this.#take());
+      if (this.#done) return Promise.resolve({ done: true, value: undefined });
+      return new Promise((resolve) => {
+        this.#waiting = resolve;
+      });
+    }
+
+    return(): Promise<IteratorResult<StatusView>> {
+      this.#pending = null;
+      this.#finish();
+      return Promise.resolve({ done: true, value: undefined });
+    }
+
+    /** Ends the stream: no more views; a pending `next()` resolves as done. */
+    #finish(): void {
+      if (this.#done) return;
+      this.#done = true;
+      leave(this);
+      if (this.#waiting && !this.#pending) {
+        const resolve = this.#waiting;
+        this.#waiting = null;
+        resolve({ done: true, value: undefined });
+      }
+    }
+
+    end(): void {
+      this.#finish();
+    }
+
+    [Symbol.asyncIterator](): AsyncIterableIterator<StatusView> {
+      return this;
+    }
+  }
+
+  function leave(subscriber: Subscriber): void {
+    const { topic } = subscriber;
+    if (!topic.subscribers.delete(subscriber)) return;
+    subscriberCount--;
+    if (topic.subscribers.size > 0) return;
+    topic.dispose();
+    topics.delete(topic.key);
+    const siblings = byFilter.get(topic.filterKey);
+    siblings?.delete(topic);
+    if (siblings?.size === 0) byFilter.delete(topic.filterKey);
+  }
+
+  const onChanged = (units: readonly StatusChange[]): void => {
+    const touched = new Set<Topic>();
+    for (const unit of units) {
+      for (const filter of filtersFedBy(unit)) {
+        const set = byFilter.get(filterKey(filter));
+        if (set) for (const topic of set) touched.add(topic);
+      }
+    }
+    for (const topic of touched) topic.changed();
+  };
+  const unsubscribe = status.events.on('status:changed', onChanged);
+
+  return {
+    subscribe(filter, subscribeOptions = {}) {
+      const windowMs = Math.min(maxWindow, Math.max(0, subscribeOptions.windowMs ?? defaultWindow));
+      const withSessions = subscribeOptions.withSessions === true && filter.sessionId === undefined;
+      const fKey = filterKey(filter);
+      const key = `${fKey}\u0000${windowMs}\u0000${withSessions ? 1 : 0}`;
+      let topic = topics.get(key);
+      if (!topic) {
+        topic = new Topic(key, fKey, filter, windowMs, withSessions);
+        topics.set(key, topic);
+        let set = byFilter.get(fKey);
+        if (!set) {
+          set = new Set();
+          byFilter.set(fKey, set);
+        }
+        set.add(topic);
+      }
+      // The snapshot is computed now: the topic's last publication may be older (window pending).
+      const subscriber = new Subscriber(topic, subscribeOptions.untilIdle === true, topic.compute());
+      topic.subscribers.add(subscriber);
+      topic.joined = true;
+      subscriberCount++;
+      return subscriber;
+    },
+
+    stats() {
+      return { topics: topics.size, subscribers: subscriberCount };
+    },
+
+    close() {
+      unsubscribe();
+      for (const topic of [...topics.values()]) {
+        for (const subscriber of [...topic.subscribers]) subscriber.end();
+      }
+    },
+  };
+}

@@ -1,0 +1,21 @@
+import type { SessionStatusCounts, StatusCounts } from '../status/counts.ts';
+import { sameStatusCounts } from '../status/counts.ts';
+import type { StatusQuery } from '../status/status-filter.ts';
+
+/** One status as delivered to a client: the counts for a filter, with the breakdown when asked. */
+export interface StatusView {
+  readonly filter: StatusQuery;
+  readonly counts: StatusCounts;
+  /** Per-session breakdown; `undefined` when not computed (the resolver computes it on demand). */
+  readonly sessions?: readonly SessionStatusCounts[] | undefined;
+}
+
+export function sameView(a: StatusView, b: StatusView): boolean {
+  if (!sameStatusCounts(a.counts, b.counts)) return false;
+  if (a.sessions === b.sessions) return true;
+  if (!a.sessions || !b.sessions || a.sessions.length !== b.sessions.length) return false;
+  return a.sessions.every((s, i) => {
+    const o = b.sessions?.[i];
+    return o !== undefined && o.sessionId === s.sessionId && sameStatusCounts(s, o);
+  });
+}

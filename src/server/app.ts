@@ -1,0 +1,86 @@
+/**
+ * The process `npm start` runs: the embedded store, the status engine, live subscriptions, the
+ * scheduler with the built-in demo handler, and the HTTP/WebSocket server.
+ */
+import pino, { type Logger } from 'pino';
+import { createDeriver } from '../domain/deriver.ts';
+import { createLiveStatus, type LiveStatus } from '../live/live-status.ts';
+import { createDemoHandler } from '../scheduler/demo-handler.ts';
+import type { SchedulerOptions } from '../scheduler/options.ts';
+import { createScheduler, type Scheduler } from '../scheduler/scheduler.ts';
+import { createStatusEngine, type StatusEngine } from '../status/status-engine.ts';
+import { createSqliteStore } from '../store/sqlite/sqlite-store.ts';
+import type { Store } from '../store/store.ts';
+import type { Config } from './config.ts';
+import { createDeriverServer, type DeriverServer } from './create-server.ts';
+
+export interface App {
+  /** The GraphQL (and GraphiQL) URL. */
+  readonly url: string;
+  readonly store: Store;
+  readonly status: StatusEngine;
+  readonly live: LiveStatus;
+  readonly scheduler: Scheduler;
+  readonly server: DeriverServer;
+  /** Graceful: stop claiming, finish or put back running tasks, close connections and the store. */
+  close(options?: { deadlineMs?: number }): Promise<void>;
+}
+
+export interface StartOptions {
+  /** @default pino at `config.logLevel` */
+  readonly logger?: Logger;
+  /** Task handlers; @default the demo handler (`config.demoTaskMs` per task) for every type */
+  readonly handlers?: SchedulerOptions['handlers'];
+  /** Scheduler options other than the store, handlers and concurrency. */
+  readonly scheduler?: Omit<SchedulerOptions, 'store' | 'handlers' | 'concurrency'>;
+}
+
+export async function startApp(config: Config, options: StartOptions = {}): Promise<App> {
+  const logger = options.logger ?? pino({ level: config.logLevel });
+  const store = createSqliteStore({ path: config.databasePath });
+  const status = await createStatusEngine({ store });
+  const live = createLiveStatus({ status, windowMs: config.coalesceMs });
+  const deriver = createDeriver({ store });
+  const demo = createDemoHandler({ delayMs: config.demoTaskMs });
+  const scheduler = createScheduler({
+    ...options.scheduler,
+    store,
+    concurrency: config.workerConcurrency,
+    handlers: options.handlers ?? { representation: demo, summary: demo },
+  });
+  scheduler.events.on('error', ({ error, operation }) =>
+    logger.warn({ err: error, operation }, 'scheduler store error'),
+  );
+  scheduler.events.on('task:failed', ({ task, error }) =>
+    logger.warn({ taskId: task.id, error }, 'task failed'),
+  );
+  const server = createDeriverServer({ context: { deriver, status, live }, logger });
+  let url: string;
+  try {
+    url = await server.listen(config.port, config.host);
+  } catch (error) {
+    status.close();
+    await store.close();
+    throw error;
+  }
+  scheduler.start();
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    store,
+    status,
+    live,
+    scheduler,
+    server,
+    close(closeOptions = {}) {
+      closing ??= (async () => {
+        await scheduler.stop(closeOptions);
+        live.close();
+        await server.close();
+        status.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,45 @@
+/** `npm start`: configuration from the environment, one clear line on a bad value. */
+import pino from 'pino';
+import { startApp } from './app.ts';
+import { ConfigError, loadConfig } from './config.ts';
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`deriver-live: invalid configuration: ${error.message}\n`);
+  process.exit(1);
+}
+
+const logger = pino({ level: config.logLevel });
+const app = await startApp(config, { logger }).catch((error: unknown) => {
+  process.stderr.write(
+    `deriver-live: could not start: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
+  process.exit(1);
+});
+process.stdout.write(
+  `Deriver Live is listening on ${app.url}\n` +
+    `  GraphiQL:  ${app.url} (open it in a browser)\n` +
+    `  store:     ${config.databaseUrl}; workers: ${config.workerConcurrency}; demo handler: ${config.demoTaskMs} ms per task\n`,
+);
+
+let signals = 0;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    signals++;
+    if (signals > 1) {
+      logger.warn('second signal: exiting at once; leases will expire as after a crash');
+      process.exit(1);
+    }
+    logger.info({ signal }, 'shutting down gracefully (send the signal again to exit at once)');
+    app.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  });
+}
