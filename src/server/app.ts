@@ -3,7 +3,7 @@
  * scheduler with the built-in demo handler, and the HTTP/WebSocket server.
  */
 import pino, { type Logger } from 'pino';
-import { createDeriver } from '../domain/deriver.ts';
+import { createDeriver, type Deriver } from '../domain/deriver.ts';
 import { createLiveStatus, type LiveStatus } from '../live/live-status.ts';
 import { createDemoHandler } from '../scheduler/demo-handler.ts';
 import type { SchedulerOptions } from '../scheduler/options.ts';
@@ -18,6 +18,7 @@ export interface App {
   /** The GraphQL (and GraphiQL) URL. */
   readonly url: string;
   readonly store: Store;
+  readonly deriver: Deriver;
   readonly status: StatusEngine;
   readonly live: LiveStatus;
   readonly scheduler: Scheduler;
@@ -68,6 +69,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
   return {
     url,
     store,
+    deriver,
     status,
     live,
     scheduler,

@@ -50,6 +50,9 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     healthCheckEndpoint: '/health',
     landingPage: false,
     graphiql: { title: 'Deriver Live', subscriptionsProtocol: 'WS', defaultQuery: GRAPHIQL_DEFAULT_QUERY },
+    // Self-contained GraphiQL (no CDN): its assets are inlined; loaded on the first page view.
+    renderGraphiQL: async (graphiqlOptions) =>
+      (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(graphiqlOptions),
     maskedErrors: { maskError: createMaskError((error) => logger.error({ err: error }, 'internal error')) },
     plugins: [useErrorCodes()],
     logging: {

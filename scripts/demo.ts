@@ -1,0 +1,70 @@
+/**
+ * `npm run demo`: drives a realistic workload against a running server so the counts visibly move.
+ * Several sessions, peers that observe others, a few hundred messages arriving over time, while a
+ * live subscription prints every status it is pushed.
+ *
+ *   npm start                 # in one terminal
+ *   npm run demo              # in another (DERIVER_URL=http://127.0.0.1:4000/graphql by default)
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createDeriverClient } from '../src/client/index.ts';
+
+const url = process.env.DERIVER_URL ?? `http://127.0.0.1:${process.env.PORT ?? 4000}/graphql`;
+const SESSIONS = Number(process.env.DEMO_SESSIONS ?? 4);
+const MESSAGES = Number(process.env.DEMO_MESSAGES ?? 300);
+const client = createDeriverClient({ url });
+const workspaceId = `demo-${Date.now().toString(36)}`;
+const people = ['alice', 'bob', 'carol', 'dave', 'erin'];
+const lines = [
+  'I moved to Lisbon last month.',
+  'How is the new job going?',
+  'I started running again, 5k three times a week.',
+  'My sister is visiting next weekend.',
+  'I am thinking of learning Portuguese properly.',
+  'The assistant keeps forgetting my coffee order.',
+];
+
+console.log(`demo workspace "${workspaceId}" on ${url}`);
+for (let s = 0; s < SESSIONS; s++) {
+  await client.upsertSession({
+    workspaceId,
+    id: `chat-${s}`,
+    peers: people.slice(0, 3 + (s % 3)).map((peerId, i) => ({ peerId, observeOthers: i % 2 === 1 })),
+  });
+}
+
+const watcher = (async () => {
+  for await (const status of client.watchDeriverStatus({ workspaceId }, { coalesceMs: 250 })) {
+    const bar = '#'.repeat(Math.round((40 * status.completedWorkUnits) / Math.max(1, status.totalWorkUnits)));
+    console.log(
+      `total ${status.totalWorkUnits.toString().padStart(4)}  pending ${status.pendingWorkUnits
+        .toString()
+        .padStart(
+          4,
+        )}  running ${status.inProgressWorkUnits.toString().padStart(2)}  done ${status.completedWorkUnits
+        .toString()
+        .padStart(4)}  failed ${status.failedWorkUnits}  ${bar}`,
+    );
+  }
+})();
+
+let sent = 0;
+while (sent < MESSAGES) {
+  const session = Math.floor(Math.random() * SESSIONS);
+  const batch = 1 + Math.floor(Math.random() * 5);
+  const messages = Array.from({ length: batch }, () => ({
+    peerId: people[Math.floor(Math.random() * (3 + (session % 3)))] ?? 'alice',
+    content: lines[Math.floor(Math.random() * lines.length)] ?? '',
+  }));
+  await client.addMessages({ workspaceId, sessionId: `chat-${session}`, messages });
+  sent += batch;
+  await sleep(20 + Math.random() * 80);
+}
+console.log(`sent ${sent} messages; waiting for the deriver to finish...`);
+const started = Date.now();
+const idle = await client.waitForIdle({ workspaceId });
+console.log(
+  `idle after ${Date.now() - started} ms: ${idle.completedWorkUnits} tasks done, ${idle.failedWorkUnits} failed`,
+);
+await client.close();
+await watcher.catch(() => {});

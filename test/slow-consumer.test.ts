@@ -1,0 +1,110 @@
+import type { Socket } from 'node:net';
+import { afterEach, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { isIdle } from '../src/status/counts.ts';
+import { sendMessages } from './helpers.ts';
+import { startTestServer, type TestServer } from './server-helpers.ts';
+
+let server: TestServer | undefined;
+let socket: WebSocket | undefined;
+afterEach(async () => {
+  socket?.terminate();
+  await server?.close();
+});
+
+/** Heap that survives a full collection (vitest runs with --expose-gc). */
+function retainedHeap(): number {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with --expose-gc');
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+const SESSIONS = 200;
+const PER_SESSION = 500; // 100,000 tasks
+
+it('a client that stops reading keeps server memory bounded and gets the latest state when it reads again', async () => {
+  server = await startTestServer({
+    config: { workerConcurrency: 8 },
+    handlers: { representation: () => {} },
+  });
+  const { app } = server;
+  await app.deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
+  for (let s = 0; s < SESSIONS; s++)
+    await app.deriver.upsertSession({ id: `s${s}`, peers: [{ peerId: `p${s}` }] });
+
+  // A raw graphql-transport-ws client subscribed to every change, with a large payload (breakdown).
+  socket = new WebSocket(server.url.replace('http', 'ws'), 'graphql-transport-ws');
+  const received: { deriverStatus: Record<string, unknown> & { completedWorkUnits: number } }[] = [];
+  let acked!: () => void;
+  const ack = new Promise<void>((resolve) => {
+    acked = resolve;
+  });
+  socket.on('message', (raw) => {
+    const message = JSON.parse(String(raw));
+    if (message.type === 'connection_ack') acked();
+    if (message.type === 'next') received.push(message.payload.data);
+  });
+  await new Promise((resolve) => socket!.once('open', resolve));
+  socket.send(JSON.stringify({ type: 'connection_init' }));
+  await ack;
+  socket.send(
+    JSON.stringify({
+      id: '1',
+      type: 'subscribe',
+      payload: {
+        query:
+          'subscription { deriverStatus(coalesceMs: 0) { totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWorkUnits sessions { sessionId totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWorkUnits } } }',
+      },
+    }),
+  );
+  await expect.poll(() => received.length).toBe(1);
+
+  // Stop reading: the client's TCP socket is paused, so the server's writes back up.
+  (socket as unknown as { _socket: Socket })._socket.pause();
+  let changes = 0;
+  app.status.events.on('status:changed', () => void changes++);
+  let maxBuffered = 0;
+  const heapBefore = retainedHeap();
+  const sampler = setInterval(() => {
+    for (const client of app.server.webSocketServer.clients)
+      maxBuffered = Math.max(maxBuffered, client.bufferedAmount);
+  }, 5);
+
+  const idle = new Promise<void>((resolve) => {
+    const off = app.status.events.on('status:changed', () => {
+      const all = app.status.get({ workspaceId: 'default' });
+      if (all.totalWorkUnits === SESSIONS * PER_SESSION && isIdle(all)) {
+        off();
+        resolve();
+      }
+    });
+  });
+  for (let s = 0; s < SESSIONS; s++)
+    await sendMessages(app.deriver, { sessionId: `s${s}`, peerId: `p${s}`, count: PER_SESSION });
+  await idle;
+  clearInterval(sampler);
+  const heapGrowth = retainedHeap() - heapBefore;
+  const finalStatus = await server.http<{ deriverStatus: { completedWorkUnits: number } }>(
+    '{ deriverStatus { totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWorkUnits sessions { sessionId totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWorkUnits } } }',
+  );
+  expect(finalStatus.data?.deriverStatus.completedWorkUnits).toBe(100_000);
+
+  // Read again: what was already in the kernel's buffers arrives, then the latest state.
+  (socket as unknown as { _socket: Socket })._socket.resume();
+  await expect
+    .poll(() => received.at(-1)?.deriverStatus.completedWorkUnits, { timeout: 20_000 })
+    .toBe(100_000);
+  expect(received.at(-1)).toEqual(finalStatus.data);
+
+  const eventBytes = JSON.stringify(finalStatus.data).length;
+  // The server never queued more than about one event in user space for this socket...
+  expect(maxBuffered).toBeLessThanOrEqual(4 * eventBytes);
+  // ...and did not keep one event per change: far fewer were delivered than changes happened.
+  expect(changes).toBeGreaterThan(1_000);
+  expect(received.length).toBeLessThan(changes / 4);
+  // While the client was not reading, an unbounded queue would have retained `changes` payloads.
+  expect(heapGrowth).toBeLessThan((changes * eventBytes) / 4);
+  console.log(JSON.stringify({ changes, delivered: received.length, eventBytes, maxBuffered, heapGrowth }));
+});
