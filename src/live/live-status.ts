@@ -24,7 +24,7 @@
 import { isIdle } from '../status/counts.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
 import { filterKey, filtersFedBy, type StatusChange, type StatusQuery } from '../status/status-filter.ts';
-import { type StatusView, sameView } from './status-view.ts';
+import { epochNow, type StatusView, sameView } from './status-view.ts';
 
 export interface LiveStatusOptions {
   readonly status: StatusEngine;
@@ -43,11 +43,16 @@ export interface LiveSubscribeOptions {
   readonly withSessions?: boolean;
 }
 
+/** A subscriber's stream; `return()` leaves it (and frees the topic when it was the last one). */
+export interface ViewStream extends AsyncIterableIterator<StatusView> {
+  return(): Promise<IteratorResult<StatusView>>;
+}
+
 export interface LiveStatus {
   /** A stream of views: the current one at once, then one per (coalesced) change. */
-  subscribe(filter: StatusQuery, options?: LiveSubscribeOptions): AsyncIterableIterator<StatusView>;
-  /** Number of live topics and subscribers, for metrics and leak checks. */
-  stats(): { topics: number; subscribers: number };
+  subscribe(filter: StatusQuery, options?: LiveSubscribeOptions): ViewStream;
+  /** Live topics and subscribers, and status computations so far (metrics, leak checks). */
+  stats(): { topics: number; subscribers: number; computations: number };
   /** Ends every stream and stops listening. */
   close(): void;
 }
@@ -60,6 +65,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
   const byFilter = new Map<string, Set<Topic>>();
   const topics = new Map<string, Topic>();
   let subscriberCount = 0;
+  let computations = 0;
 
   class Topic {
     readonly subscribers = new Set<Subscriber>();
@@ -67,6 +73,8 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     #lastPublishedAt = Number.NEGATIVE_INFINITY;
     #timer: NodeJS.Timeout | null = null;
     #dirty = false;
+    /** When the newest change not yet published was announced. */
+    #changedAt = epochNow();
 
     constructor(
       readonly key: string,
@@ -79,12 +87,16 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     }
 
     compute(): StatusView {
+      computations++;
       const counts = status.get(this.filter);
-      if (!this.withSessions || this.filter.sessionId !== undefined) return { filter: this.filter, counts };
-      return { filter: this.filter, counts, sessions: status.sessions(this.filter) };
+      const changedAt = this.#changedAt;
+      if (!this.withSessions || this.filter.sessionId !== undefined)
+        return { filter: this.filter, counts, changedAt };
+      return { filter: this.filter, counts, sessions: status.sessions(this.filter), changedAt };
     }
 
-    changed(): void {
+    changed(at: number): void {
+      this.#changedAt = at;
       if (this.#timer) {
         this.#dirty = true;
         return;
@@ -133,7 +145,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     }
   }
 
-  class Subscriber implements AsyncIterableIterator<StatusView> {
+  class Subscriber implements ViewStream {
     #pending: StatusView | null = null;
     #delivered: StatusView | null = null;
     #waiting: ((result: IteratorResult<StatusView>) => void) | null = null;
@@ -225,7 +237,8 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
         if (set) for (const topic of set) touched.add(topic);
       }
     }
-    for (const topic of touched) topic.changed();
+    const at = epochNow();
+    for (const topic of touched) topic.changed(at);
   };
   const unsubscribe = status.events.on('status:changed', onChanged);
 
@@ -255,7 +268,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     },
 
     stats() {
-      return { topics: topics.size, subscribers: subscriberCount };
+      return { topics: topics.size, subscribers: subscriberCount, computations };
     },
 
     close() {

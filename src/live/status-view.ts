@@ -8,7 +8,12 @@ export interface StatusView {
   readonly counts: StatusCounts;
   /** Per-session breakdown; `undefined` when not computed (the resolver computes it on demand). */
   readonly sessions?: readonly SessionStatusCounts[] | undefined;
+  /** When the change this view reports was announced (epoch ms, sub-ms precision). */
+  readonly changedAt?: number;
 }
+
+/** Epoch milliseconds with sub-millisecond precision, comparable across processes on one machine. */
+export const epochNow = (): number => performance.timeOrigin + performance.now();
 
 export function sameView(a: StatusView, b: StatusView): boolean {
   if (!sameStatusCounts(a.counts, b.counts)) return false;

@@ -13,6 +13,7 @@ import { WebSocketServer } from 'ws';
 import type { ApiContext } from '../api/builder.ts';
 import { createMaskError, useErrorCodes } from '../api/errors.ts';
 import { schema } from '../api/schema.ts';
+import { useSharedSubscriptionResults } from '../api/shared-results.ts';
 import { GRAPHIQL_DEFAULT_QUERY } from './graphiql.ts';
 
 export interface DeriverServerOptions {
@@ -24,6 +25,8 @@ export interface DeriverServerOptions {
   readonly connectionInitTimeoutMs?: number;
   /** WebSocket keepalive ping interval, in ms (0 disables). @default 12000 */
   readonly keepAliveMs?: number;
+  /** Benchmarks only: stamp subscription results with `extensions.changedAt`. @default false */
+  readonly stampChanges?: boolean;
 }
 
 export interface DeriverServer {
@@ -54,7 +57,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     renderGraphiQL: async (graphiqlOptions) =>
       (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(graphiqlOptions),
     maskedErrors: { maskError: createMaskError((error) => logger.error({ err: error }, 'internal error')) },
-    plugins: [useErrorCodes()],
+    plugins: [useErrorCodes(), useSharedSubscriptionResults({ stampChanges: options.stampChanges })],
     logging: {
       debug: (...args: unknown[]) => logger.debug(args.map(String).join(' ')),
       info: (...args: unknown[]) => logger.info(args.map(String).join(' ')),

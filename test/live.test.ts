@@ -1,0 +1,204 @@
+import { createSchema, createYoga } from 'graphql-yoga';
+import { afterEach, describe, expect, it } from 'vitest';
+import { useSharedSubscriptionResults } from '../src/api/shared-results.ts';
+import { createDeriverClient, type DeriverClient, type DeriverStatus } from '../src/client/index.ts';
+import { createLiveStatus, type LiveStatus } from '../src/live/live-status.ts';
+import { type StatusCounts, sameStatusCounts } from '../src/status/counts.ts';
+import { createHarness, type Harness, sendMessages } from './helpers.ts';
+import { gate, startTestServer, type TestServer } from './server-helpers.ts';
+
+let h: Harness | undefined;
+let live: LiveStatus | undefined;
+let server: TestServer | undefined;
+let clients: DeriverClient[] = [];
+afterEach(async () => {
+  for (const c of clients) await c.close();
+  clients = [];
+  live?.close();
+  await h?.close();
+  await server?.close();
+  h = undefined;
+  live = undefined;
+  server = undefined;
+});
+
+async function liveHarness() {
+  h = await createHarness();
+  live = createLiveStatus({ status: h.status, windowMs: 0 });
+  await h.deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
+  await h.deriver.upsertSession({ id: 'A', peers: [{ peerId: 'a' }] });
+  await h.deriver.upsertSession({ id: 'B', peers: [{ peerId: 'b' }] });
+  return { h, live };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('multiplexing', () => {
+  it('gives subscribers with equal arguments equal events from one shared computation per change', async () => {
+    const g = gate();
+    server = await startTestServer({ handlers: { representation: g.handler } });
+    await server.http(
+      'mutation{upsertSession(id:"s",peers:[{peerId:"a"},{peerId:"b",observeOthers:true}]){id}}',
+    );
+    const SUBSCRIBERS = 20;
+    const streams = Array.from({ length: SUBSCRIBERS }, () => {
+      const client = createDeriverClient({ url: server!.url });
+      clients.push(client);
+      return client.watchDeriverStatus({ sessionId: 's' }, { coalesceMs: 0 });
+    });
+    const firsts = await Promise.all(streams.map((s) => s.next()));
+    expect(firsts.every((f) => f.value?.totalWorkUnits === 0)).toBe(true);
+    expect(server.app.live.stats()).toMatchObject({ topics: 1, subscribers: SUBSCRIBERS });
+
+    let changes = 0;
+    server.app.status.events.on('status:changed', () => void changes++);
+    const before = server.app.live.stats().computations;
+    await server.http(
+      'mutation{addMessages(sessionId:"s",messages:[{peerId:"a",content:"x"},{peerId:"b",content:"y"}]){enqueuedTasks}}',
+    );
+    g.open();
+    const sequences = await Promise.all(
+      streams.map(async (stream) => {
+        const seen: DeriverStatus[] = [];
+        for await (const status of stream) {
+          seen.push(status);
+          if (status.completedWorkUnits === 3) break;
+        }
+        return seen;
+      }),
+    );
+    for (const sequence of sequences) expect(sequence).toEqual(sequences[0]);
+    // One status computation per change for the whole topic, not one per subscriber.
+    expect(server.app.live.stats().computations - before).toBeLessThanOrEqual(changes);
+    await expect.poll(() => server!.app.live.stats()).toMatchObject({ topics: 0, subscribers: 0 });
+  });
+
+  it('executes the selection set once per change and hands every subscriber the same result', async () => {
+    let resolverCalls = 0;
+    const shared = { n: 1 };
+    let push: ((value: object) => void)[] = [];
+    const yoga = createYoga({
+      schema: createSchema({
+        typeDefs: 'type Query { x: Int } type Event { n: Int } type Subscription { tick: Event }',
+        resolvers: {
+          Event: {
+            n: (e: { n: number }) => {
+              resolverCalls++;
+              return e.n;
+            },
+          },
+          Subscription: {
+            tick: {
+              subscribe: () => ({
+                [Symbol.asyncIterator]() {
+                  return {
+                    next: () =>
+                      new Promise((resolve) => push.push((value) => resolve({ done: false, value }))),
+                    return: async () => ({ done: true, value: undefined }),
+                  };
+                },
+              }),
+              resolve: (e: object) => e,
+            },
+          },
+        },
+      }),
+      plugins: [useSharedSubscriptionResults()],
+    });
+    const subscribeOnce = async () => {
+      const enveloped = yoga.getEnveloped({});
+      const document = enveloped.parse('subscription { tick { n } }');
+      return (await enveloped.subscribe({
+        schema: enveloped.schema,
+        document,
+        contextValue: await enveloped.contextFactory(),
+      })) as AsyncIterator<unknown>;
+    };
+    const [one, two] = [await subscribeOnce(), await subscribeOnce()];
+    const results = Promise.all([one.next(), two.next()]);
+    await new Promise((r) => setTimeout(r, 10));
+    for (const p of push) p(shared);
+    push = [];
+    const [r1, r2] = await results;
+    expect(r1.value).toEqual({ data: { tick: { n: 1 } } });
+    expect(r2.value).toBe(r1.value);
+    expect(resolverCalls).toBe(1);
+  });
+
+  it('wakes no subscriber filtered to session B for a change in session A', async () => {
+    const { h, live } = await liveHarness();
+    const b = live.subscribe({ workspaceId: 'default', sessionId: 'B' });
+    expect((await b.next()).value?.counts.totalWorkUnits).toBe(0);
+    const computed = live.stats().computations;
+    await sendMessages(h.deriver, { sessionId: 'A', peerId: 'a', count: 5 });
+    expect(h.status.get({ workspaceId: 'default', sessionId: 'A' }).totalWorkUnits).toBe(5);
+    expect(live.stats().computations).toBe(computed);
+    // Nothing arrives for B; the pending read is the one the change in B answers.
+    const pending = b.next();
+    expect(await Promise.race([pending, sleep(30).then(() => 'nothing')])).toBe('nothing');
+    await sendMessages(h.deriver, { sessionId: 'B', peerId: 'b', count: 1 });
+    expect((await pending).value?.counts.totalWorkUnits).toBe(1);
+    await b.return();
+  });
+
+  it('delivers every distinct state in order with a window of 0', async () => {
+    const { h, live } = await liveHarness();
+    const stream = live.subscribe({ workspaceId: 'default', sessionId: 'A' }, { windowMs: 0 });
+    const expected: StatusCounts[] = [h.status.get({ workspaceId: 'default', sessionId: 'A' })];
+    h.status.events.on('status:changed', () => {
+      const now = h.status.get({ workspaceId: 'default', sessionId: 'A' });
+      if (!sameStatusCounts(now, expected.at(-1)!)) expected.push(now);
+    });
+    const delivered: StatusCounts[] = [];
+    const consumer = (async () => {
+      for await (const view of stream) {
+        delivered.push(view.counts);
+        if (view.counts.completedWorkUnits === 30) break;
+      }
+    })();
+    for (let i = 0; i < 10; i++) await sendMessages(h.deriver, { sessionId: 'A', peerId: 'a', count: 1 });
+    h.startScheduler({ concurrency: 1, claimBudget: 3, handlers: { representation: () => {} } });
+    for (let i = 0; i < 20; i++) await sendMessages(h.deriver, { sessionId: 'A', peerId: 'a', count: 1 });
+    await consumer;
+    expect(delivered.length).toBeGreaterThan(20);
+    expect(delivered).toEqual(expected);
+  });
+
+  it('frees the shared computation when the last subscriber leaves, with no leak over 10,000 cycles', async () => {
+    const { h, live } = await liveHarness();
+    await sendMessages(h.deriver, { sessionId: 'A', peerId: 'a', count: 1 });
+    const cycle = async (i: number) => {
+      const stream = live.subscribe({
+        workspaceId: 'default',
+        sessionId: i % 2 ? 'A' : 'B',
+        observerId: `o${i % 7}`,
+      });
+      await stream.next();
+      await stream.return();
+    };
+    for (let i = 0; i < 1_000; i++) await cycle(i);
+    const gc = (globalThis as { gc?: () => void }).gc!;
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 10_000; i++) await cycle(i);
+    expect(live.stats()).toMatchObject({ topics: 0, subscribers: 0 });
+    gc();
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(2 * 2 ** 20);
+  });
+
+  it('frees topics over graphql-ws when clients unsubscribe or disconnect', async () => {
+    server = await startTestServer();
+    const client = createDeriverClient({ url: server.url });
+    clients.push(client);
+    for (let i = 0; i < 200; i++) {
+      const stream = client.watchDeriverStatus({ sessionId: `s${i % 10}` });
+      await stream.next();
+      await stream.return();
+    }
+    const open = Array.from({ length: 5 }, (_, i) => client.watchDeriverStatus({ sessionId: `t${i}` }));
+    await Promise.all(open.map((s) => s.next()));
+    expect(server.app.live.stats()).toMatchObject({ topics: 5, subscribers: 5 });
+    await client.close();
+    await expect.poll(() => server!.app.live.stats()).toMatchObject({ topics: 0, subscribers: 0 });
+  });
+});
