@@ -6,8 +6,9 @@
  * subscribers. What remains per subscriber is the transport's own framing (each graphql-ws frame
  * carries that subscriber's operation id).
  *
- * With `stampChanges` (benchmarks only) every result carries `extensions.changedAt`: the time, in
- * epoch milliseconds with sub-millisecond precision, of the status change the event reports.
+ * With `stampChanges` (benchmarks only) every result carries `extensions.changedAt` and
+ * `extensions.publishedAt`: when the status change it reports was announced and when the view was
+ * computed, in epoch milliseconds with sub-millisecond precision.
  */
 import {
   createSourceEventStream,
@@ -43,10 +44,10 @@ export function useSharedSubscriptionResults(options: SharedResultsOptions = {})
   const run = (args: ExecutionArgs, payload: unknown): Result => {
     const result = execute({ ...args, rootValue: payload }) as Result;
     if (!options.stampChanges) return result;
-    const changedAt = (payload as Partial<StatusView>).changedAt;
+    const { changedAt, publishedAt } = payload as Partial<StatusView>;
     const stamp = (r: ExecutionResult): ExecutionResult => ({
       ...r,
-      extensions: { ...r.extensions, changedAt },
+      extensions: { ...r.extensions, changedAt, publishedAt },
     });
     return result instanceof Promise ? result.then(stamp) : stamp(result);
   };

@@ -89,10 +89,9 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     compute(): StatusView {
       computations++;
       const counts = status.get(this.filter);
-      const changedAt = this.#changedAt;
-      if (!this.withSessions || this.filter.sessionId !== undefined)
-        return { filter: this.filter, counts, changedAt };
-      return { filter: this.filter, counts, sessions: status.sessions(this.filter), changedAt };
+      const stamps = { changedAt: this.#changedAt, publishedAt: epochNow() };
+      if (!this.withSessions || this.filter.sessionId !== undefined) return { filter: this.filter, counts, ...stamps };
+      return { filter: this.filter, counts, sessions: status.sessions(this.filter), ...stamps };
     }
 
     changed(at: number): void {
@@ -121,6 +120,13 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
       this.#timer = setTimeout(() => {
         this.#timer = null;
         if (!this.#dirty) return;
+        // Timers run on the event loop's cached millisecond clock and may fire a fraction of a
+        // millisecond early by performance.now(): never publish twice within one window.
+        const remaining = this.#lastPublishedAt + this.windowMs - performance.now();
+        if (remaining > 0) {
+          this.#arm(Math.ceil(remaining));
+          return;
+        }
         this.#dirty = false;
         this.publish();
         this.#lastPublishedAt = performance.now();

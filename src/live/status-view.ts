@@ -10,6 +10,8 @@ export interface StatusView {
   readonly sessions?: readonly SessionStatusCounts[] | undefined;
   /** When the change this view reports was announced (epoch ms, sub-ms precision). */
   readonly changedAt?: number;
+  /** When this view was computed for publication (epoch ms, sub-ms precision). */
+  readonly publishedAt?: number;
 }
 
 /** Epoch milliseconds with sub-millisecond precision, comparable across processes on one machine. */

@@ -12,7 +12,7 @@ import { createStatusEngine, type StatusEngine } from '../status/status-engine.t
 import { createSqliteStore } from '../store/sqlite/sqlite-store.ts';
 import type { Store } from '../store/store.ts';
 import type { Config } from './config.ts';
-import { createDeriverServer, type DeriverServer } from './create-server.ts';
+import { createDeriverServer, type DeriverServer, type DeriverServerOptions } from './create-server.ts';
 
 export interface App {
   /** The GraphQL (and GraphiQL) URL. */
@@ -34,6 +34,8 @@ export interface StartOptions {
   readonly handlers?: SchedulerOptions['handlers'];
   /** Scheduler options other than the store, handlers and concurrency. */
   readonly scheduler?: Omit<SchedulerOptions, 'store' | 'handlers' | 'concurrency'>;
+  /** Server options other than the context and logger. */
+  readonly server?: Omit<DeriverServerOptions, 'context' | 'logger'>;
 }
 
 export async function startApp(config: Config, options: StartOptions = {}): Promise<App> {
@@ -55,7 +57,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
   scheduler.events.on('task:failed', ({ task, error }) =>
     logger.warn({ taskId: task.id, error }, 'task failed'),
   );
-  const server = createDeriverServer({ context: { deriver, status, live }, logger });
+  const server = createDeriverServer({ ...options.server, context: { deriver, status, live }, logger });
   let url: string;
   try {
     url = await server.listen(config.port, config.host);

@@ -1,0 +1,101 @@
+/**
+ * The server side of `npm run bench:live`, run as its own process. It serves the API with
+ * `stampChanges` (subscription results carry `extensions.changedAt`) and, on a second port, a raw
+ * `ws` server used as the broadcast baseline. The load generator steers it over IPC.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { WebSocketServer } from 'ws';
+import type { TaskHandler } from '../src/scheduler/options.ts';
+import { startApp } from '../src/server/app.ts';
+import { benchDir } from './util.ts';
+
+type Mode = { kind: 'noop' } | { kind: 'delay'; ms: number } | { kind: 'block' };
+export type ServerCommand =
+  | { id: number; op: 'mode'; mode: Mode }
+  | { id: number; op: 'churn'; workspaceId: string; sessionId: string; changes: number }
+  | { id: number; op: 'broadcast'; bytes: number; count: number }
+  | { id: number; op: 'status'; workspaceId: string };
+
+let mode: Mode = { kind: 'noop' };
+let syntheticVersion = 0;
+let unblock: () => void = () => {};
+let blocked = new Promise<void>((resolve) => {
+  unblock = resolve;
+});
+const handler: TaskHandler = async ({ signal }) => {
+  if (mode.kind === 'delay') await sleep(mode.ms, undefined, { signal });
+  else if (mode.kind === 'block') await blocked;
+};
+
+const dir = benchDir();
+const app = await startApp(
+  {
+    port: 0,
+    host: '127.0.0.1',
+    databaseUrl: `file:${dir.path('live.db')}`,
+    databasePath: dir.path('live.db'),
+    workerConcurrency: 8,
+    demoTaskMs: 0,
+    coalesceMs: 100,
+    logLevel: 'silent',
+  },
+  {
+    logger: pino({ level: 'silent' }),
+    handlers: { representation: handler, summary: handler },
+    scheduler: { pollMs: 1_000 },
+    server: { stampChanges: true, keepAliveMs: 0, connectionInitTimeoutMs: 60_000 },
+  },
+);
+
+const raw = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 });
+await new Promise((resolve) => raw.once('listening', resolve));
+const rawPort = (raw.address() as { port: number }).port;
+
+const reply = (id: number, body: object) => process.send?.({ id, ...body });
+process.on('message', async (command: ServerCommand) => {
+  if (command.op === 'mode') {
+    mode = command.mode;
+    if (mode.kind !== 'block') {
+      unblock();
+      blocked = new Promise<void>((resolve) => {
+        unblock = resolve;
+      });
+    }
+    reply(command.id, {});
+  } else if (command.op === 'churn') {
+    // Status changes without storage work, to measure fan-out alone: a synthetic unit's counters
+    // move through the status engine exactly as a store commit would announce them.
+    const key = {
+      taskType: 'representation',
+      workspaceId: command.workspaceId,
+      sessionId: command.sessionId,
+      observerId: 'synthetic',
+      senderId: 'synthetic',
+    } as const;
+    const started = performance.timeOrigin + performance.now();
+    for (let i = 0; i < command.changes; i++) {
+      syntheticVersion++;
+      app.status.apply([
+        { unitId: -1, key, counters: { pending: syntheticVersion, running: 0, completed: 0, failed: 0 }, version: syntheticVersion },
+      ]);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    reply(command.id, { started });
+  } else if (command.op === 'broadcast') {
+    const frame = 'x'.repeat(command.bytes);
+    const started = performance.timeOrigin + performance.now();
+    for (let i = 0; i < command.count; i++) for (const client of raw.clients) client.send(frame);
+    reply(command.id, { started });
+  } else if (command.op === 'status') {
+    reply(command.id, { status: app.status.get({ workspaceId: command.workspaceId }) });
+  }
+});
+
+process.send?.({ ready: true, url: app.url, rawUrl: `ws://127.0.0.1:${rawPort}` });
+process.on('disconnect', async () => {
+  raw.close();
+  await app.close({ deadlineMs: 0 });
+  dir.remove();
+  process.exit(0);
+});

@@ -1,0 +1,397 @@
+/**
+ * Live status at scale, server and load generator in separate processes on loopback:
+ * push latency at 1k and 10k graphql-ws subscribers, fan-out throughput against a raw `ws`
+ * broadcast of the same bytes, idle detection against polling loops, RSS per idle subscription,
+ * and coalescing under 10k+ task completions per second.
+ *
+ *   npm run bench:live                  (SUBSCRIBERS=1000,10000 to change the sizes)
+ *
+ * Latency uses one clock: the server stamps each event with the time of the status change
+ * (`extensions.changedAt`, epoch ms from performance.timeOrigin + now()), the generator subtracts
+ * it from its own receipt time. Both processes read the same system clock.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Client, createClient } from 'graphql-ws';
+import WebSocket from 'ws';
+import type { ServerCommand } from './live-server.ts';
+import { percentile, report, round } from './util.ts';
+
+const SIZES = (process.env.SUBSCRIBERS ?? '1000,10000').split(',').map(Number);
+const now = () => performance.timeOrigin + performance.now();
+type Counts = {
+  totalWorkUnits: number;
+  completedWorkUnits: number;
+  inProgressWorkUnits: number;
+  pendingWorkUnits: number;
+  failedWorkUnits: number;
+};
+const COUNTS = 'totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWorkUnits failedWorkUnits';
+
+// ---- the server process ---------------------------------------------------------------------
+
+const child: ChildProcess = spawn(
+  process.execPath,
+  [
+    ...(process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []),
+    '--import',
+    'tsx',
+    fileURLToPath(new URL('./live-server.ts', import.meta.url)),
+  ],
+  { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+);
+const replies = new Map<number, (message: Record<string, unknown>) => void>();
+let commandId = 0;
+const ready = new Promise<{ url: string; rawUrl: string }>((resolve) => {
+  child.on('message', (message: Record<string, unknown>) => {
+    if (message.ready) resolve(message as { url: string; rawUrl: string });
+    else replies.get(message.id as number)?.(message);
+  });
+});
+type Command = ServerCommand extends infer C ? (C extends ServerCommand ? Omit<C, 'id'> : never) : never;
+function command(c: Command): Promise<Record<string, unknown>> {
+  const id = ++commandId;
+  return new Promise((resolve) => {
+    replies.set(id, resolve);
+    child.send({ ...c, id });
+  });
+}
+const serverRssKb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]);
+
+const { url, rawUrl } = await ready;
+async function gql<T = Record<string, unknown>>(query: string, variables?: object): Promise<T> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await response.json()) as { data?: T; errors?: unknown };
+  if (body.errors) throw new Error(JSON.stringify(body.errors));
+  return body.data as T;
+}
+async function setupWorkspace(workspaceId: string, sessions: string[]) {
+  await gql('mutation($w:ID!){upsertWorkspace(id:$w,settings:{summariesEnabled:false}){id}}', { w: workspaceId });
+  for (const id of sessions) {
+    await gql('mutation($w:ID,$id:ID!,$p:ID!){upsertSession(workspaceId:$w,id:$id,peers:[{peerId:$p}]){id}}', {
+      w: workspaceId,
+      id,
+      p: `p-${id}`,
+    });
+  }
+}
+const addMessages = (workspaceId: string, sessionId: string, count: number) =>
+  gql('mutation($w:ID,$s:ID!,$m:[MessageInput!]!){addMessages(workspaceId:$w,sessionId:$s,messages:$m){enqueuedTasks}}', {
+    w: workspaceId,
+    s: sessionId,
+    m: Array.from({ length: count }, () => ({ peerId: `p-${sessionId}`, content: 'x' })),
+  });
+
+// ---- subscriber pools -----------------------------------------------------------------------
+
+interface Event {
+  data: Counts;
+  changedAt: number;
+  publishedAt: number;
+  receivedAt: number;
+}
+
+async function connect(n: number): Promise<Client[]> {
+  const clients: Client[] = [];
+  for (let i = 0; i < n; i += 250) {
+    const batch = Array.from({ length: Math.min(250, n - i) }, () => {
+      const client = createClient({ url: url.replace('http', 'ws'), webSocketImpl: WebSocket, lazy: false, retryAttempts: 0 });
+      clients.push(client);
+      return new Promise<void>((resolve, reject) => {
+        client.on('connected', () => resolve());
+        client.on('closed', (e) => reject(new Error(`closed: ${JSON.stringify(e)}`)));
+      });
+    });
+    await Promise.all(batch);
+  }
+  return clients;
+}
+
+/** Subscribes every client; resolves once each has its snapshot. Events after it go to `events[i]`. */
+async function subscribeAll(clients: Client[], variables: (i: number) => Record<string, unknown>) {
+  const events: Event[][] = clients.map(() => []);
+  const snapshots: Promise<void>[] = [];
+  const unsubscribe = clients.map((client, i) => {
+    let first = true;
+    let resolveSnapshot!: () => void;
+    snapshots.push(
+      new Promise<void>((resolve) => {
+        resolveSnapshot = resolve;
+      }),
+    );
+    return client.subscribe<{ deriverStatus: Counts }>(
+      {
+        query: `subscription($w:ID,$s:ID,$c:Int){deriverStatus(workspaceId:$w,sessionId:$s,coalesceMs:$c){${COUNTS}}}`,
+        variables: variables(i),
+      },
+      {
+        next(result) {
+          const receivedAt = now();
+          if (first) {
+            first = false;
+            resolveSnapshot();
+            return;
+          }
+          const ext = result.extensions as { changedAt: number; publishedAt: number };
+          events[i]?.push({ data: result.data!.deriverStatus, ...ext, receivedAt });
+        },
+        error: (error) => console.error('subscription error', error),
+        complete: () => {},
+      },
+    );
+  });
+  await Promise.all(snapshots);
+  return { events, unsubscribe: () => unsubscribe.forEach((u) => u()) };
+}
+const closeAll = async (clients: Client[]) => {
+  await Promise.all(clients.map((c) => c.dispose()));
+};
+const totalEvents = (events: Event[][]) => events.reduce((n, e) => n + e.length, 0);
+async function settle(events: Event[][], quietMs = 300): Promise<void> {
+  let last = -1;
+  for (;;) {
+    const n = totalEvents(events);
+    if (n === last) return;
+    last = n;
+    await sleep(quietMs);
+  }
+}
+
+// ---- 1. push latency (and RSS per idle subscription at the largest size) --------------------
+
+const SESSIONS = Array.from({ length: 10 }, (_, i) => `s${i}`);
+await setupWorkspace('lat', SESSIONS);
+await command({ op: 'mode', mode: { kind: 'noop' } });
+const p99: Record<string, number> = {};
+let kbPerSubscription = Number.NaN;
+for (const size of SIZES) {
+  const label = size >= 1000 ? `${size / 1000}k` : String(size);
+  const rssBefore = serverRssKb();
+  const clients = await connect(size);
+  const pool = await subscribeAll(clients, (i) => ({ w: 'lat', s: SESSIONS[i % SESSIONS.length], c: 0 }));
+  await sleep(500);
+  const rssAfter = serverRssKb();
+  if (size === Math.max(...SIZES)) kbPerSubscription = (rssAfter - rssBefore) / size;
+  const rounds = 60;
+  const started = now();
+  for (let r = 0; r < rounds; r++) {
+    await addMessages('lat', SESSIONS[r % SESSIONS.length]!, 1);
+    await sleep(size >= 10_000 ? 60 : 25);
+  }
+  await settle(pool.events);
+  const all = pool.events.flat();
+  const latencies = all.map((e) => e.receivedAt - e.changedAt).sort((a, b) => a - b);
+  // Where the time goes: until the view is computed (server), then until it is read (send + client).
+  const toPublish = all.map((e) => e.publishedAt - e.changedAt).sort((a, b) => a - b);
+  const toReceipt = all.map((e) => e.receivedAt - e.publishedAt).sort((a, b) => a - b);
+  p99[label] = round(percentile(latencies, 99), 2);
+  report({
+    bench: 'live',
+    phase: 'latency',
+    subscribers: size,
+    topics: SESSIONS.length,
+    events: latencies.length,
+    seconds: round((now() - started) / 1000, 1),
+    p50Ms: round(percentile(latencies, 50), 2),
+    p99Ms: p99[label],
+    maxMs: round(latencies.at(-1) ?? Number.NaN, 2),
+    changeToPublishP99Ms: round(percentile(toPublish, 99), 2),
+    publishToReceiptP99Ms: round(percentile(toReceipt, 99), 2),
+    serverRssKbBefore: rssBefore,
+    serverRssKbAfter: rssAfter,
+    kbPerSubscription: round((rssAfter - rssBefore) / size, 1),
+  });
+  pool.unsubscribe();
+
+  // ---- 2. fan-out throughput against a raw ws broadcast of the same bytes (largest size) ------
+  if (size === Math.max(...SIZES)) {
+    const fan = await subscribeAll(clients, () => ({ w: 'fan', s: 'f', c: 0 }));
+    const CHANGES = 100;
+    const { started: fanStart } = (await command({ op: 'churn', workspaceId: 'fan', sessionId: 'f', changes: CHANGES })) as {
+      started: number;
+    };
+    await settle(fan.events, 200);
+    const delivered = totalEvents(fan.events);
+    const lastReceipt = fan.events.reduce((max, list) => list.reduce((m, e) => Math.max(m, e.receivedAt), max), 0);
+    const ourRate = delivered / ((lastReceipt - fanStart) / 1000);
+    const frameBytes = JSON.stringify({
+      id: '00000000-0000-0000-0000-000000000000',
+      type: 'next',
+      payload: { data: { deriverStatus: fan.events[0]?.[0]?.data }, extensions: { changedAt: 0, publishedAt: 0 } },
+    }).length;
+    fan.unsubscribe();
+    await closeAll(clients);
+
+    const rawClients: WebSocket[] = [];
+    let rawReceived = 0;
+    let rawLast = 0;
+    for (let i = 0; i < size; i += 250) {
+      await Promise.all(
+        Array.from({ length: Math.min(250, size - i) }, () => {
+          const socket = new WebSocket(rawUrl);
+          rawClients.push(socket);
+          socket.on('message', () => {
+            rawReceived++;
+            rawLast = now();
+          });
+          return new Promise((resolve) => socket.once('open', resolve));
+        }),
+      );
+    }
+    const { started: rawStart } = (await command({ op: 'broadcast', bytes: frameBytes, count: CHANGES })) as {
+      started: number;
+    };
+    while (rawReceived < CHANGES * size) await sleep(20);
+    const rawRate = rawReceived / ((rawLast - rawStart) / 1000);
+    for (const socket of rawClients) socket.terminate();
+    report({
+      bench: 'live',
+      phase: 'fanout',
+      subscribers: size,
+      changes: CHANGES,
+      delivered,
+      frameBytes,
+      eventsPerSecond: Math.round(ourRate),
+      rawEventsPerSecond: Math.round(rawRate),
+      ratio: round(ourRate / rawRate, 2),
+    });
+    (globalThis as { fanoutRatio?: number }).fanoutRatio = round(ourRate / rawRate, 2);
+  } else {
+    await closeAll(clients);
+  }
+}
+
+// ---- 3. idle detection: waitForIdle against polling loops, same workload, same run ----------
+
+await command({ op: 'mode', mode: { kind: 'delay', ms: 30 } });
+const [idleClient] = await connect(1);
+const honchoRequests: number[] = [];
+const poll200Requests: number[] = [];
+const ours: number[] = [];
+const honcho: number[] = [];
+const poll200: number[] = [];
+const statusQuery = `query($w:ID,$s:ID){deriverStatus(workspaceId:$w,sessionId:$s){${COUNTS}}}`;
+async function pollUntilIdle(w: string, s: string, sleepFor: (c: Counts) => number, requests: number[]) {
+  let n = 0;
+  for (;;) {
+    n++;
+    const { deriverStatus } = await gql<{ deriverStatus: Counts }>(statusQuery, { w, s });
+    if (deriverStatus.pendingWorkUnits === 0 && deriverStatus.inProgressWorkUnits === 0) {
+      requests.push(n);
+      return now();
+    }
+    await sleep(sleepFor(deriverStatus));
+  }
+}
+function waitForIdle(w: string, s: string): Promise<{ detectedAt: number; completedAt: number }> {
+  return new Promise((resolve) => {
+    let last: { changedAt: number } | undefined;
+    idleClient!.subscribe<{ deriverStatus: Counts }>(
+      { query: `subscription($w:ID,$s:ID){deriverStatus(workspaceId:$w,sessionId:$s,untilIdle:true,coalesceMs:0){${COUNTS}}}`, variables: { w, s } },
+      {
+        next: (result) => {
+          last = result.extensions as { changedAt: number };
+        },
+        error: (error) => console.error(error),
+        complete: () => resolve({ detectedAt: now(), completedAt: last?.changedAt ?? Number.NaN }),
+      },
+    );
+  });
+}
+const SHARED_ROUNDS = 5;
+const OWN_ROUNDS = 45;
+for (let r = 0; r < SHARED_ROUNDS + OWN_ROUNDS; r++) {
+  const session = `idle${r}`;
+  await gql('mutation($s:ID!){upsertSession(workspaceId:"idle",id:$s,peers:[{peerId:"a"},{peerId:"b",observeOthers:true},{peerId:"c",observeOthers:true}]){id}}', { s: session });
+  await gql('mutation($s:ID!){addMessages(workspaceId:"idle",sessionId:$s,messages:[{peerId:"a",content:"hi"}]){enqueuedTasks}}', { s: session });
+  const shared = r < SHARED_ROUNDS;
+  const [mine, h, p] = await Promise.all([
+    waitForIdle('idle', session),
+    shared ? pollUntilIdle('idle', session, (c) => Math.max(1000, (c.pendingWorkUnits + c.inProgressWorkUnits) * 1000), honchoRequests) : null,
+    shared ? pollUntilIdle('idle', session, () => 200, poll200Requests) : null,
+  ]);
+  ours.push(mine.detectedAt - mine.completedAt);
+  if (h !== null) honcho.push(h - mine.completedAt);
+  if (p !== null) poll200.push(p - mine.completedAt);
+}
+await closeAll([idleClient!]);
+const sortedOurs = [...ours].sort((a, b) => a - b);
+const idleMs = round(percentile(sortedOurs, 99), 2);
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+report({
+  bench: 'live',
+  phase: 'idle-detection',
+  workload: '3 tasks of 30 ms per round',
+  rounds: ours.length,
+  waitForIdle: { p50Ms: round(percentile(sortedOurs, 50), 2), p99Ms: idleMs, requestsPerRound: 1 },
+  honchoPoll: { meanMs: round(mean(honcho), 1), maxMs: round(Math.max(...honcho), 1), requestsPerRound: mean(honchoRequests) },
+  poll200ms: { meanMs: round(mean(poll200), 1), maxMs: round(Math.max(...poll200), 1), requestsPerRound: mean(poll200Requests) },
+});
+
+// ---- 4. coalescing under 10k+ task completions per second ------------------------------------
+
+await command({ op: 'mode', mode: { kind: 'noop' } });
+const LOAD_SESSIONS = Array.from({ length: 10 }, (_, i) => `l${i}`);
+await setupWorkspace('load', LOAD_SESSIONS);
+const loadClients = await connect(1000);
+const WINDOW = 100;
+const load = await subscribeAll(loadClients, (i) => ({ w: 'load', s: LOAD_SESSIONS[i % 10] }));
+const TASKS = 40_000;
+// Enqueue while the workers are held, then let them go: completions run at the scheduler's pace.
+await command({ op: 'mode', mode: { kind: 'block' } });
+for (let i = 0; i < TASKS / 100; i++) await addMessages('load', LOAD_SESSIONS[i % 10]!, 100);
+const loadStart = now();
+await command({ op: 'mode', mode: { kind: 'noop' } });
+for (;;) {
+  const { status } = (await command({ op: 'status', workspaceId: 'load' })) as { status: Counts };
+  if (status.completedWorkUnits === TASKS) break;
+  await sleep(5);
+}
+const loadSeconds = (now() - loadStart) / 1000;
+await settle(load.events, 400);
+let maxPerWindow = 0;
+for (const events of load.events) {
+  const times = events.map((e) => e.publishedAt).sort((a, b) => a - b);
+  for (let i = 0, j = 0; i < times.length; i++) {
+    while ((times[i] ?? 0) - (times[j] ?? 0) >= WINDOW) j++;
+    maxPerWindow = Math.max(maxPerWindow, i - j + 1);
+  }
+}
+let finalExact = true;
+for (const [i, events] of load.events.entries()) {
+  const session = LOAD_SESSIONS[i % 10];
+  const { deriverStatus } = await gql<{ deriverStatus: Counts }>(statusQuery, { w: 'load', s: session });
+  if (JSON.stringify(events.at(-1)?.data) !== JSON.stringify(deriverStatus)) finalExact = false;
+}
+load.unsubscribe();
+await closeAll(loadClients);
+report({
+  bench: 'live',
+  phase: 'coalescing-under-load',
+  subscribers: 1000,
+  tasks: TASKS,
+  completionsPerSecond: Math.round(TASKS / loadSeconds),
+  windowMs: WINDOW,
+  eventsPerSubscriber: round(totalEvents(load.events) / 1000, 1),
+  maxEventsPerSubscriberPerWindow: maxPerWindow,
+  finalExact,
+});
+
+child.disconnect();
+const sizes = Object.keys(p99);
+report({
+  bench: 'live',
+  p99Ms: Object.fromEntries(sizes.map((k) => [k, p99[k]])),
+  fanoutRatio: (globalThis as { fanoutRatio?: number }).fanoutRatio ?? null,
+  idleMs,
+  honchoPollIdleMs: round(mean(honcho), 1),
+  poll200IdleMs: round(mean(poll200), 1),
+  kbPerSubscription: round(kbPerSubscription, 1),
+  finalExact,
+});
