@@ -77,7 +77,12 @@ process.on('message', async (command: ServerCommand) => {
     for (let i = 0; i < command.changes; i++) {
       syntheticVersion++;
       app.status.apply([
-        { unitId: -1, key, counters: { pending: syntheticVersion, running: 0, completed: 0, failed: 0 }, version: syntheticVersion },
+        {
+          unitId: -1,
+          key,
+          counters: { pending: syntheticVersion, running: 0, completed: 0, failed: 0 },
+          version: syntheticVersion,
+        },
       ]);
       await new Promise((resolve) => setImmediate(resolve));
     }

@@ -12,8 +12,8 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import type { ServerCommand } from './live-server.ts';
@@ -35,7 +35,9 @@ const COUNTS = 'totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWor
 const child: ChildProcess = spawn(
   process.execPath,
   [
-    ...(process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []),
+    ...(process.env.BENCH_PROFILE_DIR
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
+      : []),
     '--import',
     'tsx',
     fileURLToPath(new URL('./live-server.ts', import.meta.url)),
@@ -58,7 +60,8 @@ function command(c: Command): Promise<Record<string, unknown>> {
     child.send({ ...c, id });
   });
 }
-const serverRssKb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]);
+const serverRssKb = () =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]);
 
 const { url, rawUrl } = await ready;
 async function gql<T = Record<string, unknown>>(query: string, variables?: object): Promise<T> {
@@ -72,21 +75,29 @@ async function gql<T = Record<string, unknown>>(query: string, variables?: objec
   return body.data as T;
 }
 async function setupWorkspace(workspaceId: string, sessions: string[]) {
-  await gql('mutation($w:ID!){upsertWorkspace(id:$w,settings:{summariesEnabled:false}){id}}', { w: workspaceId });
+  await gql('mutation($w:ID!){upsertWorkspace(id:$w,settings:{summariesEnabled:false}){id}}', {
+    w: workspaceId,
+  });
   for (const id of sessions) {
-    await gql('mutation($w:ID,$id:ID!,$p:ID!){upsertSession(workspaceId:$w,id:$id,peers:[{peerId:$p}]){id}}', {
-      w: workspaceId,
-      id,
-      p: `p-${id}`,
-    });
+    await gql(
+      'mutation($w:ID,$id:ID!,$p:ID!){upsertSession(workspaceId:$w,id:$id,peers:[{peerId:$p}]){id}}',
+      {
+        w: workspaceId,
+        id,
+        p: `p-${id}`,
+      },
+    );
   }
 }
 const addMessages = (workspaceId: string, sessionId: string, count: number) =>
-  gql('mutation($w:ID,$s:ID!,$m:[MessageInput!]!){addMessages(workspaceId:$w,sessionId:$s,messages:$m){enqueuedTasks}}', {
-    w: workspaceId,
-    s: sessionId,
-    m: Array.from({ length: count }, () => ({ peerId: `p-${sessionId}`, content: 'x' })),
-  });
+  gql(
+    'mutation($w:ID,$s:ID!,$m:[MessageInput!]!){addMessages(workspaceId:$w,sessionId:$s,messages:$m){enqueuedTasks}}',
+    {
+      w: workspaceId,
+      s: sessionId,
+      m: Array.from({ length: count }, () => ({ peerId: `p-${sessionId}`, content: 'x' })),
+    },
+  );
 
 // ---- subscriber pools -----------------------------------------------------------------------
 
@@ -101,7 +112,12 @@ async function connect(n: number): Promise<Client[]> {
   const clients: Client[] = [];
   for (let i = 0; i < n; i += 250) {
     const batch = Array.from({ length: Math.min(250, n - i) }, () => {
-      const client = createClient({ url: url.replace('http', 'ws'), webSocketImpl: WebSocket, lazy: false, retryAttempts: 0 });
+      const client = createClient({
+        url: url.replace('http', 'ws'),
+        webSocketImpl: WebSocket,
+        lazy: false,
+        retryAttempts: 0,
+      });
       clients.push(client);
       return new Promise<void>((resolve, reject) => {
         client.on('connected', () => resolve());
@@ -147,7 +163,12 @@ async function subscribeAll(clients: Client[], variables: (i: number) => Record<
     );
   });
   await Promise.all(snapshots);
-  return { events, unsubscribe: () => unsubscribe.forEach((u) => u()) };
+  return {
+    events,
+    unsubscribe: () => {
+      for (const u of unsubscribe) u();
+    },
+  };
 }
 const closeAll = async (clients: Client[]) => {
   await Promise.all(clients.map((c) => c.dispose()));
@@ -213,17 +234,28 @@ for (const size of SIZES) {
   if (size === Math.max(...SIZES)) {
     const fan = await subscribeAll(clients, () => ({ w: 'fan', s: 'f', c: 0 }));
     const CHANGES = 100;
-    const { started: fanStart } = (await command({ op: 'churn', workspaceId: 'fan', sessionId: 'f', changes: CHANGES })) as {
+    const { started: fanStart } = (await command({
+      op: 'churn',
+      workspaceId: 'fan',
+      sessionId: 'f',
+      changes: CHANGES,
+    })) as {
       started: number;
     };
     await settle(fan.events, 200);
     const delivered = totalEvents(fan.events);
-    const lastReceipt = fan.events.reduce((max, list) => list.reduce((m, e) => Math.max(m, e.receivedAt), max), 0);
+    const lastReceipt = fan.events.reduce(
+      (max, list) => list.reduce((m, e) => Math.max(m, e.receivedAt), max),
+      0,
+    );
     const ourRate = delivered / ((lastReceipt - fanStart) / 1000);
     const frameBytes = JSON.stringify({
       id: '00000000-0000-0000-0000-000000000000',
       type: 'next',
-      payload: { data: { deriverStatus: fan.events[0]?.[0]?.data }, extensions: { changedAt: 0, publishedAt: 0 } },
+      payload: {
+        data: { deriverStatus: fan.events[0]?.[0]?.data },
+        extensions: { changedAt: 0, publishedAt: 0 },
+      },
     }).length;
     fan.unsubscribe();
     await closeAll(clients);
@@ -293,7 +325,10 @@ function waitForIdle(w: string, s: string): Promise<{ detectedAt: number; comple
   return new Promise((resolve) => {
     let last: { changedAt: number } | undefined;
     idleClient!.subscribe<{ deriverStatus: Counts }>(
-      { query: `subscription($w:ID,$s:ID){deriverStatus(workspaceId:$w,sessionId:$s,untilIdle:true,coalesceMs:0){${COUNTS}}}`, variables: { w, s } },
+      {
+        query: `subscription($w:ID,$s:ID){deriverStatus(workspaceId:$w,sessionId:$s,untilIdle:true,coalesceMs:0){${COUNTS}}}`,
+        variables: { w, s },
+      },
       {
         next: (result) => {
           last = result.extensions as { changedAt: number };
@@ -308,12 +343,25 @@ const SHARED_ROUNDS = 5;
 const OWN_ROUNDS = 45;
 for (let r = 0; r < SHARED_ROUNDS + OWN_ROUNDS; r++) {
   const session = `idle${r}`;
-  await gql('mutation($s:ID!){upsertSession(workspaceId:"idle",id:$s,peers:[{peerId:"a"},{peerId:"b",observeOthers:true},{peerId:"c",observeOthers:true}]){id}}', { s: session });
-  await gql('mutation($s:ID!){addMessages(workspaceId:"idle",sessionId:$s,messages:[{peerId:"a",content:"hi"}]){enqueuedTasks}}', { s: session });
+  await gql(
+    'mutation($s:ID!){upsertSession(workspaceId:"idle",id:$s,peers:[{peerId:"a"},{peerId:"b",observeOthers:true},{peerId:"c",observeOthers:true}]){id}}',
+    { s: session },
+  );
+  await gql(
+    'mutation($s:ID!){addMessages(workspaceId:"idle",sessionId:$s,messages:[{peerId:"a",content:"hi"}]){enqueuedTasks}}',
+    { s: session },
+  );
   const shared = r < SHARED_ROUNDS;
   const [mine, h, p] = await Promise.all([
     waitForIdle('idle', session),
-    shared ? pollUntilIdle('idle', session, (c) => Math.max(1000, (c.pendingWorkUnits + c.inProgressWorkUnits) * 1000), honchoRequests) : null,
+    shared
+      ? pollUntilIdle(
+          'idle',
+          session,
+          (c) => Math.max(1000, (c.pendingWorkUnits + c.inProgressWorkUnits) * 1000),
+          honchoRequests,
+        )
+      : null,
     shared ? pollUntilIdle('idle', session, () => 200, poll200Requests) : null,
   ]);
   ours.push(mine.detectedAt - mine.completedAt);
@@ -330,8 +378,16 @@ report({
   workload: '3 tasks of 30 ms per round',
   rounds: ours.length,
   waitForIdle: { p50Ms: round(percentile(sortedOurs, 50), 2), p99Ms: idleMs, requestsPerRound: 1 },
-  honchoPoll: { meanMs: round(mean(honcho), 1), maxMs: round(Math.max(...honcho), 1), requestsPerRound: mean(honchoRequests) },
-  poll200ms: { meanMs: round(mean(poll200), 1), maxMs: round(Math.max(...poll200), 1), requestsPerRound: mean(poll200Requests) },
+  honchoPoll: {
+    meanMs: round(mean(honcho), 1),
+    maxMs: round(Math.max(...honcho), 1),
+    requestsPerRound: mean(honchoRequests),
+  },
+  poll200ms: {
+    meanMs: round(mean(poll200), 1),
+    maxMs: round(Math.max(...poll200), 1),
+    requestsPerRound: mean(poll200Requests),
+  },
 });
 
 // ---- 4. coalescing under 10k+ task completions per second ------------------------------------

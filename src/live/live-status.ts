@@ -90,7 +90,8 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
       computations++;
       const counts = status.get(this.filter);
       const stamps = { changedAt: this.#changedAt, publishedAt: epochNow() };
-      if (!this.withSessions || this.filter.sessionId !== undefined) return { filter: this.filter, counts, ...stamps };
+      if (!this.withSessions || this.filter.sessionId !== undefined)
+        return { filter: this.filter, counts, ...stamps };
       return { filter: this.filter, counts, sessions: status.sessions(this.filter), ...stamps };
     }
 
