@@ -25,6 +25,14 @@ export {
   ShutdownError,
   TaskTimeoutError,
 } from './errors.ts';
+export {
+  createLiveStatus,
+  type LiveStatus,
+  type LiveStatusOptions,
+  type LiveSubscribeOptions,
+  type ViewStream,
+} from './live/live-status.ts';
+export type { StatusView } from './live/status-view.ts';
 export { createDemoHandler } from './scheduler/demo-handler.ts';
 export type { SchedulerEvents } from './scheduler/events.ts';
 export type { SchedulerOptions, TaskContext, TaskHandler } from './scheduler/options.ts';

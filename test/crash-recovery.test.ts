@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDeriver } from '../src/domain/deriver.ts';
 import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';
-import type { Store } from '../src/store/store.ts';
+import type { Lease, Store } from '../src/store/store.ts';
 import { createHarness, type Harness, sendMessages, tempDir } from './helpers.ts';
 
 const WORKER = fileURLToPath(new URL('./fixtures/crash-worker.ts', import.meta.url));
@@ -118,6 +118,15 @@ describe('fencing', () => {
   }
 
   const claimBy = (store: Store, owner: string) => store.claim({ owner, leaseMs: 100, max: 1, prefetch: 5 });
+  /** One unit report: `done` succeeded, then `running` (or nothing) runs. */
+  const report = (store: Store, owner: string, lease: Lease, done: number, running: number | null) =>
+    store.settle({
+      owner,
+      leaseMs: 100,
+      max: 0,
+      prefetch: 5,
+      reports: [{ lease, attempts: [{ taskId: done, outcome: { kind: 'succeeded' } }], running }],
+    });
 
   it('refuses the completion of a lease holder whose lease expired and was claimed again', async () => {
     const { store, advance } = await twoTasks();
@@ -135,35 +144,11 @@ describe('fencing', () => {
     expect(b!.tasks[0]?.runs).toBe(2);
 
     const [first, second] = a!.tasks;
-    const stale = await store.settle({
-      owner: 'A',
-      leaseMs: 100,
-      max: 0,
-      prefetch: 5,
-      reports: [
-        {
-          lease: a!.lease,
-          attempts: [{ taskId: first!.id, outcome: { kind: 'succeeded' } }],
-          running: second!.id,
-        },
-      ],
-    });
+    const stale = await report(store, 'A', a!.lease, first!.id, second!.id);
     expect(stale.results).toEqual([{ accepted: false, released: 'lease-lost' }]);
     expect((await store.listTasks()).map((t) => t.state)).toEqual(['running', 'pending']);
 
-    const fresh = await store.settle({
-      owner: 'B',
-      leaseMs: 100,
-      max: 0,
-      prefetch: 5,
-      reports: [
-        {
-          lease: b!.lease,
-          attempts: [{ taskId: first!.id, outcome: { kind: 'succeeded' } }],
-          running: second!.id,
-        },
-      ],
-    });
+    const fresh = await report(store, 'B', b!.lease, first!.id, second!.id);
     expect(fresh.results).toEqual([{ accepted: true, released: null }]);
     expect((await store.listTasks()).map((t) => t.state)).toEqual(['succeeded', 'running']);
   });
@@ -172,19 +157,7 @@ describe('fencing', () => {
     const { store, advance } = await twoTasks();
     const [a] = await claimBy(store, 'A');
     advance(101);
-    const late = await store.settle({
-      owner: 'A',
-      leaseMs: 100,
-      max: 0,
-      prefetch: 5,
-      reports: [
-        {
-          lease: a!.lease,
-          attempts: [{ taskId: a!.tasks[0]!.id, outcome: { kind: 'succeeded' } }],
-          running: null,
-        },
-      ],
-    });
+    const late = await report(store, 'A', a!.lease, a!.tasks[0]!.id, null);
     expect(late.results[0]?.accepted).toBe(false);
   });
 
@@ -193,21 +166,7 @@ describe('fencing', () => {
     const [a] = await claimBy(store, 'A');
     const [, second] = a!.tasks;
     // the second task was never started: it cannot be the one that was running
-    await expect(
-      store.settle({
-        owner: 'A',
-        leaseMs: 100,
-        max: 0,
-        prefetch: 5,
-        reports: [
-          {
-            lease: a!.lease,
-            attempts: [{ taskId: second!.id, outcome: { kind: 'succeeded' } }],
-            running: null,
-          },
-        ],
-      }),
-    ).rejects.toThrow(/is not running/);
+    await expect(report(store, 'A', a!.lease, second!.id, null)).rejects.toThrow(/is not running/);
     expect((await store.listTasks()).map((t) => t.state)).toEqual(['running', 'pending']);
   });
 });

@@ -1,7 +1,7 @@
 import { statusFilterInput } from '../domain/inputs.ts';
 import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
 import type { StatusView } from '../live/status-view.ts';
-import type { SessionStatusCounts } from '../status/counts.ts';
+import type { SessionStatusCounts, StatusCounts } from '../status/counts.ts';
 import type { AppendMessagesResult } from '../store/store.ts';
 import { builder } from './builder.ts';
 
@@ -68,13 +68,28 @@ export const AddMessagesPayloadType = builder
     }),
   });
 
-const countFields = {
+type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
+
+const COUNT_FIELDS: Record<keyof StatusCounts, string> = {
   totalWorkUnits: 'pending + inProgress + completed, always exactly.',
   completedWorkUnits: 'Finished: succeeded, or failed for good.',
   inProgressWorkUnits: 'Running in a worker right now.',
   pendingWorkUnits: 'Not finished and not running (includes tasks waiting for a retry).',
   failedWorkUnits: 'The part of completedWorkUnits that failed for good.',
-} as const;
+};
+
+/** The five count fields (SPEC section 3), shared by DeriverStatus and SessionDeriverStatus. */
+function countFields<T>(
+  t: PothosSchemaTypes.ObjectFieldBuilder<Types, T>,
+  counts: (parent: T) => StatusCounts,
+) {
+  return Object.fromEntries(
+    (Object.keys(COUNT_FIELDS) as (keyof StatusCounts)[]).map((name) => [
+      name,
+      t.int({ description: COUNT_FIELDS[name], resolve: (parent) => counts(parent)[name] }),
+    ]),
+  );
+}
 
 export const SessionDeriverStatusType = builder
   .objectRef<SessionStatusCounts>('SessionDeriverStatus')
@@ -82,13 +97,7 @@ export const SessionDeriverStatusType = builder
     description: "One session's counts within a DeriverStatus.",
     fields: (t) => ({
       sessionId: t.exposeID('sessionId'),
-      totalWorkUnits: t.exposeInt('totalWorkUnits', { description: countFields.totalWorkUnits }),
-      completedWorkUnits: t.exposeInt('completedWorkUnits', { description: countFields.completedWorkUnits }),
-      inProgressWorkUnits: t.exposeInt('inProgressWorkUnits', {
-        description: countFields.inProgressWorkUnits,
-      }),
-      pendingWorkUnits: t.exposeInt('pendingWorkUnits', { description: countFields.pendingWorkUnits }),
-      failedWorkUnits: t.exposeInt('failedWorkUnits', { description: countFields.failedWorkUnits }),
+      ...countFields(t, (s) => s),
     }),
   });
 
@@ -96,26 +105,7 @@ export const DeriverStatusType = builder.objectRef<StatusView>('DeriverStatus').
   description:
     'Counts of background tasks matching a filter. The names keep the Honcho status API wording: each "work unit" counted here is one task.',
   fields: (t) => ({
-    totalWorkUnits: t.int({
-      description: countFields.totalWorkUnits,
-      resolve: (v) => v.counts.totalWorkUnits,
-    }),
-    completedWorkUnits: t.int({
-      description: countFields.completedWorkUnits,
-      resolve: (v) => v.counts.completedWorkUnits,
-    }),
-    inProgressWorkUnits: t.int({
-      description: countFields.inProgressWorkUnits,
-      resolve: (v) => v.counts.inProgressWorkUnits,
-    }),
-    pendingWorkUnits: t.int({
-      description: countFields.pendingWorkUnits,
-      resolve: (v) => v.counts.pendingWorkUnits,
-    }),
-    failedWorkUnits: t.int({
-      description: countFields.failedWorkUnits,
-      resolve: (v) => v.counts.failedWorkUnits,
-    }),
+    ...countFields(t, (v) => v.counts),
     sessions: t.field({
       type: [SessionDeriverStatusType],
       nullable: true,
