@@ -105,11 +105,9 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
         this.publish();
         return;
       }
-      const now = performance.now();
-      const since = now - this.#lastPublishedAt;
+      const since = performance.now() - this.#lastPublishedAt;
       if (since >= this.windowMs) {
         this.publish();
-        this.#lastPublishedAt = now;
         this.#arm(this.windowMs);
       } else {
         this.#dirty = true;
@@ -130,7 +128,6 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
         }
         this.#dirty = false;
         this.publish();
-        this.#lastPublishedAt = performance.now();
         this.#arm(this.windowMs);
       }, ms);
     }
@@ -138,7 +135,9 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     /** A subscriber joined since the last publication, with a snapshot the others never saw. */
     joined = false;
 
+    /** Computes and hands out the current view; the window is measured from here. */
     publish(): void {
+      this.#lastPublishedAt = performance.now();
       const view = this.compute();
       if (!this.joined && sameView(view, this.last)) return;
       this.last = view;
@@ -256,8 +255,11 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
       const fKey = filterKey(filter);
       const key = `${fKey}\u0000${windowMs}\u0000${withSessions ? 1 : 0}`;
       let topic = topics.get(key);
+      // A new topic's first view is fresh; an existing topic's last one may predate a pending window.
+      let snapshot: StatusView | undefined;
       if (!topic) {
         topic = new Topic(key, fKey, filter, windowMs, withSessions);
+        snapshot = topic.last;
         topics.set(key, topic);
         let set = byFilter.get(fKey);
         if (!set) {
@@ -266,8 +268,11 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
         }
         set.add(topic);
       }
-      // The snapshot is computed now: the topic's last publication may be older (window pending).
-      const subscriber = new Subscriber(topic, subscribeOptions.untilIdle === true, topic.compute());
+      const subscriber = new Subscriber(
+        topic,
+        subscribeOptions.untilIdle === true,
+        snapshot ?? topic.compute(),
+      );
       topic.subscribers.add(subscriber);
       topic.joined = true;
       subscriberCount++;
