@@ -245,6 +245,13 @@ describe('bad input', () => {
     ],
     ['unknown field', '{deriverStatus{nope}}', {}, 'GRAPHQL_VALIDATION_FAILED', undefined],
     ['syntax error', '{deriverStatus(', {}, 'GRAPHQL_PARSE_FAILED', undefined],
+    [
+      'too many aliases',
+      `{${Array.from({ length: 16 }, (_, i) => `a${i}:deriverStatus{totalWorkUnits}`).join(' ')}}`,
+      {},
+      'BAD_USER_INPUT',
+      undefined,
+    ],
   ];
 
   it.each(cases)(
@@ -267,6 +274,19 @@ describe('bad input', () => {
       expect((await server.app.store.listTasks()).length).toBe(1);
     },
   );
+
+  it('refuses a request body over the size limit with 413 before reading it', async () => {
+    const { server } = await setup({ server: { maxBodyBytes: 2_000 } });
+    const response = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: `{deriverStatus{totalWorkUnits}} ${'#'.repeat(3_000)}` }),
+    });
+    expect(response.status).toBe(413);
+    expect(
+      ((await response.json()) as { errors: { extensions: { code: string } }[] }).errors[0]?.extensions.code,
+    ).toBe('PAYLOAD_TOO_LARGE');
+  });
 
   it('reports the same codes over WebSocket through the typed client', async () => {
     const { client } = await setup();

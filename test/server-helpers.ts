@@ -1,6 +1,6 @@
 import pino from 'pino';
 import type { SchedulerOptions } from '../src/scheduler/options.ts';
-import { type App, startApp } from '../src/server/app.ts';
+import { type App, type StartOptions, startApp } from '../src/server/app.ts';
 import type { Config } from '../src/server/config.ts';
 import { tempDir } from './helpers.ts';
 
@@ -24,6 +24,7 @@ export async function startTestServer(
     config?: Partial<Config>;
     handlers?: SchedulerOptions['handlers'];
     scheduler?: Omit<SchedulerOptions, 'store' | 'handlers' | 'concurrency'>;
+    server?: StartOptions['server'];
   } = {},
 ): Promise<TestServer> {
   const temp = tempDir();
@@ -42,6 +43,7 @@ export async function startTestServer(
     logger: pino({ level: 'silent' }),
     handlers: options.handlers,
     scheduler: { pollMs: 50, ...options.scheduler },
+    server: options.server,
   });
   return {
     app,

@@ -5,6 +5,8 @@
  * - an argument literal of the wrong type or shape (unknown input field, missing required
  *   argument): `BAD_USER_INPUT`; any other invalid document: `GRAPHQL_VALIDATION_FAILED`;
  * - variables that do not fit their types: `BAD_USER_INPUT`;
+ * - query limits (depth, aliases, tokens, cost; graphql-armor): `BAD_USER_INPUT`;
+ * - an HTTP body over the size limit: `PAYLOAD_TOO_LARGE` (status 413);
  * - anything else is masked as `INTERNAL_SERVER_ERROR` with a generic message (logged in full).
  */
 
@@ -86,6 +88,30 @@ export function useErrorCodes(): Plugin {
           ),
         );
       };
+    },
+  };
+}
+
+/** Refuses request bodies over `maxBytes` (by `Content-Length`) with 413 before reading them. */
+export function useBodyLimit(maxBytes: number): Plugin {
+  return {
+    onRequest({ request, endResponse, fetchAPI }) {
+      const length = Number(request.headers.get('content-length') ?? 0);
+      if (length <= maxBytes) return;
+      const body = {
+        errors: [
+          {
+            message: `request body of ${length} bytes is larger than the limit of ${maxBytes} bytes`,
+            extensions: { code: 'PAYLOAD_TOO_LARGE' },
+          },
+        ],
+      };
+      endResponse(
+        new fetchAPI.Response(JSON.stringify(body), {
+          status: 413,
+          headers: { 'content-type': 'application/json' },
+        }),
+      );
     },
   };
 }

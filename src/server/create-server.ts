@@ -5,13 +5,14 @@
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import type { ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import type { ApiContext } from '../api/builder.ts';
-import { createMaskError, useErrorCodes } from '../api/errors.ts';
+import { createMaskError, useBodyLimit, useErrorCodes } from '../api/errors.ts';
 import { schema } from '../api/schema.ts';
 import { useSharedSubscriptionResults } from '../api/shared-results.ts';
 import { GRAPHIQL_DEFAULT_QUERY } from './graphiql.ts';
@@ -27,6 +28,11 @@ export interface DeriverServerOptions {
   readonly keepAliveMs?: number;
   /** Benchmarks only: stamp subscription results with `extensions.changedAt`. @default false */
   readonly stampChanges?: boolean;
+  /**
+   * Largest HTTP request body, in bytes (by `Content-Length`). The default fits the largest valid
+   * `addMessages` call: 100 messages of 65,535 four-byte characters. @default 32 MiB
+   */
+  readonly maxBodyBytes?: number;
 }
 
 export interface DeriverServer {
@@ -57,7 +63,20 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     renderGraphiQL: async (graphiqlOptions) =>
       (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(graphiqlOptions),
     maskedErrors: { maskError: createMaskError((error) => logger.error({ err: error }, 'internal error')) },
-    plugins: [useErrorCodes(), useSharedSubscriptionResults({ stampChanges: options.stampChanges })],
+    plugins: [
+      // Query limits: depth, aliases, directives, tokens and cost. Field suggestions stay on: the
+      // schema is public (GraphiQL), and "did you mean" helps the people writing queries.
+      EnvelopArmorPlugin({
+        maxDepth: { n: 8 },
+        maxAliases: { n: 15 },
+        maxTokens: { n: 5_000 },
+        costLimit: { maxCost: 5_000 },
+        blockFieldSuggestion: { enabled: false },
+      }),
+      useBodyLimit(options.maxBodyBytes ?? 32 * 2 ** 20),
+      useErrorCodes(),
+      useSharedSubscriptionResults({ stampChanges: options.stampChanges }),
+    ],
     logging: {
       debug: (...args: unknown[]) => logger.debug(args.map(String).join(' ')),
       info: (...args: unknown[]) => logger.info(args.map(String).join(' ')),
