@@ -5,8 +5,6 @@
  */
 export type TaskType = 'representation' | 'summary';
 
-export const TASK_TYPES: readonly TaskType[] = ['representation', 'summary'];
-
 export interface WorkUnitKey {
   readonly taskType: TaskType;
   readonly workspaceId: string;
@@ -36,20 +34,4 @@ export function summaryUnit(workspaceId: string, sessionId: string): WorkUnitKey
  */
 export function formatWorkUnitKey(key: WorkUnitKey): string {
   return `${key.taskType}/${key.workspaceId}/${key.sessionId}/${key.observerId ?? ''}/${key.senderId ?? ''}`;
-}
-
-export function parseWorkUnitKey(text: string): WorkUnitKey {
-  const parts = text.split('/');
-  const [taskType, workspaceId, sessionId, observerId, senderId] = parts;
-  if (
-    parts.length !== 5 ||
-    (taskType !== 'representation' && taskType !== 'summary') ||
-    !workspaceId ||
-    !sessionId ||
-    observerId === undefined ||
-    senderId === undefined
-  ) {
-    throw new Error(`not a work unit key: ${text}`);
-  }
-  return { taskType, workspaceId, sessionId, observerId: observerId || null, senderId: senderId || null };
 }

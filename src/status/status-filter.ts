@@ -11,16 +11,6 @@ export interface StatusQuery {
 /** Names what changed: the work unit whose counters moved. */
 export type StatusChange = WorkUnitKey;
 
-/** Whether a change of this unit can alter the status seen through `filter`. */
-export function filterMatches(filter: StatusQuery, unit: WorkUnitKey): boolean {
-  return (
-    filter.workspaceId === unit.workspaceId &&
-    (filter.sessionId === undefined || filter.sessionId === unit.sessionId) &&
-    (filter.observerId === undefined || filter.observerId === unit.observerId) &&
-    (filter.senderId === undefined || filter.senderId === unit.senderId)
-  );
-}
-
 /** A stable string for a filter, usable as a map key (ids never contain a NUL). */
 export function filterKey(filter: StatusQuery): string {
   return `${filter.workspaceId}\u0000${filter.sessionId ?? ''}\u0000${filter.observerId ?? ''}\u0000${filter.senderId ?? ''}`;

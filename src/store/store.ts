@@ -25,12 +25,7 @@
 
 import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
 import type { SettingsOverride } from '../domain/settings.ts';
-import type {
-  MessagePlan,
-  SessionPeerChange,
-  SessionSnapshot,
-  TaskPayload,
-} from '../domain/task-generation.ts';
+import type { MessagePlan, SessionSnapshot, TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
 import type { Counters } from '../status/counts.ts';
 import type { TypedEmitter } from '../util/typed-emitter.ts';
@@ -222,5 +217,3 @@ export interface Store {
 
   close(): Promise<void>;
 }
-
-export type { SessionPeerChange };
