@@ -20,6 +20,8 @@ import type { ServerCommand } from './live-server.ts';
 import { percentile, report, round } from './util.ts';
 
 const SIZES = (process.env.SUBSCRIBERS ?? '1000,10000').split(',').map(Number);
+/** Phases to run (PHASES=fanout to iterate on one); the summary reports what ran. */
+const PHASES = new Set((process.env.PHASES ?? 'latency,fanout,idle,load').split(','));
 const now = () => performance.timeOrigin + performance.now();
 type Counts = {
   totalWorkUnits: number;
@@ -199,7 +201,7 @@ for (const size of SIZES) {
   await sleep(500);
   const rssAfter = serverRssKb();
   if (size === Math.max(...SIZES)) kbPerSubscription = (rssAfter - rssBefore) / size;
-  const rounds = 60;
+  const rounds = PHASES.has('latency') ? 60 : 0;
   const started = now();
   for (let r = 0; r < rounds; r++) {
     await addMessages('lat', SESSIONS[r % SESSIONS.length]!, 1);
@@ -231,7 +233,7 @@ for (const size of SIZES) {
   pool.unsubscribe();
 
   // ---- 2. fan-out throughput against a raw ws broadcast of the same bytes (largest size) ------
-  if (size === Math.max(...SIZES)) {
+  if (size === Math.max(...SIZES) && PHASES.has('fanout')) {
     const fan = await subscribeAll(clients, () => ({ w: 'fan', s: 'f', c: 0 }));
     const CHANGES = 100;
     const { started: fanStart } = (await command({
@@ -299,145 +301,151 @@ for (const size of SIZES) {
   }
 }
 
-// ---- 3. idle detection: waitForIdle against polling loops, same workload, same run ----------
-
-await command({ op: 'mode', mode: { kind: 'delay', ms: 30 } });
-const [idleClient] = await connect(1);
-const honchoRequests: number[] = [];
-const poll200Requests: number[] = [];
+const statusQuery = `query($w:ID,$s:ID){deriverStatus(workspaceId:$w,sessionId:$s){${COUNTS}}}`;
 const ours: number[] = [];
 const honcho: number[] = [];
 const poll200: number[] = [];
-const statusQuery = `query($w:ID,$s:ID){deriverStatus(workspaceId:$w,sessionId:$s){${COUNTS}}}`;
-async function pollUntilIdle(w: string, s: string, sleepFor: (c: Counts) => number, requests: number[]) {
-  let n = 0;
-  for (;;) {
-    n++;
-    const { deriverStatus } = await gql<{ deriverStatus: Counts }>(statusQuery, { w, s });
-    if (deriverStatus.pendingWorkUnits === 0 && deriverStatus.inProgressWorkUnits === 0) {
-      requests.push(n);
-      return now();
+let idleMs = Number.NaN;
+let finalExact: boolean | null = null;
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
+
+// ---- 3. idle detection: waitForIdle against polling loops, same workload, same run ----------
+if (PHASES.has('idle')) {
+  await command({ op: 'mode', mode: { kind: 'delay', ms: 30 } });
+  const [idleClient] = await connect(1);
+  const honchoRequests: number[] = [];
+  const poll200Requests: number[] = [];
+
+  async function pollUntilIdle(w: string, s: string, sleepFor: (c: Counts) => number, requests: number[]) {
+    let n = 0;
+    for (;;) {
+      n++;
+      const { deriverStatus } = await gql<{ deriverStatus: Counts }>(statusQuery, { w, s });
+      if (deriverStatus.pendingWorkUnits === 0 && deriverStatus.inProgressWorkUnits === 0) {
+        requests.push(n);
+        return now();
+      }
+      await sleep(sleepFor(deriverStatus));
     }
-    await sleep(sleepFor(deriverStatus));
   }
-}
-function waitForIdle(w: string, s: string): Promise<{ detectedAt: number; completedAt: number }> {
-  return new Promise((resolve) => {
-    let last: { changedAt: number } | undefined;
-    idleClient!.subscribe<{ deriverStatus: Counts }>(
-      {
-        query: `subscription($w:ID,$s:ID){deriverStatus(workspaceId:$w,sessionId:$s,untilIdle:true,coalesceMs:0){${COUNTS}}}`,
-        variables: { w, s },
-      },
-      {
-        next: (result) => {
-          last = result.extensions as { changedAt: number };
+  function waitForIdle(w: string, s: string): Promise<{ detectedAt: number; completedAt: number }> {
+    return new Promise((resolve) => {
+      let last: { changedAt: number } | undefined;
+      idleClient!.subscribe<{ deriverStatus: Counts }>(
+        {
+          query: `subscription($w:ID,$s:ID){deriverStatus(workspaceId:$w,sessionId:$s,untilIdle:true,coalesceMs:0){${COUNTS}}}`,
+          variables: { w, s },
         },
-        error: (error) => console.error(error),
-        complete: () => resolve({ detectedAt: now(), completedAt: last?.changedAt ?? Number.NaN }),
-      },
+        {
+          next: (result) => {
+            last = result.extensions as { changedAt: number };
+          },
+          error: (error) => console.error(error),
+          complete: () => resolve({ detectedAt: now(), completedAt: last?.changedAt ?? Number.NaN }),
+        },
+      );
+    });
+  }
+  const SHARED_ROUNDS = 5;
+  const OWN_ROUNDS = 45;
+  for (let r = 0; r < SHARED_ROUNDS + OWN_ROUNDS; r++) {
+    const session = `idle${r}`;
+    await gql(
+      'mutation($s:ID!){upsertSession(workspaceId:"idle",id:$s,peers:[{peerId:"a"},{peerId:"b",observeOthers:true},{peerId:"c",observeOthers:true}]){id}}',
+      { s: session },
     );
+    await gql(
+      'mutation($s:ID!){addMessages(workspaceId:"idle",sessionId:$s,messages:[{peerId:"a",content:"hi"}]){enqueuedTasks}}',
+      { s: session },
+    );
+    const shared = r < SHARED_ROUNDS;
+    const [mine, h, p] = await Promise.all([
+      waitForIdle('idle', session),
+      shared
+        ? pollUntilIdle(
+            'idle',
+            session,
+            (c) => Math.max(1000, (c.pendingWorkUnits + c.inProgressWorkUnits) * 1000),
+            honchoRequests,
+          )
+        : null,
+      shared ? pollUntilIdle('idle', session, () => 200, poll200Requests) : null,
+    ]);
+    ours.push(mine.detectedAt - mine.completedAt);
+    if (h !== null) honcho.push(h - mine.completedAt);
+    if (p !== null) poll200.push(p - mine.completedAt);
+  }
+  await closeAll([idleClient!]);
+  const sortedOurs = [...ours].sort((a, b) => a - b);
+  idleMs = round(percentile(sortedOurs, 99), 2);
+  report({
+    bench: 'live',
+    phase: 'idle-detection',
+    workload: '3 tasks of 30 ms per round',
+    rounds: ours.length,
+    waitForIdle: { p50Ms: round(percentile(sortedOurs, 50), 2), p99Ms: idleMs, requestsPerRound: 1 },
+    honchoPoll: {
+      meanMs: round(mean(honcho), 1),
+      maxMs: round(Math.max(...honcho), 1),
+      requestsPerRound: mean(honchoRequests),
+    },
+    poll200ms: {
+      meanMs: round(mean(poll200), 1),
+      maxMs: round(Math.max(...poll200), 1),
+      requestsPerRound: mean(poll200Requests),
+    },
   });
 }
-const SHARED_ROUNDS = 5;
-const OWN_ROUNDS = 45;
-for (let r = 0; r < SHARED_ROUNDS + OWN_ROUNDS; r++) {
-  const session = `idle${r}`;
-  await gql(
-    'mutation($s:ID!){upsertSession(workspaceId:"idle",id:$s,peers:[{peerId:"a"},{peerId:"b",observeOthers:true},{peerId:"c",observeOthers:true}]){id}}',
-    { s: session },
-  );
-  await gql(
-    'mutation($s:ID!){addMessages(workspaceId:"idle",sessionId:$s,messages:[{peerId:"a",content:"hi"}]){enqueuedTasks}}',
-    { s: session },
-  );
-  const shared = r < SHARED_ROUNDS;
-  const [mine, h, p] = await Promise.all([
-    waitForIdle('idle', session),
-    shared
-      ? pollUntilIdle(
-          'idle',
-          session,
-          (c) => Math.max(1000, (c.pendingWorkUnits + c.inProgressWorkUnits) * 1000),
-          honchoRequests,
-        )
-      : null,
-    shared ? pollUntilIdle('idle', session, () => 200, poll200Requests) : null,
-  ]);
-  ours.push(mine.detectedAt - mine.completedAt);
-  if (h !== null) honcho.push(h - mine.completedAt);
-  if (p !== null) poll200.push(p - mine.completedAt);
-}
-await closeAll([idleClient!]);
-const sortedOurs = [...ours].sort((a, b) => a - b);
-const idleMs = round(percentile(sortedOurs, 99), 2);
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-report({
-  bench: 'live',
-  phase: 'idle-detection',
-  workload: '3 tasks of 30 ms per round',
-  rounds: ours.length,
-  waitForIdle: { p50Ms: round(percentile(sortedOurs, 50), 2), p99Ms: idleMs, requestsPerRound: 1 },
-  honchoPoll: {
-    meanMs: round(mean(honcho), 1),
-    maxMs: round(Math.max(...honcho), 1),
-    requestsPerRound: mean(honchoRequests),
-  },
-  poll200ms: {
-    meanMs: round(mean(poll200), 1),
-    maxMs: round(Math.max(...poll200), 1),
-    requestsPerRound: mean(poll200Requests),
-  },
-});
 
 // ---- 4. coalescing under 10k+ task completions per second ------------------------------------
-
-await command({ op: 'mode', mode: { kind: 'noop' } });
-const LOAD_SESSIONS = Array.from({ length: 10 }, (_, i) => `l${i}`);
-await setupWorkspace('load', LOAD_SESSIONS);
-const loadClients = await connect(1000);
-const WINDOW = 100;
-const load = await subscribeAll(loadClients, (i) => ({ w: 'load', s: LOAD_SESSIONS[i % 10] }));
-const TASKS = 40_000;
-// Enqueue while the workers are held, then let them go: completions run at the scheduler's pace.
-await command({ op: 'mode', mode: { kind: 'block' } });
-for (let i = 0; i < TASKS / 100; i++) await addMessages('load', LOAD_SESSIONS[i % 10]!, 100);
-const loadStart = now();
-await command({ op: 'mode', mode: { kind: 'noop' } });
-for (;;) {
-  const { status } = (await command({ op: 'status', workspaceId: 'load' })) as { status: Counts };
-  if (status.completedWorkUnits === TASKS) break;
-  await sleep(5);
-}
-const loadSeconds = (now() - loadStart) / 1000;
-await settle(load.events, 400);
-let maxPerWindow = 0;
-for (const events of load.events) {
-  const times = events.map((e) => e.publishedAt).sort((a, b) => a - b);
-  for (let i = 0, j = 0; i < times.length; i++) {
-    while ((times[i] ?? 0) - (times[j] ?? 0) >= WINDOW) j++;
-    maxPerWindow = Math.max(maxPerWindow, i - j + 1);
+if (PHASES.has('load')) {
+  await command({ op: 'mode', mode: { kind: 'noop' } });
+  const LOAD_SESSIONS = Array.from({ length: 10 }, (_, i) => `l${i}`);
+  await setupWorkspace('load', LOAD_SESSIONS);
+  const loadClients = await connect(1000);
+  const WINDOW = 100;
+  const load = await subscribeAll(loadClients, (i) => ({ w: 'load', s: LOAD_SESSIONS[i % 10] }));
+  const TASKS = 40_000;
+  // Enqueue while the workers are held, then let them go: completions run at the scheduler's pace.
+  await command({ op: 'mode', mode: { kind: 'block' } });
+  for (let i = 0; i < TASKS / 100; i++) await addMessages('load', LOAD_SESSIONS[i % 10]!, 100);
+  const loadStart = now();
+  await command({ op: 'mode', mode: { kind: 'noop' } });
+  for (;;) {
+    const { status } = (await command({ op: 'status', workspaceId: 'load' })) as { status: Counts };
+    if (status.completedWorkUnits === TASKS) break;
+    await sleep(5);
   }
+  const loadSeconds = (now() - loadStart) / 1000;
+  await settle(load.events, 400);
+  let maxPerWindow = 0;
+  for (const events of load.events) {
+    const times = events.map((e) => e.publishedAt).sort((a, b) => a - b);
+    for (let i = 0, j = 0; i < times.length; i++) {
+      while ((times[i] ?? 0) - (times[j] ?? 0) >= WINDOW) j++;
+      maxPerWindow = Math.max(maxPerWindow, i - j + 1);
+    }
+  }
+  finalExact = true;
+  for (const [i, events] of load.events.entries()) {
+    const session = LOAD_SESSIONS[i % 10];
+    const { deriverStatus } = await gql<{ deriverStatus: Counts }>(statusQuery, { w: 'load', s: session });
+    if (JSON.stringify(events.at(-1)?.data) !== JSON.stringify(deriverStatus)) finalExact = false;
+  }
+  load.unsubscribe();
+  await closeAll(loadClients);
+  report({
+    bench: 'live',
+    phase: 'coalescing-under-load',
+    subscribers: 1000,
+    tasks: TASKS,
+    completionsPerSecond: Math.round(TASKS / loadSeconds),
+    windowMs: WINDOW,
+    eventsPerSubscriber: round(totalEvents(load.events) / 1000, 1),
+    maxEventsPerSubscriberPerWindow: maxPerWindow,
+    finalExact,
+  });
 }
-let finalExact = true;
-for (const [i, events] of load.events.entries()) {
-  const session = LOAD_SESSIONS[i % 10];
-  const { deriverStatus } = await gql<{ deriverStatus: Counts }>(statusQuery, { w: 'load', s: session });
-  if (JSON.stringify(events.at(-1)?.data) !== JSON.stringify(deriverStatus)) finalExact = false;
-}
-load.unsubscribe();
-await closeAll(loadClients);
-report({
-  bench: 'live',
-  phase: 'coalescing-under-load',
-  subscribers: 1000,
-  tasks: TASKS,
-  completionsPerSecond: Math.round(TASKS / loadSeconds),
-  windowMs: WINDOW,
-  eventsPerSubscriber: round(totalEvents(load.events) / 1000, 1),
-  maxEventsPerSubscriberPerWindow: maxPerWindow,
-  finalExact,
-});
 
 child.disconnect();
 const sizes = Object.keys(p99);

@@ -1,6 +1,6 @@
 import { createSchema, createYoga } from 'graphql-yoga';
 import { afterEach, describe, expect, it } from 'vitest';
-import { useSharedSubscriptionResults } from '../src/api/shared-results.ts';
+import { createSharedSubscribe, useSharedSubscriptionResults } from '../src/api/shared-results.ts';
 import { createDeriverClient, type DeriverClient, type DeriverStatus } from '../src/client/index.ts';
 import { createLiveStatus, type LiveStatus } from '../src/live/live-status.ts';
 import { type StatusCounts, sameStatusCounts } from '../src/status/counts.ts';
@@ -103,7 +103,7 @@ describe('multiplexing', () => {
           },
         },
       }),
-      plugins: [useSharedSubscriptionResults()],
+      plugins: [useSharedSubscriptionResults(createSharedSubscribe())],
     });
     const subscribeOnce = async () => {
       const enveloped = yoga.getEnveloped({});

@@ -6,6 +6,9 @@
  * subscribers. What remains per subscriber is the transport's own framing (each graphql-ws frame
  * carries that subscriber's operation id).
  *
+ * The WebSocket server calls the shared subscribe function directly (masking errors itself), so
+ * events skip envelop's per-event result wrapping; SSE goes through Yoga with the plugin.
+ *
  * With `stampChanges` (benchmarks only) every result carries `extensions.changedAt` and
  * `extensions.publishedAt`: when the status change it reports was announced and when the view was
  * computed, in epoch milliseconds with sub-millisecond precision.
@@ -16,19 +19,27 @@ import {
   type ExecutionArgs,
   type ExecutionResult,
   execute,
+  type GraphQLError,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { StatusView } from '../live/status-view.ts';
 import { mapAsyncIterator } from '../util/map-async-iterator.ts';
 
 export interface SharedResultsOptions {
-  /** Add `extensions.changedAt` to every subscription result. @default false */
+  /** Add `extensions.changedAt` and `extensions.publishedAt` to every result. @default false */
   readonly stampChanges?: boolean;
+  /** Applied to every error of a result (the GraphQL edge's masking). @default identity */
+  readonly maskError?: (error: unknown) => Error;
 }
 
 type Result = ExecutionResult | Promise<ExecutionResult>;
 
-export function useSharedSubscriptionResults(options: SharedResultsOptions = {}): Plugin {
+/** A subscribe function whose events share one execution result per view, document and variables. */
+export type SharedSubscribe = (
+  args: ExecutionArgs,
+) => Promise<AsyncIterableIterator<Result> | ExecutionResult>;
+
+export function createSharedSubscribe(options: SharedResultsOptions = {}): SharedSubscribe {
   const results = new WeakMap<object, Map<string, Result>>();
   const documentIds = new WeakMap<DocumentNode, number>();
   let nextDocumentId = 0;
@@ -41,38 +52,51 @@ export function useSharedSubscriptionResults(options: SharedResultsOptions = {})
     return id;
   };
 
-  const run = (args: ExecutionArgs, payload: unknown): Result => {
-    const result = execute({ ...args, rootValue: payload }) as Result;
-    if (!options.stampChanges) return result;
-    const { changedAt, publishedAt } = payload as Partial<StatusView>;
-    const stamp = (r: ExecutionResult): ExecutionResult => ({
-      ...r,
-      extensions: { ...r.extensions, changedAt, publishedAt },
-    });
-    return result instanceof Promise ? result.then(stamp) : stamp(result);
+  const finish = (r: ExecutionResult, payload: unknown): ExecutionResult => {
+    let out = r;
+    if (r.errors && options.maskError) {
+      const mask = options.maskError;
+      out = { ...out, errors: r.errors.map((e) => mask(e) as GraphQLError) };
+    }
+    if (options.stampChanges) {
+      const { changedAt, publishedAt } = (payload ?? {}) as Partial<StatusView>;
+      out = { ...out, extensions: { ...out.extensions, changedAt, publishedAt } };
+    }
+    return out;
   };
 
+  const run = (args: ExecutionArgs, payload: unknown): Result => {
+    const result = execute({ ...args, rootValue: payload }) as Result;
+    if (!options.stampChanges && !options.maskError) return result;
+    return result instanceof Promise ? result.then((r) => finish(r, payload)) : finish(result, payload);
+  };
+
+  return async (args) => {
+    const source = await createSourceEventStream(args);
+    if (!(Symbol.asyncIterator in source)) return finish(source as ExecutionResult, undefined);
+    const key = `${documentId(args.document)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? {})}`;
+    return mapAsyncIterator(source, (payload: unknown) => {
+      if (payload === null || typeof payload !== 'object') return run(args, payload);
+      let byKey = results.get(payload);
+      if (!byKey) {
+        byKey = new Map();
+        results.set(payload, byKey);
+      }
+      let result = byKey.get(key);
+      if (!result) {
+        result = run(args, payload);
+        byKey.set(key, result);
+      }
+      return result;
+    });
+  };
+}
+
+/** Serves subscriptions through `subscribe` on every transport that goes through Yoga (SSE). */
+export function useSharedSubscriptionResults(subscribe: SharedSubscribe): Plugin {
   return {
     onSubscribe({ setSubscribeFn }) {
-      setSubscribeFn(async (args) => {
-        const source = await createSourceEventStream(args);
-        if (!(Symbol.asyncIterator in source)) return source as ExecutionResult;
-        const key = `${documentId(args.document)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? {})}`;
-        return mapAsyncIterator(source, (payload: unknown) => {
-          if (payload === null || typeof payload !== 'object') return run(args, payload);
-          let byKey = results.get(payload);
-          if (!byKey) {
-            byKey = new Map();
-            results.set(payload, byKey);
-          }
-          let result = byKey.get(key);
-          if (!result) {
-            result = run(args, payload);
-            byKey.set(key, result);
-          }
-          return result;
-        });
-      });
+      setSubscribeFn(subscribe as Parameters<typeof setSubscribeFn>[0]);
     },
   };
 }

@@ -14,7 +14,7 @@ import { WebSocketServer } from 'ws';
 import type { ApiContext } from '../api/builder.ts';
 import { createMaskError, useBodyLimit, useErrorCodes } from '../api/errors.ts';
 import { schema } from '../api/schema.ts';
-import { useSharedSubscriptionResults } from '../api/shared-results.ts';
+import { createSharedSubscribe, useSharedSubscriptionResults } from '../api/shared-results.ts';
 import { GRAPHIQL_DEFAULT_QUERY } from './graphiql.ts';
 
 export interface DeriverServerOptions {
@@ -45,13 +45,12 @@ export interface DeriverServer {
   close(): Promise<void>;
 }
 
-type EnvelopedRoot = {
-  execute: (args: ExecutionArgs) => unknown;
-  subscribe: (args: ExecutionArgs) => unknown;
-};
+type EnvelopedRoot = { execute: (args: ExecutionArgs) => unknown };
 
 export function createDeriverServer(options: DeriverServerOptions): DeriverServer {
   const { context, logger } = options;
+  const maskError = createMaskError((error) => logger.error({ err: error }, 'internal error'));
+  const sharedSubscribe = createSharedSubscribe({ stampChanges: options.stampChanges, maskError });
   const yoga = createYoga({
     schema,
     context: () => context,
@@ -62,7 +61,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     // Self-contained GraphiQL (no CDN): its assets are inlined; loaded on the first page view.
     renderGraphiQL: async (graphiqlOptions) =>
       (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(graphiqlOptions),
-    maskedErrors: { maskError: createMaskError((error) => logger.error({ err: error }, 'internal error')) },
+    maskedErrors: { maskError },
     plugins: [
       // Query limits: depth, aliases, directives, tokens and cost. Field suggestions stay on: the
       // schema is public (GraphiQL), and "did you mean" helps the people writing queries.
@@ -75,7 +74,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
       }),
       useBodyLimit(options.maxBodyBytes ?? 32 * 2 ** 20),
       useErrorCodes(),
-      useSharedSubscriptionResults({ stampChanges: options.stampChanges }),
+      useSharedSubscriptionResults(sharedSubscribe),
     ],
     logging: {
       debug: (...args: unknown[]) => logger.debug(args.map(String).join(' ')),
@@ -95,7 +94,8 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     {
       connectionInitWaitTimeout: options.connectionInitTimeoutMs ?? 3_000,
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args) as never,
-      subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args) as never,
+      // Events go straight from the shared subscribe function to the socket (see shared-results.ts).
+      subscribe: (args) => sharedSubscribe({ ...args, rootValue: undefined }) as never,
       onSubscribe: async (ctx, _id, payload) => {
         const enveloped = yoga.getEnveloped({
           ...ctx,
@@ -117,7 +117,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
           document,
           variableValues: payload.variables,
           contextValue: await enveloped.contextFactory(),
-          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+          rootValue: { execute: enveloped.execute },
         };
       },
     },

@@ -56,7 +56,10 @@ export interface TaskRecord {
   readonly key: WorkUnitKey;
   readonly messageId: string | null;
   readonly payload: TaskPayload;
-  /** Times this task was started, this run included. */
+  /**
+   * Starts the store had recorded when the task was handed over (informational: a claimed unit's
+   * later tasks start in the worker before the report that records it). Use `failures` for retries.
+   */
   readonly runs: number;
   /** Failed attempts before this run. */
   readonly failures: number;
