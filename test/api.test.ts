@@ -288,7 +288,20 @@ describe('bad input', () => {
     ).toBe('PAYLOAD_TOO_LARGE');
   });
 
-  it('reports the same codes over WebSocket through the typed client', async () => {
+  it('accepts the largest valid batch through the typed client (mutations go over HTTP)', async () => {
+    const { client } = await setup({ config: { workerConcurrency: 0 } });
+    await client.upsertSession({ id: 's', peers: [{ peerId: 'a' }] });
+    const content = 'é'.repeat(65_535);
+    const result = await client.addMessages({
+      sessionId: 's',
+      messages: Array.from({ length: 100 }, () => ({ peerId: 'a', content })),
+    });
+    expect(result.messages).toHaveLength(100);
+    expect(result.messages[99]?.content).toBe(content);
+    expect((await client.getSession('s'))?.messageCount).toBe(100);
+  });
+
+  it('reports the same codes through the typed client', async () => {
     const { client } = await setup();
     const error = await client
       .addMessages({ sessionId: 's', messages: [{ peerId: 'bad id', content: 'x' }] })

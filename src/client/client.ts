@@ -1,6 +1,7 @@
 /**
- * The typed TypeScript client, over one graphql-ws WebSocket: queries, mutations, live status and
- * `waitForIdle`, the push-based replacement for Honcho's `pollDeriverStatus`.
+ * The typed TypeScript client: live status and `waitForIdle` (the push-based replacement for
+ * Honcho's `pollDeriverStatus`) over one graphql-ws WebSocket, opened on first use; queries and
+ * mutations over HTTP.
  */
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print } from 'graphql';
@@ -139,9 +140,9 @@ export interface DeriverClient {
 }
 
 export function createDeriverClient(options: DeriverClientOptions): DeriverClient {
-  const url = options.url.replace(/^http/, 'ws');
+  const httpUrl = options.url.replace(/^ws/, 'http');
   const client: Client = createClient({
-    url,
+    url: options.url.replace(/^http/, 'ws'),
     lazy: true,
     retryAttempts: 3,
     webSocketImpl: options.webSocketImpl ?? globalThis.WebSocket ?? NodeWebSocket,
@@ -177,18 +178,37 @@ export function createDeriverClient(options: DeriverClientOptions): DeriverClien
     };
   }
 
+  /**
+   * Queries and mutations go over HTTP: a call may carry up to 100 messages of 65,535 characters,
+   * far more than the WebSocket's small `maxPayload`. Subscriptions use the WebSocket.
+   */
   async function request<R, V extends Record<string, unknown>>(
     document: TypedDocumentNode<R, V>,
     variables: V,
   ): Promise<R> {
-    const results = iterate(document, variables);
+    const response = await fetch(httpUrl, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/graphql-response+json, application/json',
+        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      },
+      body: JSON.stringify({ query: print(document), variables }),
+    });
+    let body: FormattedExecutionResult<R, unknown>;
     try {
-      const first = await results.next();
-      if (first.done) throw new DeriverClientError([{ message: 'the server completed without a result' }]);
-      return first.value;
-    } finally {
-      await results.return?.();
+      body = (await response.json()) as FormattedExecutionResult<R, unknown>;
+    } catch {
+      throw new DeriverClientError([
+        {
+          message: `the server answered HTTP ${response.status} without a GraphQL result`,
+          extensions: { code: 'BAD_RESPONSE' },
+        },
+      ]);
     }
+    if (body.errors?.length) throw new DeriverClientError(body.errors as DeriverClientError['errors']);
+    if (!body.data) throw new DeriverClientError([{ message: 'the server sent no data' }]);
+    return body.data;
   }
 
   function watch(filter: StatusFilter, watchOptions: WatchOptions & { untilIdle?: boolean }): StatusStream {
