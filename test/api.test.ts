@@ -1,4 +1,6 @@
+import { createClient } from 'graphql-ws';
 import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import {
   createDeriverClient,
   type DeriverClient,
@@ -45,7 +47,7 @@ async function workedExample(c: DeriverClient) {
   return [a.enqueuedTasks, b.enqueuedTasks];
 }
 
-describe('over graphql-ws', () => {
+describe('through the typed client (subscriptions over graphql-ws, mutations over HTTP)', () => {
   it('runs the SPEC worked example end to end, with filters and the sessions breakdown', async () => {
     const g = gate();
     const { client } = await setup({ handlers: { representation: g.handler } });
@@ -168,6 +170,35 @@ describe('over graphql-ws', () => {
     });
     g.open();
     expect((await client.waitForIdle({ sessionId: 's' }, { timeoutMs: 10_000 })).completedWorkUnits).toBe(2);
+  });
+});
+
+describe('queries and mutations over graphql-ws itself', () => {
+  it('runs the worked example with a plain graphql-ws client and gets codes on errors', async () => {
+    const { server } = await setup();
+    const ws = createClient({ url: server.url.replace('http', 'ws'), webSocketImpl: WebSocket, lazy: true });
+    const run = async (query: string) => {
+      for await (const result of ws.iterate({ query })) return result;
+      throw new Error('no result');
+    };
+    try {
+      await run(
+        'mutation{upsertSession(id:"x",peers:[{peerId:"alice"},{peerId:"bob",observeOthers:true},{peerId:"carol",observeOthers:true}]){id}}',
+      );
+      await run(
+        'mutation{addMessages(sessionId:"x",messages:[{peerId:"alice",content:"hi"},{peerId:"bob",content:"hey"}]){enqueuedTasks}}',
+      );
+      expect(await run('{deriverStatus(sessionId:"x"){totalWorkUnits}}')).toEqual({
+        data: { deriverStatus: { totalWorkUnits: 5 } },
+      });
+      const bad = await run('{deriverStatus(observerId:""){totalWorkUnits}}');
+      expect(bad.errors?.[0]?.extensions).toMatchObject({
+        code: 'BAD_USER_INPUT',
+        argumentPath: ['observerId'],
+      });
+    } finally {
+      await ws.dispose();
+    }
   });
 });
 
