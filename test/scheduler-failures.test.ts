@@ -148,11 +148,18 @@ describe('retries', () => {
     const harness = await oneUnit(3);
     const idle = harness.idle();
     const scheduler = harness.startScheduler({ ...fast, handlers: { representation: () => {} } });
+    const reported: string[] = [];
+    scheduler.events.on(
+      'error',
+      ({ error, operation }) => void reported.push(`${operation}: ${error.message}`),
+    );
     scheduler.events.on('task:completed', () => {
       throw new Error('listener bug');
     });
     await idle;
     expect(await harness.store.listTasks({ state: 'succeeded' })).toHaveLength(3);
+    await expect.poll(() => reported.length).toBe(3);
+    expect(reported[0]).toBe('listener for task:completed: listener bug');
   });
 });
 

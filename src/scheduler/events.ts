@@ -23,6 +23,6 @@ export interface SchedulerEvents {
     readonly attempt: number;
     readonly runAt: number;
   };
-  /** The loop hit a store error; it retries on its own. */
+  /** A store call failed (the loop retries on its own), or a listener threw. */
   error: { readonly error: Error; readonly operation: string };
 }

@@ -82,12 +82,18 @@ interface Ended {
 export function createScheduler(input: SchedulerOptions): Scheduler {
   const options: ResolvedSchedulerOptions = resolveSchedulerOptions(input);
   const { store, concurrency } = options;
-  const events = new TypedEmitter<SchedulerEvents>();
-  /** Store errors are retried; without a listener they still must not pass unseen. */
-  const reportError = (error: unknown, operation: string): void => {
+  // A listener that throws is reported like a store error (never to the loop); one on 'error' itself
+  // goes to a process warning, so a faulty error listener cannot loop.
+  const events: TypedEmitter<SchedulerEvents> = new TypedEmitter<SchedulerEvents>((error, event) =>
+    event === 'error'
+      ? process.emitWarning(`scheduler error listener threw: ${toError(error).message}`)
+      : reportError(error, `listener for ${String(event)}`),
+  );
+  /** Store and listener errors; without an 'error' listener they still must not pass unseen. */
+  function reportError(error: unknown, operation: string): void {
     if (events.hasListeners('error')) events.emit('error', { error: toError(error), operation });
-    else process.emitWarning(`scheduler ${operation} failed and will be retried: ${toError(error).message}`);
-  };
+    else process.emitWarning(`scheduler ${operation} failed: ${toError(error).message}`);
+  }
   const active = new Map<number, ActiveUnit>();
   let claimWanted = false;
   let busy = false;
