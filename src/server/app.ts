@@ -52,7 +52,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     handlers: options.handlers ?? { representation: demo, summary: demo },
   });
   scheduler.events.on('error', ({ error, operation }) =>
-    logger.warn({ err: error, operation }, 'scheduler store error'),
+    logger.warn({ err: error, operation }, 'scheduler error'),
   );
   scheduler.events.on('task:failed', ({ task, error }) =>
     logger.warn({ taskId: task.id, error }, 'task failed'),
