@@ -31,8 +31,11 @@ export class InvalidInputError extends DeriverError {
     super(`${where}${first?.message ?? 'invalid input'}`);
     this.issues = issues;
   }
-  /** Path of the first offending argument, e.g. `['messages', 3, 'content']`. */
-  get path(): readonly (string | number)[] {
+  /**
+   * Path of the first offending argument, e.g. `['messages', 3, 'content']`. (Not named `path`:
+   * graphql-js takes any error with an array `path` for an already located GraphQLError.)
+   */
+  get argumentPath(): readonly (string | number)[] {
     return this.issues[0]?.path ?? [];
   }
 }

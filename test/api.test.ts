@@ -196,6 +196,11 @@ describe('queries and mutations over graphql-ws itself', () => {
         code: 'BAD_USER_INPUT',
         argumentPath: ['observerId'],
       });
+      const badSubscription = await run('subscription{deriverStatus(sessionId:"a b"){totalWorkUnits}}');
+      expect(badSubscription.errors?.[0]?.extensions).toMatchObject({
+        code: 'BAD_USER_INPUT',
+        argumentPath: ['sessionId'],
+      });
     } finally {
       await ws.dispose();
     }

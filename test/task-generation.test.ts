@@ -196,7 +196,7 @@ describe('limits and rejected input', () => {
       (e: unknown) => e,
     );
     expect(error).toBeInstanceOf(InvalidInputError);
-    expect((error as InvalidInputError).path).toEqual(path);
+    expect((error as InvalidInputError).argumentPath).toEqual(path);
     expect((error as InvalidInputError).message).toMatch(message);
     expect(await snapshot()).toEqual(before);
   }

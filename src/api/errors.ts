@@ -42,7 +42,9 @@ export function createMaskError(log: (error: unknown) => void) {
     const original = graphqlError?.originalError ?? error;
     if (original instanceof DeriverError) {
       const extra =
-        original instanceof InvalidInputError ? { argumentPath: original.path, issues: original.issues } : {};
+        original instanceof InvalidInputError
+          ? { argumentPath: original.argumentPath, issues: original.issues }
+          : {};
       return new GraphQLError(original.message, {
         nodes: graphqlError?.nodes,
         path: graphqlError?.path,

@@ -173,7 +173,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       moved.forEach((u, i) => {
         u.ended = (sent[i] ?? []).concat(u.ended);
       });
-      if (reports.length === 0) claimWanted = true;
+      if (max > 0) claimWanted = true;
       storeFailures++;
       reportError(error, reports.length > 0 ? 'settle' : 'claim');
       schedulePump(Math.min(5_000, 50 * 2 ** Math.min(storeFailures, 7)));
