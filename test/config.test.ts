@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/server/config.ts';
+import { tempDir } from './helpers.ts';
 
 const MAIN = fileURLToPath(new URL('../src/server/main.ts', import.meta.url));
 
@@ -51,5 +52,61 @@ describe('configuration', () => {
     expect(stderr.trim().split('\n')).toEqual([
       'deriver-live: invalid configuration: PORT must be a whole number from 0 to 65535 (got "not-a-port")',
     ]);
+  });
+});
+
+describe('npm start', () => {
+  async function start(env: Record<string, string>) {
+    const temp = tempDir();
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+      env: {
+        ...process.env,
+        PORT: '0',
+        DATABASE_URL: `file:${temp.path('start.db')}`,
+        LOG_LEVEL: 'silent',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (chunk) => {
+        out += chunk;
+        const match = /listening on (\S+)/.exec(out);
+        if (match?.[1]) resolve(match[1]);
+      });
+      child.once('exit', (code) => reject(new Error(`exited with ${code} before listening`)));
+    });
+    return { child, exit, url, remove: temp.remove };
+  }
+
+  it('serves, then shuts down gracefully on SIGTERM; a second signal exits at once', async () => {
+    const first = await start({});
+    const health = await fetch(first.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{deriverStatus{totalWorkUnits}}' }),
+    });
+    expect(await health.json()).toEqual({ data: { deriverStatus: { totalWorkUnits: 0 } } });
+    first.child.kill('SIGTERM');
+    expect(await first.exit).toBe(0);
+    first.remove();
+
+    // A task that would run for a minute: the first signal waits for it, the second does not.
+    const second = await start({ DEMO_TASK_MS: '60000' });
+    const post = (query: string) =>
+      fetch(second.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query }),
+      });
+    await post('mutation{upsertSession(id:"s",peers:[{peerId:"a"}]){id}}');
+    await post('mutation{addMessages(sessionId:"s",messages:[{peerId:"a",content:"x"}]){enqueuedTasks}}');
+    second.child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    second.child.kill('SIGTERM');
+    expect(await second.exit).toBe(1);
+    second.remove();
   });
 });
