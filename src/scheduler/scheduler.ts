@@ -163,10 +163,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     }));
     let response: SettleResponse;
     try {
-      response =
-        reports.length > 0
-          ? await store.settle({ ...request, reports, max })
-          : { results: [], claimed: await store.claim({ ...request, max }) };
+      response = await store.settle({ ...request, reports, max });
       storeFailures = 0;
     } catch (error) {
       busy = false;
@@ -175,7 +172,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       });
       if (max > 0) claimWanted = true;
       storeFailures++;
-      reportError(error, reports.length > 0 ? 'settle' : 'claim');
+      reportError(error, 'settle');
       schedulePump(Math.min(5_000, 50 * 2 ** Math.min(storeFailures, 7)));
       return;
     }

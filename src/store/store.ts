@@ -202,7 +202,7 @@ export interface Store {
   ): Promise<Message[]>;
 
   /** Claims up to `max` ready units, oldest head first, starting each unit's head task. */
-  claim(request: ClaimRequest): Promise<ClaimedUnit[]>;
+  claim(request: ClaimRequest): Promise<readonly ClaimedUnit[]>;
   /**
    * Applies unit reports (a report with `running: null` releases its unit) and claims up to `max`
    * more units: one transaction.

@@ -446,14 +446,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     },
 
     async claim(request: ClaimRequest) {
-      const changed: UnitCounters[] = [];
-      const claimed = bookkeeping(() => {
-        const now = clock();
-        recoverExpiredLeases(now, changed);
-        return claimReady(request, now, changed);
-      });
-      announce(changed);
-      return claimed;
+      return (await store.settle({ ...request, reports: [] })).claimed;
     },
 
     async settle(request: SettleRequest): Promise<SettleResponse> {
