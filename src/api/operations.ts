@@ -10,6 +10,7 @@ import {
   upsertSessionInput,
   upsertWorkspaceInput,
 } from '../domain/inputs.ts';
+import { DEFAULT_WORKSPACE_ID } from '../domain/limits.ts';
 import type { StatusQuery } from '../status/status-filter.ts';
 import { builder } from './builder.ts';
 import { selectsField } from './selection.ts';
@@ -42,13 +43,18 @@ export const DerivationSettingsInput = builder.inputType('DerivationSettingsInpu
   }),
 });
 
-/** Arguments of every status field, as StatusQuery. */
-function toQuery(args: z.output<typeof statusFilterInput>): StatusQuery {
+/** Validated arguments of a status field, as StatusQuery (absent and null ids mean "any"). */
+function toQuery(args: {
+  workspaceId?: string | null;
+  sessionId?: string | null;
+  observerId?: string | null;
+  senderId?: string | null;
+}): StatusQuery {
   return {
-    workspaceId: args.workspaceId,
-    sessionId: args.sessionId,
-    observerId: args.observerId,
-    senderId: args.senderId,
+    workspaceId: args.workspaceId ?? DEFAULT_WORKSPACE_ID,
+    sessionId: args.sessionId ?? undefined,
+    observerId: args.observerId ?? undefined,
+    senderId: args.senderId ?? undefined,
   };
 }
 
@@ -57,15 +63,18 @@ builder.queryType({
     deriverStatus: t.field({
       type: DeriverStatusType,
       description: 'Task counts for a filter (all optional, combined with AND). Unknown ids give zeros.',
-      args: {
-        workspaceId: t.arg.id({ description: 'Omitted means "default".' }),
-        observerId: t.arg.id(),
-        senderId: t.arg.id(),
-        sessionId: t.arg.id(),
-      },
-      validate: statusFilterInput,
+      // t.validate hands the resolver the schema's output (defaults applied), validated once.
+      args: t.validate(
+        {
+          workspaceId: t.arg.id({ description: 'Omitted means "default".' }),
+          observerId: t.arg.id(),
+          senderId: t.arg.id(),
+          sessionId: t.arg.id(),
+        },
+        statusFilterInput,
+      ),
       resolve: (_root, args, ctx) => {
-        const filter = toQuery(statusFilterInput.parse(args));
+        const filter = toQuery(args);
         return { filter, counts: ctx.status.get(filter) };
       },
     }),
@@ -157,26 +166,26 @@ builder.subscriptionType({
       type: DeriverStatusType,
       description:
         'The current status at once, then a new one whenever it changes (at most one per coalescing window, never two equal in a row, the last state always delivered). With untilIdle the subscription completes once nothing is pending or running.',
-      args: {
-        workspaceId: t.arg.id(),
-        observerId: t.arg.id(),
-        senderId: t.arg.id(),
-        sessionId: t.arg.id(),
-        untilIdle: t.arg.boolean({ defaultValue: false }),
-        coalesceMs: t.arg.int({
-          description:
-            'Coalescing window for this subscription, 0 (every change) to 10000 ms. Default: the server setting.',
-        }),
-      },
-      validate: subscriptionArgs,
-      subscribe: (_root, args, ctx, info) => {
-        const parsed = subscriptionArgs.parse(args);
-        return ctx.live.subscribe(toQuery(parsed), {
-          untilIdle: parsed.untilIdle === true,
-          windowMs: parsed.coalesceMs ?? undefined,
+      args: t.validate(
+        {
+          workspaceId: t.arg.id(),
+          observerId: t.arg.id(),
+          senderId: t.arg.id(),
+          sessionId: t.arg.id(),
+          untilIdle: t.arg.boolean({ defaultValue: false }),
+          coalesceMs: t.arg.int({
+            description:
+              'Coalescing window for this subscription, 0 (every change) to 10000 ms. Default: the server setting.',
+          }),
+        },
+        subscriptionArgs,
+      ),
+      subscribe: (_root, args, ctx, info) =>
+        ctx.live.subscribe(toQuery(args), {
+          untilIdle: args.untilIdle === true,
+          windowMs: args.coalesceMs ?? undefined,
           withSessions: selectsField(info, 'sessions'),
-        });
-      },
+        }),
       resolve: (view) => view,
     }),
   }),
