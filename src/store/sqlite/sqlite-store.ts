@@ -106,6 +106,10 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     };
   }
 
+  /** Stored settings JSON with an update applied (see `mergeOverrides`), as JSON. */
+  const mergedSettings = (current: string | undefined, update: SettingsOverride): string =>
+    JSON.stringify(mergeOverrides(current ? (JSON.parse(current) as SettingsOverride) : {}, update));
+
   function readWorkspaceSettings(id: string): SettingsOverride | undefined {
     const row = sql.getWorkspace.get(id);
     return row ? (JSON.parse(row.settings) as SettingsOverride) : undefined;
@@ -277,10 +281,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     async upsertWorkspace(id, settings) {
       return durable(() => {
         ensureWorkspace(id, clock());
-        if (settings) {
-          const current = readWorkspaceSettings(id) ?? {};
-          sql.setWorkspaceSettings.run(JSON.stringify(mergeOverrides(current, settings)), id);
-        }
+        if (settings)
+          sql.setWorkspaceSettings.run(mergedSettings(sql.getWorkspace.get(id)?.settings, settings), id);
         return { id, settings: readWorkspaceSettings(id) ?? {} } satisfies Workspace;
       });
     },
@@ -318,12 +320,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         ensureWorkspace(workspaceId, now);
         sql.insertSession.run(workspaceId, id, now);
         if (request.settings) {
-          const current = readSession(workspaceId, id)?.settings ?? {};
-          sql.setSessionSettings.run(
-            JSON.stringify(mergeOverrides(current, request.settings)),
-            workspaceId,
-            id,
-          );
+          const current = sql.getSession.get(workspaceId, id)?.settings;
+          sql.setSessionSettings.run(mergedSettings(current, request.settings), workspaceId, id);
         }
         for (const peerId of peerIds) sql.insertPeer.run(workspaceId, peerId, now);
         const current = readMembers(workspaceId, id);
