@@ -8,6 +8,8 @@ import pino from 'pino';
 import { WebSocketServer } from 'ws';
 import type { TaskHandler } from '../src/scheduler/options.ts';
 import { startApp } from '../src/server/app.ts';
+import { loadConfig } from '../src/server/config.ts';
+import { DEFAULT_SERVER_LIMITS } from '../src/server/server-limits.ts';
 import { benchDir } from './util.ts';
 
 type Mode = { kind: 'noop' } | { kind: 'delay'; ms: number } | { kind: 'block' };
@@ -31,14 +33,14 @@ const handler: TaskHandler = async ({ signal }) => {
 const dir = benchDir();
 const app = await startApp(
   {
+    ...loadConfig({}),
     port: 0,
-    host: '127.0.0.1',
     databaseUrl: `file:${dir.path('live.db')}`,
     databasePath: dir.path('live.db'),
-    workerConcurrency: 8,
     demoTaskMs: 0,
-    coalesceMs: 100,
     logLevel: 'silent',
+    // Thousands of subscribers on loopback, one client address.
+    limits: { ...DEFAULT_SERVER_LIMITS, maxConnectionsPerAddress: 0, mutationsPerSecond: 0 },
   },
   {
     logger: pino({ level: 'silent' }),

@@ -5,7 +5,14 @@
  */
 
 /** Codes a client may see in `extensions.code`. */
-export type ErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'UNAUTHENTICATED' | 'FORBIDDEN' | 'RATE_LIMITED';
+export type ErrorCode =
+  | 'BAD_USER_INPUT'
+  | 'NOT_FOUND'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'RATE_LIMITED'
+  | 'AUTH_DISABLED'
+  | 'STORE_UNAVAILABLE';
 
 export abstract class DeriverError extends Error {
   abstract readonly code: ErrorCode;
@@ -49,6 +56,43 @@ export class NotFoundError extends DeriverError {
   ) {
     super(`${resource} "${id}" does not exist`);
   }
+}
+
+/** No credentials, or credentials that do not verify (bad signature, expired, malformed). */
+export class UnauthenticatedError extends DeriverError {
+  readonly code = 'UNAUTHENTICATED' as const;
+}
+
+/** Valid credentials whose scope does not cover the operation. Says nothing of whether objects exist. */
+export class ForbiddenError extends DeriverError {
+  readonly code = 'FORBIDDEN' as const;
+}
+
+/**
+ * Too many requests, or too many open operations, from one client. `retryAfterSeconds` says when
+ * trying again makes sense; `null` when the client must first close something.
+ */
+export class RateLimitedError extends DeriverError {
+  readonly code = 'RATE_LIMITED' as const;
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number | null,
+  ) {
+    super(message);
+  }
+}
+
+/** An operation that needs authentication while the server runs without it (`AUTH_JWT_SECRET` unset). */
+export class AuthDisabledError extends DeriverError {
+  readonly code = 'AUTH_DISABLED' as const;
+}
+
+/**
+ * The store cannot take writes (read-only or full disk, database file removed or replaced, I/O
+ * error). Nothing of the failed operation was stored; the server answers 503 until it can write.
+ */
+export class StoreUnavailableError extends DeriverError {
+  readonly code = 'STORE_UNAVAILABLE' as const;
 }
 
 /** Thrown by a task handler to fail the task at once, without further retries. */

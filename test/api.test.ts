@@ -8,6 +8,7 @@ import {
   type DeriverStatus,
   WaitForIdleTimeoutError,
 } from '../src/client/index.ts';
+import { DEFAULT_SERVER_LIMITS } from '../src/server/server-limits.ts';
 import { gate, startTestServer, type TestServer } from './server-helpers.ts';
 
 let server: TestServer | undefined;
@@ -312,7 +313,7 @@ describe('bad input', () => {
   );
 
   it('refuses a request body over the size limit with 413 before reading it', async () => {
-    const { server } = await setup({ server: { maxBodyBytes: 2_000 } });
+    const { server } = await setup({ config: { limits: { ...DEFAULT_SERVER_LIMITS, maxBodyBytes: 2_000 } } });
     const response = await fetch(server.url, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

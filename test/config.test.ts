@@ -23,6 +23,18 @@ describe('configuration', () => {
     });
   });
 
+  it('turns auth on with a long enough secret, and introspection off with it unless asked for', () => {
+    const secret = 'x'.repeat(32);
+    expect(loadConfig({})).toMatchObject({ authJwtSecret: null, introspection: true, allowedOrigins: [] });
+    expect(loadConfig({ AUTH_JWT_SECRET: secret })).toMatchObject({ authJwtSecret: secret, introspection: false });
+    expect(loadConfig({ AUTH_JWT_SECRET: secret, INTROSPECTION: 'true' }).introspection).toBe(true);
+    expect(loadConfig({ CORS_ORIGINS: ' https://a.example , http://localhost:5173' }).allowedOrigins).toEqual([
+      'https://a.example',
+      'http://localhost:5173',
+    ]);
+    expect(loadConfig({ MAX_CONNECTIONS_PER_ADDRESS: '0' }).limits.maxConnectionsPerAddress).toBe(0);
+  });
+
   it.each([
     [{ PORT: 'abc' }, /^PORT must be a whole number from 0 to 65535 \(got "abc"\)$/],
     [{ PORT: '70000' }, /^PORT must be/],
@@ -31,7 +43,12 @@ describe('configuration', () => {
     [{ DATABASE_URL: 'mysql://x' }, /^DATABASE_URL must be file:PATH/],
     [{ DATABASE_URL: 'postgres://localhost/test' }, /^DATABASE_URL: PostgreSQL is not available/],
     [{ REDIS_URL: 'redis://127.0.0.1:6379' }, /^REDIS_URL: Redis fan-out is not available/],
-    [{ AUTH_JWT_SECRET: 'secret' }, /^AUTH_JWT_SECRET: authentication is not available/],
+    [{ AUTH_JWT_SECRET: 'secret' }, /^AUTH_JWT_SECRET must be at least 32 bytes long/],
+    [{ CORS_ORIGINS: 'https://ok.example,not an origin' }, /^CORS_ORIGINS must be .* \(got "not an origin"\)$/],
+    [{ CORS_ORIGINS: '*' }, /^CORS_ORIGINS must be/],
+    [{ INTROSPECTION: 'yes' }, /^INTROSPECTION must be true or false/],
+    [{ MAX_BODY_BYTES: '10' }, /^MAX_BODY_BYTES must be a whole number from 1024/],
+    [{ MUTATIONS_PER_SECOND: '-5' }, /^MUTATIONS_PER_SECOND must be a whole number/],
     [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
   ])('rejects %o with one line naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);

@@ -1,7 +1,7 @@
 import pino from 'pino';
 import type { SchedulerOptions } from '../src/scheduler/options.ts';
 import { type App, type StartOptions, startApp } from '../src/server/app.ts';
-import type { Config } from '../src/server/config.ts';
+import { type Config, loadConfig } from '../src/server/config.ts';
 import { tempDir } from './helpers.ts';
 
 export interface TestServer {
@@ -29,8 +29,8 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const temp = tempDir();
   const config: Config = {
+    ...loadConfig({}),
     port: 0,
-    host: '127.0.0.1',
     databaseUrl: `file:${temp.path('api.db')}`,
     databasePath: temp.path('api.db'),
     workerConcurrency: 4,

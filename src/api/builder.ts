@@ -1,15 +1,26 @@
 import SchemaBuilder from '@pothos/core';
 import ValidationPlugin from '@pothos/plugin-validation';
+import type { Keyring } from '../auth/keyring.ts';
+import type { Principal } from '../auth/scope.ts';
 import type { Deriver } from '../domain/deriver.ts';
 import { InvalidInputError } from '../errors.ts';
 import type { LiveStatus } from '../live/live-status.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
 
-/** What every resolver gets. */
-export interface ApiContext {
+/** The services every resolver uses; the same for every request. */
+export interface ApiServices {
   readonly deriver: Deriver;
   readonly status: StatusEngine;
   readonly live: LiveStatus;
+  /** Verifies and mints keys; `null` when authentication is off. */
+  readonly keys: Keyring | null;
+}
+
+/** What every resolver gets: the services and who is calling. */
+export interface ApiContext extends ApiServices {
+  readonly principal: Principal;
+  /** Whom per-client limits count against: the key's scope, else the remote address. */
+  readonly clientId: string;
 }
 
 type PathSegment = PropertyKey | { readonly key: PropertyKey };

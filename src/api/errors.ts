@@ -6,8 +6,11 @@
  *   argument): `BAD_USER_INPUT`; any other invalid document: `GRAPHQL_VALIDATION_FAILED`;
  * - variables that do not fit their types: `BAD_USER_INPUT`;
  * - query limits (depth, aliases, tokens, cost; graphql-armor): `BAD_USER_INPUT`;
- * - an HTTP body over the size limit: `PAYLOAD_TOO_LARGE` (status 413);
+ * - bodies (see `request-body.ts`): `PAYLOAD_TOO_LARGE` (413), `BAD_REQUEST` (400), `RATE_LIMITED` (429);
  * - anything else is masked as `INTERNAL_SERVER_ERROR` with a generic message (logged in full).
+ *
+ * Over HTTP, `UNAUTHENTICATED` answers 401, `FORBIDDEN` 403, `RATE_LIMITED` 429 (with
+ * `Retry-After`) and `STORE_UNAVAILABLE` 503; other codes keep GraphQL's usual statuses.
  */
 
 import {
@@ -20,7 +23,33 @@ import {
   validate,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import { DeriverError, InvalidInputError } from '../errors.ts';
+import { DeriverError, type ErrorCode, InvalidInputError, RateLimitedError } from '../errors.ts';
+
+const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  RATE_LIMITED: 429,
+  STORE_UNAVAILABLE: 503,
+};
+
+/** Extensions of a domain error: its code, what the client needs to act on it, and the HTTP status. */
+function extensionsOf(error: DeriverError): Record<string, unknown> {
+  const extra: Record<string, unknown> =
+    error instanceof InvalidInputError
+      ? { argumentPath: error.argumentPath, issues: error.issues }
+      : error instanceof RateLimitedError && error.retryAfterSeconds !== null
+        ? { retryAfterSeconds: error.retryAfterSeconds }
+        : {};
+  const status = HTTP_STATUS[error.code];
+  if (status !== undefined) {
+    const headers =
+      error instanceof RateLimitedError && error.retryAfterSeconds !== null
+        ? { 'retry-after': String(error.retryAfterSeconds) }
+        : undefined;
+    extra.http = { status, headers };
+  }
+  return { code: error.code, ...extra };
+}
 
 const INPUT_RULES = [ValuesOfCorrectTypeRule, ProvidedRequiredArgumentsRule, VariablesInAllowedPositionRule];
 
@@ -35,20 +64,20 @@ function withCode(error: GraphQLError, code: string, extra: Record<string, unkno
   });
 }
 
-/** Builds the `maskError` function for Yoga's `maskedErrors`. */
+/**
+ * Builds the `maskError` function for Yoga's `maskedErrors`. `log` hears of server faults: masked
+ * errors and an unavailable store (a client's mistake is not logged here).
+ */
 export function createMaskError(log: (error: unknown) => void) {
   return (error: unknown): Error => {
     const graphqlError = error instanceof GraphQLError ? error : undefined;
     const original = graphqlError?.originalError ?? error;
     if (original instanceof DeriverError) {
-      const extra =
-        original instanceof InvalidInputError
-          ? { argumentPath: original.argumentPath, issues: original.issues }
-          : {};
+      if (original.code === 'STORE_UNAVAILABLE') log(original);
       return new GraphQLError(original.message, {
         nodes: graphqlError?.nodes,
         path: graphqlError?.path,
-        extensions: { code: original.code, ...extra },
+        extensions: extensionsOf(original),
       });
     }
     if (graphqlError && (!graphqlError.originalError || graphqlError.originalError instanceof GraphQLError)) {
@@ -94,26 +123,22 @@ export function useErrorCodes(): Plugin {
   };
 }
 
-/** Refuses request bodies over `maxBytes` (by `Content-Length`) with 413 before reading them. */
-export function useBodyLimit(maxBytes: number): Plugin {
-  return {
-    onRequest({ request, endResponse, fetchAPI }) {
-      const length = Number(request.headers.get('content-length') ?? 0);
-      if (length <= maxBytes) return;
-      const body = {
-        errors: [
-          {
-            message: `request body of ${length} bytes is larger than the limit of ${maxBytes} bytes`,
-            extensions: { code: 'PAYLOAD_TOO_LARGE' },
-          },
-        ],
-      };
-      endResponse(
-        new fetchAPI.Response(JSON.stringify(body), {
-          status: 413,
-          headers: { 'content-type': 'application/json' },
-        }),
-      );
-    },
-  };
+/** Errors as a WebSocket client sees them: without the HTTP-only `extensions.http`. */
+export function withoutHttpExtensions<E extends { readonly extensions?: Record<string, unknown> }>(
+  errors: readonly E[],
+): E[] {
+  return errors.map((error) => {
+    if (!error.extensions || !('http' in error.extensions)) return error;
+    const { http: _http, ...extensions } = error.extensions;
+    return error instanceof GraphQLError
+      ? (new GraphQLError(error.message, {
+          nodes: error.nodes,
+          source: error.source,
+          positions: error.positions,
+          path: error.path,
+          originalError: error.originalError,
+          extensions,
+        }) as unknown as E)
+      : { ...error, extensions };
+  });
 }

@@ -1,6 +1,9 @@
 /** Query, Mutation and Subscription roots. Every argument set is validated with the domain's schemas. */
 
 import { z } from 'zod';
+import { authorize } from '../auth/authorize.ts';
+import { KEY_EXPIRED, untilExpiry } from '../auth/expiring-stream.ts';
+import { createKeyInput } from '../auth/key-input.ts';
 import {
   addMessagesInput,
   lookupInput,
@@ -11,10 +14,19 @@ import {
   upsertWorkspaceInput,
 } from '../domain/inputs.ts';
 import { DEFAULT_WORKSPACE_ID } from '../domain/limits.ts';
+import { AuthDisabledError, UnauthenticatedError } from '../errors.ts';
+import type { StatusView } from '../live/status-view.ts';
 import type { StatusQuery } from '../status/status-filter.ts';
 import { builder } from './builder.ts';
 import { selectsField } from './selection.ts';
-import { AddMessagesPayloadType, DeriverStatusType, PeerType, SessionType, WorkspaceType } from './types.ts';
+import {
+  AddMessagesPayloadType,
+  CreatedKeyType,
+  DeriverStatusType,
+  PeerType,
+  SessionType,
+  WorkspaceType,
+} from './types.ts';
 
 export const SessionPeerInput = builder.inputType('SessionPeerInput', {
   fields: (t) => ({
@@ -75,6 +87,7 @@ builder.queryType({
       ),
       resolve: (_root, args, ctx) => {
         const filter = toQuery(args);
+        authorize(ctx.principal, { kind: 'status', ...filter });
         return { filter, counts: ctx.status.get(filter) };
       },
     }),
@@ -83,14 +96,22 @@ builder.queryType({
       nullable: true,
       args: { workspaceId: t.arg.id(), id: t.arg.id({ required: true }) },
       validate: lookupInput,
-      resolve: (_root, args, ctx) => ctx.deriver.getSession(args),
+      resolve: (_root, args, ctx) => {
+        const workspaceId = args.workspaceId ?? DEFAULT_WORKSPACE_ID;
+        authorize(ctx.principal, { kind: 'session', workspaceId, sessionId: args.id });
+        return ctx.deriver.getSession(args);
+      },
     }),
     peer: t.field({
       type: PeerType,
       nullable: true,
       args: { workspaceId: t.arg.id(), id: t.arg.id({ required: true }) },
       validate: lookupInput,
-      resolve: (_root, args, ctx) => ctx.deriver.getPeer(args),
+      resolve: (_root, args, ctx) => {
+        const workspaceId = args.workspaceId ?? DEFAULT_WORKSPACE_ID;
+        authorize(ctx.principal, { kind: 'peer', workspaceId, peerId: args.id });
+        return ctx.deriver.getPeer(args);
+      },
     }),
   }),
 });
@@ -102,14 +123,21 @@ builder.mutationType({
       description: 'Creates a workspace or changes its derivation settings.',
       args: { id: t.arg.id({ required: true }), settings: t.arg({ type: DerivationSettingsInput }) },
       validate: upsertWorkspaceInput,
-      resolve: (_root, args, ctx) => ctx.deriver.upsertWorkspace(args),
+      resolve: (_root, args, ctx) => {
+        authorize(ctx.principal, { kind: 'workspace', workspaceId: args.id });
+        return ctx.deriver.upsertWorkspace(args);
+      },
     }),
     upsertPeer: t.field({
       type: PeerType,
       description: 'Creates a peer (and its workspace) or updates observeMe.',
       args: { workspaceId: t.arg.id(), id: t.arg.id({ required: true }), observeMe: t.arg.boolean() },
       validate: upsertPeerInput,
-      resolve: (_root, args, ctx) => ctx.deriver.upsertPeer(args),
+      resolve: (_root, args, ctx) => {
+        const workspaceId = args.workspaceId ?? DEFAULT_WORKSPACE_ID;
+        authorize(ctx.principal, { kind: 'peer', workspaceId, peerId: args.id });
+        return ctx.deriver.upsertPeer(args);
+      },
     }),
     upsertSession: t.field({
       type: SessionType,
@@ -122,7 +150,11 @@ builder.mutationType({
         settings: t.arg({ type: DerivationSettingsInput }),
       },
       validate: upsertSessionInput,
-      resolve: (_root, args, ctx) => ctx.deriver.upsertSession(args),
+      resolve: (_root, args, ctx) => {
+        const workspaceId = args.workspaceId ?? DEFAULT_WORKSPACE_ID;
+        authorize(ctx.principal, { kind: 'session', workspaceId, sessionId: args.id });
+        return ctx.deriver.upsertSession(args);
+      },
     }),
     removeSessionPeers: t.field({
       type: SessionType,
@@ -133,7 +165,11 @@ builder.mutationType({
         peerIds: t.arg.idList({ required: true }),
       },
       validate: removeSessionPeersInput,
-      resolve: (_root, args, ctx) => ctx.deriver.removeSessionPeers(args),
+      resolve: (_root, args, ctx) => {
+        const workspaceId = args.workspaceId ?? DEFAULT_WORKSPACE_ID;
+        authorize(ctx.principal, { kind: 'session', workspaceId, sessionId: args.sessionId });
+        return ctx.deriver.removeSessionPeers(args);
+      },
     }),
     addMessages: t.field({
       type: AddMessagesPayloadType,
@@ -145,7 +181,40 @@ builder.mutationType({
         messages: t.arg({ type: [MessageInput], required: true }),
       },
       validate: addMessagesInput,
-      resolve: (_root, args, ctx) => ctx.deriver.addMessages(args),
+      resolve: (_root, args, ctx) => {
+        authorize(ctx.principal, {
+          kind: 'messages',
+          workspaceId: args.workspaceId ?? DEFAULT_WORKSPACE_ID,
+          sessionId: args.sessionId,
+          senderIds: args.messages.map((m) => m.peerId),
+        });
+        return ctx.deriver.addMessages(args);
+      },
+    }),
+    createKey: t.field({
+      type: CreatedKeyType,
+      description:
+        'Mints a key (a JWT) for one scope: admin, a workspace, a session of it or a peer of it. Admin keys mint any key; workspace keys mint keys inside their workspace. Needs authentication on (AUTH_JWT_SECRET).',
+      args: t.validate(
+        {
+          admin: t.arg.boolean({ description: 'An admin key (reaches everything); names no ids.' }),
+          workspaceId: t.arg.id(),
+          sessionId: t.arg.id({ description: 'A session key of workspaceId.' }),
+          peerId: t.arg.id({ description: 'A peer key of workspaceId.' }),
+          expiresInSeconds: t.arg.int({ description: 'Lifetime; omitted: the key does not expire.' }),
+        },
+        createKeyInput,
+      ),
+      resolve: async (_root, args, ctx) => {
+        if (!ctx.keys) {
+          throw new AuthDisabledError(
+            'authentication is off (AUTH_JWT_SECRET is unset): there are no keys to mint',
+          );
+        }
+        authorize(ctx.principal, { kind: 'mint', scope: args.scope });
+        const expiresAt = args.expiresInSeconds == null ? null : Date.now() + args.expiresInSeconds * 1000;
+        return { key: await ctx.keys.mint(args.scope, expiresAt), scope: args.scope, expiresAt };
+      },
     }),
   }),
 });
@@ -180,13 +249,22 @@ builder.subscriptionType({
         },
         subscriptionArgs,
       ),
-      subscribe: (_root, args, ctx, info) =>
-        ctx.live.subscribe(toQuery(args), {
+      subscribe: (_root, args, ctx, info) => {
+        const filter = toQuery(args);
+        authorize(ctx.principal, { kind: 'status', ...filter });
+        const views = ctx.live.subscribe(filter, {
           untilIdle: args.untilIdle === true,
           windowMs: args.coalesceMs ?? undefined,
           withSessions: selectsField(info, 'sessions'),
-        }),
-      resolve: (view) => view,
+        });
+        // A key's subscription ends with an UNAUTHENTICATED event when the key expires.
+        const expiresAt = ctx.principal.kind === 'key' ? ctx.principal.expiresAt : null;
+        return untilExpiry(views, expiresAt) as AsyncIterable<StatusView>;
+      },
+      resolve: (view) => {
+        if ((view as unknown) === KEY_EXPIRED) throw new UnauthenticatedError('the key has expired');
+        return view;
+      },
     }),
   }),
 });

@@ -1,3 +1,5 @@
+import { authorize } from '../auth/authorize.ts';
+import type { Scope } from '../auth/scope.ts';
 import { statusFilterInput } from '../domain/inputs.ts';
 import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
 import type { StatusView } from '../live/status-view.ts';
@@ -138,8 +140,36 @@ export const SessionType = builder.objectRef<Session>('Session').implement({
           observerId: args.observerId ?? undefined,
           senderId: args.senderId ?? undefined,
         };
+        authorize(ctx.principal, { kind: 'status', ...filter });
         return { filter, counts: ctx.status.get(filter) };
       },
+    }),
+  }),
+});
+
+export interface CreatedKey {
+  readonly key: string;
+  readonly scope: Scope;
+  /** Epoch ms; `null` for a key that does not expire. */
+  readonly expiresAt: number | null;
+}
+
+const scopeId = (scope: Scope, name: 'workspaceId' | 'sessionId' | 'peerId'): string | null =>
+  (scope as Partial<Record<typeof name, string>>)[name] ?? null;
+
+export const CreatedKeyType = builder.objectRef<CreatedKey>('CreatedKey').implement({
+  description:
+    'A minted key: send it as "Authorization: Bearer <key>" (WebSocket: connectionParams.authorization).',
+  fields: (t) => ({
+    key: t.exposeString('key'),
+    admin: t.boolean({ resolve: (k) => k.scope.kind === 'admin' }),
+    workspaceId: t.id({ nullable: true, resolve: (k) => scopeId(k.scope, 'workspaceId') }),
+    sessionId: t.id({ nullable: true, resolve: (k) => scopeId(k.scope, 'sessionId') }),
+    peerId: t.id({ nullable: true, resolve: (k) => scopeId(k.scope, 'peerId') }),
+    expiresAt: t.string({
+      nullable: true,
+      description: 'When the key stops working (ISO 8601); null: it does not expire.',
+      resolve: (k) => (k.expiresAt === null ? null : new Date(k.expiresAt).toISOString()),
     }),
   }),
 });

@@ -3,6 +3,7 @@
  * scheduler with the built-in demo handler, and the HTTP/WebSocket server.
  */
 import pino, { type Logger } from 'pino';
+import { createKeyring } from '../auth/keyring.ts';
 import { createDeriver, type Deriver } from '../domain/deriver.ts';
 import { createLiveStatus, type LiveStatus } from '../live/live-status.ts';
 import { createDemoHandler } from '../scheduler/demo-handler.ts';
@@ -34,8 +35,11 @@ export interface StartOptions {
   readonly handlers?: SchedulerOptions['handlers'];
   /** Scheduler options other than the store, handlers and concurrency. */
   readonly scheduler?: Omit<SchedulerOptions, 'store' | 'handlers' | 'concurrency'>;
-  /** Server options other than the context and logger. */
-  readonly server?: Omit<DeriverServerOptions, 'context' | 'logger'>;
+  /** Server options other than those the configuration sets. */
+  readonly server?: Omit<
+    DeriverServerOptions,
+    'services' | 'logger' | 'limits' | 'allowedOrigins' | 'introspection' | 'readiness'
+  >;
 }
 
 export async function startApp(config: Config, options: StartOptions = {}): Promise<App> {
@@ -57,7 +61,16 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
   scheduler.events.on('task:failed', ({ task, error }) =>
     logger.warn({ taskId: task.id, error }, 'task failed'),
   );
-  const server = createDeriverServer({ ...options.server, context: { deriver, status, live }, logger });
+  const keys = config.authJwtSecret ? createKeyring({ secret: config.authJwtSecret }) : null;
+  const server = createDeriverServer({
+    ...options.server,
+    services: { deriver, status, live, keys },
+    logger,
+    limits: config.limits,
+    allowedOrigins: config.allowedOrigins,
+    introspection: config.introspection,
+    readiness: { store: () => store.probe() },
+  });
   let url: string;
   try {
     url = await server.listen(config.port, config.host);

@@ -3,6 +3,9 @@
  * once; a bad one stops start-up with one line naming the variable and what is expected.
  */
 import { z } from 'zod';
+import { MIN_SECRET_BYTES } from '../auth/keyring.ts';
+import { normalizeOrigin } from './guards/origin-policy.ts';
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './server-limits.ts';
 
 export interface Config {
   /** HTTP and WebSocket port; 0 picks a free one. @default 4000 */
@@ -21,6 +24,14 @@ export interface Config {
   readonly coalesceMs: number;
   /** pino log level. @default info */
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** HS256 secret of the keys; `null` turns authentication off. @default null */
+  readonly authJwtSecret: string | null;
+  /** Web origins allowed besides the server's own (`CORS_ORIGINS`, comma-separated). @default none */
+  readonly allowedOrigins: readonly string[];
+  /** Introspection and field suggestions. @default on without auth, off with auth */
+  readonly introspection: boolean;
+  /** Resource limits of the server. @default DEFAULT_SERVER_LIMITS */
+  readonly limits: ServerLimits;
 }
 
 export class ConfigError extends Error {
@@ -76,10 +87,69 @@ const envSchema = z.object({
   AUTH_JWT_SECRET: z
     .string()
     .optional()
-    .refine((raw) => !raw, {
-      message:
-        'AUTH_JWT_SECRET: authentication is not available in this build yet; refusing to start without the auth you asked for',
+    .transform((raw) => raw || null)
+    .refine((secret) => secret === null || Buffer.byteLength(secret) >= MIN_SECRET_BYTES, {
+      message: `AUTH_JWT_SECRET must be at least ${MIN_SECRET_BYTES} bytes long (e.g. the output of: openssl rand -hex 32)`,
     }),
+  CORS_ORIGINS: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      const origins = (raw ?? '')
+        .split(',')
+        .map((o) => o.trim())
+        .filter(Boolean);
+      for (const origin of origins) {
+        if (normalizeOrigin(origin) === null || origin === '*') {
+          ctx.addIssue({
+            code: 'custom',
+            message: `CORS_ORIGINS must be a comma-separated list of origins like https://app.example.com (got "${origin}")`,
+          });
+          return z.NEVER;
+        }
+      }
+      return origins;
+    }),
+  INTROSPECTION: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === '') return undefined;
+      if (raw === 'true' || raw === 'false') return raw === 'true';
+      ctx.addIssue({ code: 'custom', message: `INTROSPECTION must be true or false (got "${raw}")` });
+      return z.NEVER;
+    }),
+  MAX_BODY_BYTES: integer('MAX_BODY_BYTES', 1024, 2 ** 31, DEFAULT_SERVER_LIMITS.maxBodyBytes),
+  MAX_INFLIGHT_BODY_BYTES: integer(
+    'MAX_INFLIGHT_BODY_BYTES',
+    1024,
+    2 ** 40,
+    DEFAULT_SERVER_LIMITS.maxInflightBodyBytes,
+  ),
+  WS_MAX_PAYLOAD_BYTES: integer(
+    'WS_MAX_PAYLOAD_BYTES',
+    1024,
+    2 ** 31,
+    DEFAULT_SERVER_LIMITS.wsMaxPayloadBytes,
+  ),
+  MAX_SUBSCRIPTIONS_PER_SOCKET: integer(
+    'MAX_SUBSCRIPTIONS_PER_SOCKET',
+    1,
+    1_000_000,
+    DEFAULT_SERVER_LIMITS.maxSubscriptionsPerSocket,
+  ),
+  MAX_CONNECTIONS_PER_ADDRESS: integer(
+    'MAX_CONNECTIONS_PER_ADDRESS',
+    0,
+    10_000_000,
+    DEFAULT_SERVER_LIMITS.maxConnectionsPerAddress,
+  ),
+  MUTATIONS_PER_SECOND: integer(
+    'MUTATIONS_PER_SECOND',
+    0,
+    10_000_000,
+    DEFAULT_SERVER_LIMITS.mutationsPerSecond,
+  ),
   WORKER_CONCURRENCY: integer('WORKER_CONCURRENCY', 0, 1_000, 8),
   DEMO_TASK_MS: integer('DEMO_TASK_MS', 0, 3_600_000, 250),
   COALESCE_MS: integer('COALESCE_MS', 0, 10_000, 100),
@@ -114,5 +184,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     demoTaskMs: e.DEMO_TASK_MS,
     coalesceMs: e.COALESCE_MS,
     logLevel: e.LOG_LEVEL,
+    authJwtSecret: e.AUTH_JWT_SECRET,
+    allowedOrigins: e.CORS_ORIGINS,
+    introspection: e.INTROSPECTION ?? e.AUTH_JWT_SECRET === null,
+    limits: {
+      maxBodyBytes: e.MAX_BODY_BYTES,
+      maxInflightBodyBytes: e.MAX_INFLIGHT_BODY_BYTES,
+      wsMaxPayloadBytes: e.WS_MAX_PAYLOAD_BYTES,
+      maxSubscriptionsPerSocket: e.MAX_SUBSCRIPTIONS_PER_SOCKET,
+      maxConnectionsPerAddress: e.MAX_CONNECTIONS_PER_ADDRESS,
+      mutationsPerSecond: e.MUTATIONS_PER_SECOND,
+    },
   };
 }

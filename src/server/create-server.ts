@@ -2,37 +2,64 @@
  * HTTP and WebSocket on one port and one path (`/graphql`): GraphQL over HTTP and Server-Sent
  * Events through Yoga, GraphQL over WebSocket (`graphql-transport-ws`) through graphql-ws, wired
  * through Yoga's envelop so plugins, error codes and masking apply the same on every transport.
+ *
+ * ## Guards, in the order a request meets them
+ * 1. Connections per remote address (`connection-limit.ts`): over the cap, 429 and closed.
+ * 2. Origin (`origin-policy.ts`): a browser request from another site is refused, 403 on HTTP and
+ *    on the WebSocket upgrade; CORS headers are sent only for the configured origins.
+ * 3. `/healthz`, `/readyz`, `/health` and the GraphiQL page are answered before GraphQL.
+ * 4. Yoga: CSRF prevention (a form, multipart or text POST runs only with the
+ *    `x-graphql-yoga-csrf` header: browsers cannot send one across sites without CORS), body
+ *    limits (`request-body.ts`), query limits (graphql-armor), authentication (the context), the
+ *    mutation rate (`mutation-rate-limit.ts`), authorization (in each resolver).
+ * 5. WebSocket: the key is checked at `connection_init` (a bad one closes the socket with 4403);
+ *    each subscribe is checked on its own, and a refused one gets an `error` message for its id
+ *    only, as a syntax error does, never closing the socket.
  */
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import type { ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga } from 'graphql-yoga';
 import type { Logger } from 'pino';
-import { WebSocketServer } from 'ws';
-import type { ApiContext } from '../api/builder.ts';
-import { createMaskError, useBodyLimit, useErrorCodes } from '../api/errors.ts';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { ApiContext, ApiServices } from '../api/builder.ts';
+import { createMaskError, useErrorCodes, withoutHttpExtensions } from '../api/errors.ts';
+import { useMutationRateLimit } from '../api/mutation-rate-limit.ts';
+import { useRequestBodyLimits } from '../api/request-body.ts';
 import { schema } from '../api/schema.ts';
 import { createSharedSubscribe, useSharedSubscriptionResults } from '../api/shared-results.ts';
+import { bearerToken } from '../auth/keyring.ts';
+import { OPEN, type Principal, scopeKey } from '../auth/scope.ts';
+import { type DeriverError, RateLimitedError, UnauthenticatedError } from '../errors.ts';
+import { createTokenBuckets } from '../util/token-bucket.ts';
 import { GRAPHIQL_DEFAULT_QUERY } from './graphiql.ts';
+import { createGraphiqlPage } from './graphiql-page.ts';
+import { limitConnections } from './guards/connection-limit.ts';
+import { createOriginPolicy } from './guards/origin-policy.ts';
+import { HEALTH_PATHS, type ReadinessCheck, runReadiness, sendJson } from './health.ts';
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './server-limits.ts';
 
 export interface DeriverServerOptions {
-  readonly context: ApiContext;
+  readonly services: ApiServices;
   readonly logger: Logger;
-  /** Largest WebSocket message accepted, in bytes. @default 65536 */
-  readonly wsMaxPayload?: number;
+  /** Resource limits; each omitted one takes its default (see `ServerLimits`). */
+  readonly limits?: Partial<ServerLimits>;
+  /** Web origins allowed besides the server's own (CORS and WebSocket). @default none */
+  readonly allowedOrigins?: readonly string[];
+  /** Introspection and "did you mean" suggestions. @default on without auth, off with auth */
+  readonly introspection?: boolean;
+  /** Readiness checks by part name, run by `/readyz`. @default none */
+  readonly readiness?: Readonly<Record<string, ReadinessCheck>>;
   /** Time a WebSocket client has to send `connection_init`, in ms. @default 3000 */
   readonly connectionInitTimeoutMs?: number;
   /** WebSocket keepalive ping interval, in ms (0 disables). @default 12000 */
   readonly keepAliveMs?: number;
   /** Benchmarks only: stamp subscription results with `extensions.changedAt`. @default false */
   readonly stampChanges?: boolean;
-  /**
-   * Largest HTTP request body, in bytes (by `Content-Length`). The default fits the largest valid
-   * `addMessages` call: 100 messages of 65,535 four-byte characters. @default 32 MiB
-   */
-  readonly maxBodyBytes?: number;
 }
 
 export interface DeriverServer {
@@ -47,33 +74,79 @@ export interface DeriverServer {
 
 type EnvelopedRoot = { execute: (args: ExecutionArgs) => unknown };
 
+/** What the HTTP and WebSocket transports hand to the context factory. */
+interface TransportContext {
+  readonly request?: Request;
+  readonly req?: IncomingMessage;
+  /** Set by the WebSocket transport, which authenticated at `connection_init`. */
+  readonly principal?: Principal;
+  readonly clientAddress?: string;
+}
+
+const GRAPHQL_PATH = '/graphql';
+
+/** Header of a connectionParams object, whatever its case (GraphiQL sends `Authorization`). */
+function paramHeader(params: Readonly<Record<string, unknown>> | undefined, name: string): unknown {
+  if (!params) return undefined;
+  const key = Object.keys(params).find((k) => k.toLowerCase() === name);
+  return key === undefined ? undefined : params[key];
+}
+
 export function createDeriverServer(options: DeriverServerOptions): DeriverServer {
-  const { context, logger } = options;
+  const { services, logger } = options;
+  const { keys } = services;
+  const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
+  const introspection = options.introspection ?? keys === null;
+  const origins = createOriginPolicy({ allowedOrigins: options.allowedOrigins });
   const maskError = createMaskError((error) => logger.error({ err: error }, 'internal error'));
   const sharedSubscribe = createSharedSubscribe({ stampChanges: options.stampChanges, maskError });
-  const yoga = createYoga({
+  const mutationBuckets = createTokenBuckets({ ratePerSecond: limits.mutationsPerSecond });
+  const graphiql = createGraphiqlPage({
+    render: { title: 'Deriver Live', subscriptionsProtocol: 'WS', defaultQuery: GRAPHIQL_DEFAULT_QUERY },
+  });
+
+  const authenticate = async (authorization: unknown): Promise<Principal> =>
+    keys ? keys.verify(bearerToken(authorization)) : OPEN;
+  const clientIdOf = (principal: Principal, address: string | undefined): string =>
+    principal.kind === 'key' ? scopeKey(principal.scope) : `addr:${address ?? 'unknown'}`;
+
+  const yoga = createYoga<TransportContext>({
     schema,
-    context: () => context,
-    graphqlEndpoint: '/graphql',
-    healthCheckEndpoint: '/health',
+    context: async (initial): Promise<ApiContext> => {
+      const principal =
+        initial.principal ?? (await authenticate(initial.request?.headers.get('authorization')));
+      const address = initial.clientAddress ?? initial.req?.socket.remoteAddress;
+      return { ...services, principal, clientId: clientIdOf(principal, address) };
+    },
+    graphqlEndpoint: GRAPHQL_PATH,
+    // Health and GraphiQL are served before Yoga (see `handle`).
+    healthCheckEndpoint: '/__yoga/health',
     landingPage: false,
-    graphiql: { title: 'Deriver Live', subscriptionsProtocol: 'WS', defaultQuery: GRAPHIQL_DEFAULT_QUERY },
-    // Self-contained GraphiQL (no CDN): its assets are inlined; loaded on the first page view.
-    renderGraphiQL: async (graphiqlOptions) =>
-      (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(graphiqlOptions),
+    graphiql: false,
+    cors:
+      origins.allowedOrigins.length > 0
+        ? {
+            origin: [...origins.allowedOrigins],
+            credentials: true,
+            methods: ['GET', 'POST'],
+            allowedHeaders: ['authorization', 'content-type', 'accept', 'x-graphql-yoga-csrf'],
+          }
+        : false,
     maskedErrors: { maskError },
     plugins: [
-      // Query limits: depth, aliases, directives, tokens and cost. Field suggestions stay on: the
-      // schema is public (GraphiQL), and "did you mean" helps the people writing queries.
+      useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf'] }),
+      useRequestBodyLimits({ maxBytes: limits.maxBodyBytes, maxInflightBytes: limits.maxInflightBodyBytes }),
+      // Query limits: depth, aliases, tokens and cost.
       EnvelopArmorPlugin({
         maxDepth: { n: 8 },
         maxAliases: { n: 15 },
         maxTokens: { n: 5_000 },
         costLimit: { maxCost: 5_000 },
-        blockFieldSuggestion: { enabled: false },
+        blockFieldSuggestion: { enabled: !introspection },
       }),
-      useBodyLimit(options.maxBodyBytes ?? 32 * 2 ** 20),
+      ...(introspection ? [] : [useDisableIntrospection()]),
       useErrorCodes(),
+      useMutationRateLimit(mutationBuckets),
       useSharedSubscriptionResults(sharedSubscribe),
     ],
     logging: {
@@ -84,42 +157,113 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     },
   });
 
-  const httpServer = createHttpServer(yoga);
+  const handle = async (req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> => {
+    if (!origins.allows(req)) {
+      sendJson(res, 403, {
+        errors: [
+          {
+            message: 'requests from this web origin are not allowed (see CORS_ORIGINS)',
+            extensions: { code: 'FORBIDDEN' },
+          },
+        ],
+      });
+      return;
+    }
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === HEALTH_PATHS.alive) return sendJson(res, 200, { status: 'alive' });
+    if (path === HEALTH_PATHS.ready || path === HEALTH_PATHS.legacy) {
+      const { ready, body } = await runReadiness(options.readiness ?? {});
+      return sendJson(res, ready ? 200 : 503, body);
+    }
+    if ((path === GRAPHQL_PATH || path === `${GRAPHQL_PATH}/`) && graphiql.wants(req)) {
+      return graphiql.serve(req, res);
+    }
+    return yoga(req, res);
+  };
+
+  const httpServer = createHttpServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      logger.error({ err: error }, 'request failed');
+      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal server error' }] });
+      else res.destroy();
+    });
+  });
+  const connections = limitConnections(httpServer, { maxPerAddress: limits.maxConnectionsPerAddress });
   const wss = new WebSocketServer({
     server: httpServer,
-    path: yoga.graphqlEndpoint,
-    maxPayload: options.wsMaxPayload ?? 64 * 1024,
+    path: GRAPHQL_PATH,
+    maxPayload: limits.wsMaxPayloadBytes,
+    verifyClient: (info, done) =>
+      origins.allows(info.req) ? done(true) : done(false, 403, 'Forbidden web origin'),
   });
+  /** Who opened each socket, from its `connection_init`. */
+  const principals = new WeakMap<WebSocket, Principal>();
+  const refuse = (error: DeriverError): GraphQLError[] =>
+    withoutHttpExtensions([maskError(error) as GraphQLError]);
+
   const ws = useServer(
     {
       connectionInitWaitTimeout: options.connectionInitTimeoutMs ?? 3_000,
+      onConnect: async (ctx) => {
+        try {
+          principals.set(
+            ctx.extra.socket,
+            await authenticate(paramHeader(ctx.connectionParams, 'authorization')),
+          );
+          return true;
+        } catch (error) {
+          const reason = error instanceof UnauthenticatedError ? error.message : 'Forbidden';
+          // 4403 as graphql-ws does on `false`, with the reason a person can act on.
+          ctx.extra.socket.close(4403, reason.slice(0, 120));
+          return false;
+        }
+      },
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args) as never,
       // Events go straight from the shared subscribe function to the socket (see shared-results.ts).
       subscribe: (args) => sharedSubscribe({ ...args, rootValue: undefined }) as never,
       onSubscribe: async (ctx, _id, payload) => {
-        const enveloped = yoga.getEnveloped({
+        const principal = principals.get(ctx.extra.socket) ?? OPEN;
+        if (principal.kind === 'key' && principal.expiresAt !== null && principal.expiresAt <= Date.now()) {
+          return refuse(new UnauthenticatedError('the key has expired'));
+        }
+        if (Object.keys(ctx.subscriptions).length > limits.maxSubscriptionsPerSocket) {
+          return refuse(
+            new RateLimitedError(
+              `at most ${limits.maxSubscriptionsPerSocket} operations may be open on one connection; complete one first`,
+              null,
+            ),
+          );
+        }
+        const initial: TransportContext & Record<string, unknown> = {
           ...ctx,
           req: ctx.extra.request,
           socket: ctx.extra.socket,
           params: payload,
-        });
-        let document: ReturnType<typeof enveloped.parse>;
-        try {
-          document = enveloped.parse(payload.query);
-        } catch (error) {
-          return [error as GraphQLError];
-        }
-        const errors = enveloped.validate(enveloped.schema, document);
-        if (errors.length > 0) return errors;
-        return {
-          schema: enveloped.schema,
-          operationName: payload.operationName,
-          document,
-          variableValues: payload.variables,
-          contextValue: await enveloped.contextFactory(),
-          rootValue: { execute: enveloped.execute },
+          principal,
+          clientAddress: ctx.extra.request.socket.remoteAddress,
         };
+        const enveloped = yoga.getEnveloped(initial);
+        try {
+          const document = enveloped.parse(payload.query);
+          const errors = enveloped.validate(enveloped.schema, document);
+          if (errors.length > 0) return withoutHttpExtensions(errors);
+          return {
+            schema: enveloped.schema,
+            operationName: payload.operationName,
+            document,
+            variableValues: payload.variables,
+            contextValue: await enveloped.contextFactory(),
+            rootValue: { execute: enveloped.execute },
+          };
+        } catch (error) {
+          // A parse error, a query limit or anything else refused before execution: an `error`
+          // message for this operation only; the socket and its other operations go on.
+          return withoutHttpExtensions([maskError(error) as GraphQLError]);
+        }
       },
+      onNext: (_ctx, _id, _payload, _args, result) =>
+        result.errors ? { ...result, errors: withoutHttpExtensions(result.errors) } : undefined,
+      onError: (_ctx, _id, _payload, errors) => withoutHttpExtensions(errors),
     },
     wss,
     options.keepAliveMs ?? 12_000,
@@ -135,11 +279,12 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
           httpServer.off('error', reject);
           const address = httpServer.address() as AddressInfo;
           const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-          resolve(`http://${shownHost}:${address.port}${yoga.graphqlEndpoint}`);
+          resolve(`http://${shownHost}:${address.port}${GRAPHQL_PATH}`);
         });
       });
     },
     async close() {
+      connections.dispose();
       await ws.dispose();
       await new Promise<void>((resolve) => {
         httpServer.close(() => resolve());

@@ -218,5 +218,11 @@ export interface Store {
   /** Raw task rows, in id order (inspection and tests). */
   listTasks(filter?: { readonly state?: TaskState }): Promise<TaskRow[]>;
 
+  /**
+   * Proves the store can commit a write now (readiness). Throws `StoreUnavailableError` naming the
+   * fault when it cannot (read-only or full disk, database file removed or replaced).
+   */
+  probe(): Promise<void>;
+
   close(): Promise<void>;
 }

@@ -21,8 +21,22 @@ export function loadMigrations(): Migration[] {
     }));
 }
 
+/** The database was written by a newer Deriver Live: its migrations are unknown to this code. */
+export class DatabaseTooNewError extends Error {
+  constructor(
+    readonly databaseVersion: number,
+    readonly codeVersion: number,
+  ) {
+    super(
+      `the database is at schema version ${databaseVersion}, newer than this code knows (${codeVersion}); run the Deriver Live version that wrote it, or a newer one`,
+    );
+    this.name = 'DatabaseTooNewError';
+  }
+}
+
 /**
- * Applies the migrations not applied yet, each exactly once. Runs under SQLite's write lock
+ * Applies the migrations not applied yet, each exactly once; refuses a database with migrations
+ * this code does not know (`DatabaseTooNewError`). Runs under SQLite's write lock
  * (`BEGIN IMMEDIATE`), so two processes opening the same file at once cannot both apply one.
  */
 export function migrate(db: Database.Database, migrations: readonly Migration[] = loadMigrations()): number {
@@ -36,6 +50,9 @@ export function migrate(db: Database.Database, migrations: readonly Migration[] 
         .all()
         .map((row) => row.version),
     );
+    const newest = Math.max(0, ...applied);
+    const known = Math.max(0, ...migrations.map((m) => m.version));
+    if (newest > known) throw new DatabaseTooNewError(newest, known);
     let count = 0;
     for (const migration of migrations) {
       if (applied.has(migration.version)) continue;

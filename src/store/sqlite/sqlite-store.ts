@@ -41,6 +41,7 @@ import type {
   UpsertSessionRequest,
   WorkerRequest,
 } from '../store.ts';
+import { createFileGuard } from './file-guard.ts';
 import { migrate } from './migrate.ts';
 import { prepareStatements, type TaskRowData, type UnitRow } from './statements.ts';
 
@@ -53,6 +54,16 @@ export interface SqliteStoreOptions {
   readonly busyTimeoutMs?: number;
 }
 
+/** SQLite's quick integrity check (pages and indexes, not constraints); throws when it fails. */
+function checkIntegrity(db: Database.Database, path: string): void {
+  const result = db.pragma('quick_check(1)', { simple: true });
+  if (result !== 'ok') {
+    throw new Error(
+      `the database file ${path} failed SQLite's integrity check (${String(result)}); restore it from a backup`,
+    );
+  }
+}
+
 export function createSqliteStore(options: SqliteStoreOptions): Store {
   const clock = options.clock ?? Date.now;
   if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
@@ -61,20 +72,29 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-  migrate(db);
+  try {
+    checkIntegrity(db, options.path);
+    migrate(db);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  const guard = createFileGuard(options.path);
   const sql = prepareStatements(db);
   const events = new TypedEmitter<StoreEvents>();
 
   /** Runs `fn` in an IMMEDIATE transaction, fsynced at commit (acknowledged writes). */
   function durable<T>(fn: () => T): T {
-    db.pragma('synchronous = FULL');
-    try {
-      return db.transaction(fn).immediate();
-    } finally {
-      db.pragma('synchronous = NORMAL');
-    }
+    return guard.write(() => {
+      db.pragma('synchronous = FULL');
+      try {
+        return db.transaction(fn).immediate();
+      } finally {
+        db.pragma('synchronous = NORMAL');
+      }
+    });
   }
-  const bookkeeping = <T>(fn: () => T): T => db.transaction(fn).immediate();
+  const bookkeeping = <T>(fn: () => T): T => guard.write(() => db.transaction(fn).immediate());
 
   const announce = (changed: UnitCounters[]): void => {
     if (changed.length > 0) events.emit('units:changed', changed);
@@ -494,6 +514,10 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
           messageId: row.message_id === null ? null : String(row.message_id),
         }),
       );
+    },
+
+    async probe() {
+      durable(() => sql.probe.run(clock()));
     },
 
     async close() {

@@ -181,6 +181,9 @@ export function prepareStatements(db: Database.Database) {
     // maintenance and inspection
     /** Maintenance, run rarely: a scan is cheaper overall than an index every finish must update. */
     pruneFinished: p<[number]>('DELETE FROM tasks WHERE finished_at < ?'),
+    probe: p<[number]>(
+      'INSERT INTO store_probe (id, probed_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at',
+    ),
     listTasks: p<[], TaskRowData & UnitRow>(
       `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at,
          u.task_type, u.workspace_id, u.session_id, u.observer_id, u.sender_id
