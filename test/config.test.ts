@@ -26,12 +26,14 @@ describe('configuration', () => {
   it('turns auth on with a long enough secret, and introspection off with it unless asked for', () => {
     const secret = 'x'.repeat(32);
     expect(loadConfig({})).toMatchObject({ authJwtSecret: null, introspection: true, allowedOrigins: [] });
-    expect(loadConfig({ AUTH_JWT_SECRET: secret })).toMatchObject({ authJwtSecret: secret, introspection: false });
+    expect(loadConfig({ AUTH_JWT_SECRET: secret })).toMatchObject({
+      authJwtSecret: secret,
+      introspection: false,
+    });
     expect(loadConfig({ AUTH_JWT_SECRET: secret, INTROSPECTION: 'true' }).introspection).toBe(true);
-    expect(loadConfig({ CORS_ORIGINS: ' https://a.example , http://localhost:5173' }).allowedOrigins).toEqual([
-      'https://a.example',
-      'http://localhost:5173',
-    ]);
+    expect(loadConfig({ CORS_ORIGINS: ' https://a.example , http://localhost:5173' }).allowedOrigins).toEqual(
+      ['https://a.example', 'http://localhost:5173'],
+    );
     expect(loadConfig({ MAX_CONNECTIONS_PER_ADDRESS: '0' }).limits.maxConnectionsPerAddress).toBe(0);
   });
 
@@ -44,7 +46,10 @@ describe('configuration', () => {
     [{ DATABASE_URL: 'postgres://localhost/test' }, /^DATABASE_URL: PostgreSQL is not available/],
     [{ REDIS_URL: 'redis://127.0.0.1:6379' }, /^REDIS_URL: Redis fan-out is not available/],
     [{ AUTH_JWT_SECRET: 'secret' }, /^AUTH_JWT_SECRET must be at least 32 bytes long/],
-    [{ CORS_ORIGINS: 'https://ok.example,not an origin' }, /^CORS_ORIGINS must be .* \(got "not an origin"\)$/],
+    [
+      { CORS_ORIGINS: 'https://ok.example,not an origin' },
+      /^CORS_ORIGINS must be .* \(got "not an origin"\)$/,
+    ],
     [{ CORS_ORIGINS: '*' }, /^CORS_ORIGINS must be/],
     [{ INTROSPECTION: 'yes' }, /^INTROSPECTION must be true or false/],
     [{ MAX_BODY_BYTES: '10' }, /^MAX_BODY_BYTES must be a whole number from 1024/],

@@ -81,8 +81,11 @@ export function createMaskError(log: (error: unknown) => void) {
       });
     }
     if (graphqlError && (!graphqlError.originalError || graphqlError.originalError instanceof GraphQLError)) {
-      // graphql-js's own execution errors: variables that do not coerce to their types.
-      return graphqlError.extensions.code ? graphqlError : withCode(graphqlError, 'BAD_USER_INPUT');
+      // graphql-js's own execution errors (variables that do not coerce to their types) and Yoga's
+      // request errors (403: CSRF prevention refused a request without the required header).
+      if (graphqlError.extensions.code) return graphqlError;
+      const status = (graphqlError.extensions.http as { status?: number } | undefined)?.status;
+      return withCode(graphqlError, status === 403 ? 'FORBIDDEN' : 'BAD_USER_INPUT');
     }
     log(original);
     return new GraphQLError('Internal server error', {

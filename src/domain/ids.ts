@@ -21,8 +21,14 @@ export function codePointLength(text: string, atMost: number): number {
   return count;
 }
 
+/** Whether `text` has no lone UTF-16 surrogate (one that no UTF-8 encoding can hold). */
+const isWellFormed = (text: string): boolean => (text as string & { isWellFormed(): boolean }).isWellFormed();
+
 export const contentSchema = z
   .string({ error: 'must be a string' })
+  .refine(isWellFormed, {
+    error: 'must be valid Unicode text (it holds a lone UTF-16 surrogate, which cannot be stored unaltered)',
+  })
   .refine((text) => codePointLength(text, limits.contentMaxLength) <= limits.contentMaxLength, {
     error: `must be at most ${limits.contentMaxLength} characters long (longer content is rejected, never truncated)`,
   });

@@ -153,7 +153,12 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
       debug: (...args: unknown[]) => logger.debug(args.map(String).join(' ')),
       info: (...args: unknown[]) => logger.info(args.map(String).join(' ')),
       warn: (...args: unknown[]) => logger.warn(args.map(String).join(' ')),
-      error: (...args: unknown[]) => logger.error(args.map(String).join(' ')),
+      // Yoga reports here every error it masked, a client's mistakes included; the server faults
+      // among them are logged by `maskError` itself, so these stay at debug.
+      error: (...args: unknown[]) =>
+        args[0] instanceof Error
+          ? logger.debug({ err: args[0] }, 'request error')
+          : logger.error(args.map(String).join(' ')),
     },
   });
 

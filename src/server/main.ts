@@ -1,7 +1,7 @@
 /** `npm start`: configuration from the environment, one clear line on a bad value. */
 import pino from 'pino';
 import { startApp } from './app.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import { ConfigError, isLoopback, loadConfig } from './config.ts';
 
 let config: ReturnType<typeof loadConfig>;
 try {
@@ -22,8 +22,15 @@ const app = await startApp(config, { logger }).catch((error: unknown) => {
 process.stdout.write(
   `Deriver Live is listening on ${app.url}\n` +
     `  GraphiQL:  ${app.url} (open it in a browser)\n` +
-    `  store:     ${config.databaseUrl}; workers: ${config.workerConcurrency}; demo handler: ${config.demoTaskMs} ms per task\n`,
+    `  store:     ${config.databaseUrl}; workers: ${config.workerConcurrency}; demo handler: ${config.demoTaskMs} ms per task\n` +
+    `  auth:      ${config.authJwtSecret ? 'on (keys signed with AUTH_JWT_SECRET)' : 'off'}\n`,
 );
+if (!config.authJwtSecret && !isLoopback(config.host)) {
+  logger.warn(
+    { host: config.host },
+    'listening beyond this machine without authentication: anyone who can reach the port can read and write everything; set AUTH_JWT_SECRET',
+  );
+}
 
 let signals = 0;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
