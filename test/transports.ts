@@ -3,7 +3,7 @@
  * reduced to what the auth and security tests compare: `OK` (data, no errors), the first error's
  * `extensions.code`, or `close:<code>` when a WebSocket was closed on the client.
  */
-import { type CloseEvent, createClient } from 'graphql-ws';
+import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
 export type Transport = 'http' | 'sse' | 'ws';
@@ -106,8 +106,8 @@ export async function send(transport: Transport, url: string, op: SentOperation)
               },
               error: (error) => {
                 if (Array.isArray(error)) resolve(outcomeOf({ errors: error }));
-                else if ((error as CloseEvent).code !== undefined) {
-                  const close = error as CloseEvent;
+                else if ((error as { code?: number }).code !== undefined) {
+                  const close = error as { code: number; reason: string };
                   resolve({ code: `close:${close.code}`, message: close.reason });
                 } else resolve({ code: 'CLIENT_ERROR', message: String(error) });
               },
