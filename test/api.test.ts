@@ -322,7 +322,7 @@ describe('bad input', () => {
     expect(response.status).toBe(413);
     expect(
       ((await response.json()) as { errors: { extensions: { code: string } }[] }).errors[0]?.extensions.code,
-    ).toBe('PAYLOAD_TOO_LARGE');
+    ).toBe('REQUEST_ENTITY_TOO_LARGE');
   });
 
   it('accepts the largest valid batch through the typed client (mutations go over HTTP)', async () => {

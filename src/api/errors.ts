@@ -6,7 +6,7 @@
  *   argument): `BAD_USER_INPUT`; any other invalid document: `GRAPHQL_VALIDATION_FAILED`;
  * - variables that do not fit their types: `BAD_USER_INPUT`;
  * - query limits (depth, aliases, tokens, cost; graphql-armor): `BAD_USER_INPUT`;
- * - bodies (see `request-body.ts`): `PAYLOAD_TOO_LARGE` (413), `BAD_REQUEST` (400), `RATE_LIMITED` (429);
+ * - bodies (see `request-body.ts`): `REQUEST_ENTITY_TOO_LARGE` (413, Yoga's), `BAD_REQUEST` (400), `RATE_LIMITED` (429);
  * - anything else is masked as `INTERNAL_SERVER_ERROR` with a generic message (logged in full).
  *
  * Over HTTP, `UNAUTHENTICATED` answers 401, `FORBIDDEN` 403, `RATE_LIMITED` 429 (with

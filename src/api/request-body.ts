@@ -1,19 +1,17 @@
 /**
- * Reading GraphQL request bodies within bounds (a Yoga plugin that replaces the JSON body parser):
- * - a body over `maxBytes` is refused with 413 `PAYLOAD_TOO_LARGE`: by `Content-Length` before a
- *   byte is read, and while reading for a body sent without one (chunked);
+ * Reading GraphQL request bodies within bounds (a Yoga plugin that replaces the JSON body parser).
+ * The size of one body is Yoga's own limit (`maxRequestBodySize`: 413 `REQUEST_ENTITY_TOO_LARGE`,
+ * by `Content-Length` before a byte is read and while reading a chunked body); on top of it:
  * - bodies being received at once share `maxInflightBytes`; a request that would go over it waits
  *   for nothing: it is refused with 429 `RATE_LIMITED` and a retry hint, so a burst of huge bodies
  *   cannot take the process's memory;
  * - a body that is not UTF-8 or not JSON gets a 400 `BAD_REQUEST` that names the problem and never
- *   echoes the body.
+ *   echoes the body (Yoga's own parser puts the JSON error, which quotes the body, in the answer).
  */
 import { GraphQLError } from 'graphql';
 import type { GraphQLParams, Plugin } from 'graphql-yoga';
 
 export interface RequestBodyOptions {
-  /** Largest body, in bytes. */
-  readonly maxBytes: number;
   /** Bytes of all bodies being received at once. */
   readonly maxInflightBytes: number;
 }
@@ -23,8 +21,6 @@ function refusal(message: string, status: number, code: string, extra: Record<st
   return new GraphQLError(message, { extensions: { code, ...extra, http: { status, headers } } });
 }
 
-const tooLarge = (what: string, max: number) =>
-  refusal(`${what} is larger than the limit of ${max} bytes`, 413, 'PAYLOAD_TOO_LARGE');
 const busy = () =>
   refusal('the server is receiving too many large requests at once; retry in a moment', 429, 'RATE_LIMITED', {
     retryAfterSeconds: 1,
@@ -79,7 +75,6 @@ const isJson = (contentType: string | null): boolean => {
 
 export function useRequestBodyLimits(options: RequestBodyOptions): Plugin {
   const budget = createByteBudget(options.maxInflightBytes);
-  const { maxBytes } = options;
 
   /** Reads a body sent without a length, counting (and reserving) bytes as they arrive. */
   async function readCounted(body: ReadableStream<Uint8Array>): Promise<Uint8Array> {
@@ -90,12 +85,8 @@ export function useRequestBodyLimits(options: RequestBodyOptions): Plugin {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
+        if (!budget.reserve(value.byteLength)) throw busy();
         size += value.byteLength;
-        if (size > maxBytes) throw tooLarge('the request body', maxBytes);
-        if (!budget.reserve(value.byteLength)) {
-          size -= value.byteLength;
-          throw busy();
-        }
         chunks.push(value);
       }
       return Buffer.concat(chunks, size);
@@ -108,17 +99,6 @@ export function useRequestBodyLimits(options: RequestBodyOptions): Plugin {
   }
 
   return {
-    onRequest({ request, endResponse, fetchAPI }) {
-      const length = Number(request.headers.get('content-length') ?? 0);
-      if (!(length > maxBytes)) return;
-      const error = tooLarge(`a request body of ${length} bytes`, maxBytes);
-      endResponse(
-        new fetchAPI.Response(
-          JSON.stringify({ errors: [{ message: error.message, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] }),
-          { status: 413, headers: { 'content-type': 'application/json', connection: 'close' } },
-        ),
-      );
-    },
     onRequestParse({ request, setRequestParser }) {
       if (request.method !== 'POST' || !isJson(request.headers.get('content-type'))) return;
       setRequestParser(async (req) => {

@@ -119,6 +119,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
       return { ...services, principal, clientId: clientIdOf(principal, address) };
     },
     graphqlEndpoint: GRAPHQL_PATH,
+    maxRequestBodySize: limits.maxBodyBytes,
     // Health and GraphiQL are served before Yoga (see `handle`).
     healthCheckEndpoint: '/__yoga/health',
     landingPage: false,
@@ -135,7 +136,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     maskedErrors: { maskError },
     plugins: [
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf'] }),
-      useRequestBodyLimits({ maxBytes: limits.maxBodyBytes, maxInflightBytes: limits.maxInflightBodyBytes }),
+      useRequestBodyLimits({ maxInflightBytes: limits.maxInflightBodyBytes }),
       // Query limits: depth, aliases, tokens and cost.
       EnvelopArmorPlugin({
         maxDepth: { n: 8 },
@@ -273,6 +274,18 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     wss,
     options.keepAliveMs ?? 12_000,
   );
+
+  // A client's protocol violation (a frame over the limit, bad framing) is no server fault, but
+  // graphql-ws reports every socket error on the console: send those to the debug log instead.
+  wss.on('connection', (socket) => {
+    const theirs = socket.listeners('error') as ((error: Error) => void)[];
+    socket.removeAllListeners('error');
+    socket.on('error', (error: Error & { code?: unknown }) => {
+      if (typeof error.code === 'string' && error.code.startsWith('WS_ERR_')) {
+        logger.debug({ err: error }, 'WebSocket protocol error from a client');
+      } else for (const listener of theirs) listener.call(socket, error);
+    });
+  });
 
   return {
     httpServer,
