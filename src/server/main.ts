@@ -15,7 +15,7 @@ try {
 const logger = pino({ level: config.logLevel });
 const app = await startApp(config, { logger }).catch((error: unknown) => {
   process.stderr.write(
-    `deriver-live: could not start: ${error instanceof Error ? error.message : String(error)}\n`,
+    `deriver-live: could not start: ${(error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ')}\n`,
   );
   process.exit(1);
 });

@@ -6,7 +6,8 @@
  *   open SQLite connection would otherwise keep writing to the removed file, acknowledging writes
  *   that are gone after a restart). From then on every write is refused until a restart.
  */
-import { statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { StoreUnavailableError } from '../../errors.ts';
 
 export interface FileGuard {
@@ -34,6 +35,27 @@ export function storeFault(error: unknown, path: string): StoreUnavailableError 
   return new StoreUnavailableError(`cannot store: ${fault[1]} (${path}, ${code}); nothing was written`, {
     cause: error,
   });
+}
+
+/**
+ * Throws `StoreUnavailableError` when the database file or its folder cannot be written (a
+ * read-only filesystem or file), so start-up says so instead of SQLite's "unable to open".
+ */
+export function assertWritable(path: string): void {
+  for (const target of existsSync(path) ? [path, dirname(path)] : [dirname(path)]) {
+    try {
+      accessSync(target, constants.W_OK);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const why = code === 'EROFS' ? 'is on a read-only filesystem' : 'may not be written by this user';
+      throw new StoreUnavailableError(
+        `cannot store: ${target} ${why} (${code}); the store needs to write there`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
 }
 
 interface Identity {

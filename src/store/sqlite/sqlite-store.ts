@@ -41,7 +41,7 @@ import type {
   UpsertSessionRequest,
   WorkerRequest,
 } from '../store.ts';
-import { createFileGuard } from './file-guard.ts';
+import { assertWritable, createFileGuard } from './file-guard.ts';
 import { migrate } from './migrate.ts';
 import { prepareStatements, type TaskRowData, type UnitRow } from './statements.ts';
 
@@ -66,7 +66,10 @@ function checkIntegrity(db: Database.Database, path: string): void {
 
 export function createSqliteStore(options: SqliteStoreOptions): Store {
   const clock = options.clock ?? Date.now;
-  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+  if (options.path !== ':memory:') {
+    mkdirSync(dirname(options.path), { recursive: true });
+    assertWritable(options.path);
+  }
   const db = new Database(options.path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
