@@ -40,6 +40,7 @@ import { GRAPHIQL_DEFAULT_QUERY } from './graphiql.ts';
 import { createGraphiqlPage } from './graphiql-page.ts';
 import { limitConnections } from './guards/connection-limit.ts';
 import { createOriginPolicy } from './guards/origin-policy.ts';
+import { guardClientSocket } from './guards/ws-client-guard.ts';
 import { HEALTH_PATHS, type ReadinessCheck, runReadiness, sendJson } from './health.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './server-limits.ts';
 
@@ -275,17 +276,8 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     options.keepAliveMs ?? 12_000,
   );
 
-  // A client's protocol violation (a frame over the limit, bad framing) is no server fault, but
-  // graphql-ws reports every socket error on the console: send those to the debug log instead.
-  wss.on('connection', (socket) => {
-    const theirs = socket.listeners('error') as ((error: Error) => void)[];
-    socket.removeAllListeners('error');
-    socket.on('error', (error: Error & { code?: unknown }) => {
-      if (typeof error.code === 'string' && error.code.startsWith('WS_ERR_')) {
-        logger.debug({ err: error }, 'WebSocket protocol error from a client');
-      } else for (const listener of theirs) listener.call(socket, error);
-    });
-  });
+  // A client's protocol mistakes close its socket cleanly and are not logged as server faults.
+  wss.on('connection', (socket) => guardClientSocket(socket, logger));
 
   return {
     httpServer,
