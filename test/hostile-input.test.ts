@@ -69,7 +69,7 @@ const post = async (body: unknown, raw = false) => {
   const response = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: raw ? (body as Uint8Array) : JSON.stringify(body),
+    body: raw ? Buffer.from(body as Uint8Array) : JSON.stringify(body),
   });
   return { status: response.status, text: await response.text() };
 };
