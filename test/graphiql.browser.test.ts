@@ -3,6 +3,7 @@ import { type Browser, chromium } from 'playwright-core';
 import { afterEach, expect, it } from 'vitest';
 import { tempDir } from './helpers.ts';
 import { gate, startTestServer, type TestServer } from './server-helpers.ts';
+import { send } from './transports.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 let server: TestServer | undefined;
@@ -12,19 +13,10 @@ afterEach(async () => {
   await server?.close();
 });
 
-it('GraphiQL at /graphql runs the status subscription over WebSocket and shows live counts', async () => {
-  // No skip: CI installs Debian's chromium (.ci/run); a machine without it must fail here.
+async function launch(): Promise<Browser> {
+  // No skip: the test command installs Debian's chromium; a machine without it must fail here.
   expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`).toBe(true);
-  const g = gate();
-  server = await startTestServer({ handlers: { representation: g.handler } });
-  await server.http(
-    'mutation{upsertSession(id:"x",peers:[{peerId:"alice"},{peerId:"bob",observeOthers:true}]){id}}',
-  );
-  await server.http(
-    'mutation{addMessages(sessionId:"x",messages:[{peerId:"alice",content:"hi"}]){enqueuedTasks}}',
-  );
-
-  browser = await chromium.launch({
+  return chromium.launch({
     executablePath: CHROMIUM,
     args: [
       '--headless',
@@ -37,6 +29,25 @@ it('GraphiQL at /graphql runs the status subscription over WebSocket and shows l
       '--disable-sync',
     ],
   });
+}
+
+const SUBSCRIPTION =
+  'subscription Watch { deriverStatus(sessionId: "x", coalesceMs: 0) { totalWorkUnits pendingWorkUnits inProgressWorkUnits completedWorkUnits } }';
+
+async function seed(s: TestServer, token?: string) {
+  for (const query of [
+    'mutation{upsertSession(id:"x",peers:[{peerId:"alice"},{peerId:"bob",observeOthers:true}]){id}}',
+    'mutation{addMessages(sessionId:"x",messages:[{peerId:"alice",content:"hi"}]){enqueuedTasks}}',
+  ]) {
+    expect((await send('http', s.url, { query, token })).code).toBe('OK');
+  }
+}
+
+it('GraphiQL at /graphql runs the status subscription over WebSocket and shows live counts', async () => {
+  const g = gate();
+  server = await startTestServer({ handlers: { representation: g.handler } });
+  await seed(server);
+  browser = await launch();
   const page = await browser.newPage();
   const sockets: { url: string; frames: number }[] = [];
   page.on('websocket', (ws) => {
@@ -44,9 +55,7 @@ it('GraphiQL at /graphql runs the status subscription over WebSocket and shows l
     sockets.push(entry);
     ws.on('framereceived', () => void entry.frames++);
   });
-  const subscription =
-    'subscription Watch { deriverStatus(sessionId: "x", coalesceMs: 0) { totalWorkUnits pendingWorkUnits inProgressWorkUnits completedWorkUnits } }';
-  await page.goto(`${server.url}?query=${encodeURIComponent(subscription)}`);
+  await page.goto(`${server.url}?query=${encodeURIComponent(SUBSCRIPTION)}`);
   await page.locator('.graphiql-execute-button').click();
   const result = page.locator('.result-window');
   // The result pane is a Monaco editor: it renders spaces as no-break spaces. innerText is what a
@@ -64,4 +73,32 @@ it('GraphiQL at /graphql runs the status subscription over WebSocket and shows l
   await page.screenshot({ path: screenshot.path('graphiql.png') });
   if (process.env.KEEP_SCREENSHOT) await page.screenshot({ path: process.env.KEEP_SCREENSHOT });
   screenshot.remove();
+});
+
+it('with auth on, GraphiQL sends the key from its Headers tab and the subscription shows live counts', async () => {
+  const secret = 'graphiql-secret-that-is-32-bytes-long!';
+  const g = gate();
+  server = await startTestServer({
+    handlers: { representation: g.handler },
+    config: { authJwtSecret: secret },
+  });
+  const { SignJWT } = await import('jose');
+  const token = await new SignJWT({ w: 'default' })
+    .setProtectedHeader({ alg: 'HS256' })
+    .sign(new TextEncoder().encode(secret));
+  await seed(server, token);
+  browser = await launch();
+  const page = await browser.newPage();
+  await page.goto(`${server.url}?query=${encodeURIComponent(SUBSCRIPTION)}`);
+  await page.getByRole('button', { name: 'Headers' }).click();
+  await page.locator('.graphiql-editor-tool .graphiql-editor').last().click();
+  await page.keyboard.insertText(JSON.stringify({ Authorization: `Bearer ${token}` }));
+  await page.locator('.graphiql-execute-button').click();
+  const result = page.locator('.result-window');
+  // biome-ignore lint/performance/useDomNodeTextContent: the rendered text is the point
+  const shown = async () => (await result.innerText()).replace(/\s+/g, ' ');
+  await expect.poll(shown, { timeout: 15_000 }).toMatch(/"totalWorkUnits": 2/);
+  g.open();
+  await expect.poll(shown, { timeout: 15_000 }).toMatch(/"completedWorkUnits": 2/);
+  expect(await shown()).not.toMatch(/UNAUTHENTICATED/);
 });

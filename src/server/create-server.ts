@@ -9,7 +9,8 @@
  *    on the WebSocket upgrade; CORS headers are sent only for the configured origins.
  * 3. `/healthz`, `/readyz`, `/health` and the GraphiQL page are answered before GraphQL.
  * 4. Yoga: CSRF prevention (a form, multipart or text POST runs only with the
- *    `x-graphql-yoga-csrf` header: browsers cannot send one across sites without CORS), body
+ *    `x-graphql-yoga-csrf` header: browsers cannot send one across sites without CORS; Yoga runs no
+ *    mutation over GET), body
  *    limits (`request-body.ts`), query limits (graphql-armor), authentication (the context), the
  *    mutation rate (`mutation-rate-limit.ts`), authorization (in each resolver).
  * 5. WebSocket: the key is checked at `connection_init` (a bad one closes the socket with 4403);
@@ -23,7 +24,7 @@ import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import type { ExecutionArgs, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
-import { createYoga } from 'graphql-yoga';
+import { createYoga, type Plugin } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { ApiContext, ApiServices } from '../api/builder.ts';
@@ -86,6 +87,20 @@ interface TransportContext {
 
 const GRAPHQL_PATH = '/graphql';
 
+/**
+ * Yoga's CSRF prevention, for POSTs: a form, multipart or text body runs only with the
+ * `x-graphql-yoga-csrf` header. GETs are left alone: Yoga runs no mutation over GET, and a page
+ * from another site cannot read the answer (no CORS for it); GraphiQL's SSE subscriptions are GETs.
+ */
+function csrfPreventionOnPost(): Plugin {
+  const inner = useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf'] });
+  return {
+    onRequestParse(payload) {
+      if (payload.request.method !== 'GET') return inner.onRequestParse?.(payload);
+    },
+  };
+}
+
 /** Header of a connectionParams object, whatever its case (GraphiQL sends `Authorization`). */
 function paramHeader(params: Readonly<Record<string, unknown>> | undefined, name: string): unknown {
   if (!params) return undefined;
@@ -103,7 +118,13 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
   const sharedSubscribe = createSharedSubscribe({ stampChanges: options.stampChanges, maskError });
   const mutationBuckets = createTokenBuckets({ ratePerSecond: limits.mutationsPerSecond });
   const graphiql = createGraphiqlPage({
-    render: { title: 'Deriver Live', subscriptionsProtocol: 'WS', defaultQuery: GRAPHIQL_DEFAULT_QUERY },
+    render: {
+      title: 'Deriver Live',
+      // A browser cannot set headers on a WebSocket, and GraphiQL sends its Headers tab as HTTP
+      // headers only: with auth on, its subscriptions go over SSE so the key in that tab applies.
+      subscriptionsProtocol: keys ? 'SSE' : 'WS',
+      defaultQuery: GRAPHIQL_DEFAULT_QUERY,
+    },
   });
 
   const authenticate = async (authorization: unknown): Promise<Principal> =>
@@ -136,7 +157,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
         : false,
     maskedErrors: { maskError },
     plugins: [
-      useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf'] }),
+      csrfPreventionOnPost(),
       useRequestBodyLimits({ maxInflightBytes: limits.maxInflightBodyBytes }),
       // Query limits: depth, aliases, tokens and cost.
       EnvelopArmorPlugin({
