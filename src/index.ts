@@ -1,4 +1,7 @@
 /** Public API of Deriver Live. */
+export { type Access, authorize } from './auth/authorize.ts';
+export { createKeyring, type Keyring, type KeyringOptions } from './auth/keyring.ts';
+export type { Principal, Scope } from './auth/scope.ts';
 export { createDeriver, type Deriver } from './domain/deriver.ts';
 export type {
   AddMessagesInput,
@@ -15,15 +18,20 @@ export { DEFAULT_SETTINGS, type DerivationSettings, type SettingsOverride } from
 export type { TaskPayload } from './domain/task-generation.ts';
 export { formatWorkUnitKey, type TaskType, type WorkUnitKey } from './domain/work-unit-key.ts';
 export {
+  AuthDisabledError,
   DeriverError,
   type ErrorCode,
+  ForbiddenError,
   type InputIssue,
   InvalidInputError,
   LeaseLostError,
   NotFoundError,
   PermanentTaskError,
+  RateLimitedError,
   ShutdownError,
+  StoreUnavailableError,
   TaskTimeoutError,
+  UnauthenticatedError,
 } from './errors.ts';
 export {
   createLiveStatus,

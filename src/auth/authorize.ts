@@ -74,11 +74,9 @@ function describeAccess(access: Access): string {
       return `the status of workspace "${access.workspaceId}"${parts.length ? ` for ${parts.join(', ')}` : ''}`;
     }
     case 'workspace':
-      return `workspace "${access.workspaceId}"`;
     case 'peer':
-      return `peer "${access.peerId}" of workspace "${access.workspaceId}"`;
     case 'session':
-      return `session "${access.sessionId}" of workspace "${access.workspaceId}"`;
+      return describeScope(access); // these accesses are shaped as the scope that reaches them
     case 'messages':
       return `messages from ${access.senderIds.map((id) => `"${id}"`).join(', ')} in session "${access.sessionId}" of workspace "${access.workspaceId}"`;
     case 'mint':
