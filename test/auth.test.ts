@@ -5,6 +5,8 @@
  */
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDeriverClient, DeriverClientError } from '../src/client/index.ts';
+import { isLoopback } from '../src/server/config.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
 import { type Outcome, send, type Transport } from './transports.ts';
 
@@ -304,3 +306,39 @@ async function collect(
     await client.dispose();
   }
 }
+
+describe('the typed client with a key', () => {
+  it('mints a session key, and with it watches that session until idle over both of its transports', async () => {
+    const admin = createDeriverClient({ url: server.url, token: tokens.get('workspace') });
+    const { key } = await admin.createKey({ workspaceId: 'w1', sessionId: 's1', expiresInSeconds: 60 });
+    await admin.close();
+    const client = createDeriverClient({ url: server.url, token: key });
+    try {
+      const sent = await client.addMessages({
+        workspaceId: 'w1',
+        sessionId: 's1',
+        messages: [{ peerId: 'p2', content: 'x' }],
+      });
+      expect(sent.enqueuedTasks).toBeGreaterThan(0);
+      const idle = await client.waitForIdle({ workspaceId: 'w1', sessionId: 's1' }, { timeoutMs: 20_000 });
+      expect(idle.pendingWorkUnits + idle.inProgressWorkUnits).toBe(0);
+      const refused = await client.getDeriverStatus({ workspaceId: 'w1' }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(DeriverClientError);
+      expect((refused as DeriverClientError).code).toBe('FORBIDDEN');
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('binding without auth', () => {
+  it('knows which addresses stay on this machine (others get a warning at start-up)', () => {
+    expect(['127.0.0.1', '127.1.2.3', '::1', 'localhost'].map(isLoopback)).toEqual([true, true, true, true]);
+    expect(['0.0.0.0', '::', '10.0.0.5', 'example.com'].map(isLoopback)).toEqual([
+      false,
+      false,
+      false,
+      false,
+    ]);
+  });
+});

@@ -11,6 +11,9 @@ import {
   AddMessagesDocument,
   type AddMessagesMutation,
   type AddMessagesMutationVariables,
+  CreateKeyDocument,
+  type CreateKeyMutation,
+  type CreateKeyMutationVariables,
   GetDeriverStatusDocument,
   type GetDeriverStatusQuery,
   type GetDeriverStatusQueryVariables,
@@ -126,6 +129,11 @@ export interface DeriverClient {
     variables: UpsertWorkspaceMutationVariables,
   ): Promise<UpsertWorkspaceMutation['upsertWorkspace']>;
   upsertPeer(variables: UpsertPeerMutationVariables): Promise<UpsertPeerMutation['upsertPeer']>;
+  /**
+   * Mints a key for one scope (admin, a workspace, a session or a peer of it); needs a client made
+   * with an admin or workspace key. Rejects with `DeriverClientError` (`FORBIDDEN`, `AUTH_DISABLED`).
+   */
+  createKey(variables: CreateKeyMutationVariables): Promise<CreateKeyMutation['createKey']>;
   upsertSession(variables: UpsertSessionMutationVariables): Promise<UpsertSessionMutation['upsertSession']>;
   removeSessionPeers(
     variables: RemoveSessionPeersMutationVariables,
@@ -281,6 +289,7 @@ export function createDeriverClient(options: DeriverClientOptions): DeriverClien
     waitForIdle: (filter = {}, waitOptions) => waitForIdle(filter, waitOptions),
     upsertWorkspace: async (variables) => (await request(UpsertWorkspaceDocument, variables)).upsertWorkspace,
     upsertPeer: async (variables) => (await request(UpsertPeerDocument, variables)).upsertPeer,
+    createKey: async (variables) => (await request(CreateKeyDocument, variables)).createKey,
     upsertSession: async (variables) => (await request(UpsertSessionDocument, variables)).upsertSession,
     removeSessionPeers: async (variables) =>
       (await request(RemoveSessionPeersDocument, variables)).removeSessionPeers,

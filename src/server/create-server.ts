@@ -142,8 +142,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     },
     graphqlEndpoint: GRAPHQL_PATH,
     maxRequestBodySize: limits.maxBodyBytes,
-    // Health and GraphiQL are served before Yoga (see `handle`).
-    healthCheckEndpoint: '/__yoga/health',
+    // Health (Yoga's `/health` included) and GraphiQL are answered before Yoga (see `handle`).
     landingPage: false,
     graphiql: false,
     cors:
