@@ -6,8 +6,8 @@
  *   npm run bench:scheduler            (TASKS=100000 UNITS=1000 CONCURRENCY=8 to change the shape)
  */
 import Database from 'better-sqlite3';
-import { createDeriver } from '../src/domain/deriver.ts';
 import { createScheduler } from '../src/scheduler/scheduler.ts';
+import { createDeriver } from '../src/service/deriver.ts';
 import { createStatusEngine } from '../src/status/status-engine.ts';
 import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';
 import { benchDir, report, round } from './util.ts';

@@ -6,7 +6,7 @@
  *
  *   npm run bench:status           (SESSIONS=10000 QUERIES=20000 to change the shape)
  */
-import { createDeriver } from '../src/domain/deriver.ts';
+import { createDeriver } from '../src/service/deriver.ts';
 import { createStatusEngine, type StatusEngine } from '../src/status/status-engine.ts';
 import type { StatusQuery } from '../src/status/status-filter.ts';
 import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';

@@ -2,7 +2,7 @@
 export { type Access, authorize } from './auth/authorize.ts';
 export { createKeyring, type Keyring, type KeyringOptions } from './auth/keyring.ts';
 export type { Principal, Scope } from './auth/scope.ts';
-export { createDeriver, type Deriver } from './domain/deriver.ts';
+export type { Counters, UnitCounters } from './domain/counters.ts';
 export type {
   AddMessagesInput,
   RemoveSessionPeersInput,
@@ -45,8 +45,9 @@ export { createDemoHandler } from './scheduler/demo-handler.ts';
 export type { SchedulerEvents } from './scheduler/events.ts';
 export type { SchedulerOptions, TaskContext, TaskHandler } from './scheduler/options.ts';
 export { createScheduler, type Scheduler } from './scheduler/scheduler.ts';
+export { createDeriver, type Deriver } from './service/deriver.ts';
 export type { SessionStatusCounts, StatusCounts } from './status/counts.ts';
 export { createStatusEngine, type StatusEngine, type StatusEngineOptions } from './status/status-engine.ts';
 export type { StatusChange, StatusQuery } from './status/status-filter.ts';
 export { createSqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.ts';
-export type { Store, StoreEvents, TaskRecord, TaskRow, TaskState, UnitCounters } from './store/store.ts';
+export type { Store, StoreEvents, TaskRecord, TaskRow, TaskState } from './store/store.ts';

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createDeriver } from '../src/domain/deriver.ts';
+import { createDeriver } from '../src/service/deriver.ts';
 import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';
 import type { Lease, Store } from '../src/store/store.ts';
 import { createHarness, type Harness, sendMessages, tempDir } from './helpers.ts';
@@ -155,11 +155,11 @@ describe('fencing', () => {
 
     const [first, second] = a!.tasks;
     const stale = await report(store, 'A', a!.lease, first!.id, second!.id);
-    expect(stale.results).toEqual([{ accepted: false, released: 'lease-lost' }]);
+    expect(stale.results).toEqual([{ kind: 'lease-lost' }]);
     expect((await store.listTasks()).map((t) => t.state)).toEqual(['running', 'pending']);
 
     const fresh = await report(store, 'B', b!.lease, first!.id, second!.id);
-    expect(fresh.results).toEqual([{ accepted: true, released: null }]);
+    expect(fresh.results).toEqual([{ kind: 'kept' }]);
     expect((await store.listTasks()).map((t) => t.state)).toEqual(['succeeded', 'running']);
   });
 
@@ -168,7 +168,7 @@ describe('fencing', () => {
     const [a] = await claimBy(store, 'A');
     advance(101);
     const late = await report(store, 'A', a!.lease, a!.tasks[0]!.id, null);
-    expect(late.results[0]?.accepted).toBe(false);
+    expect(late.results[0]?.kind).toBe('lease-lost');
   });
 
   it('rejects a report that does not fit the stored state, writing nothing', async () => {

@@ -1,9 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDeriver, type Deriver } from '../src/domain/deriver.ts';
 import type { SchedulerOptions } from '../src/scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../src/scheduler/scheduler.ts';
+import { createDeriver, type Deriver } from '../src/service/deriver.ts';
 import { isIdle } from '../src/status/counts.ts';
 import { createStatusEngine, type StatusEngine } from '../src/status/status-engine.ts';
 import type { StatusQuery } from '../src/status/status-filter.ts';

@@ -2,9 +2,9 @@ import SchemaBuilder from '@pothos/core';
 import ValidationPlugin from '@pothos/plugin-validation';
 import type { Keyring } from '../auth/keyring.ts';
 import type { Principal } from '../auth/scope.ts';
-import type { Deriver } from '../domain/deriver.ts';
 import { InvalidInputError } from '../errors.ts';
 import type { LiveStatus } from '../live/live-status.ts';
+import type { Deriver } from '../service/deriver.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
 
 /** The services every resolver uses; the same for every request. */

@@ -1,5 +1,5 @@
 import type { WorkUnitKey } from '../domain/work-unit-key.ts';
-import type { Lease, ReportResult, TaskRecord } from '../store/store.ts';
+import type { Lease, ReleaseReason, TaskRecord } from '../store/store.ts';
 
 /** Events of a scheduler. Listeners run synchronously; one that throws cannot break the loop. */
 export interface SchedulerEvents {
@@ -7,7 +7,7 @@ export interface SchedulerEvents {
   'unit:released': {
     readonly lease: Lease;
     readonly key: WorkUnitKey;
-    readonly reason: NonNullable<ReportResult['released']>;
+    readonly reason: ReleaseReason | 'lease-lost';
   };
   'task:started': { readonly task: TaskRecord; readonly attempt: number };
   'task:completed': { readonly task: TaskRecord; readonly durationMs: number };
@@ -21,7 +21,8 @@ export interface SchedulerEvents {
     readonly task: TaskRecord;
     readonly error: string;
     readonly attempt: number;
-    readonly runAt: number;
+    /** The task runs again this long after the store recorded the failure. */
+    readonly delayMs: number;
   };
   /** A store call failed (the loop retries on its own), or a listener threw. */
   error: { readonly error: Error; readonly operation: string };

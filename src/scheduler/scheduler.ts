@@ -187,7 +187,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   }
 
   function afterReport(unit: ActiveUnit, ended: readonly Ended[], result: ReportResult): void {
-    if (!result.accepted) {
+    if (result.kind === 'lease-lost') {
       unit.lost = true;
       unit.controller?.abort(new LeaseLostError(unit.lease.unitId));
       release(unit, 'lease-lost');
@@ -202,12 +202,12 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
           task,
           error: outcome.error,
           attempt: task.failures + 1,
-          runAt: outcome.runAt,
+          delayMs: outcome.delayMs,
         });
-        wakeAt(outcome.runAt);
+        wakeAt(Date.now() + outcome.delayMs);
       }
     }
-    if (result.released) release(unit, result.released);
+    if (result.kind === 'released') release(unit, result.reason);
   }
 
   function release(unit: ActiveUnit, reason: SchedulerEvents['unit:released']['reason']): void {
@@ -283,7 +283,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     if (error instanceof PermanentTaskError || attempts >= options.maxAttempts)
       return { kind: 'failed', error: message };
     const delay = retryDelay(attempts, options.retryBaseMs, options.retryMaxMs, options.random);
-    return { kind: 'retry', error: message, runAt: Date.now() + delay };
+    return { kind: 'retry', error: message, delayMs: delay };
   }
 
   async function heartbeat(): Promise<void> {

@@ -4,11 +4,11 @@
  */
 import pino, { type Logger } from 'pino';
 import { createKeyring } from '../auth/keyring.ts';
-import { createDeriver, type Deriver } from '../domain/deriver.ts';
 import { createLiveStatus, type LiveStatus } from '../live/live-status.ts';
 import { createDemoHandler } from '../scheduler/demo-handler.ts';
 import type { SchedulerOptions } from '../scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../scheduler/scheduler.ts';
+import { createDeriver, type Deriver } from '../service/deriver.ts';
 import { createStatusEngine, type StatusEngine } from '../status/status-engine.ts';
 import { createSqliteStore } from '../store/sqlite/sqlite-store.ts';
 import type { Store } from '../store/store.ts';

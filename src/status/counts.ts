@@ -1,14 +1,4 @@
-/** Task counters of one work unit, as the store keeps them. */
-export interface Counters {
-  /** Not finished and not running (includes tasks waiting for a retry). */
-  pending: number;
-  /** Running in a worker right now. */
-  running: number;
-  /** Finished: succeeded or failed for good. */
-  completed: number;
-  /** The part of `completed` that failed for good. */
-  failed: number;
-}
+import type { Counters } from '../domain/counters.ts';
 
 /** The public shape of a status (SPEC section 3); field names keep Honcho's wording. */
 export interface StatusCounts {
@@ -23,8 +13,6 @@ export interface SessionStatusCounts extends StatusCounts {
   readonly sessionId: string;
 }
 
-export const zeroCounters = (): Counters => ({ pending: 0, running: 0, completed: 0, failed: 0 });
-
 export function toStatusCounts(c: Counters): StatusCounts {
   return {
     totalWorkUnits: c.pending + c.running + c.completed,
@@ -33,13 +21,6 @@ export function toStatusCounts(c: Counters): StatusCounts {
     pendingWorkUnits: c.pending,
     failedWorkUnits: c.failed,
   };
-}
-
-export function addCounters(target: Counters, delta: Counters, sign: 1 | -1 = 1): void {
-  target.pending += sign * delta.pending;
-  target.running += sign * delta.running;
-  target.completed += sign * delta.completed;
-  target.failed += sign * delta.failed;
 }
 
 export function isIdle(c: StatusCounts): boolean {

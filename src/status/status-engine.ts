@@ -3,7 +3,8 @@
  * It listens to the store's committed unit changes (no polling), so its counts follow the store
  * exactly; at start-up it rebuilds the index from the store's durable per-unit counters.
  */
-import type { Store, UnitCounters } from '../store/store.ts';
+import type { UnitCounters } from '../domain/counters.ts';
+import type { Store } from '../store/store.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { SessionStatusCounts, StatusCounts } from './counts.ts';
 import type { StatusChange, StatusQuery } from './status-filter.ts';

@@ -7,16 +7,10 @@
  *
  * A summary unit has no observer or sender: it only joins roll-ups whose filter names neither.
  */
+
+import { addCounters, type Counters, type UnitCounters, zeroCounters } from '../domain/counters.ts';
 import type { WorkUnitKey } from '../domain/work-unit-key.ts';
-import type { UnitCounters } from '../store/store.ts';
-import {
-  addCounters,
-  type Counters,
-  type SessionStatusCounts,
-  type StatusCounts,
-  toStatusCounts,
-  zeroCounters,
-} from './counts.ts';
+import { type SessionStatusCounts, type StatusCounts, toStatusCounts } from './counts.ts';
 import { filterKey, filtersFedBy, type StatusQuery } from './status-filter.ts';
 
 interface SessionGroup {

@@ -7,7 +7,8 @@
  * ## Task and lease state machine
  *
  * A task is `pending` -> `running` -> `succeeded` | `failed`, and back `running` -> `pending` on a
- * retry (with `runAt` in the future), on a graceful release, or when its unit's lease expired.
+ * retry (to run again `delayMs` from now, by the store's clock), on a graceful release, or when its
+ * unit's lease expired.
  * A work unit's *head* is its oldest unfinished task; only the head may run, so a unit's tasks
  * finish strictly in id order. An unclaimed unit stores its exact head (the claim order reads it);
  * a claimed one stores a lower bound that is made exact when the unit is released or recovered.
@@ -23,23 +24,14 @@
  * order and more than once.
  */
 
+import type { UnitCounters } from '../domain/counters.ts';
 import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
 import type { SettingsOverride } from '../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot, TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
-import type { Counters } from '../status/counts.ts';
 import type { TypedEmitter } from '../util/typed-emitter.ts';
 
 export type TaskState = 'pending' | 'running' | 'succeeded' | 'failed';
-
-/** Absolute counters of one work unit after a committed change. */
-export interface UnitCounters {
-  readonly unitId: number;
-  readonly key: WorkUnitKey;
-  readonly counters: Readonly<Counters>;
-  /** Grows by at least one with every change of this unit's counters. */
-  readonly version: number;
-}
 
 export interface StoreEvents {
   /** Counters of these units changed in a committed transaction. */
@@ -84,7 +76,8 @@ export interface ClaimedUnit {
 export type TaskOutcome =
   | { readonly kind: 'succeeded' }
   | { readonly kind: 'failed'; readonly error: string }
-  | { readonly kind: 'retry'; readonly error: string; readonly runAt: number }
+  /** Run again `delayMs` from now; "now" is the store's clock, shared by every process. */
+  | { readonly kind: 'retry'; readonly error: string; readonly delayMs: number }
   /** Put back without counting a failure (graceful shutdown, lost lease). */
   | { readonly kind: 'requeue' };
 
@@ -106,12 +99,17 @@ export interface UnitReport {
   readonly running: number | null;
 }
 
-export interface ReportResult {
-  /** `false` when the lease was stale: nothing was written for this report. */
-  readonly accepted: boolean;
-  /** Why the unit was released (`running` was `null`); `null` while the worker keeps it. */
-  readonly released: 'drained' | 'waiting' | 'yielded' | 'lease-lost' | null;
-}
+/** Why a unit was released: nothing left, its head waits for a retry, or its claim budget was spent. */
+export type ReleaseReason = 'drained' | 'waiting' | 'yielded';
+
+/** What became of a unit report. */
+export type ReportResult =
+  /** Applied; the worker keeps the unit (its report named a running task). */
+  | { readonly kind: 'kept' }
+  /** Applied, and the unit was released (its report named no running task). */
+  | { readonly kind: 'released'; readonly reason: ReleaseReason }
+  /** The lease was stale or expired: nothing of the report was written (fencing). */
+  | { readonly kind: 'lease-lost' };
 
 export interface WorkerRequest {
   /** Identifies the worker process holding the leases. */
@@ -170,7 +168,6 @@ export interface Store {
   readonly events: TypedEmitter<StoreEvents>;
 
   upsertWorkspace(id: string, settings?: SettingsOverride): Promise<Workspace>;
-  getWorkspace(id: string): Promise<Workspace | null>;
 
   /** Creates the workspace if needed; `observeMe` undefined keeps the current value (true when new). */
   upsertPeer(workspaceId: string, id: string, observeMe?: boolean): Promise<Peer>;

@@ -14,12 +14,12 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
 import type { Message, Peer, Session, SessionPeer, Workspace } from '../../domain/model.ts';
 import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot, TaskPayload } from '../../domain/task-generation.ts';
 import { formatWorkUnitKey, type TaskType, type WorkUnitKey } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
-import { type Counters, zeroCounters } from '../../status/counts.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
 import type {
   AppendMessagesRequest,
@@ -36,7 +36,6 @@ import type {
   TaskRecord,
   TaskRow,
   TaskState,
-  UnitCounters,
   UnitReport,
   UpsertSessionRequest,
   WorkerRequest,
@@ -221,7 +220,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       unit.lease_token !== token ||
       (unit.lease_expires_at ?? 0) < now
     ) {
-      return { accepted: false, released: 'lease-lost' };
+      return { kind: 'lease-lost' };
     }
     const delta: Counters = zeroCounters();
     let storedRunning = unit.running === 1;
@@ -244,7 +243,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
           : sql.requeueTask.run(
               outcome.kind === 'retry' ? 1 : 0,
               outcome.kind === 'retry' ? outcome.error : null,
-              outcome.kind === 'retry' ? outcome.runAt : 0,
+              outcome.kind === 'retry' ? now + outcome.delayMs : 0,
               attempt.taskId,
               unitId,
               from,
@@ -261,7 +260,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       last = attempt;
     }
     let row: UnitRow | undefined;
-    let released: ReportResult['released'] = null;
+    let result: ReportResult = { kind: 'kept' };
     if (report.running !== null) {
       if (!storedRunning) {
         if (!sql.markRunning.get(now, report.running, unitId)) {
@@ -276,13 +275,13 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       // The exact head: the retried task itself, or the first task after the last finished one.
       const head =
         last && (last.outcome.kind === 'retry' || last.outcome.kind === 'requeue')
-          ? { id: last.taskId, run_at: last.outcome.kind === 'retry' ? last.outcome.runAt : 0 }
+          ? { id: last.taskId, run_at: last.outcome.kind === 'retry' ? now + last.outcome.delayMs : 0 }
           : last
             ? sql.nextHead.get(unitId, last.taskId)
             : unit.head_task_id === null
               ? undefined
               : sql.firstUnfinished.get(unitId, unit.head_task_id);
-      released = !head ? 'drained' : head.run_at > now ? 'waiting' : 'yielded';
+      result = { kind: 'released', reason: !head ? 'drained' : head.run_at > now ? 'waiting' : 'yielded' };
       row = sql.releaseUnit.get(
         delta.pending,
         delta.running,
@@ -295,7 +294,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     }
     if (!row) throw new Error(`work unit ${unitId} vanished while settling`);
     changed.push(unitCounters(row));
-    return { accepted: true, released };
+    return result;
   }
 
   const store: Store = {
@@ -308,11 +307,6 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
           sql.setWorkspaceSettings.run(mergedSettings(sql.getWorkspace.get(id)?.settings, settings), id);
         return { id, settings: readWorkspaceSettings(id) ?? {} } satisfies Workspace;
       });
-    },
-
-    async getWorkspace(id) {
-      const settings = readWorkspaceSettings(id);
-      return settings ? { id, settings } : null;
     },
 
     async upsertPeer(workspaceId, id, observeMe) {

@@ -1,10 +1,9 @@
 /**
- * The domain service: validates input with the shared schemas, plans with the pure rules of
+ * The application service, the layer above the domain rules and the store: validates input with the shared schemas, plans with the pure rules of
  * `task-generation.ts`, and lets the store write the plan in one transaction. Invalid input throws
  * `InvalidInputError` before anything is written.
  */
-import { NotFoundError } from '../errors.ts';
-import type { AppendMessagesResult, Store } from '../store/store.ts';
+
 import {
   type AddMessagesInput,
   addMessagesInput,
@@ -19,9 +18,11 @@ import {
   upsertPeerInput,
   upsertSessionInput,
   upsertWorkspaceInput,
-} from './inputs.ts';
-import type { Peer, Session, Workspace } from './model.ts';
-import { planMessages, planSessionPeers } from './task-generation.ts';
+} from '../domain/inputs.ts';
+import type { Peer, Session, Workspace } from '../domain/model.ts';
+import { planMessages, planSessionPeers } from '../domain/task-generation.ts';
+import { NotFoundError } from '../errors.ts';
+import type { AppendMessagesResult, Store } from '../store/store.ts';
 
 export interface Deriver {
   upsertWorkspace(input: UpsertWorkspaceInput): Promise<Workspace>;
