@@ -36,7 +36,6 @@ const app = await startApp(
     ...loadConfig({}),
     port: 0,
     databaseUrl: `file:${dir.path('live.db')}`,
-    databasePath: dir.path('live.db'),
     demoTaskMs: 0,
     logLevel: 'silent',
     // Thousands of subscribers on loopback, one client address.

@@ -3,9 +3,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDeriver } from '../src/service/deriver.ts';
-import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';
+import { openStore } from '../src/store/open-store.ts';
 import type { Lease, Store } from '../src/store/store.ts';
 import { createHarness, type Harness, sendMessages, tempDir } from './helpers.ts';
+import { STORES } from './support/stores.ts';
 
 const WORKER = fileURLToPath(new URL('./fixtures/crash-worker.ts', import.meta.url));
 
@@ -15,6 +16,7 @@ const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
   child?.kill('SIGKILL');
   await h?.close();
+  h = undefined;
   for (const cleanup of cleanups.splice(0)) await cleanup();
 });
 
@@ -30,13 +32,14 @@ function readLog(path: string): { started: Map<number, number>; ended: Set<numbe
   return { started, ended };
 }
 
-describe('crash recovery', () => {
+describe.each(STORES)('crash recovery ($name)', (backend) => {
   it('finishes every task after the worker process is SIGKILLed mid-run; interrupted tasks run again', async () => {
     const temp = tempDir();
     cleanups.push(temp.remove);
-    const dbPath = temp.path('crash.db');
+    const location = await backend.fresh();
+    cleanups.push(location.dispose);
     const logPath = temp.path('worker.log');
-    h = await createHarness({ dbPath });
+    h = await createHarness({ storeUrl: location.url });
     await h.deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
     for (let s = 0; s < 10; s++) {
       await h.deriver.upsertSession({ id: `s${s}`, peers: [{ peerId: `p${s}` }] });
@@ -45,7 +48,7 @@ describe('crash recovery', () => {
     await h.close();
     h = undefined;
 
-    child = spawn(process.execPath, ['--import', 'tsx', WORKER, dbPath, logPath], {
+    child = spawn(process.execPath, ['--import', 'tsx', WORKER, location.url, logPath], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     const exited = new Promise((resolve) => child!.once('exit', resolve));
@@ -69,7 +72,7 @@ describe('crash recovery', () => {
     const interrupted = [...before.started.keys()].filter((id) => !before.ended.has(id));
     expect(interrupted.length).toBeGreaterThan(0);
 
-    h = await createHarness({ dbPath });
+    h = await createHarness({ storeUrl: location.url });
     const mid = h.status.get({ workspaceId: 'default' });
     expect(mid.totalWorkUnits).toBe(200);
     expect(mid.completedWorkUnits).toBeLessThan(200);
@@ -109,14 +112,14 @@ describe('crash recovery', () => {
   });
 });
 
-describe('fencing', () => {
+describe.each(STORES)('fencing ($name)', (backend) => {
   async function twoTasks(): Promise<{ store: Store; advance: (ms: number) => void }> {
-    const temp = tempDir();
+    const location = await backend.fresh();
     let now = 1_000_000;
-    const store = createSqliteStore({ path: temp.path('fence.db'), clock: () => now });
+    const store = await openStore(location.url, { clock: () => now });
     cleanups.push(async () => {
       await store.close();
-      temp.remove();
+      await location.dispose();
     });
     const deriver = createDeriver({ store });
     await deriver.upsertSession({ id: 's', peers: [{ peerId: 'a' }] });

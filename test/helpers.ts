@@ -7,8 +7,9 @@ import { createDeriver, type Deriver } from '../src/service/deriver.ts';
 import { isIdle } from '../src/status/counts.ts';
 import { createStatusEngine, type StatusEngine } from '../src/status/status-engine.ts';
 import type { StatusQuery } from '../src/status/status-filter.ts';
-import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';
+import { openStore } from '../src/store/open-store.ts';
 import type { Store } from '../src/store/store.ts';
+import { SQLITE, type StoreBackend } from './support/stores.ts';
 
 /** A fresh folder for database files; removed by the returned function. */
 export function tempDir(): { dir: string; path: (name: string) => string; remove: () => void } {
@@ -21,7 +22,8 @@ export function tempDir(): { dir: string; path: (name: string) => string; remove
 }
 
 export interface Harness {
-  readonly dbPath: string;
+  /** Where the store is (a `DATABASE_URL`): open it again there to restart. */
+  readonly storeUrl: string;
   readonly store: Store;
   readonly status: StatusEngine;
   readonly deriver: Deriver;
@@ -32,17 +34,20 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** Store, status engine and domain service on a real SQLite file in a temp folder. */
+/**
+ * Store, status engine and domain service on a real store: `storeUrl` (a `DATABASE_URL`), or a
+ * fresh location of `backend` (removed on close), by default a SQLite file in a temp folder.
+ */
 export async function createHarness(
-  options: { dbPath?: string; clock?: () => number } = {},
+  options: { storeUrl?: string; backend?: StoreBackend; clock?: () => number } = {},
 ): Promise<Harness> {
-  const temp = options.dbPath ? undefined : tempDir();
-  const dbPath = options.dbPath ?? temp!.path('deriver.db');
-  const store = createSqliteStore({ path: dbPath, clock: options.clock });
+  const fresh = options.storeUrl ? undefined : await (options.backend ?? SQLITE).fresh();
+  const storeUrl = options.storeUrl ?? fresh!.url;
+  const store = await openStore(storeUrl, { clock: options.clock });
   const status = await createStatusEngine({ store });
   const deriver = createDeriver({ store });
   const harness: Harness = {
-    dbPath,
+    storeUrl,
     store,
     status,
     deriver,
@@ -68,7 +73,7 @@ export async function createHarness(
       await harness.scheduler?.stop({ deadlineMs: 0 });
       status.close();
       await store.close();
-      temp?.remove();
+      await fresh?.dispose();
     },
   };
   return harness;

@@ -32,7 +32,6 @@ export async function startTestServer(
     ...loadConfig({}),
     port: 0,
     databaseUrl: `file:${temp.path('api.db')}`,
-    databasePath: temp.path('api.db'),
     workerConcurrency: 4,
     demoTaskMs: 5,
     coalesceMs: 20,

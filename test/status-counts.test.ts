@@ -1,43 +1,31 @@
-import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PermanentTaskError } from '../src/errors.ts';
 import type { StatusCounts } from '../src/status/counts.ts';
 import type { StatusQuery } from '../src/status/status-filter.ts';
+import type { TaskRow } from '../src/store/store.ts';
 import { createHarness, type Harness } from './helpers.ts';
+import { STORES } from './support/stores.ts';
 
 const PEERS = ['p0', 'p1', 'p2', 'p3'];
 const SESSIONS = ['s0', 's1', 's2'];
 
-/** Counts recomputed from the raw task rows, the slow and obvious way. */
-function bruteForce(dbPath: string, filter: Omit<StatusQuery, 'workspaceId'>): StatusCounts {
-  const db = new Database(dbPath, { readonly: true });
-  try {
-    const rows = db
-      .prepare<
-        [],
-        { state: string; session_id: string; observer_id: string | null; sender_id: string | null }
-      >(
-        'SELECT t.state, u.session_id, u.observer_id, u.sender_id FROM tasks t JOIN work_units u ON u.id = t.unit_id',
-      )
-      .all()
-      .filter(
-        (r) =>
-          (filter.sessionId === undefined || r.session_id === filter.sessionId) &&
-          (filter.observerId === undefined || r.observer_id === filter.observerId) &&
-          (filter.senderId === undefined || r.sender_id === filter.senderId),
-      );
-    const count = (...states: string[]) => rows.filter((r) => states.includes(r.state)).length;
-    return {
-      totalWorkUnits: rows.length,
-      completedWorkUnits: count('succeeded', 'failed'),
-      inProgressWorkUnits: count('running'),
-      pendingWorkUnits: count('pending'),
-      failedWorkUnits: count('failed'),
-    };
-  } finally {
-    db.close();
-  }
+/** Counts recomputed from the raw task rows (read through the store contract), the slow and obvious way. */
+function bruteForce(rows: readonly TaskRow[], filter: Omit<StatusQuery, 'workspaceId'>): StatusCounts {
+  const matching = rows.filter(
+    (r) =>
+      (filter.sessionId === undefined || r.key.sessionId === filter.sessionId) &&
+      (filter.observerId === undefined || r.key.observerId === filter.observerId) &&
+      (filter.senderId === undefined || r.key.senderId === filter.senderId),
+  );
+  const count = (...states: string[]) => matching.filter((r) => states.includes(r.state)).length;
+  return {
+    totalWorkUnits: matching.length,
+    completedWorkUnits: count('succeeded', 'failed'),
+    inProgressWorkUnits: count('running'),
+    pendingWorkUnits: count('pending'),
+    failedWorkUnits: count('failed'),
+  };
 }
 
 function allFilters(): Omit<StatusQuery, 'workspaceId'>[] {
@@ -49,15 +37,16 @@ function allFilters(): Omit<StatusQuery, 'workspaceId'>[] {
   return filters;
 }
 
-function expectMatchesRawRows(h: Harness): void {
+async function expectMatchesRawRows(h: Harness): Promise<void> {
+  const rows = await h.store.listTasks();
   for (const filter of allFilters()) {
     const query = { workspaceId: 'default', ...filter };
-    const expected = bruteForce(h.dbPath, filter);
+    const expected = bruteForce(rows, filter);
     expect(h.status.get(query), JSON.stringify(filter)).toEqual(expected);
     if (filter.sessionId === undefined) {
       const breakdown = SESSIONS.map((sessionId) => ({
         sessionId,
-        ...bruteForce(h.dbPath, { ...filter, sessionId }),
+        ...bruteForce(rows, { ...filter, sessionId }),
       })).filter((s) => s.totalWorkUnits > 0);
       expect(h.status.sessions(query), `sessions ${JSON.stringify(filter)}`).toEqual(breakdown);
     }
@@ -93,11 +82,12 @@ const workloadArb = fc.record({
   stopAfter: fc.option(fc.integer({ min: 0, max: 30 }), { nil: null }),
 });
 
-describe('status counts', () => {
+describe.each(STORES)('status counts ($name)', (backend) => {
   it('equal a brute-force recount of the raw rows for every filter, after random workloads', async () => {
     await fc.assert(
       fc.asyncProperty(workloadArb, async (w) => {
-        const h = await createHarness();
+        const location = await backend.fresh();
+        const h = await createHarness({ storeUrl: location.url });
         try {
           await h.deriver.upsertWorkspace({
             id: 'default',
@@ -115,7 +105,7 @@ describe('status counts', () => {
               messages: batch.senders.map((peerId) => ({ peerId, content: 'x' })),
             });
           }
-          expectMatchesRawRows(h);
+          await expectMatchesRawRows(h);
 
           const violations: string[] = [];
           let lastTotal = 0;
@@ -169,14 +159,13 @@ describe('status counts', () => {
           await enough;
           await h.scheduler!.stop({ deadlineMs: 0 });
           expect(violations).toEqual([]);
-          expectMatchesRawRows(h);
+          await expectMatchesRawRows(h);
 
           // Counts survive a restart, and pruning finished rows changes none of them.
           const before = snapshotAll(h);
-          const dbPath = h.dbPath;
           h.status.close();
           await h.store.close();
-          const reopened = await createHarness({ dbPath });
+          const reopened = await createHarness({ storeUrl: location.url });
           try {
             expect(snapshotAll(reopened)).toEqual(before);
             await reopened.store.pruneFinished(Number.MAX_SAFE_INTEGER);
@@ -188,6 +177,7 @@ describe('status counts', () => {
           }
         } finally {
           await h.close().catch(() => {});
+          await location.dispose();
         }
       }),
       { numRuns: 25 },

@@ -39,7 +39,7 @@ function smallFilesystem(size: string): string {
 
 async function serverOn(dbPath: string): Promise<TestServer> {
   const server = await startTestServer({
-    config: { databaseUrl: `file:${dbPath}`, databasePath: dbPath, workerConcurrency: 0 },
+    config: { databaseUrl: `file:${dbPath}`, workerConcurrency: 0 },
   });
   cleanups.push(() => server.close());
   return server;

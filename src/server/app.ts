@@ -10,7 +10,7 @@ import type { SchedulerOptions } from '../scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../scheduler/scheduler.ts';
 import { createDeriver, type Deriver } from '../service/deriver.ts';
 import { createStatusEngine, type StatusEngine } from '../status/status-engine.ts';
-import { createSqliteStore } from '../store/sqlite/sqlite-store.ts';
+import { openStore } from '../store/open-store.ts';
 import type { Store } from '../store/store.ts';
 import type { Config } from './config.ts';
 import { createDeriverServer, type DeriverServer, type DeriverServerOptions } from './create-server.ts';
@@ -44,7 +44,7 @@ export interface StartOptions {
 
 export async function startApp(config: Config, options: StartOptions = {}): Promise<App> {
   const logger = options.logger ?? pino({ level: config.logLevel });
-  const store = createSqliteStore({ path: config.databasePath });
+  const store = await openStore(config.databaseUrl);
   const status = await createStatusEngine({ store });
   const live = createLiveStatus({ status, windowMs: config.coalesceMs });
   const deriver = createDeriver({ store });

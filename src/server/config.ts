@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { MIN_SECRET_BYTES } from '../auth/keyring.ts';
+import { parseStoreUrl } from '../store/open-store.ts';
 import { normalizeOrigin } from './guards/origin-policy.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './server-limits.ts';
 
@@ -12,10 +13,8 @@ export interface Config {
   readonly port: number;
   /** Bind address. @default 127.0.0.1 */
   readonly host: string;
-  /** `file:PATH` (embedded SQLite). @default file:./data/deriver-live.db */
+  /** `file:PATH` (embedded SQLite) or `postgres://...` (PostgreSQL). @default file:./data/deriver-live.db */
   readonly databaseUrl: string;
-  /** Path of the SQLite file, from `databaseUrl`. */
-  readonly databasePath: string;
   /** Work units processed at once by this process; 0 runs an API-only instance. @default 8 */
   readonly workerConcurrency: number;
   /** Delay of the built-in demo handler per task, in ms. @default 250 */
@@ -69,14 +68,13 @@ const envSchema = z.object({
     .optional()
     .transform((raw, ctx) => {
       const url = raw || 'file:./data/deriver-live.db';
-      if (url.startsWith('file:') && url.length > 'file:'.length) return url;
-      ctx.addIssue({
-        code: 'custom',
-        message: /^postgres(ql)?:\/\//.test(url)
-          ? 'DATABASE_URL: PostgreSQL is not available in this build yet; use file:PATH for the embedded SQLite store'
-          : `DATABASE_URL must be file:PATH (got "${url}")`,
-      });
-      return z.NEVER;
+      try {
+        parseStoreUrl(url);
+        return url;
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: `DATABASE_URL ${(error as Error).message}` });
+        return z.NEVER;
+      }
     }),
   REDIS_URL: z
     .string()
@@ -184,7 +182,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
-    databasePath: e.DATABASE_URL.slice('file:'.length),
     workerConcurrency: e.WORKER_CONCURRENCY,
     demoTaskMs: e.DEMO_TASK_MS,
     coalesceMs: e.COALESCE_MS,

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import type Database from 'better-sqlite3';
+import { DatabaseTooNewError } from '../database-too-new.ts';
 
 const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
 
@@ -19,19 +20,6 @@ export function loadMigrations(): Migration[] {
       name: file,
       sql: readFileSync(new URL(file, MIGRATIONS_DIR), 'utf8'),
     }));
-}
-
-/** The database was written by a newer Deriver Live: its migrations are unknown to this code. */
-export class DatabaseTooNewError extends Error {
-  constructor(
-    readonly databaseVersion: number,
-    readonly codeVersion: number,
-  ) {
-    super(
-      `the database is at schema version ${databaseVersion}, newer than this code knows (${codeVersion}); run the Deriver Live version that wrote it, or a newer one`,
-    );
-    this.name = 'DatabaseTooNewError';
-  }
 }
 
 /**

@@ -1,0 +1,174 @@
+/**
+ * The PostgreSQL connection: a `pg` pool whose connections use the store's schema, numeric
+ * `bigint`s, transactions that are retried on a deadlock or serialization failure, the database
+ * clock, and numbered migrations applied once under an advisory lock (so processes starting
+ * together apply each exactly once).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import pg from 'pg';
+import { StoreUnavailableError } from '../../errors.ts';
+import { DatabaseTooNewError } from '../database-too-new.ts';
+
+const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
+/** Key of the advisory lock held while migrating (any number unique to this use). */
+const MIGRATION_LOCK = 727_245_901;
+const RETRYABLE = new Set(['40001', '40P01']);
+/** Errors that mean the database cannot be reached or used now (connection loss, shutdown, disk). */
+const UNAVAILABLE = /^(08|53|57P0)/;
+
+export type Db = pg.PoolClient;
+
+export interface Connection {
+  readonly pool: pg.Pool;
+  /** Runs `fn` in a transaction (retried on deadlock or serialization failure); maps faults. */
+  transaction<T>(fn: (db: Db, now: number) => Promise<T>): Promise<T>;
+  /** Runs one statement outside a transaction. */
+  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<R[]>;
+  close(): Promise<void>;
+}
+
+export interface ConnectionOptions {
+  readonly connectionString: string;
+  /** Schema holding the tables; created when missing. @default public */
+  readonly schema?: string;
+  /** Epoch ms; @default the database's clock */
+  readonly clock?: () => number;
+  /** Connections in the pool. @default 10 */
+  readonly poolSize?: number;
+}
+
+const NOW_SQL = 'SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now';
+
+/** `StoreUnavailableError` for errors that mean "the database cannot be used now"; else as is. */
+export function mapFault(error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return error;
+  if (UNAVAILABLE.test(code) || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT') {
+    return new StoreUnavailableError(
+      `cannot store: PostgreSQL is unavailable (${code}: ${(error as Error).message}); nothing was written`,
+      { cause: error },
+    );
+  }
+  return error;
+}
+
+const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+export async function connect(options: ConnectionOptions): Promise<Connection> {
+  const schema = options.schema ?? 'public';
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.poolSize ?? 10,
+    options: `-c search_path=${quoteIdent(schema)}`,
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === pg.types.builtins.INT8
+          ? (value: string) => Number(value)
+          : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle connection that drops must not crash the process; the next checkout reconnects.
+  pool.on('error', () => {});
+  const clock = options.clock;
+
+  const withClient = async <T>(fn: (db: Db) => Promise<T>): Promise<T> => {
+    let db: Db;
+    try {
+      db = await pool.connect();
+    } catch (error) {
+      throw mapFault(error);
+    }
+    let broken = false;
+    try {
+      return await fn(db);
+    } catch (error) {
+      broken = mapFault(error) !== error;
+      throw mapFault(error);
+    } finally {
+      db.release(broken);
+    }
+  };
+
+  const connection: Connection = {
+    pool,
+    transaction(fn) {
+      return withClient(async (db) => {
+        for (let attempt = 1; ; attempt++) {
+          await db.query('BEGIN');
+          try {
+            const now = clock ? clock() : Number((await db.query<{ now: number }>(NOW_SQL)).rows[0]?.now);
+            const result = await fn(db, now);
+            await db.query('COMMIT');
+            return result;
+          } catch (error) {
+            await db.query('ROLLBACK').catch(() => {});
+            const code = (error as { code?: unknown }).code;
+            if (typeof code === 'string' && RETRYABLE.has(code) && attempt < 10) continue;
+            throw error;
+          }
+        }
+      });
+    },
+    query: (text, values) => withClient(async (db) => (await db.query(text, values)).rows),
+    close: async () => {
+      if (!pool.ended && !pool.ending) await pool.end();
+    },
+  };
+
+  await withClient(async (db) => {
+    await db.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+    await migrate(db);
+  });
+  return connection;
+}
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export function loadMigrations(): Migration[] {
+  return readdirSync(MIGRATIONS_DIR)
+    .filter((file) => /^\d{3}-.+\.sql$/.test(file))
+    .sort()
+    .map((file) => ({
+      version: Number(file.slice(0, 3)),
+      name: file,
+      sql: readFileSync(new URL(file, MIGRATIONS_DIR), 'utf8'),
+    }));
+}
+
+/** Applies the migrations not applied yet, each in its own transaction, under an advisory lock. */
+async function migrate(db: Db, migrations: readonly Migration[] = loadMigrations()): Promise<void> {
+  await db.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+  try {
+    await db.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)',
+    );
+    const applied = new Set(
+      (await db.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version),
+    );
+    const newest = Math.max(0, ...applied);
+    const known = Math.max(0, ...migrations.map((m) => m.version));
+    if (newest > known) throw new DatabaseTooNewError(newest, known);
+    for (const migration of migrations) {
+      if (applied.has(migration.version)) continue;
+      await db.query('BEGIN');
+      try {
+        await db.query(migration.sql);
+        await db.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
+          migration.version,
+          migration.name,
+          Date.now(),
+        ]);
+        await db.query('COMMIT');
+      } catch (error) {
+        await db.query('ROLLBACK').catch(() => {});
+        throw error;
+      }
+    }
+  } finally {
+    await db.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+  }
+}

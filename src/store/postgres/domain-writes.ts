@@ -1,0 +1,221 @@
+/**
+ * Workspaces, peers, sessions, members and messages on PostgreSQL. Every function runs inside the
+ * caller's transaction. `appendMessages` locks the session row first, so concurrent calls into one
+ * session take sequence numbers one after the other.
+ */
+import { formatWorkUnitKey } from '../../domain/work-unit-key.ts';
+import type { UnitCounters } from '../../domain/counters.ts';
+import type { Message, Session, SessionPeer } from '../../domain/model.ts';
+import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
+import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
+import { NotFoundError } from '../../errors.ts';
+import { type UnitRow, unitCounters } from '../rows.ts';
+import type { AppendMessagesRequest, AppendMessagesResult } from '../store.ts';
+import type { Db } from './connection.ts';
+
+export async function ensureWorkspace(db: Db, id: string, now: number): Promise<void> {
+  await db.query('INSERT INTO workspaces (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [id, now]);
+}
+
+export async function ensurePeers(db: Db, workspaceId: string, peerIds: readonly string[], now: number) {
+  if (peerIds.length === 0) return;
+  await db.query(
+    `INSERT INTO peers (workspace_id, id, created_at) SELECT $1, unnest($2::text[]), $3
+     ON CONFLICT DO NOTHING`,
+    [workspaceId, [...peerIds], now],
+  );
+}
+
+export async function readWorkspaceSettings(db: Db, id: string): Promise<SettingsOverride | undefined> {
+  const row = (await db.query<{ settings: SettingsOverride }>('SELECT settings FROM workspaces WHERE id = $1', [id]))
+    .rows[0];
+  return row?.settings;
+}
+
+export async function setWorkspaceSettings(db: Db, id: string, update: SettingsOverride): Promise<SettingsOverride> {
+  const merged = mergeOverrides((await readWorkspaceSettings(db, id)) ?? {}, update);
+  await db.query('UPDATE workspaces SET settings = $2 WHERE id = $1', [id, JSON.stringify(merged)]);
+  return merged;
+}
+
+export async function readMembers(db: Db, workspaceId: string, sessionId: string): Promise<SessionPeer[]> {
+  const rows = await db.query<{ peer_id: string; observe_me: boolean | null; observe_others: boolean }>(
+    `SELECT peer_id, observe_me, observe_others FROM session_peers
+     WHERE workspace_id = $1 AND session_id = $2 ORDER BY peer_id COLLATE "C"`,
+    [workspaceId, sessionId],
+  );
+  return rows.rows.map((row) => ({ peerId: row.peer_id, observeMe: row.observe_me, observeOthers: row.observe_others }));
+}
+
+export async function readSession(db: Db, workspaceId: string, id: string): Promise<Session | null> {
+  const row = (
+    await db.query<{ settings: SettingsOverride; message_count: number }>(
+      'SELECT settings, message_count FROM sessions WHERE workspace_id = $1 AND id = $2',
+      [workspaceId, id],
+    )
+  ).rows[0];
+  if (!row) return null;
+  return {
+    workspaceId,
+    id,
+    peers: await readMembers(db, workspaceId, id),
+    settings: row.settings,
+    messageCount: row.message_count,
+  };
+}
+
+export async function writeMembers(
+  db: Db,
+  workspaceId: string,
+  sessionId: string,
+  current: readonly SessionPeer[],
+  next: readonly SessionPeer[],
+  now: number,
+): Promise<void> {
+  const keep = new Set(next.map((m) => m.peerId));
+  const leaving = current.filter((m) => !keep.has(m.peerId)).map((m) => m.peerId);
+  if (leaving.length > 0) {
+    await db.query(
+      'DELETE FROM session_peers WHERE workspace_id = $1 AND session_id = $2 AND peer_id = ANY($3::text[])',
+      [workspaceId, sessionId, leaving],
+    );
+  }
+  if (next.length === 0) return;
+  await db.query(
+    `INSERT INTO session_peers (workspace_id, session_id, peer_id, observe_me, observe_others, joined_at)
+     SELECT $1, $2, m.peer_id, m.observe_me, m.observe_others, $6
+     FROM unnest($3::text[], $4::boolean[], $5::boolean[]) AS m(peer_id, observe_me, observe_others)
+     ON CONFLICT (workspace_id, session_id, peer_id)
+     DO UPDATE SET observe_me = excluded.observe_me, observe_others = excluded.observe_others`,
+    [
+      workspaceId,
+      sessionId,
+      next.map((m) => m.peerId),
+      next.map((m) => m.observeMe),
+      next.map((m) => m.observeOthers),
+      now,
+    ],
+  );
+}
+
+/** Appends the planned messages and their tasks; returns the result and the units that changed. */
+export async function appendMessages(
+  db: Db,
+  request: AppendMessagesRequest,
+  plan: (snapshot: SessionSnapshot) => MessagePlan,
+  now: number,
+): Promise<AppendMessagesResult & { changed: UnitCounters[] }> {
+  const { workspaceId, sessionId } = request;
+  const session = (
+    await db.query<{ settings: SettingsOverride; message_count: number }>(
+      'SELECT settings, message_count FROM sessions WHERE workspace_id = $1 AND id = $2 FOR UPDATE',
+      [workspaceId, sessionId],
+    )
+  ).rows[0];
+  if (!session) throw new NotFoundError('session', sessionId);
+  const members = await readMembers(db, workspaceId, sessionId);
+  const named = [...new Set([...members.map((m) => m.peerId), ...request.messages.map((m) => m.peerId)])];
+  const peers = await db.query<{ id: string; observe_me: boolean }>(
+    'SELECT id, observe_me FROM peers WHERE workspace_id = $1 AND id = ANY($2::text[])',
+    [workspaceId, named],
+  );
+  const planned = plan({
+    workspaceId,
+    sessionId,
+    settings: resolveSettings(await readWorkspaceSettings(db, workspaceId), session.settings),
+    messageCount: session.message_count,
+    members,
+    peerObserveMe: new Map(peers.rows.map((p) => [p.id, p.observe_me])),
+  });
+  await ensurePeers(db, workspaceId, planned.newPeers, now);
+  if (planned.joins.length > 0) {
+    await db.query(
+      `INSERT INTO session_peers (workspace_id, session_id, peer_id, observe_me, observe_others, joined_at)
+       SELECT $1, $2, unnest($3::text[]), NULL, false, $4 ON CONFLICT DO NOTHING`,
+      [workspaceId, sessionId, [...planned.joins], now],
+    );
+  }
+  const inserted = await db.query<{ id: number; seq: number }>(
+    `INSERT INTO messages (workspace_id, session_id, seq, peer_id, content, created_at)
+     SELECT $1, $2, m.seq, m.peer_id, m.content, $6
+     FROM unnest($3::integer[], $4::text[], $5::text[]) AS m(seq, peer_id, content)
+     ORDER BY m.seq RETURNING id, seq`,
+    [
+      workspaceId,
+      sessionId,
+      planned.messages.map((m) => m.seq),
+      planned.messages.map((m) => m.peerId),
+      planned.messages.map((m) => m.content),
+      now,
+    ],
+  );
+  const idBySeq = new Map(inserted.rows.map((r) => [r.seq, r.id]));
+  const messages: Message[] = planned.messages.map((m) => ({
+    id: String(idBySeq.get(m.seq)),
+    workspaceId,
+    sessionId,
+    peerId: m.peerId,
+    seq: m.seq,
+    content: m.content,
+    createdAt: now,
+  }));
+
+  // Tasks in creation order (message order, then the order the plan lists them): ids are FIFO.
+  const tasks = planned.messages.flatMap((m) => m.tasks.map((task) => ({ task, messageId: idBySeq.get(m.seq)! })));
+  const keys = [...new Map(tasks.map(({ task }) => [formatWorkUnitKey(task.key), task.key])).entries()].sort(
+    ([a], [b]) => (a < b ? -1 : a > b ? 1 : 0),
+  );
+  const unitIds = new Map<string, number>();
+  if (keys.length > 0) {
+    // One upsert for every unit of the call, in key order (a stable lock order across calls).
+    const units = await db.query<{ id: number; unit_key: string }>(
+      `INSERT INTO work_units (unit_key, task_type, workspace_id, session_id, observer_id, sender_id)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+       ON CONFLICT (unit_key) DO UPDATE SET version = work_units.version
+       RETURNING id, unit_key`,
+      [
+        keys.map(([k]) => k),
+        keys.map(([, k]) => k.taskType),
+        keys.map(([, k]) => k.workspaceId),
+        keys.map(([, k]) => k.sessionId),
+        keys.map(([, k]) => k.observerId),
+        keys.map(([, k]) => k.senderId),
+      ],
+    );
+    for (const row of units.rows) unitIds.set(row.unit_key, row.id);
+  }
+  const taskUnits = tasks.map(({ task }) => unitIds.get(formatWorkUnitKey(task.key))!);
+  const insertedTasks = await db.query<{ id: number; unit_id: number }>(
+    `INSERT INTO tasks (unit_id, message_id, state, payload, created_at)
+     SELECT t.unit_id, t.message_id, 'pending', t.payload, $4
+     FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) WITH ORDINALITY AS t(unit_id, message_id, payload, n)
+     ORDER BY t.n RETURNING id, unit_id`,
+    [taskUnits, tasks.map((t) => t.messageId), tasks.map(({ task }) => JSON.stringify(task.payload)), now],
+  );
+  const added = new Map<number, { n: number; first: number }>();
+  for (const { id, unit_id } of insertedTasks.rows) {
+    const entry = added.get(unit_id);
+    if (entry) {
+      entry.n++;
+      entry.first = Math.min(entry.first, id);
+    } else added.set(unit_id, { n: 1, first: id });
+  }
+  // Counters and versions of the units that grew; a unit that had no head gets its first new task.
+  const changed = await db.query<UnitRow>(
+    `UPDATE work_units u SET pending = u.pending + c.n, version = u.version + 1,
+       head_task_id = coalesce(u.head_task_id, c.first),
+       available_at = CASE WHEN u.head_task_id IS NULL THEN 0 ELSE u.available_at END
+     FROM unnest($1::bigint[], $2::integer[], $3::bigint[]) AS c(unit_id, n, first)
+     WHERE u.id = c.unit_id RETURNING u.*`,
+    [[...added.keys()], [...added.values()].map((v) => v.n), [...added.values()].map((v) => v.first)],
+  );
+  const last = planned.messages.at(-1);
+  if (last) {
+    await db.query('UPDATE sessions SET message_count = $3 WHERE workspace_id = $1 AND id = $2', [
+      workspaceId,
+      sessionId,
+      last.seq,
+    ]);
+  }
+  return { messages, enqueuedTasks: tasks.length, changed: changed.rows.map(unitCounters) };
+}

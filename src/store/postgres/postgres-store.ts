@@ -1,0 +1,215 @@
+/**
+ * The PostgreSQL store: the same contract as the embedded one (see `../store.ts` for the task and
+ * lease state machine), for many processes on one database. `pg` with a pool; numbered migrations
+ * applied once under an advisory lock; claims with `FOR UPDATE SKIP LOCKED`; leases, heartbeats and
+ * fencing tokens on the unit rows; per-unit counters and versions written in the same transaction
+ * as the tasks they count. "Now" is the database's clock, shared by every process.
+ *
+ * Durability: every transaction commits with PostgreSQL's defaults (`synchronous_commit = on`), so
+ * whatever a caller is told is stored survives a crash of the database server too.
+ *
+ * A lost connection makes the operation fail with `StoreUnavailableError` (nothing of it is
+ * written); the pool opens fresh connections for the next operations, so the store recovers by
+ * itself when the database is back.
+ */
+import type { UnitCounters } from '../../domain/counters.ts';
+import type { Peer, Workspace } from '../../domain/model.ts';
+import { mergeOverrides } from '../../domain/settings.ts';
+import type { TaskPayload } from '../../domain/task-generation.ts';
+import { TypedEmitter } from '../../util/typed-emitter.ts';
+import { keyOf, type UnitRow, unitCounters } from '../rows.ts';
+import type { ReportResult, Store, StoreEvents, TaskRow, TaskState } from '../store.ts';
+import { connect } from './connection.ts';
+import {
+  appendMessages,
+  ensurePeers,
+  ensureWorkspace,
+  readMembers,
+  readSession,
+  readWorkspaceSettings,
+  setWorkspaceSettings,
+  writeMembers,
+} from './domain-writes.ts';
+import { applyReport, claimReady, recoverExpiredLeases, renewLeases, type TaskRowData } from './queue.ts';
+
+export interface PostgresStoreOptions {
+  /** `postgres://user:password@host:port/database` */
+  readonly connectionString: string;
+  /** Schema holding the tables (created when missing). @default public */
+  readonly schema?: string;
+  /** Milliseconds since the epoch. @default the database's clock */
+  readonly clock?: () => number;
+  /** Connections in the pool. @default 10 */
+  readonly poolSize?: number;
+}
+
+export async function createPostgresStore(options: PostgresStoreOptions): Promise<Store> {
+  const connection = await connect(options);
+  const { transaction } = connection;
+  const events = new TypedEmitter<StoreEvents>();
+  const announce = (changed: readonly UnitCounters[]): void => {
+    if (changed.length > 0) events.emit('units:changed', changed);
+  };
+
+  const store: Store = {
+    events,
+
+    upsertWorkspace: (id, settings) =>
+      transaction(async (db, now): Promise<Workspace> => {
+        await ensureWorkspace(db, id, now);
+        const merged = settings ? await setWorkspaceSettings(db, id, settings) : await readWorkspaceSettings(db, id);
+        return { id, settings: merged ?? {} };
+      }),
+
+    upsertPeer: (workspaceId, id, observeMe) =>
+      transaction(async (db, now): Promise<Peer> => {
+        await ensureWorkspace(db, workspaceId, now);
+        const row = await db.query<{ observe_me: boolean }>(
+          `INSERT INTO peers (workspace_id, id, observe_me, created_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (workspace_id, id) DO UPDATE SET observe_me = coalesce($5, peers.observe_me)
+           RETURNING observe_me`,
+          [workspaceId, id, observeMe !== false, now, observeMe ?? null],
+        );
+        return { workspaceId, id, observeMe: row.rows[0]?.observe_me === true };
+      }),
+
+    async getPeer(workspaceId, id) {
+      const rows = await connection.query<{ observe_me: boolean }>(
+        'SELECT observe_me FROM peers WHERE workspace_id = $1 AND id = $2',
+        [workspaceId, id],
+      );
+      return rows[0] ? { workspaceId, id, observeMe: rows[0].observe_me } : null;
+    },
+
+    upsertSession: (request, peerIds, planMembers) =>
+      transaction(async (db, now) => {
+        const { workspaceId, id } = request;
+        await ensureWorkspace(db, workspaceId, now);
+        await db.query(
+          'INSERT INTO sessions (workspace_id, id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+          [workspaceId, id, now],
+        );
+        // Members change one session at a time: lock its row.
+        const session = await db.query<{ settings: Record<string, unknown> }>(
+          'SELECT settings FROM sessions WHERE workspace_id = $1 AND id = $2 FOR UPDATE',
+          [workspaceId, id],
+        );
+        if (request.settings) {
+          const merged = mergeOverrides(session.rows[0]?.settings ?? {}, request.settings);
+          await db.query('UPDATE sessions SET settings = $3 WHERE workspace_id = $1 AND id = $2', [
+            workspaceId,
+            id,
+            JSON.stringify(merged),
+          ]);
+        }
+        await ensurePeers(db, workspaceId, peerIds, now);
+        const current = await readMembers(db, workspaceId, id);
+        await writeMembers(db, workspaceId, id, current, planMembers(current), now);
+        const stored = await readSession(db, workspaceId, id);
+        if (!stored) throw new Error(`session ${id} vanished inside its transaction`);
+        return stored;
+      }),
+
+    getSession: (workspaceId, id) => transaction((db) => readSession(db, workspaceId, id)),
+
+    async appendMessages(request, plan) {
+      const result = await transaction((db, now) => appendMessages(db, request, plan, now));
+      announce(result.changed);
+      if (result.enqueuedTasks > 0) events.emit('tasks:enqueued', { count: result.enqueuedTasks });
+      return { messages: result.messages, enqueuedTasks: result.enqueuedTasks };
+    },
+
+    async listMessages(workspaceId, sessionId, options = {}) {
+      const rows = await connection.query<{
+        id: number;
+        peer_id: string;
+        seq: number;
+        content: string;
+        created_at: number;
+      }>(
+        `SELECT id, peer_id, seq, content, created_at FROM messages
+         WHERE workspace_id = $1 AND session_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
+        [workspaceId, sessionId, options.afterSeq ?? 0, options.limit ?? 100],
+      );
+      return rows.map((row) => ({
+        id: String(row.id),
+        workspaceId,
+        sessionId,
+        peerId: row.peer_id,
+        seq: row.seq,
+        content: row.content,
+        createdAt: row.created_at,
+      }));
+    },
+
+    async claim(request) {
+      return (await store.settle({ ...request, reports: [] })).claimed;
+    },
+
+    async settle(request) {
+      const changed: UnitCounters[] = [];
+      const response = await transaction(async (db, now) => {
+        changed.length = 0; // a retried transaction starts over
+        const results: ReportResult[] = [];
+        for (const report of request.reports) results.push(await applyReport(db, report, request.owner, now, changed));
+        await recoverExpiredLeases(db, now, changed);
+        const claimed = await claimReady(db, request, now, changed);
+        return { results, claimed };
+      });
+      announce(changed);
+      return response;
+    },
+
+    renewLeases: (request) => transaction((db, now) => renewLeases(db, request, now)),
+
+    async loadUnitCounters() {
+      return (await connection.query<UnitRow>('SELECT * FROM work_units ORDER BY id')).map(unitCounters);
+    },
+
+    async pruneFinished(finishedBefore) {
+      const rows = await connection.query<{ n: number }>(
+        'WITH gone AS (DELETE FROM tasks WHERE finished_at < $1 RETURNING 1) SELECT count(*)::int AS n FROM gone',
+        [finishedBefore],
+      );
+      return rows[0]?.n ?? 0;
+    },
+
+    async listTasks(filter = {}) {
+      const rows = await connection.query<TaskRowData & UnitRow & { task_id: number }>(
+        `SELECT t.id AS task_id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error,
+           t.created_at, u.*
+         FROM tasks t JOIN work_units u ON u.id = t.unit_id
+         WHERE $1::text IS NULL OR t.state = $1 ORDER BY t.id`,
+        [filter.state ?? null],
+      );
+      return rows.map(
+        (row): TaskRow => ({
+          id: row.task_id,
+          key: keyOf(row),
+          state: row.state as TaskState,
+          runs: row.runs,
+          failures: row.failures,
+          lastError: row.last_error,
+          payload: row.payload as TaskPayload,
+          messageId: row.message_id === null ? null : String(row.message_id),
+        }),
+      );
+    },
+
+    async probe() {
+      await transaction(async (db, now) => {
+        await db.query(
+          `INSERT INTO store_probe (id, probed_at) VALUES (1, $1)
+           ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at`,
+          [now],
+        );
+      });
+    },
+
+    async close() {
+      events.removeAllListeners();
+      await connection.close();
+    },
+  };
+  return store;
+}
