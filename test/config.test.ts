@@ -41,7 +41,10 @@ describe('configuration', () => {
     [{ PORT: '70000' }, /^PORT must be/],
     [{ WORKER_CONCURRENCY: '-1' }, /^WORKER_CONCURRENCY must be a whole number/],
     [{ DEMO_TASK_MS: '1.5' }, /^DEMO_TASK_MS must be a whole number/],
-    [{ DATABASE_URL: 'mysql://x' }, /^DATABASE_URL must be file:PATH or postgres:\/\/\.\.\. \(got "mysql:\/\/x"\)$/],
+    [
+      { DATABASE_URL: 'mysql://x' },
+      /^DATABASE_URL must be file:PATH or postgres:\/\/\.\.\. \(got "mysql:\/\/x"\)$/,
+    ],
     [{ REDIS_URL: 'redis://127.0.0.1:6379' }, /^REDIS_URL: Redis fan-out is not available/],
     [{ AUTH_JWT_SECRET: 'secret' }, /^AUTH_JWT_SECRET must be at least 32 bytes long/],
     [

@@ -142,52 +142,64 @@ export async function applyReport(
   let storedRunning = unit.running === 1;
   let head: { id: number; run_at: number } | undefined;
   let lastFinished: number | undefined;
-  for (const { taskId, outcome } of report.attempts) {
-    const from = storedRunning ? 'running' : 'pending';
-    const result =
-      outcome.kind === 'succeeded' || outcome.kind === 'failed'
-        ? await db.query(
-            `UPDATE tasks SET state = $1, failures = failures + $2, last_error = coalesce($3, last_error),
-               started_at = coalesce(started_at, $4), finished_at = $4,
-               runs = runs + (CASE WHEN state = 'pending' THEN 1 ELSE 0 END)
-             WHERE id = $5 AND unit_id = $6 AND state = $7`,
-            [
-              outcome.kind,
-              outcome.kind === 'failed' ? 1 : 0,
-              outcome.kind === 'failed' ? outcome.error : null,
-              now,
-              taskId,
-              unitId,
-              from,
-            ],
-          )
-        : await db.query(
-            `UPDATE tasks SET failures = failures + $1, last_error = coalesce($2, last_error), run_at = $3,
-               started_at = NULL, runs = runs + (CASE WHEN state = 'pending' THEN 1 ELSE 0 END), state = 'pending'
-             WHERE id = $4 AND unit_id = $5 AND state = $6`,
-            [
-              outcome.kind === 'retry' ? 1 : 0,
-              outcome.kind === 'retry' ? outcome.error : null,
-              outcome.kind === 'retry' ? now + outcome.delayMs : 0,
-              taskId,
-              unitId,
-              from,
-            ],
-          );
-    if (result.rowCount !== 1) throw new Error(`task ${taskId} is not ${from} in work unit ${unitId}`);
-    if (storedRunning) delta.running -= 1;
-    else delta.pending -= 1;
-    storedRunning = false;
-    if (outcome.kind === 'succeeded' || outcome.kind === 'failed') {
-      delta.completed += 1;
-      if (outcome.kind === 'failed') delta.failed += 1;
-      head = undefined;
-      lastFinished = taskId;
-    } else {
-      delta.pending += 1;
-      head = { id: taskId, run_at: outcome.kind === 'retry' ? now + outcome.delayMs : 0 };
-      lastFinished = undefined;
+  // Finished attempts (all but maybe the last: a retry or requeue ends a report) in one statement.
+  const attempts = report.attempts;
+  const putBack = attempts.at(-1)?.outcome.kind === 'retry' || attempts.at(-1)?.outcome.kind === 'requeue';
+  const finished = putBack ? attempts.slice(0, -1) : attempts;
+  if (finished.length > 0) {
+    const expected = finished.map((_, i) => (i === 0 && storedRunning ? 'running' : 'pending'));
+    const done = await db.query(
+      `UPDATE tasks t SET state = a.state, failures = t.failures + a.failed,
+         last_error = coalesce(a.error, t.last_error), started_at = coalesce(t.started_at, $1), finished_at = $1,
+         runs = t.runs + (CASE WHEN t.state = 'pending' THEN 1 ELSE 0 END)
+       FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[])
+         AS a(id, state, failed, error, expected)
+       WHERE t.id = a.id AND t.unit_id = $7 AND t.state = a.expected`,
+      [
+        now,
+        finished.map((f) => f.taskId),
+        finished.map((f) => f.outcome.kind),
+        finished.map((f) => (f.outcome.kind === 'failed' ? 1 : 0)),
+        finished.map((f) => (f.outcome.kind === 'failed' ? f.outcome.error : null)),
+        expected,
+        unitId,
+      ],
+    );
+    if (done.rowCount !== finished.length) {
+      throw new Error(`task ${finished[0]?.taskId} is not ${expected[0]} in work unit ${unitId}`);
     }
+    delta[storedRunning ? 'running' : 'pending'] -= 1;
+    delta.pending -= finished.length - 1;
+    delta.completed += finished.length;
+    delta.failed += finished.filter((f) => f.outcome.kind === 'failed').length;
+    storedRunning = false;
+    lastFinished = finished.at(-1)?.taskId;
+  }
+  const last = attempts.at(-1);
+  if (putBack && last && (last.outcome.kind === 'retry' || last.outcome.kind === 'requeue')) {
+    const from = storedRunning ? 'running' : 'pending';
+    const runAt = last.outcome.kind === 'retry' ? now + last.outcome.delayMs : 0;
+    const requeued = await db.query(
+      `UPDATE tasks SET failures = failures + $1, last_error = coalesce($2, last_error), run_at = $3,
+         started_at = NULL, runs = runs + (CASE WHEN state = 'pending' THEN 1 ELSE 0 END), state = 'pending'
+       WHERE id = $4 AND unit_id = $5 AND state = $6`,
+      [
+        last.outcome.kind === 'retry' ? 1 : 0,
+        last.outcome.kind === 'retry' ? last.outcome.error : null,
+        runAt,
+        last.taskId,
+        unitId,
+        from,
+      ],
+    );
+    if (requeued.rowCount !== 1) throw new Error(`task ${last.taskId} is not ${from} in work unit ${unitId}`);
+    if (storedRunning) {
+      delta.running -= 1;
+      delta.pending += 1;
+    }
+    storedRunning = false;
+    head = { id: last.taskId, run_at: runAt };
+    lastFinished = undefined;
   }
   let row: UnitRow | undefined;
   let result: ReportResult = { kind: 'kept' };
