@@ -1,15 +1,22 @@
 /**
- * Scheduler throughput: 100k no-op tasks over 1,000 work units, durable SQLite file, concurrency 8.
- * In the same run, the raw ceiling: as many single-row committed UPDATEs with plain better-sqlite3
- * on a file with the same pragmas (WAL, synchronous NORMAL).
+ * Scheduler throughput: 100k no-op tasks over 1,000 work units, concurrency 8.
  *
- *   npm run bench:scheduler            (TASKS=100000 UNITS=1000 CONCURRENCY=8 to change the shape)
+ *   npm run bench:scheduler                      (TASKS=100000 UNITS=1000 CONCURRENCY=8 change the shape)
+ *   npm run bench:scheduler -- --store postgres
+ *
+ * SQLite (default): a durable file; in the same run, the raw ceiling: as many single-row committed
+ * UPDATEs with plain better-sqlite3 on a file with the same pragmas (WAL, synchronous NORMAL).
+ * PostgreSQL: the server `TEST_DATABASE_URL` names, else an embedded one (as the tests find theirs);
+ * in the same run and on the same server, graphile-worker as the peer (see `scheduler-peers.ts`).
  */
 import Database from 'better-sqlite3';
 import { createScheduler } from '../src/scheduler/scheduler.ts';
 import { createDeriver } from '../src/service/deriver.ts';
 import { createStatusEngine } from '../src/status/status-engine.ts';
+import { openStore } from '../src/store/open-store.ts';
 import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';
+import type { Store } from '../src/store/store.ts';
+import { startPostgres } from '../test/support/postgres-server.ts';
 import { benchDir, report, round } from './util.ts';
 
 const TASKS = Number(process.env.TASKS ?? 100_000);
@@ -18,8 +25,7 @@ const CONCURRENCY = Number(process.env.CONCURRENCY ?? 8);
 const perUnit = Math.ceil(TASKS / UNITS);
 const dir = benchDir();
 
-async function scheduler(): Promise<number> {
-  const store = createSqliteStore({ path: dir.path('scheduler.db') });
+async function scheduler(store: Store): Promise<number> {
   const status = await createStatusEngine({ store });
   const deriver = createDeriver({ store });
   await deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
@@ -92,15 +98,46 @@ function ceiling(): number {
   return perSecond;
 }
 
+const storeArg = process.argv.indexOf('--store');
+const backend = storeArg >= 0 ? process.argv[storeArg + 1] : 'sqlite';
+
 try {
-  const tasksPerSecond = await scheduler();
-  const ceilingPerSecond = ceiling();
-  report({
-    bench: 'scheduler',
-    tasksPerSecond: Math.round(tasksPerSecond),
-    ceilingPerSecond: Math.round(ceilingPerSecond),
-    ratio: round(tasksPerSecond / ceilingPerSecond, 2),
-  });
+  if (backend === 'postgres') {
+    const server = await startPostgres();
+    try {
+      const url = new URL(server.url);
+      url.searchParams.set('schema', `bench_${process.pid}`);
+      const tasksPerSecond = await scheduler(await openStore(url.toString()));
+      const { bullmq, graphileWorker } = await import('./scheduler-peers.ts');
+      const shape = { tasks: TASKS, units: UNITS, concurrency: CONCURRENCY };
+      const graphileWorkerPerSecond = await graphileWorker(server.url, shape);
+      report({
+        bench: 'scheduler-pg',
+        phase: 'graphile-worker',
+        jobsPerSecond: Math.round(graphileWorkerPerSecond),
+      });
+      const bullmqPerSecond = await bullmq(shape);
+      report({ bench: 'scheduler-pg', phase: 'bullmq', jobsPerSecond: Math.round(bullmqPerSecond) });
+      report({
+        bench: 'scheduler-pg',
+        tasksPerSecond: Math.round(tasksPerSecond),
+        graphileWorkerPerSecond: Math.round(graphileWorkerPerSecond),
+        bullmqPerSecond: Math.round(bullmqPerSecond),
+        ratio: round(tasksPerSecond / graphileWorkerPerSecond, 2),
+      });
+    } finally {
+      await server.stop();
+    }
+  } else {
+    const tasksPerSecond = await scheduler(createSqliteStore({ path: dir.path('scheduler.db') }));
+    const ceilingPerSecond = ceiling();
+    report({
+      bench: 'scheduler',
+      tasksPerSecond: Math.round(tasksPerSecond),
+      ceilingPerSecond: Math.round(ceilingPerSecond),
+      ratio: round(tasksPerSecond / ceilingPerSecond, 2),
+    });
+  }
 } finally {
   dir.remove();
 }

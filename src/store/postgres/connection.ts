@@ -147,7 +147,9 @@ async function migrate(db: Db, migrations: readonly Migration[] = loadMigrations
       'CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)',
     );
     const applied = new Set(
-      (await db.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version),
+      (await db.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map(
+        (r) => r.version,
+      ),
     );
     const newest = Math.max(0, ...applied);
     const known = Math.max(0, ...migrations.map((m) => m.version));

@@ -3,18 +3,22 @@
  * caller's transaction. `appendMessages` locks the session row first, so concurrent calls into one
  * session take sequence numbers one after the other.
  */
-import { formatWorkUnitKey } from '../../domain/work-unit-key.ts';
+
 import type { UnitCounters } from '../../domain/counters.ts';
 import type { Message, Session, SessionPeer } from '../../domain/model.ts';
 import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
+import { formatWorkUnitKey } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
 import { type UnitRow, unitCounters } from '../rows.ts';
 import type { AppendMessagesRequest, AppendMessagesResult } from '../store.ts';
 import type { Db } from './connection.ts';
 
 export async function ensureWorkspace(db: Db, id: string, now: number): Promise<void> {
-  await db.query('INSERT INTO workspaces (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [id, now]);
+  await db.query('INSERT INTO workspaces (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [
+    id,
+    now,
+  ]);
 }
 
 export async function ensurePeers(db: Db, workspaceId: string, peerIds: readonly string[], now: number) {
@@ -27,12 +31,17 @@ export async function ensurePeers(db: Db, workspaceId: string, peerIds: readonly
 }
 
 export async function readWorkspaceSettings(db: Db, id: string): Promise<SettingsOverride | undefined> {
-  const row = (await db.query<{ settings: SettingsOverride }>('SELECT settings FROM workspaces WHERE id = $1', [id]))
-    .rows[0];
+  const row = (
+    await db.query<{ settings: SettingsOverride }>('SELECT settings FROM workspaces WHERE id = $1', [id])
+  ).rows[0];
   return row?.settings;
 }
 
-export async function setWorkspaceSettings(db: Db, id: string, update: SettingsOverride): Promise<SettingsOverride> {
+export async function setWorkspaceSettings(
+  db: Db,
+  id: string,
+  update: SettingsOverride,
+): Promise<SettingsOverride> {
   const merged = mergeOverrides((await readWorkspaceSettings(db, id)) ?? {}, update);
   await db.query('UPDATE workspaces SET settings = $2 WHERE id = $1', [id, JSON.stringify(merged)]);
   return merged;
@@ -44,7 +53,11 @@ export async function readMembers(db: Db, workspaceId: string, sessionId: string
      WHERE workspace_id = $1 AND session_id = $2 ORDER BY peer_id COLLATE "C"`,
     [workspaceId, sessionId],
   );
-  return rows.rows.map((row) => ({ peerId: row.peer_id, observeMe: row.observe_me, observeOthers: row.observe_others }));
+  return rows.rows.map((row) => ({
+    peerId: row.peer_id,
+    observeMe: row.observe_me,
+    observeOthers: row.observe_others,
+  }));
 }
 
 export async function readSession(db: Db, workspaceId: string, id: string): Promise<Session | null> {
@@ -161,7 +174,9 @@ export async function appendMessages(
   }));
 
   // Tasks in creation order (message order, then the order the plan lists them): ids are FIFO.
-  const tasks = planned.messages.flatMap((m) => m.tasks.map((task) => ({ task, messageId: idBySeq.get(m.seq)! })));
+  const tasks = planned.messages.flatMap((m) =>
+    m.tasks.map((task) => ({ task, messageId: idBySeq.get(m.seq)! })),
+  );
   const keys = [...new Map(tasks.map(({ task }) => [formatWorkUnitKey(task.key), task.key])).entries()].sort(
     ([a], [b]) => (a < b ? -1 : a > b ? 1 : 0),
   );

@@ -57,7 +57,9 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     upsertWorkspace: (id, settings) =>
       transaction(async (db, now): Promise<Workspace> => {
         await ensureWorkspace(db, id, now);
-        const merged = settings ? await setWorkspaceSettings(db, id, settings) : await readWorkspaceSettings(db, id);
+        const merged = settings
+          ? await setWorkspaceSettings(db, id, settings)
+          : await readWorkspaceSettings(db, id);
         return { id, settings: merged ?? {} };
       }),
 
@@ -151,7 +153,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       const response = await transaction(async (db, now) => {
         changed.length = 0; // a retried transaction starts over
         const results: ReportResult[] = [];
-        for (const report of request.reports) results.push(await applyReport(db, report, request.owner, now, changed));
+        for (const report of request.reports)
+          results.push(await applyReport(db, report, request.owner, now, changed));
         await recoverExpiredLeases(db, now, changed);
         const claimed = await claimReady(db, request, now, changed);
         return { results, claimed };

@@ -8,7 +8,15 @@ import { type Counters, type UnitCounters, zeroCounters } from '../../domain/cou
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import type { TaskType } from '../../domain/work-unit-key.ts';
 import { keyOf, type UnitRow, unitCounters } from '../rows.ts';
-import type { ClaimedUnit, ClaimRequest, Lease, ReportResult, TaskRecord, UnitReport, WorkerRequest } from '../store.ts';
+import type {
+  ClaimedUnit,
+  ClaimRequest,
+  Lease,
+  ReportResult,
+  TaskRecord,
+  UnitReport,
+  WorkerRequest,
+} from '../store.ts';
 import type { Db } from './connection.ts';
 
 export interface TaskRowData {
@@ -51,14 +59,27 @@ const firstUnfinished = (db: Db, unitId: number, from: number) =>
   );
 
 /** Ends a lease, applies counter deltas and records the unit's exact head for the claim order. */
-const releaseUnit = (db: Db, unitId: number, delta: Counters, head: { id: number; run_at: number } | undefined) =>
+const releaseUnit = (
+  db: Db,
+  unitId: number,
+  delta: Counters,
+  head: { id: number; run_at: number } | undefined,
+) =>
   one<UnitRow>(
     db,
     `UPDATE work_units SET pending = pending + $2, running = running + $3, completed = completed + $4,
        failed = failed + $5, head_task_id = $6, available_at = $7,
        lease_owner = NULL, lease_expires_at = NULL, version = version + 1
      WHERE id = $1 RETURNING *`,
-    [unitId, delta.pending, delta.running, delta.completed, delta.failed, head?.id ?? null, head?.run_at ?? 0],
+    [
+      unitId,
+      delta.pending,
+      delta.running,
+      delta.completed,
+      delta.failed,
+      head?.id ?? null,
+      head?.run_at ?? 0,
+    ],
   );
 
 /** Frees units whose lease expired; their running task goes back to pending and runs again. */
@@ -73,9 +94,10 @@ export async function recoverExpiredLeases(db: Db, now: number, changed: UnitCou
     let requeued = 0;
     if (head?.state === 'running') {
       requeued = (
-        await db.query(`UPDATE tasks SET state = 'pending', started_at = NULL WHERE id = $1 AND state = 'running'`, [
-          head.id,
-        ])
+        await db.query(
+          `UPDATE tasks SET state = 'pending', started_at = NULL WHERE id = $1 AND state = 'running'`,
+          [head.id],
+        )
       ).rowCount as number;
     }
     const delta = { ...zeroCounters(), pending: requeued, running: -requeued };
@@ -110,7 +132,8 @@ export async function claimReady(db: Db, request: ClaimRequest, now: number, cha
          (SELECT ${TASK} FROM tasks WHERE unit_id = $1 AND id > $2 ORDER BY id LIMIT $4)) t ORDER BY id`,
       [id, head_task_id, now, Math.max(0, request.prefetch - 1)],
     );
-    if (!unit || tasks.rows[0]?.id !== head_task_id) throw new Error(`work unit ${id} changed under its claim`);
+    if (!unit || tasks.rows[0]?.id !== head_task_id)
+      throw new Error(`work unit ${id} changed under its claim`);
     changed.push(unitCounters(unit));
     claimed.push({
       lease: { unitId: id, token: unit.lease_token },
@@ -135,7 +158,12 @@ export async function applyReport(
 ): Promise<ReportResult> {
   const { unitId, token } = report.lease;
   const unit = await one<UnitRow>(db, 'SELECT * FROM work_units WHERE id = $1 FOR UPDATE', [unitId]);
-  if (!unit || unit.lease_owner !== owner || unit.lease_token !== token || (unit.lease_expires_at ?? 0) < now) {
+  if (
+    !unit ||
+    unit.lease_owner !== owner ||
+    unit.lease_token !== token ||
+    (unit.lease_expires_at ?? 0) < now
+  ) {
     return { kind: 'lease-lost' };
   }
   const delta = zeroCounters();
@@ -210,7 +238,8 @@ export async function applyReport(
          WHERE id = $2 AND unit_id = $3 AND state = 'pending'`,
         [now, report.running, unitId],
       );
-      if (started.rowCount !== 1) throw new Error(`task ${report.running} is not pending in work unit ${unitId}`);
+      if (started.rowCount !== 1)
+        throw new Error(`task ${report.running} is not pending in work unit ${unitId}`);
       delta.pending -= 1;
       delta.running += 1;
     }
