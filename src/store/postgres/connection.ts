@@ -94,9 +94,10 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
     transaction(fn) {
       return withClient(async (db) => {
         for (let attempt = 1; ; attempt++) {
-          await db.query('BEGIN');
+          // BEGIN and the database clock in one round trip (a simple multi-statement query).
+          const begun = (await db.query(clock ? 'BEGIN' : `BEGIN; ${NOW_SQL}`)) as unknown as pg.QueryResult[];
           try {
-            const now = clock ? clock() : Number((await db.query<{ now: number }>(NOW_SQL)).rows[0]?.now);
+            const now = clock ? clock() : Number(begun[1]?.rows[0]?.now);
             const result = await fn(db, now);
             await db.query('COMMIT');
             return result;

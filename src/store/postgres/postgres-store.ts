@@ -18,7 +18,7 @@ import { mergeOverrides } from '../../domain/settings.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
 import { keyOf, type UnitRow, unitCounters } from '../rows.ts';
-import type { ReportResult, Store, StoreEvents, TaskRow, TaskState } from '../store.ts';
+import type { Store, StoreEvents, TaskRow, TaskState } from '../store.ts';
 import { connect } from './connection.ts';
 import {
   appendMessages,
@@ -30,7 +30,7 @@ import {
   setWorkspaceSettings,
   writeMembers,
 } from './domain-writes.ts';
-import { applyReport, claimReady, recoverExpiredLeases, renewLeases, type TaskRowData } from './queue.ts';
+import { applyReports, claimReady, recoverExpiredLeases, renewLeases, type TaskRowData } from './queue.ts';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database` */
@@ -152,9 +152,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       const changed: UnitCounters[] = [];
       const response = await transaction(async (db, now) => {
         changed.length = 0; // a retried transaction starts over
-        const results: ReportResult[] = [];
-        for (const report of request.reports)
-          results.push(await applyReport(db, report, request.owner, now, changed));
+        const results = await applyReports(db, request.reports, request.owner, now, changed);
         await recoverExpiredLeases(db, now, changed);
         const claimed = await claimReady(db, request, now, changed);
         return { results, claimed };

@@ -106,169 +106,279 @@ export async function recoverExpiredLeases(db: Db, now: number, changed: UnitCou
   }
 }
 
+/** Claims up to `max` ready units, oldest head first, skipping units other transactions hold. */
 export async function claimReady(db: Db, request: ClaimRequest, now: number, changed: UnitCounters[]) {
-  const claimed: ClaimedUnit[] = [];
-  if (request.max <= 0) return claimed;
+  if (request.max <= 0) return [];
   const ready = await db.query<{ id: number; head_task_id: number }>(
     `SELECT id, head_task_id FROM work_units
      WHERE head_task_id IS NOT NULL AND lease_owner IS NULL AND available_at <= $1
      ORDER BY head_task_id LIMIT $2 FOR UPDATE SKIP LOCKED`,
     [now, request.max],
   );
-  for (const { id, head_task_id } of ready.rows) {
-    const unit = await one<UnitRow>(
-      db,
-      `UPDATE work_units SET lease_owner = $2, lease_token = lease_token + 1, lease_expires_at = $3,
-         pending = pending - 1, running = running + 1, version = version + 1
-       WHERE id = $1 RETURNING *`,
-      [id, request.owner, now + request.leaseMs],
-    );
-    const tasks = await db.query<TaskRowData & { started: boolean }>(
-      `WITH started AS (
-         UPDATE tasks SET state = 'running', runs = runs + 1, started_at = $3 WHERE id = $2 RETURNING ${TASK}
-       )
-       SELECT * FROM (SELECT ${TASK} FROM started
-         UNION ALL
-         (SELECT ${TASK} FROM tasks WHERE unit_id = $1 AND id > $2 ORDER BY id LIMIT $4)) t ORDER BY id`,
-      [id, head_task_id, now, Math.max(0, request.prefetch - 1)],
-    );
-    if (!unit || tasks.rows[0]?.id !== head_task_id)
-      throw new Error(`work unit ${id} changed under its claim`);
+  if (ready.rows.length === 0) return [];
+  const ids = ready.rows.map((r) => r.id);
+  const heads = ready.rows.map((r) => r.head_task_id);
+  const units = await db.query<UnitRow>(
+    `UPDATE work_units SET lease_owner = $2, lease_token = lease_token + 1, lease_expires_at = $3,
+       pending = pending - 1, running = running + 1, version = version + 1
+     WHERE id = ANY($1::bigint[]) RETURNING *`,
+    [ids, request.owner, now + request.leaseMs],
+  );
+  const started = await db.query<TaskRowData>(
+    `UPDATE tasks SET state = 'running', runs = runs + 1, started_at = $2
+     WHERE id = ANY($1::bigint[]) AND state = 'pending' RETURNING ${TASK}`,
+    [heads, now],
+  );
+  const following =
+    request.prefetch > 1
+      ? await db.query<TaskRowData>(
+          `SELECT t.* FROM unnest($1::bigint[], $2::bigint[]) AS c(unit_id, head)
+           CROSS JOIN LATERAL (SELECT ${TASK} FROM tasks WHERE unit_id = c.unit_id AND id > c.head
+                               ORDER BY id LIMIT $3) t`,
+          [ids, heads, request.prefetch - 1],
+        )
+      : { rows: [] as TaskRowData[] };
+  if (units.rows.length !== ids.length || started.rows.length !== ids.length) {
+    throw new Error('work units changed under their claim');
+  }
+  const unitById = new Map(units.rows.map((u) => [u.id, u]));
+  const tasksByUnit = new Map<number, TaskRowData[]>(ids.map((id) => [id, []]));
+  for (const task of [...started.rows, ...following.rows]) tasksByUnit.get(task.unit_id)?.push(task);
+  // Oldest head first, as selected.
+  return ids.map((id): ClaimedUnit => {
+    const unit = unitById.get(id)!;
     changed.push(unitCounters(unit));
-    claimed.push({
+    const tasks = tasksByUnit.get(id)!.sort((x, y) => x.id - y.id);
+    return {
       lease: { unitId: id, token: unit.lease_token },
       key: keyOf(unit),
-      tasks: tasks.rows.map((task) => taskRecord(task, unit)),
-    });
-  }
-  return claimed;
+      tasks: tasks.map((t) => taskRecord(t, unit)),
+    };
+  });
+}
+
+/** Where a released unit's head is to be found after its report (see `HeadAfterReport`). */
+type HeadLookup = { readonly unitId: number; readonly fromId: number; readonly unfinishedOnly: boolean };
+
+interface UnitChange {
+  readonly unitId: number;
+  readonly delta: Counters;
+  /** Set when the report releases the unit; the head is known, or looked up. */
+  release?: { head: { id: number; run_at: number } | undefined; lookup?: HeadLookup };
 }
 
 /**
- * Applies one unit report; the same rules as the SQLite store (see there): the unit's `running`
- * counter tells whether the store holds the first reported attempt as running, every later one is
- * still pending in the store; each task update names the state it expects.
+ * Applies unit reports, all units at once: a fixed number of statements however many units moved.
+ * Rules as in the SQLite store: the unit's `running` counter tells whether the store holds the
+ * first reported attempt as running; every later one is still pending in the store; each task
+ * update names the state it expects and the transaction fails when a report does not fit.
  */
-export async function applyReport(
+export async function applyReports(
   db: Db,
-  report: UnitReport,
+  reports: readonly UnitReport[],
   owner: string,
   now: number,
   changed: UnitCounters[],
-): Promise<ReportResult> {
-  const { unitId, token } = report.lease;
-  const unit = await one<UnitRow>(db, 'SELECT * FROM work_units WHERE id = $1 FOR UPDATE', [unitId]);
-  if (
-    !unit ||
-    unit.lease_owner !== owner ||
-    unit.lease_token !== token ||
-    (unit.lease_expires_at ?? 0) < now
-  ) {
-    return { kind: 'lease-lost' };
-  }
-  const delta = zeroCounters();
-  let storedRunning = unit.running === 1;
-  let head: { id: number; run_at: number } | undefined;
-  let lastFinished: number | undefined;
-  // Finished attempts (all but maybe the last: a retry or requeue ends a report) in one statement.
-  const attempts = report.attempts;
-  const putBack = attempts.at(-1)?.outcome.kind === 'retry' || attempts.at(-1)?.outcome.kind === 'requeue';
-  const finished = putBack ? attempts.slice(0, -1) : attempts;
+): Promise<ReportResult[]> {
+  if (reports.length === 0) return [];
+  const locked = await db.query<UnitRow>(
+    'SELECT * FROM work_units WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE',
+    [reports.map((r) => r.lease.unitId)],
+  );
+  const units = new Map(locked.rows.map((u) => [u.id, u]));
+  const finished: {
+    id: number;
+    unitId: number;
+    state: string;
+    failed: number;
+    error: string | null;
+    expected: string;
+  }[] = [];
+  const putBack: {
+    id: number;
+    unitId: number;
+    failed: number;
+    error: string | null;
+    runAt: number;
+    expected: string;
+  }[] = [];
+  const starts: { id: number; unitId: number }[] = [];
+  const changes: UnitChange[] = [];
+  const results = reports.map((report): ReportResult => {
+    const { unitId, token } = report.lease;
+    const unit = units.get(unitId);
+    if (
+      !unit ||
+      unit.lease_owner !== owner ||
+      unit.lease_token !== token ||
+      (unit.lease_expires_at ?? 0) < now
+    ) {
+      return { kind: 'lease-lost' };
+    }
+    const delta = zeroCounters();
+    let storedRunning = unit.running === 1;
+    let head: { id: number; run_at: number } | undefined;
+    let lastFinished: number | undefined;
+    for (const { taskId, outcome } of report.attempts) {
+      const expected = storedRunning ? 'running' : 'pending';
+      if (storedRunning) delta.running -= 1;
+      else delta.pending -= 1;
+      storedRunning = false;
+      if (outcome.kind === 'succeeded' || outcome.kind === 'failed') {
+        const failed = outcome.kind === 'failed';
+        finished.push({
+          id: taskId,
+          unitId,
+          state: outcome.kind,
+          failed: failed ? 1 : 0,
+          error: failed ? outcome.error : null,
+          expected,
+        });
+        delta.completed += 1;
+        if (failed) delta.failed += 1;
+        head = undefined;
+        lastFinished = taskId;
+      } else {
+        const runAt = outcome.kind === 'retry' ? now + outcome.delayMs : 0;
+        const error = outcome.kind === 'retry' ? outcome.error : null;
+        putBack.push({
+          id: taskId,
+          unitId,
+          failed: outcome.kind === 'retry' ? 1 : 0,
+          error,
+          runAt,
+          expected,
+        });
+        delta.pending += 1;
+        head = { id: taskId, run_at: runAt };
+        lastFinished = undefined;
+      }
+    }
+    const change: UnitChange = { unitId, delta };
+    changes.push(change);
+    if (report.running !== null) {
+      if (!storedRunning) {
+        starts.push({ id: report.running, unitId });
+        delta.pending -= 1;
+        delta.running += 1;
+      }
+      return { kind: 'kept' };
+    }
+    if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
+    change.release = head
+      ? { head }
+      : {
+          head: undefined,
+          lookup:
+            lastFinished !== undefined
+              ? { unitId, fromId: lastFinished + 1, unfinishedOnly: false }
+              : unit.head_task_id === null
+                ? undefined
+                : { unitId, fromId: unit.head_task_id, unfinishedOnly: true },
+        };
+    return { kind: 'released', reason: 'drained' }; // the reason is settled below, with the head
+  });
+
   if (finished.length > 0) {
-    const expected = finished.map((_, i) => (i === 0 && storedRunning ? 'running' : 'pending'));
     const done = await db.query(
       `UPDATE tasks t SET state = a.state, failures = t.failures + a.failed,
          last_error = coalesce(a.error, t.last_error), started_at = coalesce(t.started_at, $1), finished_at = $1,
          runs = t.runs + (CASE WHEN t.state = 'pending' THEN 1 ELSE 0 END)
-       FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[])
-         AS a(id, state, failed, error, expected)
-       WHERE t.id = a.id AND t.unit_id = $7 AND t.state = a.expected`,
+       FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::integer[], $6::text[], $7::text[])
+         AS a(id, unit_id, state, failed, error, expected)
+       WHERE t.id = a.id AND t.unit_id = a.unit_id AND t.state = a.expected`,
       [
         now,
-        finished.map((f) => f.taskId),
-        finished.map((f) => f.outcome.kind),
-        finished.map((f) => (f.outcome.kind === 'failed' ? 1 : 0)),
-        finished.map((f) => (f.outcome.kind === 'failed' ? f.outcome.error : null)),
-        expected,
-        unitId,
+        finished.map((f) => f.id),
+        finished.map((f) => f.unitId),
+        finished.map((f) => f.state),
+        finished.map((f) => f.failed),
+        finished.map((f) => f.error),
+        finished.map((f) => f.expected),
       ],
     );
-    if (done.rowCount !== finished.length) {
-      throw new Error(`task ${finished[0]?.taskId} is not ${expected[0]} in work unit ${unitId}`);
-    }
-    delta[storedRunning ? 'running' : 'pending'] -= 1;
-    delta.pending -= finished.length - 1;
-    delta.completed += finished.length;
-    delta.failed += finished.filter((f) => f.outcome.kind === 'failed').length;
-    storedRunning = false;
-    lastFinished = finished.at(-1)?.taskId;
+    if (done.rowCount !== finished.length)
+      throw new Error(`a reported task is not ${finished[0]?.expected} in its work unit`);
   }
-  const last = attempts.at(-1);
-  if (putBack && last && (last.outcome.kind === 'retry' || last.outcome.kind === 'requeue')) {
-    const from = storedRunning ? 'running' : 'pending';
-    const runAt = last.outcome.kind === 'retry' ? now + last.outcome.delayMs : 0;
+  if (putBack.length > 0) {
     const requeued = await db.query(
-      `UPDATE tasks SET failures = failures + $1, last_error = coalesce($2, last_error), run_at = $3,
-         started_at = NULL, runs = runs + (CASE WHEN state = 'pending' THEN 1 ELSE 0 END), state = 'pending'
-       WHERE id = $4 AND unit_id = $5 AND state = $6`,
+      `UPDATE tasks t SET failures = t.failures + a.failed, last_error = coalesce(a.error, t.last_error),
+         run_at = a.run_at, started_at = NULL, runs = t.runs + (CASE WHEN t.state = 'pending' THEN 1 ELSE 0 END),
+         state = 'pending'
+       FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::text[], $5::bigint[], $6::text[])
+         AS a(id, unit_id, failed, error, run_at, expected)
+       WHERE t.id = a.id AND t.unit_id = a.unit_id AND t.state = a.expected`,
       [
-        last.outcome.kind === 'retry' ? 1 : 0,
-        last.outcome.kind === 'retry' ? last.outcome.error : null,
-        runAt,
-        last.taskId,
-        unitId,
-        from,
+        putBack.map((p) => p.id),
+        putBack.map((p) => p.unitId),
+        putBack.map((p) => p.failed),
+        putBack.map((p) => p.error),
+        putBack.map((p) => p.runAt),
+        putBack.map((p) => p.expected),
       ],
     );
-    if (requeued.rowCount !== 1) throw new Error(`task ${last.taskId} is not ${from} in work unit ${unitId}`);
-    if (storedRunning) {
-      delta.running -= 1;
-      delta.pending += 1;
-    }
-    storedRunning = false;
-    head = { id: last.taskId, run_at: runAt };
-    lastFinished = undefined;
+    if (requeued.rowCount !== putBack.length)
+      throw new Error('a task put back is not in the state its report says');
   }
-  let row: UnitRow | undefined;
-  let result: ReportResult = { kind: 'kept' };
-  if (report.running !== null) {
-    if (!storedRunning) {
-      const started = await db.query(
-        `UPDATE tasks SET state = 'running', runs = runs + 1, started_at = $1
-         WHERE id = $2 AND unit_id = $3 AND state = 'pending'`,
-        [now, report.running, unitId],
-      );
-      if (started.rowCount !== 1)
-        throw new Error(`task ${report.running} is not pending in work unit ${unitId}`);
-      delta.pending -= 1;
-      delta.running += 1;
-    }
-    row = await one<UnitRow>(
-      db,
-      `UPDATE work_units SET pending = pending + $2, running = running + $3, completed = completed + $4,
-         failed = failed + $5, version = version + 1
-       WHERE id = $1 RETURNING *`,
-      [unitId, delta.pending, delta.running, delta.completed, delta.failed],
+  if (starts.length > 0) {
+    const started = await db.query(
+      `UPDATE tasks t SET state = 'running', runs = t.runs + 1, started_at = $1
+       FROM unnest($2::bigint[], $3::bigint[]) AS s(id, unit_id)
+       WHERE t.id = s.id AND t.unit_id = s.unit_id AND t.state = 'pending'`,
+      [now, starts.map((x) => x.id), starts.map((x) => x.unitId)],
     );
-  } else {
-    if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
-    if (!head) {
-      head =
-        lastFinished !== undefined
-          ? await one(db, 'SELECT id, run_at FROM tasks WHERE unit_id = $1 AND id > $2 ORDER BY id LIMIT 1', [
-              unitId,
-              lastFinished,
-            ])
-          : unit.head_task_id === null
-            ? undefined
-            : await firstUnfinished(db, unitId, unit.head_task_id);
-    }
-    result = { kind: 'released', reason: !head ? 'drained' : head.run_at > now ? 'waiting' : 'yielded' };
-    row = await releaseUnit(db, unitId, delta, head);
+    if (started.rowCount !== starts.length) throw new Error('a task reported as running is not pending');
   }
-  if (!row) throw new Error(`work unit ${unitId} vanished while settling`);
-  changed.push(unitCounters(row));
-  return result;
+  const lookups = changes.flatMap((c) => (c.release?.lookup ? [c.release.lookup] : []));
+  if (lookups.length > 0) {
+    const found = await db.query<{ unit_id: number; id: number | null; run_at: number | null }>(
+      `SELECT l.unit_id, h.id, h.run_at FROM unnest($1::bigint[], $2::bigint[], $3::boolean[])
+         AS l(unit_id, from_id, unfinished_only)
+       LEFT JOIN LATERAL (SELECT id, run_at FROM tasks t
+                          WHERE t.unit_id = l.unit_id AND t.id >= l.from_id AND (NOT l.unfinished_only OR t.finished_at IS NULL)
+                          ORDER BY id LIMIT 1) h ON true`,
+      [lookups.map((l) => l.unitId), lookups.map((l) => l.fromId), lookups.map((l) => l.unfinishedOnly)],
+    );
+    const byUnit = new Map(found.rows.map((r) => [r.unit_id, r]));
+    for (const change of changes) {
+      const row = change.release?.lookup ? byUnit.get(change.unitId) : undefined;
+      if (change.release && row && row.id !== null)
+        change.release.head = { id: row.id, run_at: row.run_at ?? 0 };
+    }
+  }
+  if (changes.length > 0) {
+    const updated = await db.query<UnitRow>(
+      `UPDATE work_units u SET pending = u.pending + d.dp, running = u.running + d.dr,
+         completed = u.completed + d.dc, failed = u.failed + d.df, version = u.version + 1,
+         head_task_id = CASE WHEN d.release THEN d.head_id ELSE u.head_task_id END,
+         available_at = CASE WHEN d.release THEN d.available_at ELSE u.available_at END,
+         lease_owner = CASE WHEN d.release THEN NULL ELSE u.lease_owner END,
+         lease_expires_at = CASE WHEN d.release THEN NULL ELSE u.lease_expires_at END
+       FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[], $5::integer[], $6::boolean[],
+                   $7::bigint[], $8::bigint[]) AS d(id, dp, dr, dc, df, release, head_id, available_at)
+       WHERE u.id = d.id RETURNING u.*`,
+      [
+        changes.map((c) => c.unitId),
+        changes.map((c) => c.delta.pending),
+        changes.map((c) => c.delta.running),
+        changes.map((c) => c.delta.completed),
+        changes.map((c) => c.delta.failed),
+        changes.map((c) => c.release !== undefined),
+        changes.map((c) => c.release?.head?.id ?? null),
+        changes.map((c) => c.release?.head?.run_at ?? 0),
+      ],
+    );
+    for (const row of updated.rows) changed.push(unitCounters(row));
+  }
+  // Released units: why, now that their heads are known.
+  let next = 0;
+  return results.map((result) => {
+    if (result.kind === 'lease-lost') return result;
+    const change = changes[next++];
+    if (result.kind === 'kept' || !change?.release) return result;
+    const head = change.release.head;
+    return { kind: 'released', reason: !head ? 'drained' : head.run_at > now ? 'waiting' : 'yielded' };
+  });
 }
 
 /** Extends the leases still held; returns those that were lost. */
