@@ -16,7 +16,30 @@ const RETRYABLE = new Set(['40001', '40P01']);
 /** Errors that mean the database cannot be reached or used now (connection loss, shutdown, disk). */
 const UNAVAILABLE = /^(08|53|57P0)/;
 
-export type Db = pg.PoolClient;
+/** What store operations run statements on: one connection, inside its transaction. */
+export interface Db {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    values?: unknown[],
+  ): Promise<pg.QueryResult<R>>;
+}
+
+/** Statement names: each parameterized statement is parsed and planned once per connection. */
+const statementNames = new Map<string, string>();
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `deriver_${statementNames.size}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
+/** A connection whose parameterized statements are prepared (named) ones. */
+const preparing = (client: pg.PoolClient): Db => ({
+  query: (text, values) =>
+    values === undefined ? client.query(text) : client.query({ name: statementName(text), text, values }),
+});
 
 export interface Connection {
   readonly pool: pg.Pool;
@@ -72,20 +95,20 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
   const clock = options.clock;
 
   const withClient = async <T>(fn: (db: Db) => Promise<T>): Promise<T> => {
-    let db: Db;
+    let client: pg.PoolClient;
     try {
-      db = await pool.connect();
+      client = await pool.connect();
     } catch (error) {
       throw mapFault(error);
     }
     let broken = false;
     try {
-      return await fn(db);
+      return await fn(preparing(client));
     } catch (error) {
       broken = mapFault(error) !== error;
       throw mapFault(error);
     } finally {
-      db.release(broken);
+      client.release(broken);
     }
   };
 
@@ -95,7 +118,9 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
       return withClient(async (db) => {
         for (let attempt = 1; ; attempt++) {
           // BEGIN and the database clock in one round trip (a simple multi-statement query).
-          const begun = (await db.query(clock ? 'BEGIN' : `BEGIN; ${NOW_SQL}`)) as unknown as pg.QueryResult[];
+          const begun = (await db.query(
+            clock ? 'BEGIN' : `BEGIN; ${NOW_SQL}`,
+          )) as unknown as pg.QueryResult[];
           try {
             const now = clock ? clock() : Number(begun[1]?.rows[0]?.now);
             const result = await fn(db, now);
@@ -110,7 +135,8 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
         }
       });
     },
-    query: (text, values) => withClient(async (db) => (await db.query(text, values)).rows),
+    query: <R extends pg.QueryResultRow>(text: string, values?: unknown[]) =>
+      withClient(async (db) => (await db.query<R>(text, values)).rows),
     close: async () => {
       if (!pool.ended && !pool.ending) await pool.end();
     },

@@ -221,7 +221,7 @@ export async function appendMessages(
        head_task_id = coalesce(u.head_task_id, c.first),
        available_at = CASE WHEN u.head_task_id IS NULL THEN 0 ELSE u.available_at END
      FROM unnest($1::bigint[], $2::integer[], $3::bigint[]) AS c(unit_id, n, first)
-     WHERE u.id = c.unit_id RETURNING u.*`,
+     WHERE u.id = ANY($1::bigint[]) AND u.id = c.unit_id RETURNING u.*`,
     [[...added.keys()], [...added.values()].map((v) => v.n), [...added.values()].map((v) => v.first)],
   );
   const last = planned.messages.at(-1);

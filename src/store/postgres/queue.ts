@@ -106,51 +106,46 @@ export async function recoverExpiredLeases(db: Db, now: number, changed: UnitCou
   }
 }
 
-/** Claims up to `max` ready units, oldest head first, skipping units other transactions hold. */
+/**
+ * Claims up to `max` ready units, oldest head first, skipping units other transactions hold: one
+ * statement selects and leases them, starts their heads and reads the tasks after each head.
+ */
 export async function claimReady(db: Db, request: ClaimRequest, now: number, changed: UnitCounters[]) {
   if (request.max <= 0) return [];
-  const ready = await db.query<{ id: number; head_task_id: number }>(
-    `SELECT id, head_task_id FROM work_units
-     WHERE head_task_id IS NOT NULL AND lease_owner IS NULL AND available_at <= $1
-     ORDER BY head_task_id LIMIT $2 FOR UPDATE SKIP LOCKED`,
-    [now, request.max],
+  const result = await db.query<{ units: UnitRow[]; tasks: TaskRowData[] }>(
+    `WITH ready AS (
+       SELECT id, head_task_id FROM work_units
+       WHERE head_task_id IS NOT NULL AND lease_owner IS NULL AND available_at <= $1
+       ORDER BY head_task_id LIMIT $2 FOR UPDATE SKIP LOCKED
+     ), leased AS (
+       UPDATE work_units u SET lease_owner = $3, lease_token = u.lease_token + 1, lease_expires_at = $4,
+         pending = u.pending - 1, running = u.running + 1, version = u.version + 1
+       FROM ready WHERE u.id = ready.id RETURNING u.*
+     ), started AS (
+       UPDATE tasks t SET state = 'running', runs = t.runs + 1, started_at = $1
+       FROM ready WHERE t.id = ready.head_task_id AND t.state = 'pending'
+       RETURNING t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at
+     ), following AS (
+       SELECT f.* FROM ready CROSS JOIN LATERAL (
+         SELECT ${TASK} FROM tasks WHERE unit_id = ready.id AND id > ready.head_task_id ORDER BY id LIMIT $5
+       ) f
+     )
+     SELECT (SELECT coalesce(json_agg(l ORDER BY l.head_task_id), '[]') FROM leased l) AS units,
+            (SELECT coalesce(json_agg(t ORDER BY t.id), '[]')
+               FROM (SELECT * FROM started UNION ALL SELECT * FROM following) t) AS tasks,
+            (SELECT count(*) FROM started) AS started`,
+    [now, request.max, request.owner, now + request.leaseMs, Math.max(0, request.prefetch - 1)],
   );
-  if (ready.rows.length === 0) return [];
-  const ids = ready.rows.map((r) => r.id);
-  const heads = ready.rows.map((r) => r.head_task_id);
-  const units = await db.query<UnitRow>(
-    `UPDATE work_units SET lease_owner = $2, lease_token = lease_token + 1, lease_expires_at = $3,
-       pending = pending - 1, running = running + 1, version = version + 1
-     WHERE id = ANY($1::bigint[]) RETURNING *`,
-    [ids, request.owner, now + request.leaseMs],
-  );
-  const started = await db.query<TaskRowData>(
-    `UPDATE tasks SET state = 'running', runs = runs + 1, started_at = $2
-     WHERE id = ANY($1::bigint[]) AND state = 'pending' RETURNING ${TASK}`,
-    [heads, now],
-  );
-  const following =
-    request.prefetch > 1
-      ? await db.query<TaskRowData>(
-          `SELECT t.* FROM unnest($1::bigint[], $2::bigint[]) AS c(unit_id, head)
-           CROSS JOIN LATERAL (SELECT ${TASK} FROM tasks WHERE unit_id = c.unit_id AND id > c.head
-                               ORDER BY id LIMIT $3) t`,
-          [ids, heads, request.prefetch - 1],
-        )
-      : { rows: [] as TaskRowData[] };
-  if (units.rows.length !== ids.length || started.rows.length !== ids.length) {
-    throw new Error('work units changed under their claim');
-  }
-  const unitById = new Map(units.rows.map((u) => [u.id, u]));
-  const tasksByUnit = new Map<number, TaskRowData[]>(ids.map((id) => [id, []]));
-  for (const task of [...started.rows, ...following.rows]) tasksByUnit.get(task.unit_id)?.push(task);
-  // Oldest head first, as selected.
-  return ids.map((id): ClaimedUnit => {
-    const unit = unitById.get(id)!;
+  const row = result.rows[0] as { units: UnitRow[]; tasks: TaskRowData[]; started: number } | undefined;
+  if (!row || row.started !== row.units.length) throw new Error('work units changed under their claim');
+  const tasksByUnit = new Map<number, TaskRowData[]>(row.units.map((u) => [u.id, []]));
+  for (const task of row.tasks) tasksByUnit.get(task.unit_id)?.push(task);
+  return row.units.map((unit): ClaimedUnit => {
     changed.push(unitCounters(unit));
-    const tasks = tasksByUnit.get(id)!.sort((x, y) => x.id - y.id);
+    const tasks = tasksByUnit.get(unit.id) ?? [];
+    if (tasks[0]?.id !== unit.head_task_id) throw new Error(`work unit ${unit.id} changed under its claim`);
     return {
-      lease: { unitId: id, token: unit.lease_token },
+      lease: { unitId: unit.id, token: unit.lease_token },
       key: keyOf(unit),
       tasks: tasks.map((t) => taskRecord(t, unit)),
     };
@@ -286,7 +281,7 @@ export async function applyReports(
          runs = t.runs + (CASE WHEN t.state = 'pending' THEN 1 ELSE 0 END)
        FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::integer[], $6::text[], $7::text[])
          AS a(id, unit_id, state, failed, error, expected)
-       WHERE t.id = a.id AND t.unit_id = a.unit_id AND t.state = a.expected`,
+       WHERE t.id = ANY($2::bigint[]) AND t.id = a.id AND t.unit_id = a.unit_id AND t.state = a.expected`,
       [
         now,
         finished.map((f) => f.id),
@@ -307,7 +302,7 @@ export async function applyReports(
          state = 'pending'
        FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::text[], $5::bigint[], $6::text[])
          AS a(id, unit_id, failed, error, run_at, expected)
-       WHERE t.id = a.id AND t.unit_id = a.unit_id AND t.state = a.expected`,
+       WHERE t.id = ANY($1::bigint[]) AND t.id = a.id AND t.unit_id = a.unit_id AND t.state = a.expected`,
       [
         putBack.map((p) => p.id),
         putBack.map((p) => p.unitId),
@@ -324,7 +319,7 @@ export async function applyReports(
     const started = await db.query(
       `UPDATE tasks t SET state = 'running', runs = t.runs + 1, started_at = $1
        FROM unnest($2::bigint[], $3::bigint[]) AS s(id, unit_id)
-       WHERE t.id = s.id AND t.unit_id = s.unit_id AND t.state = 'pending'`,
+       WHERE t.id = ANY($2::bigint[]) AND t.id = s.id AND t.unit_id = s.unit_id AND t.state = 'pending'`,
       [now, starts.map((x) => x.id), starts.map((x) => x.unitId)],
     );
     if (started.rowCount !== starts.length) throw new Error('a task reported as running is not pending');
@@ -356,7 +351,7 @@ export async function applyReports(
          lease_expires_at = CASE WHEN d.release THEN NULL ELSE u.lease_expires_at END
        FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[], $5::integer[], $6::boolean[],
                    $7::bigint[], $8::bigint[]) AS d(id, dp, dr, dc, df, release, head_id, available_at)
-       WHERE u.id = d.id RETURNING u.*`,
+       WHERE u.id = ANY($1::bigint[]) AND u.id = d.id RETURNING u.*`,
       [
         changes.map((c) => c.unitId),
         changes.map((c) => c.delta.pending),
