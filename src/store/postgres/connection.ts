@@ -102,12 +102,18 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
       throw mapFault(error);
     }
     let broken = false;
+    // A connection that dies while checked out reports it here too; the failing query says why.
+    const onError = (): void => {
+      broken = true;
+    };
+    client.on('error', onError);
     try {
       return await fn(preparing(client));
     } catch (error) {
-      broken = mapFault(error) !== error;
+      broken ||= mapFault(error) !== error;
       throw mapFault(error);
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   };
