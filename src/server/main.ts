@@ -22,7 +22,7 @@ const app = await startApp(config, { logger }).catch((error: unknown) => {
 process.stdout.write(
   `Deriver Live is listening on ${app.url}\n` +
     `  GraphiQL:  ${app.url} (open it in a browser)\n` +
-    `  store:     ${config.databaseUrl}; workers: ${config.workerConcurrency}; demo handler: ${config.demoTaskMs} ms per task\n` +
+    `  store:     ${withoutPassword(config.databaseUrl)}; workers: ${config.workerConcurrency}; demo handler: ${config.demoTaskMs} ms per task\n` +
     `  auth:      ${config.authJwtSecret ? 'on (keys signed with AUTH_JWT_SECRET)' : 'off'}\n`,
 );
 if (!config.authJwtSecret && !isLoopback(config.host)) {
@@ -30,6 +30,14 @@ if (!config.authJwtSecret && !isLoopback(config.host)) {
     { host: config.host },
     'listening beyond this machine without authentication: anyone who can reach the port can read and write everything; set AUTH_JWT_SECRET',
   );
+}
+
+/** The store URL as it may be printed: a password in it is replaced by `***`. */
+function withoutPassword(url: string): string {
+  if (!/^postgres(ql)?:\/\//.test(url)) return url;
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = '***';
+  return parsed.toString();
 }
 
 let signals = 0;
