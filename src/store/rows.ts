@@ -1,6 +1,7 @@
 /** Row shapes both stores share (the same columns in SQLite and PostgreSQL), and their mapping. */
 import type { UnitCounters } from '../domain/counters.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
+import type { Attempt, ReleaseReason } from './store.ts';
 
 export interface UnitRow {
   id: number;
@@ -37,11 +38,30 @@ export const unitCounters = (row: UnitRow): UnitCounters => ({
 });
 
 /**
- * Where a released unit's head is, given the attempts its last report ended with: a task that was
+ * Where a released unit's head is, given the last attempt its final report carried: a task that was
  * put back (retry or requeue) is itself the head, with its retry time; after a finished task the
- * head is the next task by id (only the head runs, so all before it are finished).
+ * head is the next task by id (only the head runs, so every task before it is finished); with no
+ * attempt, the first unfinished task from the stored lower bound; none when there is no bound.
  */
 export type HeadAfterReport =
   | { readonly kind: 'task'; readonly id: number; readonly runAt: number }
   | { readonly kind: 'after'; readonly taskId: number }
-  | { readonly kind: 'stored' };
+  | { readonly kind: 'stored'; readonly lowerBound: number }
+  | { readonly kind: 'none' };
+
+export function headAfterReport(
+  last: Attempt | undefined,
+  storedHead: number | null,
+  now: number,
+): HeadAfterReport {
+  if (last?.outcome.kind === 'retry')
+    return { kind: 'task', id: last.taskId, runAt: now + last.outcome.delayMs };
+  if (last?.outcome.kind === 'requeue') return { kind: 'task', id: last.taskId, runAt: 0 };
+  if (last) return { kind: 'after', taskId: last.taskId };
+  return storedHead === null ? { kind: 'none' } : { kind: 'stored', lowerBound: storedHead };
+}
+
+/** Why a unit was released, from its head (none: drained; later than now: waiting for a retry). */
+export function releaseReason(head: { readonly run_at: number } | undefined, now: number): ReleaseReason {
+  return !head ? 'drained' : head.run_at > now ? 'waiting' : 'yielded';
+}

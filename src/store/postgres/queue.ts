@@ -7,7 +7,7 @@
 import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import type { TaskType } from '../../domain/work-unit-key.ts';
-import { keyOf, type UnitRow, unitCounters } from '../rows.ts';
+import { headAfterReport, keyOf, releaseReason, type UnitRow, unitCounters } from '../rows.ts';
 import type {
   ClaimedUnit,
   ClaimRequest,
@@ -212,8 +212,6 @@ export async function applyReports(
     }
     const delta = zeroCounters();
     let storedRunning = unit.running === 1;
-    let head: { id: number; run_at: number } | undefined;
-    let lastFinished: number | undefined;
     for (const { taskId, outcome } of report.attempts) {
       const expected = storedRunning ? 'running' : 'pending';
       if (storedRunning) delta.running -= 1;
@@ -231,8 +229,6 @@ export async function applyReports(
         });
         delta.completed += 1;
         if (failed) delta.failed += 1;
-        head = undefined;
-        lastFinished = taskId;
       } else {
         const runAt = outcome.kind === 'retry' ? now + outcome.delayMs : 0;
         const error = outcome.kind === 'retry' ? outcome.error : null;
@@ -245,8 +241,6 @@ export async function applyReports(
           expected,
         });
         delta.pending += 1;
-        head = { id: taskId, run_at: runAt };
-        lastFinished = undefined;
       }
     }
     const change: UnitChange = { unitId, delta };
@@ -260,17 +254,15 @@ export async function applyReports(
       return { kind: 'kept' };
     }
     if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
-    change.release = head
-      ? { head }
-      : {
-          head: undefined,
-          lookup:
-            lastFinished !== undefined
-              ? { unitId, fromId: lastFinished + 1, unfinishedOnly: false }
-              : unit.head_task_id === null
-                ? undefined
-                : { unitId, fromId: unit.head_task_id, unfinishedOnly: true },
-        };
+    const where = headAfterReport(report.attempts.at(-1), unit.head_task_id, now);
+    change.release =
+      where.kind === 'task'
+        ? { head: { id: where.id, run_at: where.runAt } }
+        : where.kind === 'after'
+          ? { head: undefined, lookup: { unitId, fromId: where.taskId + 1, unfinishedOnly: false } }
+          : where.kind === 'stored'
+            ? { head: undefined, lookup: { unitId, fromId: where.lowerBound, unfinishedOnly: true } }
+            : { head: undefined };
     return { kind: 'released', reason: 'drained' }; // the reason is settled below, with the head
   });
 
@@ -371,8 +363,7 @@ export async function applyReports(
     if (result.kind === 'lease-lost') return result;
     const change = changes[next++];
     if (result.kind === 'kept' || !change?.release) return result;
-    const head = change.release.head;
-    return { kind: 'released', reason: !head ? 'drained' : head.run_at > now ? 'waiting' : 'yielded' };
+    return { kind: 'released', reason: releaseReason(change.release.head, now) };
   });
 }
 

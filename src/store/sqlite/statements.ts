@@ -1,24 +1,6 @@
 /** Every SQL statement of the SQLite store, prepared once per connection. */
 import type Database from 'better-sqlite3';
-
-export interface UnitRow {
-  id: number;
-  task_type: string;
-  workspace_id: string;
-  session_id: string;
-  observer_id: string | null;
-  sender_id: string | null;
-  head_task_id: number | null;
-  available_at: number;
-  lease_owner: string | null;
-  lease_token: number;
-  lease_expires_at: number | null;
-  pending: number;
-  running: number;
-  completed: number;
-  failed: number;
-  version: number;
-}
+import type { UnitRow } from '../rows.ts';
 
 export interface TaskRowData {
   id: number;
@@ -196,3 +178,6 @@ export function prepareStatements(db: Database.Database) {
     ),
   };
 }
+
+/** The prepared statements of one connection. */
+export type Statements = ReturnType<typeof prepareStatements>;

@@ -1,0 +1,74 @@
+/**
+ * The embedded store's connection: one SQLite file through better-sqlite3 in WAL mode, checked
+ * (quick integrity check) and migrated at open, and its two kinds of transaction.
+ *
+ * Durability: writes a caller is told about (workspaces, peers, sessions, messages and their tasks)
+ * commit with `synchronous = FULL`, so an acknowledged write survives a power loss. Scheduler
+ * bookkeeping commits with `synchronous = NORMAL` (WAL's recommended setting): a crash of the process
+ * loses nothing, a power loss may roll back the last few task transitions, which at-least-once
+ * execution already covers (the task runs again).
+ *
+ * Several processes may open the same file: every write transaction is `BEGIN IMMEDIATE`, waiting up
+ * to `busyTimeoutMs` for the lock. Every write goes through the file guard (`file-guard.ts`).
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { assertWritable, createFileGuard } from './file-guard.ts';
+import { migrate } from './migrate.ts';
+import { prepareStatements, type Statements } from './statements.ts';
+
+export interface SqliteConnection {
+  readonly db: Database.Database;
+  readonly sql: Statements;
+  /** Runs `fn` in an IMMEDIATE transaction, fsynced at commit (acknowledged writes). */
+  durable<T>(fn: () => T): T;
+  /** Runs `fn` in an IMMEDIATE transaction with WAL's NORMAL sync (scheduler bookkeeping). */
+  bookkeeping<T>(fn: () => T): T;
+}
+
+/** SQLite's quick integrity check (pages and indexes, not constraints); throws when it fails. */
+function checkIntegrity(db: Database.Database, path: string): void {
+  const result = db.pragma('quick_check(1)', { simple: true });
+  if (result !== 'ok') {
+    const detail = String(result).replace(/\s+/g, ' ').trim();
+    throw new Error(
+      `the database file ${path} failed SQLite's integrity check (${detail}); restore it from a backup`,
+    );
+  }
+}
+
+export function openSqlite(path: string, busyTimeoutMs: number): SqliteConnection {
+  if (path !== ':memory:') {
+    mkdirSync(dirname(path), { recursive: true });
+    assertWritable(path);
+  }
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+  try {
+    checkIntegrity(db, path);
+    migrate(db);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  const guard = createFileGuard(path);
+  return {
+    db,
+    sql: prepareStatements(db),
+    durable(fn) {
+      return guard.write(() => {
+        db.pragma('synchronous = FULL');
+        try {
+          return db.transaction(fn).immediate();
+        } finally {
+          db.pragma('synchronous = NORMAL');
+        }
+      });
+    },
+    bookkeeping: (fn) => guard.write(() => db.transaction(fn).immediate()),
+  };
+}

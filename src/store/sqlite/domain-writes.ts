@@ -1,0 +1,158 @@
+/**
+ * Workspaces, peers, sessions, members and messages in the embedded store. Every function runs
+ * inside the caller's transaction.
+ */
+import type { UnitCounters } from '../../domain/counters.ts';
+import type { Message, Session, SessionPeer } from '../../domain/model.ts';
+import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
+import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
+import { formatWorkUnitKey } from '../../domain/work-unit-key.ts';
+import { NotFoundError } from '../../errors.ts';
+import { unitCounters } from '../rows.ts';
+import type { AppendMessagesRequest, AppendMessagesResult, UpsertSessionRequest } from '../store.ts';
+import type { Statements } from './statements.ts';
+
+export function ensureWorkspace(sql: Statements, id: string, now: number): void {
+  sql.insertWorkspace.run(id, now);
+}
+
+export function readMembers(sql: Statements, workspaceId: string, sessionId: string): SessionPeer[] {
+  return sql.listMembers.all(workspaceId, sessionId).map((row) => ({
+    peerId: row.peer_id,
+    observeMe: row.observe_me === null ? null : row.observe_me === 1,
+    observeOthers: row.observe_others === 1,
+  }));
+}
+
+export function readSession(sql: Statements, workspaceId: string, id: string): Session | null {
+  const row = sql.getSession.get(workspaceId, id);
+  if (!row) return null;
+  return {
+    workspaceId,
+    id,
+    peers: readMembers(sql, workspaceId, id),
+    settings: JSON.parse(row.settings) as SettingsOverride,
+    messageCount: row.message_count,
+  };
+}
+
+/** Stored settings JSON with an update applied (see `mergeOverrides`), as JSON. */
+export const mergedSettings = (current: string | undefined, update: SettingsOverride): string =>
+  JSON.stringify(mergeOverrides(current ? (JSON.parse(current) as SettingsOverride) : {}, update));
+
+export function readWorkspaceSettings(sql: Statements, id: string): SettingsOverride | undefined {
+  const row = sql.getWorkspace.get(id);
+  return row ? (JSON.parse(row.settings) as SettingsOverride) : undefined;
+}
+
+/** Creates or updates a session and its members (see `Store.upsertSession`). */
+export function writeSession(
+  sql: Statements,
+  request: UpsertSessionRequest,
+  peerIds: readonly string[],
+  planMembers: (current: readonly SessionPeer[]) => readonly SessionPeer[],
+  now: number,
+): Session {
+  const { workspaceId, id } = request;
+  ensureWorkspace(sql, workspaceId, now);
+  sql.insertSession.run(workspaceId, id, now);
+  if (request.settings) {
+    const current = sql.getSession.get(workspaceId, id)?.settings;
+    sql.setSessionSettings.run(mergedSettings(current, request.settings), workspaceId, id);
+  }
+  for (const peerId of peerIds) sql.insertPeer.run(workspaceId, peerId, now);
+  const current = readMembers(sql, workspaceId, id);
+  const next = planMembers(current);
+  const keep = new Set(next.map((m) => m.peerId));
+  for (const member of current) {
+    if (!keep.has(member.peerId)) sql.deleteMember.run(workspaceId, id, member.peerId);
+  }
+  for (const member of next) {
+    sql.upsertMember.run(
+      workspaceId,
+      id,
+      member.peerId,
+      member.observeMe === null ? null : member.observeMe ? 1 : 0,
+      member.observeOthers ? 1 : 0,
+      now,
+    );
+  }
+  const session = readSession(sql, workspaceId, id);
+  if (!session) throw new Error(`session ${id} vanished inside its transaction`);
+  return session;
+}
+
+/** Appends the planned messages and their tasks; returns the result and the units that changed. */
+export function appendMessages(
+  sql: Statements,
+  request: AppendMessagesRequest,
+  plan: (snapshot: SessionSnapshot) => MessagePlan,
+  now: number,
+): AppendMessagesResult & { changed: UnitCounters[] } {
+  const changedIds = new Set<number>();
+  const { workspaceId, sessionId } = request;
+  const session = sql.getSession.get(workspaceId, sessionId);
+  if (!session) throw new NotFoundError('session', sessionId);
+  const members = readMembers(sql, workspaceId, sessionId);
+  const peerObserveMe = new Map<string, boolean>();
+  for (const peerId of new Set([...members.map((m) => m.peerId), ...request.messages.map((m) => m.peerId)])) {
+    const peer = sql.getPeer.get(workspaceId, peerId);
+    if (peer) peerObserveMe.set(peerId, peer.observe_me === 1);
+  }
+  const planned = plan({
+    workspaceId,
+    sessionId,
+    settings: resolveSettings(
+      readWorkspaceSettings(sql, workspaceId),
+      JSON.parse(session.settings) as SettingsOverride,
+    ),
+    messageCount: session.message_count,
+    members,
+    peerObserveMe,
+  });
+  for (const peerId of planned.newPeers) sql.insertPeer.run(workspaceId, peerId, now);
+  for (const peerId of planned.joins) sql.upsertMember.run(workspaceId, sessionId, peerId, null, 0, now);
+  const messages: Message[] = [];
+  let enqueuedTasks = 0;
+  for (const message of planned.messages) {
+    const messageId = Number(
+      sql.insertMessage.run(workspaceId, sessionId, message.seq, message.peerId, message.content, now)
+        .lastInsertRowid,
+    );
+    messages.push({
+      id: String(messageId),
+      workspaceId,
+      sessionId,
+      peerId: message.peerId,
+      seq: message.seq,
+      content: message.content,
+      createdAt: now,
+    });
+    for (const task of message.tasks) {
+      const { key } = task;
+      const unit = sql.enqueueUnit.get(
+        formatWorkUnitKey(key),
+        key.taskType,
+        key.workspaceId,
+        key.sessionId,
+        key.observerId,
+        key.senderId,
+      );
+      if (!unit) throw new Error('work unit upsert returned nothing');
+      const taskId = Number(
+        sql.insertTask.run(unit.id, messageId, JSON.stringify(task.payload), now).lastInsertRowid,
+      );
+      if (unit.head_task_id === null) sql.setUnitHead.run(taskId, unit.id);
+      changedIds.add(unit.id);
+      enqueuedTasks++;
+    }
+  }
+  const last = planned.messages.at(-1);
+  if (last) sql.setMessageCount.run(last.seq, workspaceId, sessionId);
+  const changed: UnitCounters[] = [];
+  for (const unitId of changedIds) {
+    const row = sql.getUnit.get(unitId);
+    if (row) changed.push(unitCounters(row));
+  }
+  return { messages, enqueuedTasks, changed };
+}

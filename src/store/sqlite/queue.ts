@@ -1,0 +1,177 @@
+/**
+ * The queue's state machine in the embedded store (see `../store.ts` for the contract). Every
+ * function runs inside the caller's transaction; SQLite's write lock (`BEGIN IMMEDIATE`) makes each
+ * transaction the only writer, across processes too.
+ */
+import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
+import type { TaskPayload } from '../../domain/task-generation.ts';
+import type { TaskType } from '../../domain/work-unit-key.ts';
+import {
+  type HeadAfterReport,
+  headAfterReport,
+  keyOf,
+  releaseReason,
+  type UnitRow,
+  unitCounters,
+} from '../rows.ts';
+import type { Attempt, ClaimedUnit, ClaimRequest, ReportResult, TaskRecord, UnitReport } from '../store.ts';
+import type { Statements, TaskRowData } from './statements.ts';
+
+const taskRecord = (row: TaskRowData, unit: UnitRow): TaskRecord => ({
+  id: row.id,
+  unitId: row.unit_id,
+  type: unit.task_type as TaskType,
+  key: keyOf(unit),
+  messageId: row.message_id === null ? null : String(row.message_id),
+  payload: JSON.parse(row.payload) as TaskPayload,
+  runs: row.runs,
+  failures: row.failures,
+  createdAt: row.created_at,
+});
+
+/**
+ * Frees units whose lease expired: the task that was running goes back to pending (it runs again)
+ * and the unit's exact head is written, since a leased unit only keeps a lower bound of it.
+ */
+export function recoverExpiredLeases(sql: Statements, now: number, changed: UnitCounters[]): void {
+  for (const { id, head_task_id } of sql.expiredLeases.all(now)) {
+    const head = head_task_id === null ? undefined : sql.firstUnfinished.get(id, head_task_id);
+    const requeued =
+      head?.state === 'running'
+        ? sql.requeueTask.run(0, null, head.run_at, head.id, id, 'running').changes
+        : 0;
+    const row = sql.releaseUnit.get(requeued, -requeued, 0, 0, head?.id ?? null, head?.run_at ?? 0, id);
+    if (row) changed.push(unitCounters(row));
+  }
+}
+
+export function claimReady(
+  sql: Statements,
+  request: ClaimRequest,
+  now: number,
+  changed: UnitCounters[],
+): ClaimedUnit[] {
+  const claimed: ClaimedUnit[] = [];
+  if (request.max <= 0) return claimed;
+  for (const { id, head_task_id } of sql.readyUnits.all(now, request.max)) {
+    const unit = sql.leaseUnit.get(request.owner, now + request.leaseMs, id);
+    const head = sql.startTask.get(now, head_task_id);
+    if (!unit || !head) throw new Error(`work unit ${id} changed under its claim`);
+    const rest = request.prefetch > 1 ? sql.tasksAfter.all(id, head_task_id, request.prefetch - 1) : [];
+    changed.push(unitCounters(unit));
+    claimed.push({
+      lease: { unitId: id, token: unit.lease_token },
+      key: keyOf(unit),
+      tasks: [head, ...rest].map((task) => taskRecord(task, unit)),
+    });
+  }
+  return claimed;
+}
+
+/**
+ * Applies one unit report. The unit's `running` counter (0 or 1: one task at a time) tells
+ * whether the store holds the first reported attempt as running; every later one was started and
+ * ended between two reports, so the store still holds it as pending. Each task update names the
+ * state it expects, so a report that does not fit the stored state aborts the transaction.
+ */
+export function applyReport(
+  sql: Statements,
+  report: UnitReport,
+  owner: string,
+  now: number,
+  changed: UnitCounters[],
+): ReportResult {
+  const { unitId, token } = report.lease;
+  const unit = sql.getUnitLease.get(unitId);
+  if (
+    !unit ||
+    unit.lease_owner !== owner ||
+    unit.lease_token !== token ||
+    (unit.lease_expires_at ?? 0) < now
+  ) {
+    return { kind: 'lease-lost' };
+  }
+  const delta: Counters = zeroCounters();
+  let storedRunning = unit.running === 1;
+  let last: Attempt | undefined;
+  for (const attempt of report.attempts) {
+    const from = storedRunning ? 'running' : 'pending';
+    const { outcome } = attempt;
+    const changes =
+      outcome.kind === 'succeeded' || outcome.kind === 'failed'
+        ? sql.finishTask.run(
+            outcome.kind,
+            outcome.kind === 'failed' ? 1 : 0,
+            outcome.kind === 'failed' ? outcome.error : null,
+            now,
+            now,
+            attempt.taskId,
+            unitId,
+            from,
+          ).changes
+        : sql.requeueTask.run(
+            outcome.kind === 'retry' ? 1 : 0,
+            outcome.kind === 'retry' ? outcome.error : null,
+            outcome.kind === 'retry' ? now + outcome.delayMs : 0,
+            attempt.taskId,
+            unitId,
+            from,
+          ).changes;
+    if (changes !== 1) throw new Error(`task ${attempt.taskId} is not ${from} in work unit ${unitId}`);
+    if (storedRunning) delta.running -= 1;
+    else delta.pending -= 1;
+    storedRunning = false;
+    if (outcome.kind === 'succeeded') delta.completed += 1;
+    else if (outcome.kind === 'failed') {
+      delta.completed += 1;
+      delta.failed += 1;
+    } else delta.pending += 1;
+    last = attempt;
+  }
+  let row: UnitRow | undefined;
+  let result: ReportResult = { kind: 'kept' };
+  if (report.running !== null) {
+    if (!storedRunning) {
+      if (!sql.markRunning.get(now, report.running, unitId)) {
+        throw new Error(`task ${report.running} is not pending in work unit ${unitId}`);
+      }
+      delta.pending -= 1;
+      delta.running += 1;
+    }
+    row = sql.updateUnitCounters.get(delta.pending, delta.running, delta.completed, delta.failed, unitId);
+  } else {
+    if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
+    const head = findHead(sql, unitId, headAfterReport(last, unit.head_task_id, now));
+    result = { kind: 'released', reason: releaseReason(head, now) };
+    row = sql.releaseUnit.get(
+      delta.pending,
+      delta.running,
+      delta.completed,
+      delta.failed,
+      head?.id ?? null,
+      head?.run_at ?? 0,
+      unitId,
+    );
+  }
+  if (!row) throw new Error(`work unit ${unitId} vanished while settling`);
+  changed.push(unitCounters(row));
+  return result;
+}
+
+/** The head a `HeadAfterReport` points at, with its retry time. */
+function findHead(
+  sql: Statements,
+  unitId: number,
+  where: HeadAfterReport,
+): { id: number; run_at: number } | undefined {
+  switch (where.kind) {
+    case 'task':
+      return { id: where.id, run_at: where.runAt };
+    case 'after':
+      return sql.nextHead.get(unitId, where.taskId);
+    case 'stored':
+      return sql.firstUnfinished.get(unitId, where.lowerBound);
+    case 'none':
+      return undefined;
+  }
+}
