@@ -38,9 +38,23 @@ export function recoverExpiredLeases(sql: Statements, now: number, changed: Unit
     const head = head_task_id === null ? undefined : sql.firstUnfinished.get(id, head_task_id);
     const requeued =
       head?.state === 'running'
-        ? sql.requeueTask.run(0, null, head.run_at, head.id, id, 'running').changes
+        ? sql.requeueTask.run({
+            failed: 0,
+            error: null,
+            runAt: head.run_at,
+            id: head.id,
+            unitId: id,
+            expected: 'running',
+          }).changes
         : 0;
-    const row = sql.releaseUnit.get(requeued, -requeued, 0, 0, head?.id ?? null, head?.run_at ?? 0, id);
+    const row = sql.releaseUnit.get({
+      ...zeroCounters(),
+      pending: requeued,
+      running: -requeued,
+      headId: head?.id ?? null,
+      availableAt: head?.run_at ?? 0,
+      unitId: id,
+    });
     if (row) changed.push(unitCounters(row));
   }
 }
@@ -99,24 +113,23 @@ export function applyReport(
     const { outcome } = attempt;
     const changes =
       outcome.kind === 'succeeded' || outcome.kind === 'failed'
-        ? sql.finishTask.run(
-            outcome.kind,
-            outcome.kind === 'failed' ? 1 : 0,
-            outcome.kind === 'failed' ? outcome.error : null,
+        ? sql.finishTask.run({
+            state: outcome.kind,
+            failed: outcome.kind === 'failed' ? 1 : 0,
+            error: outcome.kind === 'failed' ? outcome.error : null,
             now,
-            now,
-            attempt.taskId,
+            id: attempt.taskId,
             unitId,
-            from,
-          ).changes
-        : sql.requeueTask.run(
-            outcome.kind === 'retry' ? 1 : 0,
-            outcome.kind === 'retry' ? outcome.error : null,
-            outcome.kind === 'retry' ? now + outcome.delayMs : 0,
-            attempt.taskId,
+            expected: from,
+          }).changes
+        : sql.requeueTask.run({
+            failed: outcome.kind === 'retry' ? 1 : 0,
+            error: outcome.kind === 'retry' ? outcome.error : null,
+            runAt: outcome.kind === 'retry' ? now + outcome.delayMs : 0,
+            id: attempt.taskId,
             unitId,
-            from,
-          ).changes;
+            expected: from,
+          }).changes;
     if (changes !== 1) throw new Error(`task ${attempt.taskId} is not ${from} in work unit ${unitId}`);
     if (storedRunning) delta.running -= 1;
     else delta.pending -= 1;
@@ -138,20 +151,12 @@ export function applyReport(
       delta.pending -= 1;
       delta.running += 1;
     }
-    row = sql.updateUnitCounters.get(delta.pending, delta.running, delta.completed, delta.failed, unitId);
+    row = sql.updateUnitCounters.get({ ...delta, unitId });
   } else {
     if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
     const head = findHead(sql, unitId, headAfterReport(last, unit.head_task_id, now));
     result = { kind: 'released', reason: releaseReason(head, now) };
-    row = sql.releaseUnit.get(
-      delta.pending,
-      delta.running,
-      delta.completed,
-      delta.failed,
-      head?.id ?? null,
-      head?.run_at ?? 0,
-      unitId,
-    );
+    row = sql.releaseUnit.get({ ...delta, headId: head?.id ?? null, availableAt: head?.run_at ?? 0, unitId });
   }
   if (!row) throw new Error(`work unit ${unitId} vanished while settling`);
   changed.push(unitCounters(row));

@@ -1,6 +1,17 @@
 /** Every SQL statement of the SQLite store, prepared once per connection. */
 import type Database from 'better-sqlite3';
+import type { Counters } from '../../domain/counters.ts';
 import type { UnitRow } from '../rows.ts';
+
+/** Parameters of a statement that changes one task of a unit from the state it is expected in. */
+interface TaskChange {
+  id: number;
+  unitId: number;
+  expected: string;
+  /** 1 when the change counts a failed attempt. */
+  failed: number;
+  error: string | null;
+}
 
 export interface TaskRowData {
   id: number;
@@ -126,15 +137,15 @@ export function prepareStatements(db: Database.Database) {
       'SELECT lease_owner, lease_token, lease_expires_at, running, head_task_id FROM work_units WHERE id = ?',
     ),
     /** A task started and ended between two reports is still pending in the store: count its run. */
-    finishTask: p<[string, number, string | null, number, number, number, number, string]>(
-      `UPDATE tasks SET state = ?, failures = failures + ?, last_error = coalesce(?, last_error),
-         started_at = coalesce(started_at, ?), finished_at = ?, runs = runs + (state = 'pending')
-       WHERE id = ? AND unit_id = ? AND state = ?`,
+    finishTask: p<[TaskChange & { state: 'succeeded' | 'failed'; now: number }]>(
+      `UPDATE tasks SET state = @state, failures = failures + @failed, last_error = coalesce(@error, last_error),
+         started_at = coalesce(started_at, @now), finished_at = @now, runs = runs + (state = 'pending')
+       WHERE id = @id AND unit_id = @unitId AND state = @expected`,
     ),
-    requeueTask: p<[number, string | null, number, number, number, string]>(
-      `UPDATE tasks SET failures = failures + ?, last_error = coalesce(?, last_error), run_at = ?,
+    requeueTask: p<[TaskChange & { runAt: number }]>(
+      `UPDATE tasks SET failures = failures + @failed, last_error = coalesce(@error, last_error), run_at = @runAt,
          started_at = NULL, runs = runs + (state = 'pending'), state = 'pending'
-       WHERE id = ? AND unit_id = ? AND state = ?`,
+       WHERE id = @id AND unit_id = @unitId AND state = @expected`,
     ),
     markRunning: p<[number, number, number], { id: number }>(
       `UPDATE tasks SET state = 'running', runs = runs + 1, started_at = ?
@@ -147,17 +158,17 @@ export function prepareStatements(db: Database.Database) {
     nextHead: p<[number, number], { id: number; run_at: number }>(
       'SELECT id, run_at FROM tasks WHERE unit_id = ? AND id > ? ORDER BY id LIMIT 1',
     ),
-    updateUnitCounters: p<[number, number, number, number, number], UnitRow>(
-      `UPDATE work_units SET pending = pending + ?, running = running + ?, completed = completed + ?,
-         failed = failed + ?, version = version + 1
-       WHERE id = ? RETURNING *`,
+    updateUnitCounters: p<[Counters & { unitId: number }], UnitRow>(
+      `UPDATE work_units SET pending = pending + @pending, running = running + @running,
+         completed = completed + @completed, failed = failed + @failed, version = version + 1
+       WHERE id = @unitId RETURNING *`,
     ),
     /** Ends the lease and records the unit's exact head (NULL when drained) for the claim order. */
-    releaseUnit: p<[number, number, number, number, number | null, number, number], UnitRow>(
-      `UPDATE work_units SET pending = pending + ?, running = running + ?, completed = completed + ?,
-         failed = failed + ?, head_task_id = ?, available_at = ?,
-         lease_owner = NULL, lease_expires_at = NULL, version = version + 1
-       WHERE id = ? RETURNING *`,
+    releaseUnit: p<[Counters & { unitId: number; headId: number | null; availableAt: number }], UnitRow>(
+      `UPDATE work_units SET pending = pending + @pending, running = running + @running,
+         completed = completed + @completed, failed = failed + @failed, head_task_id = @headId,
+         available_at = @availableAt, lease_owner = NULL, lease_expires_at = NULL, version = version + 1
+       WHERE id = @unitId RETURNING *`,
     ),
 
     // maintenance and inspection
