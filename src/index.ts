@@ -49,5 +49,12 @@ export { createDeriver, type Deriver } from './service/deriver.ts';
 export type { SessionStatusCounts, StatusCounts } from './status/counts.ts';
 export { createStatusEngine, type StatusEngine, type StatusEngineOptions } from './status/status-engine.ts';
 export type { StatusChange, StatusQuery } from './status/status-filter.ts';
+export {
+  type OpenStoreOptions,
+  openStore,
+  parseStoreUrl,
+  type StoreLocation,
+} from './store/open-store.ts';
+export type { PostgresStoreOptions } from './store/postgres/postgres-store.ts';
 export { createSqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.ts';
 export type { Store, StoreEvents, TaskRecord, TaskRow, TaskState } from './store/store.ts';
