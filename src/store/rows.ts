@@ -1,7 +1,8 @@
 /** Row shapes both stores share (the same columns in SQLite and PostgreSQL), and their mapping. */
 import type { UnitCounters } from '../domain/counters.ts';
+import type { Message } from '../domain/model.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
-import type { Attempt, ReleaseReason } from './store.ts';
+import type { Attempt, Lease, ReleaseReason } from './store.ts';
 
 export interface UnitRow {
   id: number;
@@ -65,3 +66,36 @@ export function headAfterReport(
 export function releaseReason(head: { readonly run_at: number } | undefined, now: number): ReleaseReason {
   return !head ? 'drained' : head.run_at > now ? 'waiting' : 'yielded';
 }
+
+/** Whether a unit row still holds `owner`'s lease `lease` at `now` (fencing: else nothing is written). */
+export function leaseHeld(
+  unit: Pick<UnitRow, 'lease_owner' | 'lease_token' | 'lease_expires_at'> | undefined,
+  lease: Lease,
+  owner: string,
+  now: number,
+): boolean {
+  return (
+    unit !== undefined &&
+    unit.lease_owner === owner &&
+    unit.lease_token === lease.token &&
+    (unit.lease_expires_at ?? 0) >= now
+  );
+}
+
+export interface MessageRow {
+  id: number;
+  peer_id: string;
+  seq: number;
+  content: string;
+  created_at: number;
+}
+
+export const messageOf = (row: MessageRow, workspaceId: string, sessionId: string): Message => ({
+  id: String(row.id),
+  workspaceId,
+  sessionId,
+  peerId: row.peer_id,
+  seq: row.seq,
+  content: row.content,
+  createdAt: row.created_at,
+});

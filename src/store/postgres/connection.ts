@@ -4,10 +4,9 @@
  * clock, and numbered migrations applied once under an advisory lock (so processes starting
  * together apply each exactly once).
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import pg from 'pg';
 import { StoreUnavailableError } from '../../errors.ts';
-import { DatabaseTooNewError } from '../database-too-new.ts';
+import { loadMigrations, type Migration, pendingMigrations } from '../migrations.ts';
 
 const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
 /** Key of the advisory lock held while migrating (any number unique to this use). */
@@ -155,25 +154,11 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
   return connection;
 }
 
-export interface Migration {
-  readonly version: number;
-  readonly name: string;
-  readonly sql: string;
-}
-
-export function loadMigrations(): Migration[] {
-  return readdirSync(MIGRATIONS_DIR)
-    .filter((file) => /^\d{3}-.+\.sql$/.test(file))
-    .sort()
-    .map((file) => ({
-      version: Number(file.slice(0, 3)),
-      name: file,
-      sql: readFileSync(new URL(file, MIGRATIONS_DIR), 'utf8'),
-    }));
-}
-
 /** Applies the migrations not applied yet, each in its own transaction, under an advisory lock. */
-async function migrate(db: Db, migrations: readonly Migration[] = loadMigrations()): Promise<void> {
+async function migrate(
+  db: Db,
+  migrations: readonly Migration[] = loadMigrations(MIGRATIONS_DIR),
+): Promise<void> {
   await db.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
   try {
     await db.query(
@@ -184,11 +169,7 @@ async function migrate(db: Db, migrations: readonly Migration[] = loadMigrations
         (r) => r.version,
       ),
     );
-    const newest = Math.max(0, ...applied);
-    const known = Math.max(0, ...migrations.map((m) => m.version));
-    if (newest > known) throw new DatabaseTooNewError(newest, known);
-    for (const migration of migrations) {
-      if (applied.has(migration.version)) continue;
+    for (const migration of pendingMigrations(applied, migrations)) {
       await db.query('BEGIN');
       try {
         await db.query(migration.sql);

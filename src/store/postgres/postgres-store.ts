@@ -17,7 +17,7 @@ import type { Peer, Workspace } from '../../domain/model.ts';
 import { mergeOverrides } from '../../domain/settings.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
-import { keyOf, type UnitRow, unitCounters } from '../rows.ts';
+import { keyOf, type MessageRow, messageOf, type UnitRow, unitCounters } from '../rows.ts';
 import type { Store, StoreEvents, TaskRow, TaskState } from '../store.ts';
 import { connect } from './connection.ts';
 import {
@@ -122,26 +122,12 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     },
 
     async listMessages(workspaceId, sessionId, options = {}) {
-      const rows = await connection.query<{
-        id: number;
-        peer_id: string;
-        seq: number;
-        content: string;
-        created_at: number;
-      }>(
+      const rows = await connection.query<MessageRow>(
         `SELECT id, peer_id, seq, content, created_at FROM messages
          WHERE workspace_id = $1 AND session_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
         [workspaceId, sessionId, options.afterSeq ?? 0, options.limit ?? 100],
       );
-      return rows.map((row) => ({
-        id: String(row.id),
-        workspaceId,
-        sessionId,
-        peerId: row.peer_id,
-        seq: row.seq,
-        content: row.content,
-        createdAt: row.created_at,
-      }));
+      return rows.map((row) => messageOf(row, workspaceId, sessionId));
     },
 
     async claim(request) {

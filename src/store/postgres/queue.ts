@@ -7,7 +7,7 @@
 import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import type { TaskType } from '../../domain/work-unit-key.ts';
-import { headAfterReport, keyOf, releaseReason, type UnitRow, unitCounters } from '../rows.ts';
+import { headAfterReport, keyOf, leaseHeld, releaseReason, type UnitRow, unitCounters } from '../rows.ts';
 import type {
   ClaimedUnit,
   ClaimRequest,
@@ -200,16 +200,9 @@ export async function applyReports(
   const starts: { id: number; unitId: number }[] = [];
   const changes: UnitChange[] = [];
   const results = reports.map((report): ReportResult => {
-    const { unitId, token } = report.lease;
+    const { unitId } = report.lease;
     const unit = units.get(unitId);
-    if (
-      !unit ||
-      unit.lease_owner !== owner ||
-      unit.lease_token !== token ||
-      (unit.lease_expires_at ?? 0) < now
-    ) {
-      return { kind: 'lease-lost' };
-    }
+    if (!unit || !leaseHeld(unit, report.lease, owner, now)) return { kind: 'lease-lost' };
     const delta = zeroCounters();
     let storedRunning = unit.running === 1;
     for (const { taskId, outcome } of report.attempts) {

@@ -10,6 +10,7 @@ import {
   type HeadAfterReport,
   headAfterReport,
   keyOf,
+  leaseHeld,
   releaseReason,
   type UnitRow,
   unitCounters,
@@ -95,16 +96,9 @@ export function applyReport(
   now: number,
   changed: UnitCounters[],
 ): ReportResult {
-  const { unitId, token } = report.lease;
+  const { unitId } = report.lease;
   const unit = sql.getUnitLease.get(unitId);
-  if (
-    !unit ||
-    unit.lease_owner !== owner ||
-    unit.lease_token !== token ||
-    (unit.lease_expires_at ?? 0) < now
-  ) {
-    return { kind: 'lease-lost' };
-  }
+  if (!unit || !leaseHeld(unit, report.lease, owner, now)) return { kind: 'lease-lost' };
   const delta: Counters = zeroCounters();
   let storedRunning = unit.running === 1;
   let last: Attempt | undefined;

@@ -9,7 +9,7 @@ import type { UnitCounters } from '../../domain/counters.ts';
 import type { Peer, Workspace } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
-import { keyOf, unitCounters } from '../rows.ts';
+import { keyOf, messageOf, unitCounters } from '../rows.ts';
 import type {
   ClaimedUnit,
   ClaimRequest,
@@ -101,15 +101,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     async listMessages(workspaceId, sessionId, options = {}) {
       return sql.listMessages
         .all(workspaceId, sessionId, options.afterSeq ?? 0, options.limit ?? 100)
-        .map((row) => ({
-          id: String(row.id),
-          workspaceId,
-          sessionId,
-          peerId: row.peer_id,
-          seq: row.seq,
-          content: row.content,
-          createdAt: row.created_at,
-        }));
+        .map((row) => messageOf(row, workspaceId, sessionId));
     },
 
     async claim(request: ClaimRequest) {
