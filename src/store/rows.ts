@@ -1,8 +1,9 @@
 /** Row shapes both stores share (the same columns in SQLite and PostgreSQL), and their mapping. */
 import type { UnitCounters } from '../domain/counters.ts';
 import type { Message } from '../domain/model.ts';
+import type { TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
-import type { Attempt, Lease, ReleaseReason } from './store.ts';
+import type { Attempt, Lease, ReleaseReason, TaskRecord, TaskRow, TaskState } from './store.ts';
 
 export interface UnitRow {
   id: number;
@@ -98,4 +99,44 @@ export const messageOf = (row: MessageRow, workspaceId: string, sessionId: strin
   seq: row.seq,
   content: row.content,
   createdAt: row.created_at,
+});
+
+/** A task row as both stores read it; `payload` is JSON text in SQLite and parsed in PostgreSQL. */
+export interface TaskRowOf<P> {
+  id: number;
+  unit_id: number;
+  message_id: number | null;
+  state: string;
+  payload: P;
+  runs: number;
+  failures: number;
+  last_error: string | null;
+  created_at: number;
+}
+
+const messageIdOf = (id: number | null): string | null => (id === null ? null : String(id));
+
+/** A task as handed to a worker. */
+export const taskRecordOf = <P>(row: TaskRowOf<P>, unit: UnitRow, payload: TaskPayload): TaskRecord => ({
+  id: row.id,
+  unitId: row.unit_id,
+  type: unit.task_type as TaskType,
+  key: keyOf(unit),
+  messageId: messageIdOf(row.message_id),
+  payload,
+  runs: row.runs,
+  failures: row.failures,
+  createdAt: row.created_at,
+});
+
+/** A raw task row, for inspection (`Store.listTasks`); `unit` carries the row's work-unit key. */
+export const taskRowOf = <P>(row: TaskRowOf<P>, unit: UnitRow, payload: TaskPayload): TaskRow => ({
+  id: row.id,
+  key: keyOf(unit),
+  state: row.state as TaskState,
+  runs: row.runs,
+  failures: row.failures,
+  lastError: row.last_error,
+  payload,
+  messageId: messageIdOf(row.message_id),
 });

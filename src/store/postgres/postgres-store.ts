@@ -15,10 +15,9 @@
 import type { UnitCounters } from '../../domain/counters.ts';
 import type { Peer, Workspace } from '../../domain/model.ts';
 import { mergeOverrides } from '../../domain/settings.ts';
-import type { TaskPayload } from '../../domain/task-generation.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
-import { keyOf, type MessageRow, messageOf, type UnitRow, unitCounters } from '../rows.ts';
-import type { Store, StoreEvents, TaskRow, TaskState } from '../store.ts';
+import { type MessageRow, messageOf, taskRowOf, type UnitRow, unitCounters } from '../rows.ts';
+import type { Store, StoreEvents } from '../store.ts';
 import { connect } from './connection.ts';
 import {
   appendMessages,
@@ -169,18 +168,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
          WHERE $1::text IS NULL OR t.state = $1 ORDER BY t.id`,
         [filter.state ?? null],
       );
-      return rows.map(
-        (row): TaskRow => ({
-          id: row.task_id,
-          key: keyOf(row),
-          state: row.state as TaskState,
-          runs: row.runs,
-          failures: row.failures,
-          lastError: row.last_error,
-          payload: row.payload as TaskPayload,
-          messageId: row.message_id === null ? null : String(row.message_id),
-        }),
-      );
+      return rows.map((row) => taskRowOf({ ...row, id: row.task_id }, row, row.payload));
     },
 
     async probe() {

@@ -6,8 +6,16 @@
  */
 import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
-import type { TaskType } from '../../domain/work-unit-key.ts';
-import { headAfterReport, keyOf, leaseHeld, releaseReason, type UnitRow, unitCounters } from '../rows.ts';
+import {
+  headAfterReport,
+  keyOf,
+  leaseHeld,
+  releaseReason,
+  type TaskRowOf,
+  taskRecordOf,
+  type UnitRow,
+  unitCounters,
+} from '../rows.ts';
 import type {
   ClaimedUnit,
   ClaimRequest,
@@ -19,31 +27,12 @@ import type {
 } from '../store.ts';
 import type { Db } from './connection.ts';
 
-export interface TaskRowData {
-  id: number;
-  unit_id: number;
-  message_id: number | null;
-  state: string;
-  payload: TaskPayload;
-  runs: number;
-  failures: number;
-  last_error: string | null;
-  created_at: number;
-}
+/** A task row as PostgreSQL returns it (the payload is parsed JSON). */
+export type TaskRowData = TaskRowOf<TaskPayload>;
 
 const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at';
 
-const taskRecord = (row: TaskRowData, unit: UnitRow): TaskRecord => ({
-  id: row.id,
-  unitId: row.unit_id,
-  type: unit.task_type as TaskType,
-  key: keyOf(unit),
-  messageId: row.message_id === null ? null : String(row.message_id),
-  payload: row.payload,
-  runs: row.runs,
-  failures: row.failures,
-  createdAt: row.created_at,
-});
+const taskRecord = (row: TaskRowData, unit: UnitRow): TaskRecord => taskRecordOf(row, unit, row.payload);
 
 async function one<R>(db: Db, text: string, values: unknown[]): Promise<R | undefined> {
   return (await db.query(text, values)).rows[0] as R | undefined;

@@ -5,30 +5,21 @@
  */
 import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
-import type { TaskType } from '../../domain/work-unit-key.ts';
 import {
   type HeadAfterReport,
   headAfterReport,
   keyOf,
   leaseHeld,
   releaseReason,
+  taskRecordOf,
   type UnitRow,
   unitCounters,
 } from '../rows.ts';
 import type { Attempt, ClaimedUnit, ClaimRequest, ReportResult, TaskRecord, UnitReport } from '../store.ts';
 import type { Statements, TaskRowData } from './statements.ts';
 
-const taskRecord = (row: TaskRowData, unit: UnitRow): TaskRecord => ({
-  id: row.id,
-  unitId: row.unit_id,
-  type: unit.task_type as TaskType,
-  key: keyOf(unit),
-  messageId: row.message_id === null ? null : String(row.message_id),
-  payload: JSON.parse(row.payload) as TaskPayload,
-  runs: row.runs,
-  failures: row.failures,
-  createdAt: row.created_at,
-});
+const taskRecord = (row: TaskRowData, unit: UnitRow): TaskRecord =>
+  taskRecordOf(row, unit, JSON.parse(row.payload) as TaskPayload);
 
 /**
  * Frees units whose lease expired: the task that was running goes back to pending (it runs again)

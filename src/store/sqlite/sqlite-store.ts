@@ -9,7 +9,7 @@ import type { UnitCounters } from '../../domain/counters.ts';
 import type { Peer, Workspace } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
-import { keyOf, messageOf, unitCounters } from '../rows.ts';
+import { messageOf, taskRowOf, unitCounters } from '../rows.ts';
 import type {
   ClaimedUnit,
   ClaimRequest,
@@ -18,8 +18,6 @@ import type {
   SettleResponse,
   Store,
   StoreEvents,
-  TaskRow,
-  TaskState,
   WorkerRequest,
 } from '../store.ts';
 import { openSqlite } from './connection.ts';
@@ -145,18 +143,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
     async listTasks(filter = {}) {
       const rows = filter.state ? sql.listTasksByState.all(filter.state) : sql.listTasks.all();
-      return rows.map(
-        (row): TaskRow => ({
-          id: row.id,
-          key: keyOf(row),
-          state: row.state as TaskState,
-          runs: row.runs,
-          failures: row.failures,
-          lastError: row.last_error,
-          payload: JSON.parse(row.payload) as TaskPayload,
-          messageId: row.message_id === null ? null : String(row.message_id),
-        }),
-      );
+      return rows.map((row) => taskRowOf(row, row, JSON.parse(row.payload) as TaskPayload));
     },
 
     async probe() {

@@ -1,7 +1,7 @@
 /** Every SQL statement of the SQLite store, prepared once per connection. */
 import type Database from 'better-sqlite3';
 import type { Counters } from '../../domain/counters.ts';
-import type { UnitRow } from '../rows.ts';
+import type { TaskRowOf, UnitRow } from '../rows.ts';
 
 /** Parameters of a statement that changes one task of a unit from the state it is expected in. */
 interface TaskChange {
@@ -13,17 +13,8 @@ interface TaskChange {
   error: string | null;
 }
 
-export interface TaskRowData {
-  id: number;
-  unit_id: number;
-  message_id: number | null;
-  state: string;
-  payload: string;
-  runs: number;
-  failures: number;
-  last_error: string | null;
-  created_at: number;
-}
+/** A task row as SQLite returns it (the payload is JSON text). */
+export type TaskRowData = TaskRowOf<string>;
 
 const UNIT = 'work_units.*';
 const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at';
