@@ -17,7 +17,12 @@
  *    each subscribe is checked on its own, and a refused one gets an `error` message for its id
  *    only, as a syntax error does, never closing the socket.
  */
-import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
@@ -184,7 +189,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     },
   });
 
-  const handle = async (req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> => {
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (!origins.allows(req)) {
       sendJson(res, 403, {
         errors: [
