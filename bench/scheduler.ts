@@ -5,7 +5,8 @@
  *   npm run bench:scheduler -- --store postgres
  *
  * SQLite (default): a durable file; in the same run, the raw ceiling: as many single-row committed
- * UPDATEs with plain better-sqlite3 on a file with the same pragmas (WAL, synchronous NORMAL).
+ * UPDATEs with plain better-sqlite3 on a file with the same pragmas (WAL, synchronous NORMAL,
+ * exclusive locking).
  * PostgreSQL: the server `TEST_DATABASE_URL` names, else an embedded one (as the tests find theirs);
  * in the same run and on the same server, graphile-worker as the peer (see `scheduler-peers.ts`).
  */
@@ -75,6 +76,7 @@ async function scheduler(store: Store): Promise<number> {
 
 function ceiling(): number {
   const db = new Database(dir.path('ceiling.db'));
+  db.pragma('locking_mode = EXCLUSIVE');
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)');

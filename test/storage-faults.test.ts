@@ -137,6 +137,20 @@ describe('start-up refuses a database it cannot trust', () => {
     ]);
   });
 
+  it('a database file another process is serving (one process per SQLite file)', async () => {
+    const temp = tempDir();
+    cleanups.push(() => temp.remove());
+    const dbPath = temp.path('shared.db');
+    await serverOn(dbPath);
+    const { code, stderr } = await start(dbPath);
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(
+        /^deriver-live: could not start: the database file .* is in use by another process; run one process per SQLite file/,
+      ),
+    ]);
+  });
+
   it('a database with a migration newer than the code', async () => {
     const temp = tempDir();
     cleanups.push(() => temp.remove());

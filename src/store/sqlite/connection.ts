@@ -8,8 +8,10 @@
  * loses nothing, a power loss may roll back the last few task transitions, which at-least-once
  * execution already covers (the task runs again).
  *
- * Several processes may open the same file: every write transaction is `BEGIN IMMEDIATE`, waiting up
- * to `busyTimeoutMs` for the lock. Every write goes through the file guard (`file-guard.ts`).
+ * One process per file: the connection holds SQLite's lock for as long as it is open (`locking_mode
+ * = EXCLUSIVE`), so a second process on the same file refuses to start with one clear line instead of
+ * running with counts that never see the first one's commits (several processes share one
+ * PostgreSQL database instead). Every write goes through the file guard (`file-guard.ts`).
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -17,6 +19,16 @@ import Database from 'better-sqlite3';
 import { assertWritable, createFileGuard } from './file-guard.ts';
 import { migrate } from './migrate.ts';
 import { prepareStatements, type Statements } from './statements.ts';
+
+/** Another process holds the database file. */
+export class FileInUseError extends Error {
+  constructor(readonly path: string) {
+    super(
+      `the database file ${path} is in use by another process; run one process per SQLite file, or share a PostgreSQL database (DATABASE_URL=postgres://...) between several`,
+    );
+    this.name = 'FileInUseError';
+  }
+}
 
 export interface SqliteConnection {
   readonly db: Database.Database;
@@ -44,15 +56,17 @@ export function openSqlite(path: string, busyTimeoutMs: number): SqliteConnectio
     assertWritable(path);
   }
   const db = new Database(path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma('foreign_keys = ON');
-  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
   try {
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
     checkIntegrity(db, path);
-    migrate(db);
+    migrate(db); // a write: from here on this connection holds the file
   } catch (error) {
     db.close();
+    if ((error as { code?: unknown }).code === 'SQLITE_BUSY') throw new FileInUseError(path);
     throw error;
   }
   const guard = createFileGuard(path);
