@@ -1,6 +1,7 @@
 /**
- * The process `npm start` runs: the embedded store, the status engine, live subscriptions, the
- * scheduler with the built-in demo handler, and the HTTP/WebSocket server.
+ * The process `npm start` runs: the store `DATABASE_URL` names (embedded SQLite or PostgreSQL), the
+ * status engine, live subscriptions, the scheduler with the built-in demo handler (or the given
+ * handlers), and the HTTP/WebSocket server with its keys, limits and readiness checks.
  */
 import pino, { type Logger } from 'pino';
 import { createKeyring } from '../auth/keyring.ts';
