@@ -1,8 +1,9 @@
 /**
  * The store contract: everything the domain, the scheduler and the status engine need from
- * durable storage. `createSqliteStore` implements it on an embedded SQLite file; a PostgreSQL
- * implementation follows the same interface. Every method that writes runs one transaction: it
- * either happens whole or not at all.
+ * durable storage. `createSqliteStore` implements it on an embedded SQLite file,
+ * `createPostgresStore` on PostgreSQL for many processes (`openStore` picks one by URL); one test
+ * suite holds both to it. Every method that writes runs one transaction: it either happens whole or
+ * not at all.
  *
  * ## Task and lease state machine
  *
