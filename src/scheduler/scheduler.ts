@@ -54,6 +54,8 @@ export interface Scheduler {
   readonly activeUnits: number;
   /** Starts claiming work. Idempotent. */
   start(): void;
+  /** Looks for work now (another process enqueued some); nothing once stopping. */
+  wake(): void;
   /** Graceful shutdown; see the module comment. Resolves when every claim is released. */
   stop(options?: { deadlineMs?: number }): Promise<void>;
 }
@@ -320,6 +322,9 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     workerId: options.workerId,
     get activeUnits() {
       return active.size;
+    },
+    wake() {
+      if (started) wantClaim();
     },
     start() {
       if (started || stopping) return;

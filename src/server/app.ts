@@ -5,6 +5,9 @@
  */
 import pino, { type Logger } from 'pino';
 import { createKeyring } from '../auth/keyring.ts';
+import type { ChangeFeed } from '../feed/change-feed.ts';
+import { bridgeFeed } from '../feed/feed-bridge.ts';
+import { openFeed } from '../feed/open-feed.ts';
 import { createLiveStatus, type LiveStatus } from '../live/live-status.ts';
 import { createDemoHandler } from '../scheduler/demo-handler.ts';
 import type { SchedulerOptions } from '../scheduler/options.ts';
@@ -20,6 +23,8 @@ export interface App {
   /** The GraphQL (and GraphiQL) URL. */
   readonly url: string;
   readonly store: Store;
+  /** How this process hears the other processes on its store (and they hear it). */
+  readonly feed: ChangeFeed;
   readonly deriver: Deriver;
   readonly status: StatusEngine;
   readonly live: LiveStatus;
@@ -62,6 +67,24 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
   scheduler.events.on('task:failed', ({ task, error }) =>
     logger.warn({ taskId: task.id, error }, 'task failed'),
   );
+  let feed: ChangeFeed;
+  try {
+    feed = await openFeed(config.databaseUrl, (error) =>
+      logger.warn({ err: error }, 'change feed connection lost; reconnecting'),
+    );
+  } catch (error) {
+    status.close();
+    await store.close();
+    throw error;
+  }
+  const unbridge = bridgeFeed({
+    feed,
+    store,
+    status,
+    origin: scheduler.workerId,
+    wake: () => scheduler.wake(),
+    onError: (error) => logger.warn({ err: error }, 'change feed error'),
+  });
   const keys = config.authJwtSecret ? createKeyring({ secret: config.authJwtSecret }) : null;
   const server = createDeriverServer({
     ...options.server,
@@ -70,12 +93,19 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     limits: config.limits,
     allowedOrigins: config.allowedOrigins,
     introspection: config.introspection,
-    readiness: { store: () => store.probe() },
+    readiness: {
+      store: () => store.probe(),
+      feed: async () => {
+        if (!feed.connected) throw new Error('the change feed is not connected (reconnecting)');
+      },
+    },
   });
   let url: string;
   try {
     url = await server.listen(config.port, config.host);
   } catch (error) {
+    unbridge();
+    await feed.close();
     status.close();
     await store.close();
     throw error;
@@ -85,6 +115,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
   return {
     url,
     store,
+    feed,
     deriver,
     status,
     live,
@@ -95,6 +126,8 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
         await scheduler.stop(closeOptions);
         live.close();
         await server.close();
+        unbridge();
+        await feed.close();
         status.close();
         await store.close();
       })();

@@ -23,6 +23,10 @@ export interface StatusEngine {
   sessions(filter: StatusQuery): SessionStatusCounts[];
   /** Applies unit counters from elsewhere (another instance); announces what changed. */
   apply(updates: readonly UnitCounters[]): void;
+  /** Reads these units' counters from the store and applies them (another process changed them). */
+  refresh(unitIds: readonly number[]): Promise<void>;
+  /** Reads every unit's counters again (after missed changes) and announces what moved. */
+  reload(): Promise<void>;
   /** Stops listening to the store. */
   close(): void;
 }
@@ -50,6 +54,12 @@ export async function createStatusEngine(options: StatusEngineOptions): Promise<
     get: (filter) => index.get(filter),
     sessions: (filter) => index.sessions(filter),
     apply,
+    async refresh(unitIds) {
+      if (unitIds.length > 0) apply(await options.store.loadUnitCounters(unitIds));
+    },
+    async reload() {
+      apply(await options.store.loadUnitCounters());
+    },
     close() {
       unsubscribe();
       events.removeAllListeners();

@@ -210,7 +210,11 @@ export interface Store {
   renewLeases(request: WorkerRequest & { readonly leases: readonly Lease[] }): Promise<Lease[]>;
 
   /** Counters of every unit, to rebuild the status index at start-up. */
-  loadUnitCounters(): Promise<UnitCounters[]>;
+  /**
+   * Counters of every unit (to rebuild the status index at start-up), or of the given units (to
+   * follow another process's committed changes).
+   */
+  loadUnitCounters(unitIds?: readonly number[]): Promise<UnitCounters[]>;
   /** Deletes finished task rows finished before `finishedBefore`; counters are untouched. */
   pruneFinished(finishedBefore: number): Promise<number>;
   /** Raw task rows, in id order (inspection and tests). */

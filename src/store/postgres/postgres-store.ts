@@ -148,8 +148,14 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
     renewLeases: (request) => transaction((db, now) => renewLeases(db, request, now)),
 
-    async loadUnitCounters() {
-      return (await connection.query<UnitRow>('SELECT * FROM work_units ORDER BY id')).map(unitCounters);
+    async loadUnitCounters(unitIds) {
+      const rows = unitIds
+        ? await connection.query<UnitRow>(
+            'SELECT * FROM work_units WHERE id = ANY($1::bigint[]) ORDER BY id',
+            [[...unitIds]],
+          )
+        : await connection.query<UnitRow>('SELECT * FROM work_units ORDER BY id');
+      return rows.map(unitCounters);
     },
 
     async pruneFinished(finishedBefore) {

@@ -133,8 +133,9 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       });
     },
 
-    async loadUnitCounters() {
-      return sql.allUnits.all().map(unitCounters);
+    async loadUnitCounters(unitIds) {
+      const rows = unitIds ? sql.someUnits.all(JSON.stringify(unitIds)) : sql.allUnits.all();
+      return rows.map(unitCounters);
     },
 
     async pruneFinished(finishedBefore) {

@@ -92,6 +92,10 @@ export function prepareStatements(db: Database.Database) {
     setUnitHead: p<[number, number]>('UPDATE work_units SET head_task_id = ?, available_at = 0 WHERE id = ?'),
     getUnit: p<[number], UnitRow>(`SELECT ${UNIT} FROM work_units WHERE id = ?`),
     allUnits: p<[], UnitRow>(`SELECT ${UNIT} FROM work_units ORDER BY id`),
+    /** `ids` is a JSON array of unit ids. */
+    someUnits: p<[string], UnitRow>(
+      `SELECT ${UNIT} FROM work_units WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id`,
+    ),
 
     // queue: claims and leases
     expiredLeases: p<[number], { id: number; head_task_id: number | null }>(

@@ -1,0 +1,19 @@
+/**
+ * The change feed for a store URL: PostgreSQL's LISTEN/NOTIFY for `postgres://` (one channel per
+ * schema, so processes on one store hear each other and nobody else), else the in-process feed.
+ * The `pg` driver is loaded only for PostgreSQL.
+ */
+import { parseStoreUrl } from '../store/open-store.ts';
+import type { ChangeFeed } from './change-feed.ts';
+import { createInProcessFeed } from './in-process-feed.ts';
+
+export async function openFeed(storeUrl: string, onError?: (error: unknown) => void): Promise<ChangeFeed> {
+  const location = parseStoreUrl(storeUrl);
+  if (location.kind === 'sqlite') return createInProcessFeed();
+  const { createPostgresFeed } = await import('./postgres-feed.ts');
+  return createPostgresFeed({
+    connectionString: location.connectionString,
+    channel: `deriver_changes_${location.schema ?? 'public'}`.slice(0, 63),
+    onError,
+  });
+}
