@@ -53,6 +53,11 @@ describe('configuration', () => {
     ],
     [{ CORS_ORIGINS: '*' }, /^CORS_ORIGINS must be/],
     [{ INTROSPECTION: 'yes' }, /^INTROSPECTION must be true or false/],
+    [{ SERVE_API: 'no' }, /^SERVE_API must be true or false/],
+    [
+      { SERVE_API: 'false', WORKER_CONCURRENCY: '0' },
+      /^SERVE_API=false with WORKER_CONCURRENCY=0 would do nothing/,
+    ],
     [{ MAX_BODY_BYTES: '10' }, /^MAX_BODY_BYTES must be a whole number from 1024/],
     [{ MUTATIONS_PER_SECOND: '-5' }, /^MUTATIONS_PER_SECOND must be a whole number/],
     [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],

@@ -1,10 +1,10 @@
 /**
- * Several processes on one PostgreSQL database (here two servers in this process, each with its own
- * store pool, feed and status engine: they share nothing but the database). Messages go in through
- * API-only instance A; worker instance B runs them, woken by A's enqueue notification (the fallback
- * poll is set to a minute, so no poll can do it); a subscriber on A is pushed B's progress and ends on
- * the exact final status, which both instances answer and a recount of the raw tasks confirms, also
- * after the listening connections were killed mid-run.
+ * Several instances on one PostgreSQL database (here three servers in this process, each with its
+ * own store pool, feed and status engine: they share nothing but the database). Messages go in
+ * through API-only instance A; B (API and workers) and C (worker-only) run them, woken by A's enqueue
+ * notification (the fallback poll is set to a minute, so no poll can do it); a subscriber on A is
+ * pushed the workers' progress and ends on the exact final status, which A and B answer and a recount
+ * of the raw tasks confirms, also after every listening connection was killed mid-run.
  */
 import { createClient } from 'graphql-ws';
 import pg from 'pg';
@@ -27,7 +27,7 @@ type Counts = {
 };
 const COUNTS = 'totalWorkUnits completedWorkUnits pendingWorkUnits inProgressWorkUnits';
 
-async function twoInstances(): Promise<{ a: TestServer; b: TestServer; schema: string }> {
+async function instances(): Promise<{ a: TestServer; b: TestServer; c: TestServer; schema: string }> {
   const location = await POSTGRES.fresh();
   cleanups.push(location.dispose);
   const config = { databaseUrl: location.url, demoTaskMs: 2 };
@@ -41,7 +41,13 @@ async function twoInstances(): Promise<{ a: TestServer; b: TestServer; schema: s
     scheduler: { pollMs: 60_000 },
   });
   cleanups.push(() => b.close());
-  return { a, b, schema: new URL(location.url).searchParams.get('schema')! };
+  // C: worker-only (health checks only), on the same database.
+  const c = await startTestServer({
+    config: { ...config, workerConcurrency: 2, serveApi: false },
+    scheduler: { pollMs: 60_000 },
+  });
+  cleanups.push(() => c.close());
+  return { a, b, c, schema: new URL(location.url).searchParams.get('schema')! };
 }
 
 /** Watches the workspace on `server`; `until` resolves once a pushed status is idle with `total` tasks. */
@@ -103,7 +109,7 @@ const status = async (server: TestServer) =>
   ).deriverStatus;
 
 it("an enqueue on A wakes B, and a subscriber on A ends on the exact final status of B's work", async () => {
-  const { a, b } = await twoInstances();
+  const { a, b, c } = await instances();
   const watching = watch(a);
   expect(await feedMessages(a, 10, 20)).toBe(400);
   const final = await watching.until(400);
@@ -119,10 +125,16 @@ it("an enqueue on A wakes B, and a subscriber on A ends on the exact final statu
   expect(raw.length).toBe(400);
   expect(raw.every((t) => t.state === 'succeeded')).toBe(true);
   expect(watching.events.length).toBeGreaterThan(2); // pushed while B worked, not only at the end
+  // C is worker-only: it took part (its workers ran tasks too, or could) but serves no GraphQL.
+  expect(
+    (await fetch(c.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }))
+      .status,
+  ).toBe(404);
+  expect((await fetch(c.url.replace('/graphql', '/readyz'))).status).toBe(200);
 });
 
 it('subscribers still end exact when the listening connections are killed during the work', async () => {
-  const { a, b, schema } = await twoInstances();
+  const { a, b, schema } = await instances();
   const watching = watch(a);
   const admin = new pg.Client({ connectionString: inject('postgresUrl') });
   await admin.connect();
@@ -133,7 +145,7 @@ it('subscribers still end exact when the listening connections are killed during
     'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1',
     [`LISTEN "deriver_changes_${schema}"`],
   );
-  expect(killed.rowCount).toBe(2);
+  expect(killed.rowCount).toBe(3);
   expect(await feeding).toBe(400);
   // Whatever was missed while they were down, the resync after reconnecting makes it up.
   const final = await watching.until(400);

@@ -44,7 +44,7 @@ export interface StartOptions {
   /** Server options other than those the configuration sets. */
   readonly server?: Omit<
     DeriverServerOptions,
-    'services' | 'logger' | 'limits' | 'allowedOrigins' | 'introspection' | 'readiness'
+    'services' | 'logger' | 'limits' | 'allowedOrigins' | 'introspection' | 'readiness' | 'serveApi'
   >;
 }
 
@@ -93,6 +93,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     limits: config.limits,
     allowedOrigins: config.allowedOrigins,
     introspection: config.introspection,
+    serveApi: config.serveApi,
     readiness: {
       store: () => store.probe(),
       feed: async () => {

@@ -31,6 +31,8 @@ export interface Config {
   readonly introspection: boolean;
   /** Resource limits of the server. @default DEFAULT_SERVER_LIMITS */
   readonly limits: ServerLimits;
+  /** Serve the GraphQL API; `false` runs a worker-only process (health checks only). @default true */
+  readonly serveApi: boolean;
 }
 
 export class ConfigError extends Error {
@@ -108,6 +110,15 @@ const envSchema = z.object({
       }
       return origins;
     }),
+  SERVE_API: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === '' || raw === 'true') return true;
+      if (raw === 'false') return false;
+      ctx.addIssue({ code: 'custom', message: `SERVE_API must be true or false (got "${raw}")` });
+      return z.NEVER;
+    }),
   INTROSPECTION: z
     .string()
     .optional()
@@ -178,6 +189,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(parsed.error.issues[0]?.message ?? 'invalid configuration');
   }
   const e = parsed.data;
+  if (!e.SERVE_API && e.WORKER_CONCURRENCY === 0) {
+    throw new ConfigError(
+      'SERVE_API=false with WORKER_CONCURRENCY=0 would do nothing: serve the API, run workers, or both',
+    );
+  }
   return {
     port: e.PORT,
     host: e.HOST,
@@ -189,6 +205,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authJwtSecret: e.AUTH_JWT_SECRET,
     allowedOrigins: e.CORS_ORIGINS,
     introspection: e.INTROSPECTION ?? e.AUTH_JWT_SECRET === null,
+    serveApi: e.SERVE_API,
     limits: {
       maxBodyBytes: e.MAX_BODY_BYTES,
       maxInflightBodyBytes: e.MAX_INFLIGHT_BODY_BYTES,

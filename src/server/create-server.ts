@@ -59,6 +59,11 @@ export interface DeriverServerOptions {
   readonly allowedOrigins?: readonly string[];
   /** Introspection and "did you mean" suggestions. @default on without auth, off with auth */
   readonly introspection?: boolean;
+  /**
+   * Serve GraphQL (HTTP, SSE, WebSocket) and GraphiQL; `false` makes a worker-only process that
+   * answers health checks only (404 elsewhere). @default true
+   */
+  readonly serveApi?: boolean;
   /** Readiness checks by part name, run by `/readyz`. @default none */
   readonly readiness?: Readonly<Record<string, ReadinessCheck>>;
   /** Time a WebSocket client has to send `connection_init`, in ms. @default 3000 */
@@ -207,6 +212,16 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
       const { ready, body } = await runReadiness(options.readiness ?? {});
       return sendJson(res, ready ? 200 : 503, body);
     }
+    if (options.serveApi === false) {
+      return sendJson(res, 404, {
+        errors: [
+          {
+            message: 'this is a worker-only instance: it serves health checks only (SERVE_API=false)',
+            extensions: { code: 'NOT_FOUND' },
+          },
+        ],
+      });
+    }
     if ((path === GRAPHQL_PATH || path === `${GRAPHQL_PATH}/`) && graphiql.wants(req)) {
       return graphiql.serve(req, res);
     }
@@ -226,7 +241,11 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     path: GRAPHQL_PATH,
     maxPayload: limits.wsMaxPayloadBytes,
     verifyClient: (info, done) =>
-      origins.allows(info.req) ? done(true) : done(false, 403, 'Forbidden web origin'),
+      options.serveApi === false
+        ? done(false, 404, 'Worker-only instance')
+        : origins.allows(info.req)
+          ? done(true)
+          : done(false, 403, 'Forbidden web origin'),
   });
   /** Who opened each socket, from its `connection_init`. */
   const principals = new WeakMap<WebSocket, Principal>();
