@@ -45,7 +45,7 @@ describe('configuration', () => {
       { DATABASE_URL: 'mysql://x' },
       /^DATABASE_URL must be file:PATH or postgres:\/\/\.\.\. \(got "mysql:\/\/x"\)$/,
     ],
-    [{ REDIS_URL: 'redis://127.0.0.1:6379' }, /^REDIS_URL: Redis fan-out is not available/],
+    [{ REDIS_URL: 'redis://127.0.0.1:6379' }, /^REDIS_URL: Deriver Live needs no Redis/],
     [{ AUTH_JWT_SECRET: 'secret' }, /^AUTH_JWT_SECRET must be at least 32 bytes long/],
     [
       { CORS_ORIGINS: 'https://ok.example,not an origin' },

@@ -82,7 +82,8 @@ const envSchema = z.object({
     .string()
     .optional()
     .refine((raw) => !raw, {
-      message: 'REDIS_URL: Redis fan-out is not available in this build yet; unset it to run one instance',
+      message:
+        'REDIS_URL: Deriver Live needs no Redis: instances on one PostgreSQL database (DATABASE_URL=postgres://...) share status through LISTEN/NOTIFY; unset it',
     }),
   AUTH_JWT_SECRET: z
     .string()
