@@ -6,6 +6,8 @@
  *
  *   npm run bench:live                  (SUBSCRIBERS=1000,10000 to change the sizes)
  *
+ * The `cross` phase (cross-instance.ts) needs PostgreSQL: TEST_DATABASE_URL, else an embedded one.
+ *
  * Latency uses one clock: the server stamps each event with the time of the status change
  * (`extensions.changedAt`, epoch ms from performance.timeOrigin + now()), the generator subtracts
  * it from its own receipt time. Both processes read the same system clock.
@@ -21,7 +23,7 @@ import { percentile, report, round } from './util.ts';
 
 const SIZES = (process.env.SUBSCRIBERS ?? '1000,10000').split(',').map(Number);
 /** Phases to run (PHASES=fanout to iterate on one); the summary reports what ran. */
-const PHASES = new Set((process.env.PHASES ?? 'latency,fanout,idle,load').split(','));
+const PHASES = new Set((process.env.PHASES ?? 'latency,fanout,idle,load,cross').split(','));
 const now = () => performance.timeOrigin + performance.now();
 type Counts = {
   totalWorkUnits: number;
@@ -448,6 +450,17 @@ if (PHASES.has('load')) {
 }
 
 child.disconnect();
+
+// ---- 5. across instances: two server processes on one PostgreSQL (see cross-instance.ts) --------
+
+let cross: { crossInstanceP99Ms: number; singleInstanceP99Ms: number } | undefined;
+if (PHASES.has('cross')) {
+  const { crossInstance } = await import('./cross-instance.ts');
+  const result = await crossInstance();
+  report({ bench: 'live', phase: 'cross-instance', ...result });
+  cross = result;
+}
+
 const sizes = Object.keys(p99);
 report({
   bench: 'live',
@@ -458,4 +471,6 @@ report({
   poll200IdleMs: round(mean(poll200), 1),
   kbPerSubscription: round(kbPerSubscription, 1),
   finalExact,
+  crossInstanceP99Ms: cross?.crossInstanceP99Ms ?? null,
+  singleInstanceP99Ms: cross?.singleInstanceP99Ms ?? null,
 });
