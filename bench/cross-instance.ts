@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { startPostgres } from '../test/support/postgres-server.ts';
+import { listeningUrl } from '../test/support/processes.ts';
 import { percentile, round } from './util.ts';
 
 const SUBSCRIBERS = Number(process.env.SUBSCRIBERS_CROSS ?? 1_000);
@@ -39,15 +40,7 @@ async function serve(env: Record<string, string>): Promise<{ child: ChildProcess
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (chunk) => {
-      out += chunk;
-      const match = /listening on (\S+)/.exec(out);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
+  const url = await listeningUrl(child);
   return { child, url };
 }
 

@@ -12,8 +12,8 @@
  * Each phase lasts PHASE_MS (6000). Output: one JSON object per line, the last the summary.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { listeningUrl, rssMb as processRssMb } from '../test/support/processes.ts';
 import { benchDir, percentile, report, round } from './util.ts';
 
 const PHASE_MS = Number(process.env.PHASE_MS ?? 6_000);
@@ -36,20 +36,9 @@ const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
   },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
-const url = await new Promise<string>((resolve, reject) => {
-  let out = '';
-  child.stdout?.on('data', (chunk) => {
-    out += chunk;
-    const match = /listening on (\S+)/.exec(out);
-    if (match?.[1]) resolve(match[1]);
-  });
-  child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-});
+const url = await listeningUrl(child);
 
-const rssMb = (): number => {
-  const match = readFileSync(`/proc/${child.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
-  return Number(match?.[1]) / 1024;
-};
+const rssMb = (): number => processRssMb(child.pid!);
 
 const STATUS = JSON.stringify({ query: '{deriverStatus{totalWorkUnits pendingWorkUnits}}' });
 async function statusLatencies(until: number): Promise<number[]> {

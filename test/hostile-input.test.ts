@@ -6,12 +6,12 @@
  * each with its task.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { tempDir } from './helpers.ts';
+import { listeningUrl, rssMb as processRssMb } from './support/processes.ts';
 
 const MAIN = fileURLToPath(new URL('../src/server/main.ts', import.meta.url));
 const temp = tempDir();
@@ -20,10 +20,7 @@ let url: string;
 /** Everything the server wrote, to check no client mistake was logged as a server fault. */
 let output = '';
 
-const rssMb = (): number => {
-  const line = readFileSync(`/proc/${child.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
-  return Number(line?.[1]) / 1024;
-};
+const rssMb = (): number => processRssMb(child.pid!);
 
 beforeAll(async () => {
   child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
@@ -44,15 +41,7 @@ beforeAll(async () => {
   child.stdout?.on('data', (chunk) => {
     output += chunk;
   });
-  url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (chunk) => {
-      out += chunk;
-      const match = /listening on (\S+)/.exec(out);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
-  });
+  url = await listeningUrl(child);
   const setup = await post({
     query: 'mutation{upsertSession(id:"fz",peers:[{peerId:"a"}],settings:{summariesEnabled:false}){id}}',
   });

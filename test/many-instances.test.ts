@@ -12,20 +12,12 @@ import { afterEach, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { startTestServer, type TestServer } from './server-helpers.ts';
 import { POSTGRES } from './support/stores.ts';
-import { send } from './transports.ts';
+import { COUNTS, type Counts, send, statusOf } from './transports.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-type Counts = {
-  totalWorkUnits: number;
-  completedWorkUnits: number;
-  pendingWorkUnits: number;
-  inProgressWorkUnits: number;
-};
-const COUNTS = 'totalWorkUnits completedWorkUnits pendingWorkUnits inProgressWorkUnits';
 
 async function instances(): Promise<{ a: TestServer; b: TestServer; c: TestServer; schema: string }> {
   const location = await POSTGRES.fresh();
@@ -101,13 +93,6 @@ async function feedMessages(server: TestServer, sessions: number, perSession: nu
   return tasks;
 }
 
-const status = async (server: TestServer) =>
-  (
-    (await send('http', server.url, { query: `{deriverStatus{${COUNTS}}}` })).data as {
-      deriverStatus: Counts;
-    }
-  ).deriverStatus;
-
 it("an enqueue on A wakes B, and a subscriber on A ends on the exact final status of B's work", async () => {
   const { a, b, c } = await instances();
   const watching = watch(a);
@@ -119,8 +104,8 @@ it("an enqueue on A wakes B, and a subscriber on A ends on the exact final statu
     pendingWorkUnits: 0,
     inProgressWorkUnits: 0,
   });
-  expect(await status(a)).toEqual(final);
-  expect(await status(b)).toEqual(final);
+  expect(await statusOf(a.url)).toEqual(final);
+  expect(await statusOf(b.url)).toEqual(final);
   const raw = await b.app.store.listTasks();
   expect(raw.length).toBe(400);
   expect(raw.every((t) => t.state === 'succeeded')).toBe(true);
@@ -150,7 +135,7 @@ it('subscribers still end exact when the listening connections are killed during
   // Whatever was missed while they were down, the resync after reconnecting makes it up.
   const final = await watching.until(400);
   expect(final).toMatchObject({ totalWorkUnits: 400, completedWorkUnits: 400 });
-  expect(await status(a)).toEqual(final);
-  expect(await status(b)).toEqual(final);
+  expect(await statusOf(a.url)).toEqual(final);
+  expect(await statusOf(b.url)).toEqual(final);
   await expect.poll(async () => (await fetch(a.url.replace('/graphql', '/readyz'))).status).toBe(200);
 });

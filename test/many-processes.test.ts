@@ -14,8 +14,9 @@ import { afterEach, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { openStore } from '../src/store/open-store.ts';
 import { tempDir } from './helpers.ts';
+import { listeningUrl } from './support/processes.ts';
 import { POSTGRES } from './support/stores.ts';
-import { send } from './transports.ts';
+import { COUNTS, type Counts, send, statusOf } from './transports.ts';
 
 const INSTANCE = fileURLToPath(new URL('./fixtures/instance.ts', import.meta.url));
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -37,15 +38,7 @@ async function spawnInstance(env: Record<string, string>, log: string): Promise<
   cleanups.push(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (chunk) => {
-      out += chunk;
-      const match = /listening on (\S+)/.exec(out);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`instance exited with ${code}`)));
-  });
+  const url = await listeningUrl(child);
   return { child, url, log };
 }
 
@@ -63,17 +56,6 @@ function readLogs(paths: readonly string[]): Event[] {
       : [],
   );
 }
-
-type Counts = {
-  totalWorkUnits: number;
-  completedWorkUnits: number;
-  pendingWorkUnits: number;
-  inProgressWorkUnits: number;
-};
-const COUNTS = 'totalWorkUnits completedWorkUnits pendingWorkUnits inProgressWorkUnits';
-const statusOf = async (url: string) =>
-  ((await send('http', url, { query: `{deriverStatus{${COUNTS}}}` })).data as { deriverStatus: Counts })
-    .deriverStatus;
 
 async function addWork(url: string, sessions: number, perSession: number): Promise<void> {
   for (let s = 0; s < sessions; s++) {
@@ -116,6 +98,27 @@ function finalStatus(url: string, total: number): Promise<Counts> {
       },
     );
   });
+}
+
+/**
+ * A database with worker-only process C (tasks of `taskMs`, 1.5 s leases) and API-only process A,
+ * and `sessions` x `perSession` messages added through A; `spawn` starts one more process there.
+ */
+async function workerOnlyWithWork(taskMs: number, sessions: number, perSession: number) {
+  const location = await POSTGRES.fresh();
+  cleanups.push(location.dispose);
+  const temp = tempDir();
+  cleanups.push(temp.remove);
+  const env = { DATABASE_URL: location.url, LEASE_MS: '1500' };
+  const c = await spawnInstance(
+    { ...env, WORKER_CONCURRENCY: '4', SERVE_API: 'false', TASK_MS: String(taskMs) },
+    temp.path('c.log'),
+  );
+  const a = await spawnInstance({ ...env, WORKER_CONCURRENCY: '0', TASK_MS: '1' }, temp.path('a.log'));
+  await addWork(a.url, sessions, perSession);
+  const spawn = (name: string) =>
+    spawnInstance({ ...env, WORKER_CONCURRENCY: '4', TASK_MS: '1' }, temp.path(`${name}.log`));
+  return { location, a, c, spawn };
 }
 
 it('three processes: order per unit across processes, exact status everywhere', {
@@ -174,18 +177,8 @@ it('three processes: order per unit across processes, exact status everywhere', 
 it('a SIGKILLed worker-only process: its units are recovered after the lease, nothing is lost', {
   timeout: 120_000,
 }, async () => {
-  const location = await POSTGRES.fresh();
-  cleanups.push(location.dispose);
-  const temp = tempDir();
-  cleanups.push(temp.remove);
-  const env = { DATABASE_URL: location.url, LEASE_MS: '1500' };
   // C only at first, slow tasks: it holds leases when it dies.
-  const c = await spawnInstance(
-    { ...env, WORKER_CONCURRENCY: '4', SERVE_API: 'false', TASK_MS: '50' },
-    temp.path('c.log'),
-  );
-  const a = await spawnInstance({ ...env, WORKER_CONCURRENCY: '0', TASK_MS: '1' }, temp.path('a.log'));
-  await addWork(a.url, 8, 20);
+  const { location, a, c, spawn: spawnMore } = await workerOnlyWithWork(50, 8, 20);
   await expect
     .poll(() => readLogs([c.log]).filter((e) => e.kind === 'end').length, { timeout: 20_000 })
     .toBeGreaterThan(10);
@@ -199,7 +192,7 @@ it('a SIGKILLed worker-only process: its units are recovered after the lease, no
   expect(interrupted.length).toBeGreaterThan(0);
   // A worker comes up; it can take the dead process's units only once their leases expire.
   const done = finalStatus(a.url, 160);
-  const b = await spawnInstance({ ...env, WORKER_CONCURRENCY: '4', TASK_MS: '1' }, temp.path('b.log'));
+  const b = await spawnMore('b');
   const final = await done;
   expect(final).toMatchObject({ totalWorkUnits: 160, completedWorkUnits: 160, pendingWorkUnits: 0 });
   const store = await openStore(location.url);
@@ -218,23 +211,13 @@ it('a SIGKILLed worker-only process: its units are recovered after the lease, no
 it('a worker-only process paused past its leases: others finish its units, its late reports are refused', {
   timeout: 120_000,
 }, async () => {
-  const location = await POSTGRES.fresh();
-  cleanups.push(location.dispose);
-  const temp = tempDir();
-  cleanups.push(temp.remove);
-  const env = { DATABASE_URL: location.url, LEASE_MS: '1500' };
-  const c = await spawnInstance(
-    { ...env, WORKER_CONCURRENCY: '4', SERVE_API: 'false', TASK_MS: '300' },
-    temp.path('c.log'),
-  );
-  const a = await spawnInstance({ ...env, WORKER_CONCURRENCY: '0', TASK_MS: '1' }, temp.path('a.log'));
-  await addWork(a.url, 4, 10);
+  const { location, a, c, spawn: spawnMore } = await workerOnlyWithWork(300, 4, 10);
   await expect
     .poll(() => readLogs([c.log]).filter((e) => e.kind === 'start').length, { timeout: 20_000 })
     .toBeGreaterThan(0);
   c.child.kill('SIGSTOP'); // mid-task: it holds leases it cannot renew
   const done = finalStatus(a.url, 40);
-  const b = await spawnInstance({ ...env, WORKER_CONCURRENCY: '4', TASK_MS: '1' }, temp.path('b.log'));
+  const b = await spawnMore('b');
   const final = await done;
   expect(final).toMatchObject({ totalWorkUnits: 40, completedWorkUnits: 40, pendingWorkUnits: 0 });
   // C wakes up, finishes what it was running and reports under leases that were taken over.

@@ -121,3 +121,17 @@ export async function send(transport: Transport, url: string, op: SentOperation)
     }
   }
 }
+
+/** The four moving counts of a status, as the many-instance tests compare them. */
+export type Counts = {
+  totalWorkUnits: number;
+  completedWorkUnits: number;
+  pendingWorkUnits: number;
+  inProgressWorkUnits: number;
+};
+export const COUNTS = 'totalWorkUnits completedWorkUnits pendingWorkUnits inProgressWorkUnits';
+
+/** The workspace's status as `url` answers it over HTTP. */
+export const statusOf = async (url: string): Promise<Counts> =>
+  ((await send('http', url, { query: `{deriverStatus{${COUNTS}}}` })).data as { deriverStatus: Counts })
+    .deriverStatus;
