@@ -12,6 +12,8 @@ const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
 /** Key of the advisory lock held while migrating (any number unique to this use). */
 const MIGRATION_LOCK = 727_245_901;
 const RETRYABLE = new Set(['40001', '40P01']);
+/** Longest pause inside a transaction (our transactions wait on nothing but the database). */
+const IDLE_IN_TRANSACTION_MS = 10_000;
 /** Errors that mean the database cannot be reached or used now (connection loss, shutdown, disk). */
 const UNAVAILABLE = /^(08|53|57P0)/;
 
@@ -81,7 +83,10 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max: options.poolSize ?? 10,
-    options: `-c search_path=${quoteIdent(schema)}`,
+    // A process frozen inside a transaction (stopped, swapped out) must not hold its row locks for
+    // ever: claims skip locked units, so its units could not even be recovered when its leases
+    // expire. PostgreSQL ends such a session; the frozen process's transaction then fails.
+    options: `-c search_path=${quoteIdent(schema)} -c idle_in_transaction_session_timeout=${IDLE_IN_TRANSACTION_MS}`,
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
         oid === pg.types.builtins.INT8
