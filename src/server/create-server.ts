@@ -40,7 +40,7 @@ import { schema } from '../api/schema.ts';
 import { createSharedSubscribe, useSharedSubscriptionResults } from '../api/shared-results.ts';
 import { bearerToken } from '../auth/keyring.ts';
 import { OPEN, type Principal, scopeKey } from '../auth/scope.ts';
-import { type DeriverError, RateLimitedError, UnauthenticatedError } from '../errors.ts';
+import { RateLimitedError, UnauthenticatedError } from '../errors.ts';
 import { createTokenBuckets } from '../util/token-bucket.ts';
 import { GRAPHIQL_DEFAULT_QUERY } from './graphiql.ts';
 import { createGraphiqlPage } from './graphiql-page.ts';
@@ -249,8 +249,8 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
   });
   /** Who opened each socket, from its `connection_init`. */
   const principals = new WeakMap<WebSocket, Principal>();
-  const refuse = (error: DeriverError): GraphQLError[] =>
-    withoutHttpExtensions([maskError(error) as GraphQLError]);
+  /** An operation refused before execution (its `error` message drops `extensions.http` in `onError`). */
+  const refuse = (error: unknown): GraphQLError[] => [maskError(error) as GraphQLError];
 
   const ws = useServer(
     {
@@ -297,7 +297,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
         try {
           const document = enveloped.parse(payload.query);
           const errors = enveloped.validate(enveloped.schema, document);
-          if (errors.length > 0) return withoutHttpExtensions(errors);
+          if (errors.length > 0) return errors;
           return {
             schema: enveloped.schema,
             operationName: payload.operationName,
@@ -309,7 +309,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
         } catch (error) {
           // A parse error, a query limit or anything else refused before execution: an `error`
           // message for this operation only; the socket and its other operations go on.
-          return withoutHttpExtensions([maskError(error) as GraphQLError]);
+          return refuse(error);
         }
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
