@@ -7,6 +7,7 @@
 import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import {
+  type HeadAfterReport,
   headAfterReport,
   keyOf,
   leaseHeld,
@@ -144,11 +145,30 @@ export async function claimReady(db: Db, request: ClaimRequest, now: number, cha
 /** Where a released unit's head is to be found after its report (see `HeadAfterReport`). */
 type HeadLookup = { readonly unitId: number; readonly fromId: number; readonly unfinishedOnly: boolean };
 
+/** A released unit's head: known from the report, or to be looked up in `tasks`. */
+interface Release {
+  head: { id: number; run_at: number } | undefined;
+  readonly lookup?: HeadLookup;
+}
+
 interface UnitChange {
   readonly unitId: number;
   readonly delta: Counters;
-  /** Set when the report releases the unit; the head is known, or looked up. */
-  release?: { head: { id: number; run_at: number } | undefined; lookup?: HeadLookup };
+  /** Set when the report releases the unit. */
+  readonly release?: Release;
+}
+
+function releaseOf(where: HeadAfterReport, unitId: number): Release {
+  switch (where.kind) {
+    case 'task':
+      return { head: { id: where.id, run_at: where.runAt } };
+    case 'after':
+      return { head: undefined, lookup: { unitId, fromId: where.taskId + 1, unfinishedOnly: false } };
+    case 'stored':
+      return { head: undefined, lookup: { unitId, fromId: where.lowerBound, unfinishedOnly: true } };
+    case 'none':
+      return { head: undefined };
+  }
 }
 
 /**
@@ -188,10 +208,11 @@ export async function applyReports(
   }[] = [];
   const starts: { id: number; unitId: number }[] = [];
   const changes: UnitChange[] = [];
-  const results = reports.map((report): ReportResult => {
+  /** Per report: lost, or the unit change it makes (kept or released, settled at the end). */
+  const outcomes = reports.map((report): UnitChange | { readonly kind: 'lease-lost' } => {
     const { unitId } = report.lease;
     const unit = units.get(unitId);
-    if (!unit || !leaseHeld(unit, report.lease, owner, now)) return { kind: 'lease-lost' };
+    if (!unit || !leaseHeld(unit, report.lease, owner, now)) return { kind: 'lease-lost' } as const;
     const delta = zeroCounters();
     let storedRunning = unit.running === 1;
     for (const { taskId, outcome } of report.attempts) {
@@ -225,27 +246,21 @@ export async function applyReports(
         delta.pending += 1;
       }
     }
-    const change: UnitChange = { unitId, delta };
-    changes.push(change);
+    let change: UnitChange;
     if (report.running !== null) {
       if (!storedRunning) {
         starts.push({ id: report.running, unitId });
         delta.pending -= 1;
         delta.running += 1;
       }
-      return { kind: 'kept' };
+      change = { unitId, delta };
+    } else {
+      if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
+      const where = headAfterReport(report.attempts.at(-1), unit.head_task_id, now);
+      change = { unitId, delta, release: releaseOf(where, unitId) };
     }
-    if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
-    const where = headAfterReport(report.attempts.at(-1), unit.head_task_id, now);
-    change.release =
-      where.kind === 'task'
-        ? { head: { id: where.id, run_at: where.runAt } }
-        : where.kind === 'after'
-          ? { head: undefined, lookup: { unitId, fromId: where.taskId + 1, unfinishedOnly: false } }
-          : where.kind === 'stored'
-            ? { head: undefined, lookup: { unitId, fromId: where.lowerBound, unfinishedOnly: true } }
-            : { head: undefined };
-    return { kind: 'released', reason: 'drained' }; // the reason is settled below, with the head
+    changes.push(change);
+    return change;
   });
 
   if (finished.length > 0) {
@@ -340,12 +355,10 @@ export async function applyReports(
     for (const row of updated.rows) changed.push(unitCounters(row));
   }
   // Released units: why, now that their heads are known.
-  let next = 0;
-  return results.map((result) => {
-    if (result.kind === 'lease-lost') return result;
-    const change = changes[next++];
-    if (result.kind === 'kept' || !change?.release) return result;
-    return { kind: 'released', reason: releaseReason(change.release.head, now) };
+  return outcomes.map((outcome): ReportResult => {
+    if ('kind' in outcome) return outcome;
+    if (!outcome.release) return { kind: 'kept' };
+    return { kind: 'released', reason: releaseReason(outcome.release.head, now) };
   });
 }
 
