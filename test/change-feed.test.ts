@@ -6,9 +6,14 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import type { UnitCounters } from '../src/domain/counters.ts';
 import type { ChangeFeed, FeedMessage } from '../src/feed/change-feed.ts';
+import { bridgeFeed } from '../src/feed/feed-bridge.ts';
 import { createFeedBus, createInProcessFeed } from '../src/feed/in-process-feed.ts';
 import { createPostgresFeed } from '../src/feed/postgres-feed.ts';
+import type { StatusEngine } from '../src/status/status-engine.ts';
+import type { Store, StoreEvents } from '../src/store/store.ts';
+import { TypedEmitter } from '../src/util/typed-emitter.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -103,5 +108,50 @@ describe('change feed (postgres): a dropped listening connection', () => {
     expect(b.connected).toBe(true);
     await a.publish({ origin: 'A', units: [{ id: 1, version: 2 }], enqueued: 0 });
     await expect.poll(() => atB.length).toBe(1);
+  });
+});
+
+describe('the feed bridge', () => {
+  it('gathers a tick of commits into one message, and sends again what a failed publish lost', async () => {
+    const storeEvents = new TypedEmitter<StoreEvents>();
+    const sent: FeedMessage[] = [];
+    let failNext = true;
+    const feed: ChangeFeed = {
+      events: new TypedEmitter(),
+      connected: true,
+      async publish(message) {
+        if (failNext) {
+          failNext = false;
+          throw new Error('connection lost');
+        }
+        sent.push(message);
+      },
+      close: async () => {},
+    };
+    const errors: unknown[] = [];
+    const stop = bridgeFeed({
+      feed,
+      store: { events: storeEvents } as unknown as Store,
+      status: {} as StatusEngine,
+      origin: 'me',
+      wake: () => {},
+      onError: (error) => void errors.push(error),
+    });
+    cleanups.push(async () => stop());
+    const unit = (unitId: number, version: number) =>
+      ({ unitId, version, key: {}, counters: {} }) as unknown as UnitCounters;
+    storeEvents.emit('units:changed', [unit(1, 5), unit(2, 3)]);
+    storeEvents.emit('units:changed', [unit(1, 6)]);
+    storeEvents.emit('tasks:enqueued', { count: 2 });
+    await expect.poll(() => errors.length).toBe(1);
+    storeEvents.emit('units:changed', [unit(3, 1)]);
+    await expect.poll(() => sent.length).toBe(1);
+    expect(sent[0]?.origin).toBe('me');
+    expect(sent[0]?.enqueued).toBe(2);
+    expect([...(sent[0]?.units ?? [])].sort((a, b) => a.id - b.id)).toEqual([
+      { id: 1, version: 6 },
+      { id: 2, version: 3 },
+      { id: 3, version: 1 },
+    ]);
   });
 });

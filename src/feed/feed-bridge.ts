@@ -17,9 +17,12 @@ export interface FeedBridgeOptions {
   readonly origin: string;
   /** Tells idle workers to look for work. */
   readonly wake: () => void;
-  /** A publish or a refresh failed (the next message or resync makes up for it). */
+  /** A publish failed (it is retried) or a refresh failed (the next message or resync makes up). */
   readonly onError: (error: unknown) => void;
 }
+
+/** Pause before a message that could not be published is sent again. */
+const RETRY_MS = 500;
 
 /** Starts bridging; returns a function that stops it. */
 export function bridgeFeed(options: FeedBridgeOptions): () => void {
@@ -27,25 +30,36 @@ export function bridgeFeed(options: FeedBridgeOptions): () => void {
   const versions = new Map<number, number>();
   let enqueued = 0;
   let scheduled = false;
+  let stopped = false;
 
+  const gather = (units: readonly { id: number; version: number }[]): void => {
+    for (const { id, version } of units) versions.set(id, Math.max(version, versions.get(id) ?? 0));
+  };
   const flush = (): void => {
     scheduled = false;
-    const units = [...versions].map(([id, version]) => ({ id, version }));
-    const message = { origin, units, enqueued };
+    if (stopped) return;
+    const message = { origin, units: [...versions].map(([id, version]) => ({ id, version })), enqueued };
     versions.clear();
     enqueued = 0;
-    feed.publish(message).catch(onError);
+    feed.publish(message).catch((error: unknown) => {
+      onError(error);
+      if (stopped) return;
+      // Nobody heard it: send it again with the next changes, after a pause.
+      gather(message.units);
+      enqueued += message.enqueued;
+      schedule(RETRY_MS);
+    });
   };
-  const schedule = (): void => {
+  const schedule = (delayMs = 0): void => {
     if (scheduled) return;
     scheduled = true;
-    setImmediate(flush);
+    if (delayMs > 0) setTimeout(flush, delayMs).unref();
+    else setImmediate(flush);
   };
 
   const offs = [
     store.events.on('units:changed', (units) => {
-      for (const unit of units)
-        versions.set(unit.unitId, Math.max(unit.version, versions.get(unit.unitId) ?? 0));
+      gather(units.map((u) => ({ id: u.unitId, version: u.version })));
       schedule();
     }),
     store.events.on('tasks:enqueued', ({ count }) => {
@@ -63,6 +77,7 @@ export function bridgeFeed(options: FeedBridgeOptions): () => void {
     }),
   ];
   return () => {
+    stopped = true;
     for (const off of offs) off();
   };
 }
