@@ -55,6 +55,10 @@ export const DerivationSettingsInput = builder.inputType('DerivationSettingsInpu
   }),
 });
 
+/** The workspace an operation names; absent and null mean the default one. */
+const workspaceOf = (args: { workspaceId?: string | null }): string =>
+  args.workspaceId ?? DEFAULT_WORKSPACE_ID;
+
 /** Validated arguments of a status field, as StatusQuery (absent and null ids mean "any"). */
 function toQuery(args: {
   workspaceId?: string | null;
@@ -63,7 +67,7 @@ function toQuery(args: {
   senderId?: string | null;
 }): StatusQuery {
   return {
-    workspaceId: args.workspaceId ?? DEFAULT_WORKSPACE_ID,
+    workspaceId: workspaceOf(args),
     sessionId: args.sessionId ?? undefined,
     observerId: args.observerId ?? undefined,
     senderId: args.senderId ?? undefined,
@@ -97,8 +101,7 @@ builder.queryType({
       args: { workspaceId: t.arg.id(), id: t.arg.id({ required: true }) },
       validate: lookupInput,
       resolve: (_root, args, ctx) => {
-        const workspaceId = args.workspaceId ?? DEFAULT_WORKSPACE_ID;
-        authorize(ctx.principal, { kind: 'session', workspaceId, sessionId: args.id });
+        authorize(ctx.principal, { kind: 'session', workspaceId: workspaceOf(args), sessionId: args.id });
         return ctx.deriver.getSession(args);
       },
     }),
@@ -108,8 +111,7 @@ builder.queryType({
       args: { workspaceId: t.arg.id(), id: t.arg.id({ required: true }) },
       validate: lookupInput,
       resolve: (_root, args, ctx) => {
-        const workspaceId = args.workspaceId ?? DEFAULT_WORKSPACE_ID;
-        authorize(ctx.principal, { kind: 'peer', workspaceId, peerId: args.id });
+        authorize(ctx.principal, { kind: 'peer', workspaceId: workspaceOf(args), peerId: args.id });
         return ctx.deriver.getPeer(args);
       },
     }),
@@ -134,8 +136,7 @@ builder.mutationType({
       args: { workspaceId: t.arg.id(), id: t.arg.id({ required: true }), observeMe: t.arg.boolean() },
       validate: upsertPeerInput,
       resolve: (_root, args, ctx) => {
-        const workspaceId = args.workspaceId ?? DEFAULT_WORKSPACE_ID;
-        authorize(ctx.principal, { kind: 'peer', workspaceId, peerId: args.id });
+        authorize(ctx.principal, { kind: 'peer', workspaceId: workspaceOf(args), peerId: args.id });
         return ctx.deriver.upsertPeer(args);
       },
     }),
@@ -151,8 +152,7 @@ builder.mutationType({
       },
       validate: upsertSessionInput,
       resolve: (_root, args, ctx) => {
-        const workspaceId = args.workspaceId ?? DEFAULT_WORKSPACE_ID;
-        authorize(ctx.principal, { kind: 'session', workspaceId, sessionId: args.id });
+        authorize(ctx.principal, { kind: 'session', workspaceId: workspaceOf(args), sessionId: args.id });
         return ctx.deriver.upsertSession(args);
       },
     }),
@@ -166,8 +166,11 @@ builder.mutationType({
       },
       validate: removeSessionPeersInput,
       resolve: (_root, args, ctx) => {
-        const workspaceId = args.workspaceId ?? DEFAULT_WORKSPACE_ID;
-        authorize(ctx.principal, { kind: 'session', workspaceId, sessionId: args.sessionId });
+        authorize(ctx.principal, {
+          kind: 'session',
+          workspaceId: workspaceOf(args),
+          sessionId: args.sessionId,
+        });
         return ctx.deriver.removeSessionPeers(args);
       },
     }),
@@ -184,7 +187,7 @@ builder.mutationType({
       resolve: (_root, args, ctx) => {
         authorize(ctx.principal, {
           kind: 'messages',
-          workspaceId: args.workspaceId ?? DEFAULT_WORKSPACE_ID,
+          workspaceId: workspaceOf(args),
           sessionId: args.sessionId,
           senderIds: args.messages.map((m) => m.peerId),
         });
