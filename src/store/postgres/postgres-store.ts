@@ -138,9 +138,10 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       const response = await transaction(async (db, now) => {
         changed.length = 0; // a retried transaction starts over
         const results = await applyReports(db, request.reports, request.owner, now, changed);
+        // Expired leases are recovered by the claims that could take their units, as in SQLite.
+        if (request.max <= 0) return { results, claimed: [] };
         await recoverExpiredLeases(db, now, changed);
-        const claimed = await claimReady(db, request, now, changed);
-        return { results, claimed };
+        return { results, claimed: await claimReady(db, request, now, changed) };
       });
       announce(changed);
       return response;
