@@ -6,6 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { WebSocketServer } from 'ws';
+import { zeroCounters } from '../src/domain/counters.ts';
 import type { TaskHandler } from '../src/scheduler/options.ts';
 import { startApp } from '../src/server/app.ts';
 import { loadConfig } from '../src/server/config.ts';
@@ -81,7 +82,7 @@ process.on('message', async (command: ServerCommand) => {
         {
           unitId: -1,
           key,
-          counters: { pending: syntheticVersion, running: 0, completed: 0, failed: 0 },
+          counters: { ...zeroCounters(), pending: syntheticVersion },
           version: syntheticVersion,
         },
       ]);

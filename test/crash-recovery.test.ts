@@ -108,6 +108,7 @@ describe.each(STORES)('crash recovery ($name)', (backend) => {
       inProgressWorkUnits: 0,
       pendingWorkUnits: 0,
       failedWorkUnits: 0,
+      retryingWorkUnits: 0,
     });
   });
 });

@@ -89,6 +89,7 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
         inProgressWorkUnits: 0,
         pendingWorkUnits: 0,
         failedWorkUnits: 1,
+        retryingWorkUnits: 0,
       });
     });
 

@@ -25,6 +25,7 @@ function bruteForce(rows: readonly TaskRow[], filter: Omit<StatusQuery, 'workspa
     inProgressWorkUnits: count('running'),
     pendingWorkUnits: count('pending'),
     failedWorkUnits: count('failed'),
+    retryingWorkUnits: matching.filter((r) => r.state === 'pending' && r.failures > 0).length,
   };
 }
 

@@ -58,6 +58,7 @@ describe.each(STORES)('task-generation ($name)', (backend) => {
         inProgressWorkUnits: 0,
         pendingWorkUnits: 0,
         failedWorkUnits: 0,
+        retryingWorkUnits: 0,
       });
       expect(
         h.status.sessions({ workspaceId: 'default' }).map((s) => [s.sessionId, s.totalWorkUnits]),

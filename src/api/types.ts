@@ -78,9 +78,11 @@ const COUNT_FIELDS: Record<keyof StatusCounts, string> = {
   inProgressWorkUnits: 'Running in a worker right now.',
   pendingWorkUnits: 'Not finished and not running (includes tasks waiting for a retry).',
   failedWorkUnits: 'The part of completedWorkUnits that failed for good.',
+  retryingWorkUnits:
+    'The part of pendingWorkUnits that failed before and waits to run again (a retry); the rest of pendingWorkUnits never started, or was put back by a shutdown or crash without failing.',
 };
 
-/** The five count fields (SPEC section 3), shared by DeriverStatus and SessionDeriverStatus. */
+/** The count fields (SPEC section 3, and the retry count), shared by DeriverStatus and SessionDeriverStatus. */
 function countFields<T>(
   t: PothosSchemaTypes.ObjectFieldBuilder<Types, T>,
   counts: (parent: T) => StatusCounts,

@@ -7,6 +7,8 @@ export interface StatusCounts {
   readonly inProgressWorkUnits: number;
   readonly pendingWorkUnits: number;
   readonly failedWorkUnits: number;
+  /** The part of `pendingWorkUnits` that failed before and waits to run again. */
+  readonly retryingWorkUnits: number;
 }
 
 export interface SessionStatusCounts extends StatusCounts {
@@ -20,6 +22,7 @@ export function toStatusCounts(c: Counters): StatusCounts {
     inProgressWorkUnits: c.running,
     pendingWorkUnits: c.pending,
     failedWorkUnits: c.failed,
+    retryingWorkUnits: c.retrying,
   };
 }
 
@@ -33,6 +36,7 @@ export function sameStatusCounts(a: StatusCounts, b: StatusCounts): boolean {
     a.completedWorkUnits === b.completedWorkUnits &&
     a.inProgressWorkUnits === b.inProgressWorkUnits &&
     a.pendingWorkUnits === b.pendingWorkUnits &&
-    a.failedWorkUnits === b.failedWorkUnits
+    a.failedWorkUnits === b.failedWorkUnits &&
+    a.retryingWorkUnits === b.retryingWorkUnits
   );
 }

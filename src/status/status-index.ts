@@ -8,7 +8,7 @@
  * A summary unit has no observer or sender: it only joins roll-ups whose filter names neither.
  */
 
-import { addCounters, type Counters, type UnitCounters, zeroCounters } from '../domain/counters.ts';
+import { addCounters, type Counters, isZero, type UnitCounters, zeroCounters } from '../domain/counters.ts';
 import type { WorkUnitKey } from '../domain/work-unit-key.ts';
 import { type SessionStatusCounts, type StatusCounts, toStatusCounts } from './counts.ts';
 import { filterKey, filtersFedBy, type StatusQuery } from './status-filter.ts';
@@ -37,8 +37,7 @@ export class StatusIndex {
     const delta: Counters = { ...next };
     if (previous) addCounters(delta, previous.counters, -1);
     this.#units.set(update.unitId, { counters: next, version: update.version });
-    if (delta.pending === 0 && delta.running === 0 && delta.completed === 0 && delta.failed === 0)
-      return false;
+    if (isZero(delta)) return false;
     this.#fold(update.key, delta);
     return true;
   }

@@ -21,6 +21,8 @@ export interface UnitRow {
   running: number;
   completed: number;
   failed: number;
+  retrying: number;
+  claimed_through: number | null;
   version: number;
 }
 
@@ -35,20 +37,26 @@ export const keyOf = (row: UnitRow): WorkUnitKey => ({
 export const unitCounters = (row: UnitRow): UnitCounters => ({
   unitId: row.id,
   key: keyOf(row),
-  counters: { pending: row.pending, running: row.running, completed: row.completed, failed: row.failed },
+  counters: {
+    pending: row.pending,
+    running: row.running,
+    completed: row.completed,
+    failed: row.failed,
+    retrying: row.retrying,
+  },
   version: row.version,
 });
 
 /**
  * Where a released unit's head is, given the last attempt its final report carried: a task that was
- * put back (retry or requeue) is itself the head, with its retry time; after a finished task the
- * head is the next task by id (only the head runs, so every task before it is finished); with no
- * attempt, the first unfinished task from the stored lower bound; none when there is no bound.
+ * put back (retry or requeue) is itself the head, with its retry time; otherwise the first
+ * unfinished task from a bound (after the last finished task, or the stored lower bound); none when
+ * there is no bound. Looking for the first *unfinished* task skips tasks cancelled while the unit
+ * was leased.
  */
 export type HeadAfterReport =
   | { readonly kind: 'task'; readonly id: number; readonly runAt: number }
-  | { readonly kind: 'after'; readonly taskId: number }
-  | { readonly kind: 'stored'; readonly lowerBound: number }
+  | { readonly kind: 'from'; readonly id: number }
   | { readonly kind: 'none' };
 
 export function headAfterReport(
@@ -59,9 +67,24 @@ export function headAfterReport(
   if (last?.outcome.kind === 'retry')
     return { kind: 'task', id: last.taskId, runAt: now + last.outcome.delayMs };
   if (last?.outcome.kind === 'requeue') return { kind: 'task', id: last.taskId, runAt: 0 };
-  if (last) return { kind: 'after', taskId: last.taskId };
-  return storedHead === null ? { kind: 'none' } : { kind: 'stored', lowerBound: storedHead };
+  if (last) return { kind: 'from', id: last.taskId + 1 };
+  return storedHead === null ? { kind: 'none' } : { kind: 'from', id: storedHead };
 }
+
+/** A unit's head as a release records it. */
+export interface Head {
+  readonly id: number;
+  readonly run_at: number;
+  /** Failed attempts so far: more than 0 means the head waits for a retry. */
+  readonly failures: number;
+}
+
+/** The unit columns a release writes from its head (none: drained). */
+export const headColumns = (head: Head | undefined) => ({
+  headId: head?.id ?? null,
+  availableAt: head?.run_at ?? 0,
+  headRetrying: head !== undefined && head.failures > 0 ? 1 : 0,
+});
 
 /** Why a unit was released, from its head (none: drained; later than now: waiting for a retry). */
 export function releaseReason(head: { readonly run_at: number } | undefined, now: number): ReleaseReason {

@@ -7,8 +7,10 @@
 import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import {
+  type Head,
   type HeadAfterReport,
   headAfterReport,
+  headColumns,
   keyOf,
   leaseHeld,
   releaseReason,
@@ -41,36 +43,25 @@ async function one<R>(db: Db, text: string, values: unknown[]): Promise<R | unde
 
 /** The first unfinished task at or after a lower bound of the head. */
 const firstUnfinished = (db: Db, unitId: number, from: number) =>
-  one<{ id: number; run_at: number; state: string }>(
+  one<Head & { state: string }>(
     db,
-    `SELECT id, run_at, state FROM tasks WHERE unit_id = $1 AND id >= $2 AND finished_at IS NULL
+    `SELECT id, run_at, failures, state FROM tasks WHERE unit_id = $1 AND id >= $2 AND finished_at IS NULL
      ORDER BY id LIMIT 1`,
     [unitId, from],
   );
 
 /** Ends a lease, applies counter deltas and records the unit's exact head for the claim order. */
-const releaseUnit = (
-  db: Db,
-  unitId: number,
-  delta: Counters,
-  head: { id: number; run_at: number } | undefined,
-) =>
-  one<UnitRow>(
+const releaseUnit = (db: Db, unitId: number, delta: Counters, head: Head | undefined) => {
+  const { headId, availableAt, headRetrying } = headColumns(head);
+  return one<UnitRow>(
     db,
     `UPDATE work_units SET pending = pending + $2, running = running + $3, completed = completed + $4,
-       failed = failed + $5, head_task_id = $6, available_at = $7,
-       lease_owner = NULL, lease_expires_at = NULL, version = version + 1
+       failed = failed + $5, head_task_id = $6, available_at = $7, retrying = $8,
+       lease_owner = NULL, lease_expires_at = NULL, claimed_through = NULL, version = version + 1
      WHERE id = $1 RETURNING *`,
-    [
-      unitId,
-      delta.pending,
-      delta.running,
-      delta.completed,
-      delta.failed,
-      head?.id ?? null,
-      head?.run_at ?? 0,
-    ],
+    [unitId, delta.pending, delta.running, delta.completed, delta.failed, headId, availableAt, headRetrying],
   );
+};
 
 /** Frees units whose lease expired; their running task goes back to pending and runs again. */
 export async function recoverExpiredLeases(db: Db, now: number, changed: UnitCounters[]): Promise<void> {
@@ -107,18 +98,20 @@ export async function claimReady(db: Db, request: ClaimRequest, now: number, cha
        SELECT id, head_task_id FROM work_units
        WHERE head_task_id IS NOT NULL AND lease_owner IS NULL AND available_at <= $1
        ORDER BY head_task_id LIMIT $2 FOR UPDATE SKIP LOCKED
+     ), following AS (
+       SELECT f.* FROM ready CROSS JOIN LATERAL (
+         SELECT ${TASK} FROM tasks WHERE unit_id = ready.id AND id > ready.head_task_id AND finished_at IS NULL
+         ORDER BY id LIMIT $5
+       ) f
      ), leased AS (
        UPDATE work_units u SET lease_owner = $3, lease_token = u.lease_token + 1, lease_expires_at = $4,
-         pending = u.pending - 1, running = u.running + 1, version = u.version + 1
+         claimed_through = coalesce((SELECT max(f.id) FROM following f WHERE f.unit_id = u.id), ready.head_task_id),
+         pending = u.pending - 1, running = u.running + 1, retrying = 0, version = u.version + 1
        FROM ready WHERE u.id = ready.id RETURNING u.*
      ), started AS (
        UPDATE tasks t SET state = 'running', runs = t.runs + 1, started_at = $1
        FROM ready WHERE t.id = ready.head_task_id AND t.state = 'pending'
        RETURNING t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at
-     ), following AS (
-       SELECT f.* FROM ready CROSS JOIN LATERAL (
-         SELECT ${TASK} FROM tasks WHERE unit_id = ready.id AND id > ready.head_task_id ORDER BY id LIMIT $5
-       ) f
      )
      SELECT (SELECT coalesce(json_agg(l ORDER BY l.head_task_id), '[]') FROM leased l) AS units,
             (SELECT coalesce(json_agg(t ORDER BY t.id), '[]')
@@ -142,13 +135,10 @@ export async function claimReady(db: Db, request: ClaimRequest, now: number, cha
   });
 }
 
-/** Where a released unit's head is to be found after its report (see `HeadAfterReport`). */
-type HeadLookup = { readonly unitId: number; readonly fromId: number; readonly unfinishedOnly: boolean };
-
-/** A released unit's head: known from the report, or to be looked up in `tasks`. */
+/** A released unit's head: known from the report, or the first unfinished task from `lookupFrom`. */
 interface Release {
-  head: { id: number; run_at: number } | undefined;
-  readonly lookup?: HeadLookup;
+  head: Head | undefined;
+  readonly lookupFrom?: number;
 }
 
 interface UnitChange {
@@ -158,14 +148,13 @@ interface UnitChange {
   readonly release?: Release;
 }
 
-function releaseOf(where: HeadAfterReport, unitId: number): Release {
+function releaseOf(where: HeadAfterReport): Release {
   switch (where.kind) {
     case 'task':
-      return { head: { id: where.id, run_at: where.runAt } };
-    case 'after':
-      return { head: undefined, lookup: { unitId, fromId: where.taskId + 1, unfinishedOnly: false } };
-    case 'stored':
-      return { head: undefined, lookup: { unitId, fromId: where.lowerBound, unfinishedOnly: true } };
+      // Its failures are known once the task is put back (below).
+      return { head: { id: where.id, run_at: where.runAt, failures: 0 } };
+    case 'from':
+      return { head: undefined, lookupFrom: where.id };
     case 'none':
       return { head: undefined };
   }
@@ -257,7 +246,7 @@ export async function applyReports(
     } else {
       if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
       const where = headAfterReport(report.attempts.at(-1), unit.head_task_id, now);
-      change = { unitId, delta, release: releaseOf(where, unitId) };
+      change = { unitId, delta, release: releaseOf(where) };
     }
     changes.push(change);
     return change;
@@ -285,13 +274,14 @@ export async function applyReports(
       throw new Error(`a reported task is not ${finished[0]?.expected} in its work unit`);
   }
   if (putBack.length > 0) {
-    const requeued = await db.query(
+    const requeued = await db.query<{ id: number; failures: number }>(
       `UPDATE tasks t SET failures = t.failures + a.failed, last_error = coalesce(a.error, t.last_error),
          run_at = a.run_at, started_at = NULL, runs = t.runs + (CASE WHEN t.state = 'pending' THEN 1 ELSE 0 END),
          state = 'pending'
        FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::text[], $5::bigint[], $6::text[])
          AS a(id, unit_id, failed, error, run_at, expected)
-       WHERE t.id = ANY($1::bigint[]) AND t.id = a.id AND t.unit_id = a.unit_id AND t.state = a.expected`,
+       WHERE t.id = ANY($1::bigint[]) AND t.id = a.id AND t.unit_id = a.unit_id AND t.state = a.expected
+       RETURNING t.id, t.failures`,
       [
         putBack.map((p) => p.id),
         putBack.map((p) => p.unitId),
@@ -303,6 +293,11 @@ export async function applyReports(
     );
     if (requeued.rowCount !== putBack.length)
       throw new Error('a task put back is not in the state its report says');
+    const failures = new Map(requeued.rows.map((r) => [r.id, r.failures]));
+    for (const { release } of changes) {
+      if (release?.head && failures.has(release.head.id))
+        release.head = { ...release.head, failures: failures.get(release.head.id) ?? 0 };
+    }
   }
   if (starts.length > 0) {
     const started = await db.query(
@@ -313,21 +308,20 @@ export async function applyReports(
     );
     if (started.rowCount !== starts.length) throw new Error('a task reported as running is not pending');
   }
-  const lookups = changes.flatMap((c) => (c.release?.lookup ? [c.release.lookup] : []));
+  const lookups = changes.filter((c) => c.release?.lookupFrom !== undefined);
   if (lookups.length > 0) {
-    const found = await db.query<{ unit_id: number; id: number | null; run_at: number | null }>(
-      `SELECT l.unit_id, h.id, h.run_at FROM unnest($1::bigint[], $2::bigint[], $3::boolean[])
-         AS l(unit_id, from_id, unfinished_only)
-       LEFT JOIN LATERAL (SELECT id, run_at FROM tasks t
-                          WHERE t.unit_id = l.unit_id AND t.id >= l.from_id AND (NOT l.unfinished_only OR t.finished_at IS NULL)
+    const found = await db.query<{ unit_id: number; id: number | null; run_at: number; failures: number }>(
+      `SELECT l.unit_id, h.id, h.run_at, h.failures FROM unnest($1::bigint[], $2::bigint[]) AS l(unit_id, from_id)
+       LEFT JOIN LATERAL (SELECT id, run_at, failures FROM tasks t
+                          WHERE t.unit_id = l.unit_id AND t.id >= l.from_id AND t.finished_at IS NULL
                           ORDER BY id LIMIT 1) h ON true`,
-      [lookups.map((l) => l.unitId), lookups.map((l) => l.fromId), lookups.map((l) => l.unfinishedOnly)],
+      [lookups.map((c) => c.unitId), lookups.map((c) => c.release?.lookupFrom)],
     );
     const byUnit = new Map(found.rows.map((r) => [r.unit_id, r]));
-    for (const change of changes) {
-      const row = change.release?.lookup ? byUnit.get(change.unitId) : undefined;
+    for (const change of lookups) {
+      const row = byUnit.get(change.unitId);
       if (change.release && row && row.id !== null)
-        change.release.head = { id: row.id, run_at: row.run_at ?? 0 };
+        change.release.head = { id: row.id, run_at: row.run_at, failures: row.failures };
     }
   }
   if (changes.length > 0) {
@@ -336,10 +330,13 @@ export async function applyReports(
          completed = u.completed + d.dc, failed = u.failed + d.df, version = u.version + 1,
          head_task_id = CASE WHEN d.release THEN d.head_id ELSE u.head_task_id END,
          available_at = CASE WHEN d.release THEN d.available_at ELSE u.available_at END,
+         retrying = CASE WHEN d.release THEN d.retrying ELSE u.retrying END,
          lease_owner = CASE WHEN d.release THEN NULL ELSE u.lease_owner END,
-         lease_expires_at = CASE WHEN d.release THEN NULL ELSE u.lease_expires_at END
+         lease_expires_at = CASE WHEN d.release THEN NULL ELSE u.lease_expires_at END,
+         claimed_through = CASE WHEN d.release THEN NULL ELSE u.claimed_through END
        FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[], $5::integer[], $6::boolean[],
-                   $7::bigint[], $8::bigint[]) AS d(id, dp, dr, dc, df, release, head_id, available_at)
+                   $7::bigint[], $8::bigint[], $9::integer[])
+         AS d(id, dp, dr, dc, df, release, head_id, available_at, retrying)
        WHERE u.id = ANY($1::bigint[]) AND u.id = d.id RETURNING u.*`,
       [
         changes.map((c) => c.unitId),
@@ -348,8 +345,9 @@ export async function applyReports(
         changes.map((c) => c.delta.completed),
         changes.map((c) => c.delta.failed),
         changes.map((c) => c.release !== undefined),
-        changes.map((c) => c.release?.head?.id ?? null),
-        changes.map((c) => c.release?.head?.run_at ?? 0),
+        changes.map((c) => headColumns(c.release?.head).headId),
+        changes.map((c) => headColumns(c.release?.head).availableAt),
+        changes.map((c) => headColumns(c.release?.head).headRetrying),
       ],
     );
     for (const row of updated.rows) changed.push(unitCounters(row));

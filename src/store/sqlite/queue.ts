@@ -6,8 +6,10 @@
 import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import {
+  type Head,
   type HeadAfterReport,
   headAfterReport,
+  headColumns,
   keyOf,
   leaseHeld,
   releaseReason,
@@ -29,22 +31,22 @@ export function recoverExpiredLeases(sql: Statements, now: number, changed: Unit
   for (const { id, head_task_id } of sql.expiredLeases.all(now)) {
     const head = head_task_id === null ? undefined : sql.firstUnfinished.get(id, head_task_id);
     const requeued =
-      head?.state === 'running'
-        ? sql.requeueTask.run({
-            failed: 0,
-            error: null,
-            runAt: head.run_at,
-            id: head.id,
-            unitId: id,
-            expected: 'running',
-          }).changes
+      head?.state === 'running' &&
+      sql.requeueTask.get({
+        failed: 0,
+        error: null,
+        runAt: head.run_at,
+        id: head.id,
+        unitId: id,
+        expected: 'running',
+      })
+        ? 1
         : 0;
     const row = sql.releaseUnit.get({
       ...zeroCounters(),
       pending: requeued,
       running: -requeued,
-      headId: head?.id ?? null,
-      availableAt: head?.run_at ?? 0,
+      ...headColumns(head),
       unitId: id,
     });
     if (row) changed.push(unitCounters(row));
@@ -60,10 +62,11 @@ export function claimReady(
   const claimed: ClaimedUnit[] = [];
   if (request.max <= 0) return claimed;
   for (const { id, head_task_id } of sql.readyUnits.all(now, request.max)) {
-    const unit = sql.leaseUnit.get(request.owner, now + request.leaseMs, id);
+    const rest = request.prefetch > 1 ? sql.tasksAfter.all(id, head_task_id, request.prefetch - 1) : [];
+    const claimedThrough = rest.at(-1)?.id ?? head_task_id;
+    const unit = sql.leaseUnit.get(request.owner, now + request.leaseMs, claimedThrough, id);
     const head = sql.startTask.get(now, head_task_id);
     if (!unit || !head) throw new Error(`work unit ${id} changed under its claim`);
-    const rest = request.prefetch > 1 ? sql.tasksAfter.all(id, head_task_id, request.prefetch - 1) : [];
     changed.push(unitCounters(unit));
     claimed.push({
       lease: { unitId: id, token: unit.lease_token },
@@ -93,28 +96,34 @@ export function applyReport(
   const delta: Counters = zeroCounters();
   let storedRunning = unit.running === 1;
   let last: Attempt | undefined;
+  /** Failed attempts of the last task put back: a head that failed before waits for a retry. */
+  let lastFailures = 0;
   for (const attempt of report.attempts) {
     const from = storedRunning ? 'running' : 'pending';
     const { outcome } = attempt;
-    const changes =
-      outcome.kind === 'succeeded' || outcome.kind === 'failed'
-        ? sql.finishTask.run({
-            state: outcome.kind,
-            failed: outcome.kind === 'failed' ? 1 : 0,
-            error: outcome.kind === 'failed' ? outcome.error : null,
-            now,
-            id: attempt.taskId,
-            unitId,
-            expected: from,
-          }).changes
-        : sql.requeueTask.run({
-            failed: outcome.kind === 'retry' ? 1 : 0,
-            error: outcome.kind === 'retry' ? outcome.error : null,
-            runAt: outcome.kind === 'retry' ? now + outcome.delayMs : 0,
-            id: attempt.taskId,
-            unitId,
-            expected: from,
-          }).changes;
+    let changes: number;
+    if (outcome.kind === 'succeeded' || outcome.kind === 'failed') {
+      changes = sql.finishTask.run({
+        state: outcome.kind,
+        failed: outcome.kind === 'failed' ? 1 : 0,
+        error: outcome.kind === 'failed' ? outcome.error : null,
+        now,
+        id: attempt.taskId,
+        unitId,
+        expected: from,
+      }).changes;
+    } else {
+      const putBack = sql.requeueTask.get({
+        failed: outcome.kind === 'retry' ? 1 : 0,
+        error: outcome.kind === 'retry' ? outcome.error : null,
+        runAt: outcome.kind === 'retry' ? now + outcome.delayMs : 0,
+        id: attempt.taskId,
+        unitId,
+        expected: from,
+      });
+      changes = putBack ? 1 : 0;
+      lastFailures = putBack?.failures ?? 0;
+    }
     if (changes !== 1) throw new Error(`task ${attempt.taskId} is not ${from} in work unit ${unitId}`);
     if (storedRunning) delta.running -= 1;
     else delta.pending -= 1;
@@ -139,28 +148,27 @@ export function applyReport(
     row = sql.updateUnitCounters.get({ ...delta, unitId });
   } else {
     if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
-    const head = findHead(sql, unitId, headAfterReport(last, unit.head_task_id, now));
+    const head = findHead(sql, unitId, headAfterReport(last, unit.head_task_id, now), lastFailures);
     result = { kind: 'released', reason: releaseReason(head, now) };
-    row = sql.releaseUnit.get({ ...delta, headId: head?.id ?? null, availableAt: head?.run_at ?? 0, unitId });
+    row = sql.releaseUnit.get({ ...delta, ...headColumns(head), unitId });
   }
   if (!row) throw new Error(`work unit ${unitId} vanished while settling`);
   changed.push(unitCounters(row));
   return result;
 }
 
-/** The head a `HeadAfterReport` points at, with its retry time. */
+/** The head a `HeadAfterReport` points at; a task put back has `failures` failed attempts. */
 function findHead(
   sql: Statements,
   unitId: number,
   where: HeadAfterReport,
-): { id: number; run_at: number } | undefined {
+  failures: number,
+): Head | undefined {
   switch (where.kind) {
     case 'task':
-      return { id: where.id, run_at: where.runAt };
-    case 'after':
-      return sql.nextHead.get(unitId, where.taskId);
-    case 'stored':
-      return sql.firstUnfinished.get(unitId, where.lowerBound);
+      return { id: where.id, run_at: where.runAt, failures };
+    case 'from':
+      return sql.firstUnfinished.get(unitId, where.id);
     case 'none':
       return undefined;
   }

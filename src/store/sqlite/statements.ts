@@ -1,7 +1,7 @@
 /** Every SQL statement of the SQLite store, prepared once per connection. */
 import type Database from 'better-sqlite3';
 import type { Counters } from '../../domain/counters.ts';
-import type { TaskRowOf, UnitRow } from '../rows.ts';
+import type { Head, headColumns, TaskRowOf, UnitRow } from '../rows.ts';
 
 /** Parameters of a statement that changes one task of a unit from the state it is expected in. */
 interface TaskChange {
@@ -102,8 +102,8 @@ export function prepareStatements(db: Database.Database) {
       'SELECT id, head_task_id FROM work_units WHERE lease_owner IS NOT NULL AND lease_expires_at < ?',
     ),
     /** From a lower bound of the head: at most one claim budget of finished tasks to step over. */
-    firstUnfinished: p<[number, number], { id: number; run_at: number; state: string }>(
-      `SELECT id, run_at, state FROM tasks WHERE unit_id = ? AND id >= ? AND finished_at IS NULL
+    firstUnfinished: p<[number, number], Head & { state: string }>(
+      `SELECT id, run_at, failures, state FROM tasks WHERE unit_id = ? AND id >= ? AND finished_at IS NULL
        ORDER BY id LIMIT 1`,
     ),
     readyUnits: p<[number, number], { id: number; head_task_id: number }>(
@@ -111,9 +111,9 @@ export function prepareStatements(db: Database.Database) {
        WHERE head_task_id IS NOT NULL AND lease_owner IS NULL AND available_at <= ?
        ORDER BY head_task_id LIMIT ?`,
     ),
-    leaseUnit: p<[string, number, number], UnitRow>(
+    leaseUnit: p<[string, number, number, number], UnitRow>(
       `UPDATE work_units SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?,
-         pending = pending - 1, running = running + 1, version = version + 1
+         claimed_through = ?, pending = pending - 1, running = running + 1, retrying = 0, version = version + 1
        WHERE id = ? RETURNING *`,
     ),
     startTask: p<[number, number], TaskRowData>(
@@ -137,21 +137,18 @@ export function prepareStatements(db: Database.Database) {
          started_at = coalesce(started_at, @now), finished_at = @now, runs = runs + (state = 'pending')
        WHERE id = @id AND unit_id = @unitId AND state = @expected`,
     ),
-    requeueTask: p<[TaskChange & { runAt: number }]>(
+    requeueTask: p<[TaskChange & { runAt: number }], { failures: number }>(
       `UPDATE tasks SET failures = failures + @failed, last_error = coalesce(@error, last_error), run_at = @runAt,
          started_at = NULL, runs = runs + (state = 'pending'), state = 'pending'
-       WHERE id = @id AND unit_id = @unitId AND state = @expected`,
+       WHERE id = @id AND unit_id = @unitId AND state = @expected RETURNING failures`,
     ),
     markRunning: p<[number, number, number], { id: number }>(
       `UPDATE tasks SET state = 'running', runs = runs + 1, started_at = ?
        WHERE id = ? AND unit_id = ? AND state = 'pending' RETURNING id`,
     ),
+    /** The unfinished tasks after the head (a cancelled one is finished and skipped). */
     tasksAfter: p<[number, number, number], TaskRowData>(
-      `SELECT ${TASK} FROM tasks WHERE unit_id = ? AND id > ? ORDER BY id LIMIT ?`,
-    ),
-    /** Only the head runs, so every task before it is finished: the next head is the next id. */
-    nextHead: p<[number, number], { id: number; run_at: number }>(
-      'SELECT id, run_at FROM tasks WHERE unit_id = ? AND id > ? ORDER BY id LIMIT 1',
+      `SELECT ${TASK} FROM tasks WHERE unit_id = ? AND id > ? AND finished_at IS NULL ORDER BY id LIMIT ?`,
     ),
     updateUnitCounters: p<[Counters & { unitId: number }], UnitRow>(
       `UPDATE work_units SET pending = pending + @pending, running = running + @running,
@@ -159,10 +156,11 @@ export function prepareStatements(db: Database.Database) {
        WHERE id = @unitId RETURNING *`,
     ),
     /** Ends the lease and records the unit's exact head (NULL when drained) for the claim order. */
-    releaseUnit: p<[Counters & { unitId: number; headId: number | null; availableAt: number }], UnitRow>(
+    releaseUnit: p<[Counters & ReturnType<typeof headColumns> & { unitId: number }], UnitRow>(
       `UPDATE work_units SET pending = pending + @pending, running = running + @running,
          completed = completed + @completed, failed = failed + @failed, head_task_id = @headId,
-         available_at = @availableAt, lease_owner = NULL, lease_expires_at = NULL, version = version + 1
+         available_at = @availableAt, retrying = @headRetrying, lease_owner = NULL, lease_expires_at = NULL,
+         claimed_through = NULL, version = version + 1
        WHERE id = @unitId RETURNING *`,
     ),
 
