@@ -53,7 +53,7 @@ async function scheduler(store: Store): Promise<number> {
   const scheduler = createScheduler({
     store,
     concurrency: CONCURRENCY,
-    handlers: { representation: () => {} },
+    handlers: { representation: () => {}, summary: () => {} },
   });
   const start = performance.now();
   scheduler.start();

@@ -9,6 +9,7 @@ import {
   WaitForIdleTimeoutError,
 } from '../src/client/index.ts';
 import { DEFAULT_SERVER_LIMITS } from '../src/server/server-limits.ts';
+import { unexpectedSummary } from './helpers.ts';
 import { gate, startTestServer, type TestServer } from './server-helpers.ts';
 
 let server: TestServer | undefined;
@@ -51,7 +52,7 @@ async function workedExample(c: DeriverClient) {
 describe('through the typed client (subscriptions over graphql-ws, mutations over HTTP)', () => {
   it('runs the SPEC worked example end to end, with filters and the sessions breakdown', async () => {
     const g = gate();
-    const { client } = await setup({ handlers: { representation: g.handler } });
+    const { client } = await setup({ handlers: { representation: g.handler, summary: unexpectedSummary } });
     expect(await workedExample(client)).toEqual([3, 2]);
     expect((await client.getDeriverStatus({ sessionId: 'x' })).totalWorkUnits).toBe(5);
     expect((await client.getDeriverStatus({ observerId: 'carol' })).totalWorkUnits).toBe(2);
@@ -81,7 +82,7 @@ describe('through the typed client (subscriptions over graphql-ws, mutations ove
 
   it('sends the snapshot first, then changes, never two equal in a row; the last event equals the query', async () => {
     const g = gate();
-    const { client } = await setup({ handlers: { representation: g.handler } });
+    const { client } = await setup({ handlers: { representation: g.handler, summary: unexpectedSummary } });
     await client.upsertSession({ id: 's', peers: [{ peerId: 'a' }, { peerId: 'b', observeOthers: true }] });
     const stream = client.watchDeriverStatus({ sessionId: 's' }, { coalesceMs: 0 });
     const first = await stream.next();
@@ -133,7 +134,7 @@ describe('through the typed client (subscriptions over graphql-ws, mutations ove
 
   it('untilIdle completes at once when already idle, and after the work otherwise', async () => {
     const g = gate();
-    const { client } = await setup({ handlers: { representation: g.handler } });
+    const { client } = await setup({ handlers: { representation: g.handler, summary: unexpectedSummary } });
     const empty = await client.waitForIdle({ sessionId: 'nothing-here' });
     expect(empty.totalWorkUnits).toBe(0);
     await client.upsertSession({ id: 's', peers: [{ peerId: 'a' }] });
@@ -154,7 +155,7 @@ describe('through the typed client (subscriptions over graphql-ws, mutations ove
 
   it('waitForIdle rejects on timeout with a typed error carrying the last status', async () => {
     const g = gate();
-    const { client } = await setup({ handlers: { representation: g.handler } });
+    const { client } = await setup({ handlers: { representation: g.handler, summary: unexpectedSummary } });
     await client.upsertSession({ id: 's', peers: [{ peerId: 'a' }] });
     await client.addMessages({
       sessionId: 's',
@@ -366,7 +367,7 @@ describe('bad input', () => {
 describe('over Server-Sent Events', () => {
   it('streams the same subscription as text/event-stream until idle', async () => {
     const g = gate();
-    const { server } = await setup({ handlers: { representation: g.handler } });
+    const { server } = await setup({ handlers: { representation: g.handler, summary: unexpectedSummary } });
     await server.http('mutation{upsertSession(id:"s",peers:[{peerId:"a"}]){id}}');
     await server.http(
       'mutation{addMessages(sessionId:"s",messages:[{peerId:"a",content:"x"},{peerId:"a",content:"y"}]){enqueuedTasks}}',

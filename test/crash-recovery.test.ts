@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createDeriver } from '../src/service/deriver.ts';
 import { openStore } from '../src/store/open-store.ts';
 import type { Lease, Store } from '../src/store/store.ts';
-import { createHarness, type Harness, sendMessages, tempDir } from './helpers.ts';
+import { createHarness, type Harness, sendMessages, tempDir, unexpectedSummary } from './helpers.ts';
 import { STORES } from './support/stores.ts';
 
 const WORKER = fileURLToPath(new URL('./fixtures/crash-worker.ts', import.meta.url));
@@ -87,7 +87,7 @@ describe.each(STORES)('crash recovery ($name)', (backend) => {
     h.startScheduler({
       leaseMs: 400,
       pollMs: 20,
-      handlers: { representation: ({ task }) => void rerun.push(task.id) },
+      handlers: { representation: ({ task }) => void rerun.push(task.id), summary: unexpectedSummary },
     });
     await idle;
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { type Browser, chromium } from 'playwright-core';
 import { afterEach, expect, it } from 'vitest';
-import { tempDir } from './helpers.ts';
+import { tempDir, unexpectedSummary } from './helpers.ts';
 import { gate, startTestServer, type TestServer } from './server-helpers.ts';
 import { send } from './transports.ts';
 
@@ -45,7 +45,7 @@ async function seed(s: TestServer, token?: string) {
 
 it('GraphiQL at /graphql runs the status subscription over WebSocket and shows live counts', async () => {
   const g = gate();
-  server = await startTestServer({ handlers: { representation: g.handler } });
+  server = await startTestServer({ handlers: { representation: g.handler, summary: unexpectedSummary } });
   await seed(server);
   browser = await launch();
   const page = await browser.newPage();
@@ -79,7 +79,7 @@ it('with auth on, GraphiQL sends the key from its Headers tab and the subscripti
   const secret = 'graphiql-secret-that-is-32-bytes-long!';
   const g = gate();
   server = await startTestServer({
-    handlers: { representation: g.handler },
+    handlers: { representation: g.handler, summary: unexpectedSummary },
     config: { authJwtSecret: secret },
   });
   const { SignJWT } = await import('jose');

@@ -109,3 +109,8 @@ export async function sendMessages(
     });
   }
 }
+
+/** The summary handler of tests that create no summary task: one that runs anyway fails loudly. */
+export const unexpectedSummary = (): never => {
+  throw new Error('this test creates no summary task, yet one ran');
+};

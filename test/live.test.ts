@@ -4,7 +4,7 @@ import { createSharedSubscribe, useSharedSubscriptionResults } from '../src/api/
 import { createDeriverClient, type DeriverClient, type DeriverStatus } from '../src/client/index.ts';
 import { createLiveStatus, type LiveStatus } from '../src/live/live-status.ts';
 import { type StatusCounts, sameStatusCounts } from '../src/status/counts.ts';
-import { createHarness, type Harness, sendMessages } from './helpers.ts';
+import { createHarness, type Harness, sendMessages, unexpectedSummary } from './helpers.ts';
 import { gate, startTestServer, type TestServer } from './server-helpers.ts';
 
 let h: Harness | undefined;
@@ -36,7 +36,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 describe('multiplexing', () => {
   it('gives subscribers with equal arguments equal events from one shared computation per change', async () => {
     const g = gate();
-    server = await startTestServer({ handlers: { representation: g.handler } });
+    server = await startTestServer({ handlers: { representation: g.handler, summary: unexpectedSummary } });
     await server.http(
       'mutation{upsertSession(id:"s",peers:[{peerId:"a"},{peerId:"b",observeOthers:true}]){id}}',
     );
@@ -157,7 +157,11 @@ describe('multiplexing', () => {
       }
     })();
     for (let i = 0; i < 10; i++) await sendMessages(h.deriver, { sessionId: 'A', peerId: 'a', count: 1 });
-    h.startScheduler({ concurrency: 1, claimBudget: 3, handlers: { representation: () => {} } });
+    h.startScheduler({
+      concurrency: 1,
+      claimBudget: 3,
+      handlers: { representation: () => {}, summary: unexpectedSummary },
+    });
     for (let i = 0; i < 20; i++) await sendMessages(h.deriver, { sessionId: 'A', peerId: 'a', count: 1 });
     await consumer;
     expect(delivered.length).toBeGreaterThan(20);

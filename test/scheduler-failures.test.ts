@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { PermanentTaskError, TaskTimeoutError } from '../src/errors.ts';
 import type { SchedulerEvents } from '../src/scheduler/events.ts';
-import { retryDelay } from '../src/scheduler/options.ts';
-import { createHarness, type Harness, sendMessages } from './helpers.ts';
+import { retryDelay, type SchedulerOptions } from '../src/scheduler/options.ts';
+import { createHarness, type Harness, sendMessages, unexpectedSummary } from './helpers.ts';
 import { STORES } from './support/stores.ts';
 
 describe.each(STORES)('scheduler-failures ($name)', (backend) => {
@@ -35,6 +35,7 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
             log.push(`${task.payload.seq}@${attempt}`);
             if (task.payload.seq === 1 && attempt < 3) throw new Error(`flaky ${attempt}`);
           },
+          summary: unexpectedSummary,
         },
       });
       const retried = new Promise<void>((resolve) =>
@@ -68,6 +69,7 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
           representation: ({ task }) => {
             if (task.payload.seq === 1) throw new Error('always broken');
           },
+          summary: unexpectedSummary,
         },
       });
       const reported = new Promise<void>((resolve) =>
@@ -102,6 +104,7 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
           representation: () => {
             throw new PermanentTaskError('bad payload');
           },
+          summary: unexpectedSummary,
         },
       });
       await idle;
@@ -110,14 +113,23 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
       ]);
     });
 
-    it('fails a task whose type has no handler, naming the type', async () => {
+    it('refuses to start without a handler for every task type, naming the missing one', async () => {
       const harness = await oneUnit(1);
-      const idle = harness.idle();
-      harness.startScheduler({ ...fast, handlers: {} });
-      await idle;
-      expect(await harness.store.listTasks()).toMatchObject([
-        { state: 'failed', lastError: 'no handler is registered for task type "representation"' },
-      ]);
+      const handlers = { representation: () => {} } as unknown as SchedulerOptions['handlers'];
+      expect(() => harness.startScheduler({ ...fast, handlers })).toThrow(
+        expect.objectContaining({
+          code: 'BAD_USER_INPUT',
+          issues: [
+            {
+              path: ['handlers', 'summary'],
+              message:
+                'no handler for task type "summary": give one handler per task type (representation, summary)',
+            },
+          ],
+        }),
+      );
+      // An API-only scheduler runs no task and needs none.
+      expect(() => harness.startScheduler({ ...fast, concurrency: 0, handlers })).not.toThrow();
     });
 
     it('aborts an attempt that outlives its timeout through the AbortSignal and counts a failed attempt', async () => {
@@ -137,6 +149,7 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
                 reject(signal.reason);
               });
             }),
+          summary: unexpectedSummary,
         },
       });
       await idle;
@@ -150,7 +163,10 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
     it('keeps going when an event listener throws', async () => {
       const harness = await oneUnit(3);
       const idle = harness.idle();
-      const scheduler = harness.startScheduler({ ...fast, handlers: { representation: () => {} } });
+      const scheduler = harness.startScheduler({
+        ...fast,
+        handlers: { representation: () => {}, summary: unexpectedSummary },
+      });
       const reported: string[] = [];
       scheduler.events.on(
         'error',
@@ -190,6 +206,7 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
               await new Promise((r) => setTimeout(r, 50));
               finished++;
             },
+            summary: unexpectedSummary,
           },
         });
       });
@@ -219,6 +236,7 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
                 resolve();
                 signal.addEventListener('abort', () => reject(signal.reason));
               }),
+            summary: unexpectedSummary,
           },
         });
       });

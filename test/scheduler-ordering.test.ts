@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatWorkUnitKey } from '../src/domain/work-unit-key.ts';
 import type { TaskContext } from '../src/scheduler/options.ts';
-import { createHarness, type Harness, sendMessages } from './helpers.ts';
+import { createHarness, type Harness, sendMessages, unexpectedSummary } from './helpers.ts';
 import { STORES } from './support/stores.ts';
 
 describe.each(STORES)('scheduler-ordering ($name)', (backend) => {
@@ -39,7 +39,11 @@ describe.each(STORES)('scheduler-ordering ($name)', (backend) => {
       seen.set(unit, order);
     };
     const idle = h.idle();
-    h.startScheduler({ handlers: { representation: handler }, concurrency: 8, claimBudget: 5 });
+    h.startScheduler({
+      handlers: { representation: handler, summary: unexpectedSummary },
+      concurrency: 8,
+      claimBudget: 5,
+    });
     await idle;
 
     expect(overlaps).toBe(0);
@@ -66,6 +70,7 @@ describe.each(STORES)('scheduler-ordering ($name)', (backend) => {
     h.startScheduler({
       handlers: {
         representation: ({ task }) => void order.push(`${task.key.sessionId}#${task.payload.seq}`),
+        summary: unexpectedSummary,
       },
       concurrency: 1,
       claimBudget: 10,
@@ -82,7 +87,7 @@ describe.each(STORES)('scheduler-ordering ($name)', (backend) => {
     await h.deriver.upsertSession({ id: 's', peers: [{ peerId: 'a' }] });
     const started = new Promise<number>((resolve) => {
       h!.startScheduler({
-        handlers: { representation: ({ task }) => resolve(task.id) },
+        handlers: { representation: ({ task }) => resolve(task.id), summary: unexpectedSummary },
         pollMs: 3_600_000,
       });
     });

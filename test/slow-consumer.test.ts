@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { isIdle } from '../src/status/counts.ts';
-import { sendMessages } from './helpers.ts';
+import { sendMessages, unexpectedSummary } from './helpers.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
 
 let server: TestServer | undefined;
@@ -27,7 +27,7 @@ const PER_SESSION = 500; // 100,000 tasks
 it('a client that stops reading keeps server memory bounded and gets the latest state when it reads again', async () => {
   server = await startTestServer({
     config: { workerConcurrency: 8 },
-    handlers: { representation: () => {} },
+    handlers: { representation: () => {}, summary: unexpectedSummary },
   });
   const { app } = server;
   await app.deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });

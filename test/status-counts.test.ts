@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PermanentTaskError } from '../src/errors.ts';
+import type { TaskHandler } from '../src/scheduler/options.ts';
 import type { StatusCounts } from '../src/status/counts.ts';
 import type { StatusQuery } from '../src/status/status-filter.ts';
 import type { TaskRow } from '../src/store/store.ts';
@@ -126,6 +127,11 @@ describe.each(STORES)('status counts ($name)', (backend) => {
             lastTotal = total;
           });
 
+          const dealFate: TaskHandler = ({ task, attempt }) => {
+            const fate = w.fates[task.id % 7];
+            if (fate === 'permanent') throw new PermanentTaskError('nope');
+            if (fate === 'flaky' && attempt === 1) throw new Error('flaky');
+          };
           let completions = 0;
           const enough = new Promise<void>((resolve) => {
             const scheduler = h.startScheduler({
@@ -134,16 +140,7 @@ describe.each(STORES)('status counts ($name)', (backend) => {
               retryBaseMs: 1,
               retryMaxMs: 2,
               pollMs: 5,
-              handlers: Object.fromEntries(
-                (['representation', 'summary'] as const).map((type) => [
-                  type,
-                  ({ task, attempt }: { task: { id: number }; attempt: number }) => {
-                    const fate = w.fates[task.id % 7];
-                    if (fate === 'permanent') throw new PermanentTaskError('nope');
-                    if (fate === 'flaky' && attempt === 1) throw new Error('flaky');
-                  },
-                ]),
-              ),
+              handlers: { representation: dealFate, summary: dealFate },
             });
             const check = () => {
               if (w.stopAfter !== null && completions >= w.stopAfter) resolve();

@@ -8,6 +8,11 @@ export const limits = {
   messagesPerCallMax: 100,
   /** Peers of one session that may have `observeOthers: true` at once. */
   observersPerSession: 10,
+  /**
+   * Messages a summary task covers at most (the last ones of its period), so a handler is never
+   * handed an unbounded range whatever `messagesPerLongSummary` says.
+   */
+  messagesPerSummary: 1_000,
 } as const;
 
 export const DEFAULT_WORKSPACE_ID = 'default';

@@ -10,10 +10,26 @@ import { representationUnit, summaryUnit, type WorkUnitKey } from './work-unit-k
 
 export type SummaryLevel = 'short' | 'long';
 
-/** Task payload as stored. `level` is set on summary tasks only. */
+/** Task payload as stored. `level` and `fromSeq` are set on summary tasks only. */
 export interface TaskPayload {
+  /** The message's sequence number (a summary: the last message it covers). */
   readonly seq: number;
   readonly level?: SummaryLevel;
+  /** A summary's first message. */
+  readonly fromSeq?: number;
+}
+
+/** The messages a summary task summarises: `fromSeq` to `toSeq` of its session, both included. */
+export interface SummaryRange {
+  readonly level: SummaryLevel;
+  readonly fromSeq: number;
+  readonly toSeq: number;
+}
+
+/** A summary task's range; `null` for a representation task. */
+export function summaryRangeOf(payload: TaskPayload): SummaryRange | null {
+  if (!payload.level) return null;
+  return { level: payload.level, fromSeq: payload.fromSeq ?? payload.seq, toSeq: payload.seq };
 }
 
 export interface PlannedTask {
@@ -82,9 +98,12 @@ export function tasksForMessage(args: {
   if (settings.summariesEnabled) {
     const long = seq % settings.messagesPerLongSummary === 0;
     if (long || seq % settings.messagesPerShortSummary === 0) {
+      // A summary covers the messages since the previous one of its level, at most a bounded number.
+      const period = long ? settings.messagesPerLongSummary : settings.messagesPerShortSummary;
+      const covered = Math.min(period, limits.messagesPerSummary);
       tasks.push({
         key: summaryUnit(workspaceId, sessionId),
-        payload: { seq, level: long ? 'long' : 'short' },
+        payload: { seq, level: long ? 'long' : 'short', fromSeq: Math.max(1, seq - covered + 1) },
       });
     }
   }

@@ -5,6 +5,9 @@
  */
 export type TaskType = 'representation' | 'summary';
 
+/** Every task type, in a fixed order. */
+export const TASK_TYPES: readonly TaskType[] = ['representation', 'summary'];
+
 export interface WorkUnitKey {
   readonly taskType: TaskType;
   readonly workspaceId: string;

@@ -2,12 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { toInputIssues } from '../domain/inputs.ts';
-import type { TaskType } from '../domain/work-unit-key.ts';
+import { TASK_TYPES, type TaskType } from '../domain/work-unit-key.ts';
 import { InvalidInputError } from '../errors.ts';
 import type { Store, TaskRecord } from '../store/store.ts';
 
 /** What a handler gets for one attempt of one task. */
 export interface TaskContext {
+  /**
+   * The task: its type, its work unit's workspace, session, observer and sender (`task.key`), the
+   * messages it covers with their content (`task.messages`) and a summary's range (`task.summary`).
+   */
   readonly task: TaskRecord;
   /** 1 for the first attempt; grows with every failed attempt. */
   readonly attempt: number;
@@ -27,8 +31,11 @@ export type TaskHandler = (context: TaskContext) => Promise<void> | void;
 
 export interface SchedulerOptions {
   readonly store: Store;
-  /** One handler per task type; a task whose type has none fails for good. */
-  readonly handlers: Partial<Record<TaskType, TaskHandler>>;
+  /**
+   * One handler per task type (`representation`, `summary`). A missing one is refused here, when
+   * the scheduler is created, unless `concurrency` is 0 (an API-only process runs no task).
+   */
+  readonly handlers: Readonly<Record<TaskType, TaskHandler>>;
   /** Work units processed at once by this process. @default 8 */
   readonly concurrency?: number;
   /** Tasks a unit may run in one claim before it yields to other units (fairness). @default 20 */
@@ -86,6 +93,16 @@ export function resolveSchedulerOptions(options: SchedulerOptions): ResolvedSche
   const parsed = optionsSchema.safeParse(rest);
   if (!parsed.success) throw new InvalidInputError(toInputIssues(parsed.error));
   const o = parsed.data;
+  const missing =
+    o.concurrency > 0 ? TASK_TYPES.filter((type) => typeof handlers?.[type] !== 'function') : [];
+  if (missing.length > 0) {
+    throw new InvalidInputError(
+      missing.map((type) => ({
+        path: ['handlers', type],
+        message: `no handler for task type "${type}": give one handler per task type (${TASK_TYPES.join(', ')})`,
+      })),
+    );
+  }
   return {
     ...o,
     store,

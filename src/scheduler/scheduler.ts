@@ -253,7 +253,6 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
     });
     const run = (async () => {
-      if (!handler) throw new PermanentTaskError(`no handler is registered for task type "${task.type}"`);
       await handler({ task, attempt, signal: controller.signal });
     })();
     run.catch(() => {}); // a handler that rejects after its timeout must not be an unhandled rejection

@@ -1,7 +1,7 @@
 /** Row shapes both stores share (the same columns in SQLite and PostgreSQL), and their mapping. */
 import type { UnitCounters } from '../domain/counters.ts';
 import type { Message } from '../domain/model.ts';
-import type { TaskPayload } from '../domain/task-generation.ts';
+import { summaryRangeOf, type TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
 import type { Attempt, Lease, ReleaseReason, TaskRecord, TaskRow, TaskState } from './store.ts';
 
@@ -139,14 +139,53 @@ export interface TaskRowOf<P> {
 
 const messageIdOf = (id: number | null): string | null => (id === null ? null : String(id));
 
-/** A task as handed to a worker. */
-export const taskRecordOf = <P>(row: TaskRowOf<P>, unit: UnitRow, payload: TaskPayload): TaskRecord => ({
+/**
+ * The messages a task covers, as a store looks them up: a representation task's message by id, a
+ * summary task's range by sequence number.
+ */
+export type MessagesOfTask =
+  | { readonly kind: 'message'; readonly id: number }
+  | {
+      readonly kind: 'range';
+      readonly workspaceId: string;
+      readonly sessionId: string;
+      readonly fromSeq: number;
+      readonly toSeq: number;
+    }
+  | { readonly kind: 'none' };
+
+export function messagesOfTask(
+  messageId: number | null,
+  unit: UnitRow,
+  payload: TaskPayload,
+): MessagesOfTask {
+  const summary = summaryRangeOf(payload);
+  if (summary)
+    return {
+      kind: 'range',
+      workspaceId: unit.workspace_id,
+      sessionId: unit.session_id,
+      fromSeq: summary.fromSeq,
+      toSeq: summary.toSeq,
+    };
+  return messageId === null ? { kind: 'none' } : { kind: 'message', id: messageId };
+}
+
+/** A task as handed to a worker, with the messages it covers. */
+export const taskRecordOf = <P>(
+  row: TaskRowOf<P>,
+  unit: UnitRow,
+  payload: TaskPayload,
+  messages: readonly Message[],
+): TaskRecord => ({
   id: row.id,
   unitId: row.unit_id,
   type: unit.task_type as TaskType,
   key: keyOf(unit),
   messageId: messageIdOf(row.message_id),
   payload,
+  messages,
+  summary: summaryRangeOf(payload),
   runs: row.runs,
   failures: row.failures,
   createdAt: row.created_at,

@@ -28,7 +28,7 @@
 import type { UnitCounters } from '../domain/counters.ts';
 import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
 import type { SettingsOverride } from '../domain/settings.ts';
-import type { MessagePlan, SessionSnapshot, TaskPayload } from '../domain/task-generation.ts';
+import type { MessagePlan, SessionSnapshot, SummaryRange, TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
 import type { TypedEmitter } from '../util/typed-emitter.ts';
 
@@ -41,14 +41,25 @@ export interface StoreEvents {
   'tasks:enqueued': { readonly count: number };
 }
 
-/** A task as handed to a worker. */
+/**
+ * A task as handed to a worker, with what its handler needs (SPEC section 10): its work unit's key
+ * (type, workspace, session, observer, sender) and the messages it covers with their content.
+ */
 export interface TaskRecord {
   readonly id: number;
   readonly unitId: number;
   readonly type: TaskType;
   readonly key: WorkUnitKey;
+  /** The message a representation task derives from. */
   readonly messageId: string | null;
   readonly payload: TaskPayload;
+  /**
+   * The messages the task covers, in `seq` order: a representation task's one message, or the
+   * range a summary task summarises (`summary`). Empty only when they were deleted.
+   */
+  readonly messages: readonly Message[];
+  /** A summary task's range and level; `null` for a representation task. */
+  readonly summary: SummaryRange | null;
   /**
    * Starts the store had recorded when the task was handed over (informational: a claimed unit's
    * later tasks start in the worker before the report that records it). Use `failures` for retries.

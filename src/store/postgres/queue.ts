@@ -5,6 +5,7 @@
  * a report re-reads its unit's lease under the lock, so a stale or expired lease writes nothing.
  */
 import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
+import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import {
   type Head,
@@ -13,6 +14,9 @@ import {
   headColumns,
   keyOf,
   leaseHeld,
+  type MessageRow,
+  messageOf,
+  messagesOfTask,
   releaseReason,
   type TaskRowOf,
   taskRecordOf,
@@ -24,7 +28,6 @@ import type {
   ClaimRequest,
   Lease,
   ReportResult,
-  TaskRecord,
   UnitReport,
   WorkerRequest,
 } from '../store.ts';
@@ -35,7 +38,44 @@ export type TaskRowData = TaskRowOf<TaskPayload>;
 
 const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at';
 
-const taskRecord = (row: TaskRowData, unit: UnitRow): TaskRecord => taskRecordOf(row, unit, row.payload);
+/**
+ * The messages the claimed tasks cover, by task id: one query for the representation tasks'
+ * messages, one per summary task for its range (a summary comes once per many messages).
+ */
+async function loadMessages(
+  db: Db,
+  tasks: readonly { row: TaskRowData; unit: UnitRow }[],
+): Promise<Map<number, Message[]>> {
+  const byTask = new Map<number, Message[]>();
+  const wanted = new Map<number, number>();
+  for (const { row, unit } of tasks) {
+    const covered = messagesOfTask(row.message_id, unit, row.payload);
+    if (covered.kind === 'message') wanted.set(covered.id, row.id);
+    else if (covered.kind === 'range') {
+      const found = await db.query<MessageRow>(
+        `SELECT id, peer_id, seq, content, created_at FROM messages
+         WHERE workspace_id = $1 AND session_id = $2 AND seq BETWEEN $3 AND $4 ORDER BY seq`,
+        [covered.workspaceId, covered.sessionId, covered.fromSeq, covered.toSeq],
+      );
+      byTask.set(
+        row.id,
+        found.rows.map((m) => messageOf(m, covered.workspaceId, covered.sessionId)),
+      );
+    }
+  }
+  if (wanted.size > 0) {
+    const found = await db.query<MessageRow & { workspace_id: string; session_id: string }>(
+      `SELECT id, workspace_id, session_id, peer_id, seq, content, created_at FROM messages
+       WHERE id = ANY($1::bigint[])`,
+      [[...wanted.keys()]],
+    );
+    for (const m of found.rows) {
+      const taskId = wanted.get(m.id);
+      if (taskId !== undefined) byTask.set(taskId, [messageOf(m, m.workspace_id, m.session_id)]);
+    }
+  }
+  return byTask;
+}
 
 async function one<R>(db: Db, text: string, values: unknown[]): Promise<R | undefined> {
   return (await db.query(text, values)).rows[0] as R | undefined;
@@ -123,6 +163,14 @@ export async function claimReady(db: Db, request: ClaimRequest, now: number, cha
   if (!row || row.started !== row.units.length) throw new Error('work units changed under their claim');
   const tasksByUnit = new Map<number, TaskRowData[]>(row.units.map((u) => [u.id, []]));
   for (const task of row.tasks) tasksByUnit.get(task.unit_id)?.push(task);
+  const units = new Map(row.units.map((u) => [u.id, u]));
+  const messages = await loadMessages(
+    db,
+    row.tasks.flatMap((task) => {
+      const unit = units.get(task.unit_id);
+      return unit ? [{ row: task, unit }] : [];
+    }),
+  );
   return row.units.map((unit): ClaimedUnit => {
     changed.push(unitCounters(unit));
     const tasks = tasksByUnit.get(unit.id) ?? [];
@@ -130,7 +178,7 @@ export async function claimReady(db: Db, request: ClaimRequest, now: number, cha
     return {
       lease: { unitId: unit.id, token: unit.lease_token },
       key: keyOf(unit),
-      tasks: tasks.map((t) => taskRecord(t, unit)),
+      tasks: tasks.map((t) => taskRecordOf(t, unit, t.payload, messages.get(t.id) ?? [])),
     };
   });
 }

@@ -4,6 +4,7 @@
  * transaction the only writer, across processes too.
  */
 import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
+import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import {
   type Head,
@@ -12,6 +13,8 @@ import {
   headColumns,
   keyOf,
   leaseHeld,
+  messageOf,
+  messagesOfTask,
   releaseReason,
   taskRecordOf,
   type UnitRow,
@@ -20,8 +23,20 @@ import {
 import type { Attempt, ClaimedUnit, ClaimRequest, ReportResult, TaskRecord, UnitReport } from '../store.ts';
 import type { Statements, TaskRowData } from './statements.ts';
 
-const taskRecord = (row: TaskRowData, unit: UnitRow): TaskRecord =>
-  taskRecordOf(row, unit, JSON.parse(row.payload) as TaskPayload);
+function taskRecord(sql: Statements, row: TaskRowData, unit: UnitRow): TaskRecord {
+  const payload = JSON.parse(row.payload) as TaskPayload;
+  const covered = messagesOfTask(row.message_id, unit, payload);
+  let messages: Message[] = [];
+  if (covered.kind === 'message') {
+    const message = sql.getMessage.get(covered.id);
+    if (message) messages = [messageOf(message, message.workspace_id, message.session_id)];
+  } else if (covered.kind === 'range') {
+    messages = sql.messagesInRange
+      .all(covered.workspaceId, covered.sessionId, covered.fromSeq, covered.toSeq)
+      .map((m) => messageOf(m, covered.workspaceId, covered.sessionId));
+  }
+  return taskRecordOf(row, unit, payload, messages);
+}
 
 /**
  * Frees units whose lease expired: the task that was running goes back to pending (it runs again)
@@ -71,7 +86,7 @@ export function claimReady(
     claimed.push({
       lease: { unitId: id, token: unit.lease_token },
       key: keyOf(unit),
-      tasks: [head, ...rest].map((task) => taskRecord(task, unit)),
+      tasks: [head, ...rest].map((task) => taskRecord(sql, task, unit)),
     });
   }
   return claimed;

@@ -1,7 +1,7 @@
 /** Every SQL statement of the SQLite store, prepared once per connection. */
 import type Database from 'better-sqlite3';
 import type { Counters } from '../../domain/counters.ts';
-import type { Head, headColumns, TaskRowOf, UnitRow } from '../rows.ts';
+import type { Head, headColumns, MessageRow, TaskRowOf, UnitRow } from '../rows.ts';
 
 /** Parameters of a statement that changes one task of a unit from the state it is expected in. */
 interface TaskChange {
@@ -74,6 +74,14 @@ export function prepareStatements(db: Database.Database) {
     >(
       `SELECT id, peer_id, seq, content, created_at FROM messages
        WHERE workspace_id = ? AND session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+    ),
+
+    getMessage: p<[number], MessageRow & { workspace_id: string; session_id: string }>(
+      'SELECT id, workspace_id, session_id, peer_id, seq, content, created_at FROM messages WHERE id = ?',
+    ),
+    messagesInRange: p<[string, string, number, number], MessageRow>(
+      `SELECT id, peer_id, seq, content, created_at FROM messages
+       WHERE workspace_id = ? AND session_id = ? AND seq BETWEEN ? AND ? ORDER BY seq`,
     ),
 
     // queue: enqueue
