@@ -33,6 +33,7 @@ export {
   TaskTimeoutError,
   UnauthenticatedError,
 } from './errors.ts';
+export { createDemoHandler } from './handlers/demo-handler.ts';
 export {
   createLiveStatus,
   type LiveStatus,
@@ -41,7 +42,6 @@ export {
   type ViewStream,
 } from './live/live-status.ts';
 export type { StatusView } from './live/status-view.ts';
-export { createDemoHandler } from './scheduler/demo-handler.ts';
 export type { SchedulerEvents } from './scheduler/events.ts';
 export type { SchedulerOptions, TaskContext, TaskHandler } from './scheduler/options.ts';
 export { createScheduler, type Scheduler } from './scheduler/scheduler.ts';

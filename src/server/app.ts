@@ -1,22 +1,23 @@
 /**
  * The process `npm start` runs: the store `DATABASE_URL` names (embedded SQLite or PostgreSQL), the
- * status engine, live subscriptions, the scheduler with the built-in demo handler (or the given
- * handlers), and the HTTP/WebSocket server with its keys, limits and readiness checks.
+ * status engine, live subscriptions, the scheduler with the given handlers (else HANDLER_URL's, else
+ * the built-in demo handler), and the HTTP/WebSocket server with its keys, limits and readiness checks.
  */
 import pino, { type Logger } from 'pino';
 import { createKeyring } from '../auth/keyring.ts';
 import type { ChangeFeed } from '../feed/change-feed.ts';
 import { bridgeFeed } from '../feed/feed-bridge.ts';
 import { openFeed } from '../feed/open-feed.ts';
+import { createDemoHandler } from '../handlers/demo-handler.ts';
+import { createHttpHandler } from '../handlers/http-handler.ts';
 import { createLiveStatus, type LiveStatus } from '../live/live-status.ts';
-import { createDemoHandler } from '../scheduler/demo-handler.ts';
 import type { SchedulerOptions } from '../scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../scheduler/scheduler.ts';
 import { createDeriver, type Deriver } from '../service/deriver.ts';
 import { createStatusEngine, type StatusEngine } from '../status/status-engine.ts';
 import { openStore } from '../store/open-store.ts';
 import type { Store } from '../store/store.ts';
-import type { Config } from './config.ts';
+import { type Config, ConfigError } from './config.ts';
 import { createDeriverServer, type DeriverServer, type DeriverServerOptions } from './create-server.ts';
 
 export interface App {
@@ -37,7 +38,10 @@ export interface App {
 export interface StartOptions {
   /** @default pino at `config.logLevel` */
   readonly logger?: Logger;
-  /** Task handlers; @default the demo handler (`config.demoTaskMs` per task) for every type */
+  /**
+   * Task handlers, one per task type. @default with `config.handlerUrl`, tasks POSTed there;
+   * else the built-in demo handler (`config.demoTaskMs` per task)
+   */
   readonly handlers?: SchedulerOptions['handlers'];
   /** Scheduler options other than the store, handlers and concurrency. */
   readonly scheduler?: Omit<SchedulerOptions, 'store' | 'handlers' | 'concurrency'>;
@@ -48,19 +52,50 @@ export interface StartOptions {
   >;
 }
 
+/** The handlers this process runs: the given ones, HANDLER_URL's, or the demo's. */
+function chooseHandlers(
+  config: Config,
+  given: SchedulerOptions['handlers'] | undefined,
+): { handlers: SchedulerOptions['handlers']; close: () => void } {
+  if (given && config.handlerUrl !== null) {
+    throw new ConfigError(
+      'HANDLER_URL is set and in-process handlers were given: use one or the other (unset HANDLER_URL to run your handlers)',
+    );
+  }
+  if (given) return { handlers: given, close: () => {} };
+  if (config.handlerUrl !== null) {
+    const http = createHttpHandler({
+      url: config.handlerUrl,
+      secret: config.handlerSecret,
+      maxSockets: Math.max(1, config.workerConcurrency),
+    });
+    return { handlers: { representation: http.handler, summary: http.handler }, close: http.close };
+  }
+  const demo = createDemoHandler({ delayMs: config.demoTaskMs });
+  return { handlers: { representation: demo, summary: demo }, close: () => {} };
+}
+
 export async function startApp(config: Config, options: StartOptions = {}): Promise<App> {
   const logger = options.logger ?? pino({ level: config.logLevel });
+  const handling = chooseHandlers(config, options.handlers);
   const store = await openStore(config.databaseUrl);
+  let scheduler: Scheduler;
+  try {
+    scheduler = createScheduler({
+      timeoutMs: config.taskTimeoutMs,
+      maxAttempts: config.maxAttempts,
+      ...options.scheduler,
+      store,
+      concurrency: config.workerConcurrency,
+      handlers: handling.handlers,
+    });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
   const status = await createStatusEngine({ store });
   const live = createLiveStatus({ status, windowMs: config.coalesceMs });
   const deriver = createDeriver({ store });
-  const demo = createDemoHandler({ delayMs: config.demoTaskMs });
-  const scheduler = createScheduler({
-    ...options.scheduler,
-    store,
-    concurrency: config.workerConcurrency,
-    handlers: options.handlers ?? { representation: demo, summary: demo },
-  });
   scheduler.events.on('error', ({ error, operation }) =>
     logger.warn({ err: error, operation }, 'scheduler error'),
   );
@@ -131,6 +166,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
         await feed.close();
         status.close();
         await store.close();
+        handling.close();
       })();
       return closing;
     },

@@ -33,6 +33,14 @@ export interface Config {
   readonly limits: ServerLimits;
   /** Serve the GraphQL API; `false` runs a worker-only process (health checks only). @default true */
   readonly serveApi: boolean;
+  /** POST every task to this URL (a deriver in any language, SPEC 10); `null`: in-process handlers. @default null */
+  readonly handlerUrl: string | null;
+  /** Key of the `X-Deriver-Signature` HMAC on those requests; `null`: unsigned. @default null */
+  readonly handlerSecret: string | null;
+  /** Time one attempt of a task may take, in ms (an HTTP handler's request too). @default 60000 */
+  readonly taskTimeoutMs: number;
+  /** Attempts before a task fails for good. @default 5 */
+  readonly maxAttempts: number;
 }
 
 export class ConfigError extends Error {
@@ -161,6 +169,26 @@ const envSchema = z.object({
     DEFAULT_SERVER_LIMITS.mutationsPerSecond,
   ),
   WORKER_CONCURRENCY: integer('WORKER_CONCURRENCY', 0, 1_000, 8),
+  HANDLER_URL: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (!raw) return null;
+      if (!URL.canParse(raw) || !/^https?:$/.test(new URL(raw).protocol)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `HANDLER_URL must be an http:// or https:// URL (got "${raw}")`,
+        });
+        return z.NEVER;
+      }
+      return raw;
+    }),
+  HANDLER_SECRET: z
+    .string()
+    .optional()
+    .transform((raw) => raw || null),
+  TASK_TIMEOUT_MS: integer('TASK_TIMEOUT_MS', 1, 86_400_000, 60_000),
+  MAX_ATTEMPTS: integer('MAX_ATTEMPTS', 1, 1_000, 5),
   DEMO_TASK_MS: integer('DEMO_TASK_MS', 0, 3_600_000, 250),
   COALESCE_MS: integer('COALESCE_MS', 0, 10_000, 100),
   LOG_LEVEL: z
@@ -190,6 +218,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(parsed.error.issues[0]?.message ?? 'invalid configuration');
   }
   const e = parsed.data;
+  if (e.HANDLER_SECRET !== null && e.HANDLER_URL === null) {
+    throw new ConfigError(
+      'HANDLER_SECRET is set without HANDLER_URL: it signs the requests sent there; set both',
+    );
+  }
   if (!e.SERVE_API && e.WORKER_CONCURRENCY === 0) {
     throw new ConfigError(
       'SERVE_API=false with WORKER_CONCURRENCY=0 would do nothing: serve the API, run workers, or both',
@@ -207,6 +240,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     allowedOrigins: e.CORS_ORIGINS,
     introspection: e.INTROSPECTION ?? e.AUTH_JWT_SECRET === null,
     serveApi: e.SERVE_API,
+    handlerUrl: e.HANDLER_URL,
+    handlerSecret: e.HANDLER_SECRET,
+    taskTimeoutMs: e.TASK_TIMEOUT_MS,
+    maxAttempts: e.MAX_ATTEMPTS,
     limits: {
       maxBodyBytes: e.MAX_BODY_BYTES,
       maxInflightBodyBytes: e.MAX_INFLIGHT_BODY_BYTES,

@@ -23,14 +23,7 @@ import {
   type UnitRow,
   unitCounters,
 } from '../rows.ts';
-import type {
-  ClaimedUnit,
-  ClaimRequest,
-  Lease,
-  ReportResult,
-  UnitReport,
-  WorkerRequest,
-} from '../store.ts';
+import type { ClaimedUnit, ClaimRequest, Lease, ReportResult, UnitReport, WorkerRequest } from '../store.ts';
 import type { Db } from './connection.ts';
 
 /** A task row as PostgreSQL returns it (the payload is parsed JSON). */

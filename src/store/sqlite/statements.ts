@@ -19,9 +19,15 @@ export type TaskRowData = TaskRowOf<string>;
 const UNIT = 'work_units.*';
 const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at';
 
+/** What the store uses of a prepared statement (named here, so declarations can name it). */
+export interface Prepared<P extends unknown[], R> {
+  run(...params: P): Database.RunResult;
+  get(...params: P): R | undefined;
+  all(...params: P): R[];
+}
+
 export function prepareStatements(db: Database.Database) {
-  const p = <P extends unknown[], R = unknown>(text: string): Database.Statement<P, R> =>
-    db.prepare<P, R>(text);
+  const p = <P extends unknown[], R = unknown>(text: string): Prepared<P, R> => db.prepare<P, R>(text);
   return {
     // workspaces, peers, sessions, members, messages
     insertWorkspace: p<[string, number]>(

@@ -1,4 +1,4 @@
-import type { TaskHandler } from './options.ts';
+import type { TaskHandler } from '../scheduler/options.ts';
 
 /**
  * The built-in **demo** handler: it does no real work, it only waits `delayMs` per task (honouring
