@@ -3,7 +3,16 @@ import type { UnitCounters } from '../domain/counters.ts';
 import type { Message } from '../domain/model.ts';
 import { summaryRangeOf, type TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
-import type { Attempt, Lease, ReleaseReason, TaskRecord, TaskRow, TaskState } from './store.ts';
+import type {
+  Attempt,
+  FailedTask,
+  Lease,
+  ReleaseReason,
+  TaskRecord,
+  TaskRow,
+  TaskState,
+  WorkUnitInfo,
+} from './store.ts';
 
 export interface UnitRow {
   id: number;
@@ -26,7 +35,13 @@ export interface UnitRow {
   version: number;
 }
 
-export const keyOf = (row: UnitRow): WorkUnitKey => ({
+/** The key columns of a unit row. */
+export type KeyColumns = Pick<
+  UnitRow,
+  'task_type' | 'workspace_id' | 'session_id' | 'observer_id' | 'sender_id'
+>;
+
+export const keyOf = (row: KeyColumns): WorkUnitKey => ({
   taskType: row.task_type as TaskType,
   workspaceId: row.workspace_id,
   sessionId: row.session_id,
@@ -201,4 +216,49 @@ export const taskRowOf = <P>(row: TaskRowOf<P>, unit: UnitRow, payload: TaskPayl
   lastError: row.last_error,
   payload,
   messageId: messageIdOf(row.message_id),
+});
+
+/** A work unit row with what an inspection adds (`Store.listWorkUnits`). */
+export interface WorkUnitInfoRow extends UnitRow {
+  oldest_pending_at: number | null;
+  /** `[id, started_at, failures]` of the running task: JSON text in SQLite, parsed in PostgreSQL. */
+  running_task: string | [number, number, number] | null;
+  last_error: string | null;
+}
+
+export function workUnitInfoOf(row: WorkUnitInfoRow): WorkUnitInfo {
+  const running = typeof row.running_task === 'string' ? JSON.parse(row.running_task) : row.running_task;
+  const [taskId, startedAt, failures] = (running ?? []) as number[];
+  return {
+    id: row.id,
+    key: keyOf(row),
+    counters: unitCounters(row).counters,
+    oldestPendingAt: row.oldest_pending_at === null ? null : Number(row.oldest_pending_at),
+    running:
+      taskId === undefined ? null : { taskId, startedAt: startedAt ?? 0, attempt: (failures ?? 0) + 1 },
+    retryAt: row.retrying > 0 ? row.available_at : null,
+    lastError: row.last_error,
+  };
+}
+
+/** A failed task row joined with its unit's key columns (`Store.listFailedTasks`). */
+export interface FailedTaskRow<P> extends KeyColumns {
+  id: number;
+  message_id: number | null;
+  payload: P;
+  runs: number;
+  last_error: string;
+  created_at: number;
+  finished_at: number;
+}
+
+export const failedTaskOf = <P>(row: FailedTaskRow<P>, payload: TaskPayload): FailedTask => ({
+  id: row.id,
+  key: keyOf(row),
+  messageId: messageIdOf(row.message_id),
+  payload,
+  error: row.last_error,
+  attempts: row.runs,
+  createdAt: row.created_at,
+  failedAt: row.finished_at,
 });

@@ -25,7 +25,7 @@
  * order and more than once.
  */
 
-import type { UnitCounters } from '../domain/counters.ts';
+import type { Counters, UnitCounters } from '../domain/counters.ts';
 import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
 import type { SettingsOverride } from '../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot, SummaryRange, TaskPayload } from '../domain/task-generation.ts';
@@ -158,6 +158,63 @@ export interface TaskRow {
   readonly messageId: string | null;
 }
 
+/** Which work units an inspection or an admin call reaches; the fields combine with AND. */
+export interface UnitFilter {
+  readonly workspaceId: string;
+  readonly sessionId?: string | undefined;
+  /** Naming a peer leaves summary units out (they have no observer or sender). */
+  readonly observerId?: string | undefined;
+  readonly senderId?: string | undefined;
+  readonly taskType?: TaskType | undefined;
+}
+
+/** A page by ascending id: the rows after `afterId`, at most `limit` of them. */
+export interface Page {
+  readonly afterId: number | null;
+  readonly limit: number;
+}
+
+/** A work unit as seen from outside (SPEC section 11). */
+export interface WorkUnitInfo {
+  readonly id: number;
+  readonly key: WorkUnitKey;
+  readonly counters: Counters;
+  /** When its oldest pending task was created (epoch ms); `null` when none is pending. */
+  readonly oldestPendingAt: number | null;
+  /** The task the store holds as running, with when it started and which attempt it is. */
+  readonly running: { readonly taskId: number; readonly startedAt: number; readonly attempt: number } | null;
+  /** When a unit waiting for a retry may run again (epoch ms); `null` when not waiting. */
+  readonly retryAt: number | null;
+  /** The error of its newest task that has one (a failure, or a failed attempt). */
+  readonly lastError: string | null;
+}
+
+/** A task that failed for good. */
+export interface FailedTask {
+  readonly id: number;
+  readonly key: WorkUnitKey;
+  readonly messageId: string | null;
+  readonly payload: TaskPayload;
+  readonly error: string;
+  /** Times it was started (0 for a task cancelled before it ran). */
+  readonly attempts: number;
+  readonly createdAt: number;
+  readonly failedAt: number;
+}
+
+/** What `cancelPendingTasks` did. */
+export interface CancelResult {
+  readonly cancelled: number;
+  /**
+   * Pending tasks left alone because a worker holds them (handed over with its unit's claim);
+   * they run, and the unit's tasks after them were cancelled.
+   */
+  readonly leftWithWorkers: number;
+}
+
+/** The error a cancelled task is failed with. */
+export const CANCELLED_ERROR = 'cancelled before it ran (cancelPendingTasks)';
+
 export interface AppendMessagesRequest {
   readonly workspaceId: string;
   readonly sessionId: string;
@@ -226,6 +283,24 @@ export interface Store {
    * follow another process's committed changes).
    */
   loadUnitCounters(unitIds?: readonly number[]): Promise<UnitCounters[]>;
+  /**
+   * Work units matching `filter`, by id; `includeIdle` also lists units with nothing pending or
+   * running. Paging by id is stable: a unit never changes its id or disappears.
+   */
+  listWorkUnits(filter: UnitFilter, page: Page & { readonly includeIdle: boolean }): Promise<WorkUnitInfo[]>;
+  /** Tasks of matching units that failed for good, by id. */
+  listFailedTasks(filter: UnitFilter, page: Page): Promise<FailedTask[]>;
+  /**
+   * Puts failed tasks of matching units (only `taskIds` when given) back in line: each becomes a
+   * new pending task at the end of its unit, with a fresh attempt budget. Returns how many.
+   */
+  retryFailedTasks(filter: UnitFilter, taskIds?: readonly number[]): Promise<number>;
+  /**
+   * Fails the pending tasks of matching units with `CANCELLED_ERROR` (they count as failed and
+   * can be retried), except those a worker already holds; a running task is not touched.
+   */
+  cancelPendingTasks(filter: UnitFilter): Promise<CancelResult>;
+
   /** Deletes finished task rows finished before `finishedBefore`; counters are untouched. */
   pruneFinished(finishedBefore: number): Promise<number>;
   /** Raw task rows, in id order (inspection and tests). */

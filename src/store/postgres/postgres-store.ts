@@ -30,6 +30,7 @@ import {
   writeMembers,
 } from './domain-writes.ts';
 import { applyReports, claimReady, recoverExpiredLeases, renewLeases, type TaskRowData } from './queue.ts';
+import { cancelPending, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database` */
@@ -157,6 +158,31 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
           )
         : await connection.query<UnitRow>('SELECT * FROM work_units ORDER BY id');
       return rows.map(unitCounters);
+    },
+
+    listWorkUnits: (filter, page) => transaction((db) => listWorkUnits(db, filter, page)),
+
+    listFailedTasks: (filter, page) => transaction((db) => listFailedTasks(db, filter, page)),
+
+    async retryFailedTasks(filter, taskIds) {
+      const changed: UnitCounters[] = [];
+      const retried = await transaction((db, now) => {
+        changed.length = 0; // a retried transaction starts over
+        return retryFailed(db, filter, taskIds, now, changed);
+      });
+      announce(changed);
+      if (retried > 0) events.emit('tasks:enqueued', { count: retried });
+      return retried;
+    },
+
+    async cancelPendingTasks(filter) {
+      const changed: UnitCounters[] = [];
+      const result = await transaction((db, now) => {
+        changed.length = 0;
+        return cancelPending(db, filter, now, changed);
+      });
+      announce(changed);
+      return result;
     },
 
     async pruneFinished(finishedBefore) {

@@ -2,7 +2,7 @@
  * The embedded store: one SQLite file (see `../store.ts` for the contract and the task/lease state
  * machine). The parts, one idea each: `connection.ts` (file, pragmas, migrations, transactions),
  * `statements.ts` (every SQL statement, prepared once), `domain-writes.ts` (workspaces, peers,
- * sessions, messages), `queue.ts` (claims, leases, reports), and `../rows.ts` (row mapping shared
+ * sessions, messages), `queue.ts` (claims, leases, reports), `queue-admin.ts` (inspection, retry and cancel), and `../rows.ts` (row mapping shared
  * with the PostgreSQL store, which mirrors this layout).
  */
 import type { UnitCounters } from '../../domain/counters.ts';
@@ -30,6 +30,7 @@ import {
   writeSession,
 } from './domain-writes.ts';
 import { applyReport, claimReady, recoverExpiredLeases } from './queue.ts';
+import { cancelPending, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
 
 export interface SqliteStoreOptions {
   /** Database file; created with its folder when missing. `:memory:` for a private database. */
@@ -136,6 +137,29 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     async loadUnitCounters(unitIds) {
       const rows = unitIds ? sql.someUnits.all(JSON.stringify(unitIds)) : sql.allUnits.all();
       return rows.map(unitCounters);
+    },
+
+    async listWorkUnits(filter, page) {
+      return listWorkUnits(sql, filter, page);
+    },
+
+    async listFailedTasks(filter, page) {
+      return listFailedTasks(sql, filter, page);
+    },
+
+    async retryFailedTasks(filter, taskIds) {
+      const changed: UnitCounters[] = [];
+      const retried = durable(() => retryFailed(sql, filter, taskIds, clock(), changed));
+      announce(changed);
+      if (retried > 0) events.emit('tasks:enqueued', { count: retried });
+      return retried;
+    },
+
+    async cancelPendingTasks(filter) {
+      const changed: UnitCounters[] = [];
+      const result = durable(() => cancelPending(sql, filter, clock(), changed));
+      announce(changed);
+      return result;
     },
 
     async pruneFinished(finishedBefore) {

@@ -1,7 +1,15 @@
 /** Every SQL statement of the SQLite store, prepared once per connection. */
 import type Database from 'better-sqlite3';
 import type { Counters } from '../../domain/counters.ts';
-import type { Head, headColumns, MessageRow, TaskRowOf, UnitRow } from '../rows.ts';
+import type {
+  FailedTaskRow,
+  Head,
+  headColumns,
+  MessageRow,
+  TaskRowOf,
+  UnitRow,
+  WorkUnitInfoRow,
+} from '../rows.ts';
 
 /** Parameters of a statement that changes one task of a unit from the state it is expected in. */
 interface TaskChange {
@@ -17,6 +25,22 @@ interface TaskChange {
 export type TaskRowData = TaskRowOf<string>;
 
 const UNIT = 'work_units.*';
+
+/** Parameters of `UNIT_FILTER`: `null` matches any value. */
+export interface UnitFilterParams {
+  workspaceId: string;
+  sessionId: string | null;
+  observerId: string | null;
+  senderId: string | null;
+  taskType: string | null;
+}
+
+/** The `UnitFilter` of the store contract, on `work_units u`. */
+const UNIT_FILTER = `u.workspace_id = @workspaceId
+  AND (@sessionId IS NULL OR u.session_id = @sessionId)
+  AND (@observerId IS NULL OR u.observer_id = @observerId)
+  AND (@senderId IS NULL OR u.sender_id = @senderId)
+  AND (@taskType IS NULL OR u.task_type = @taskType)`;
 const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at';
 
 /** What the store uses of a prepared statement (named here, so declarations can name it). */
@@ -175,6 +199,66 @@ export function prepareStatements(db: Database.Database) {
          completed = completed + @completed, failed = failed + @failed, head_task_id = @headId,
          available_at = @availableAt, retrying = @headRetrying, lease_owner = NULL, lease_expires_at = NULL,
          claimed_through = NULL, version = version + 1
+       WHERE id = @unitId RETURNING *`,
+    ),
+
+    // inside the queue: inspection and admin (SPEC section 11)
+    listWorkUnits: p<
+      [UnitFilterParams & { includeIdle: number; afterId: number; limit: number }],
+      WorkUnitInfoRow
+    >(
+      `SELECT u.*,
+         CASE WHEN u.pending > 0 THEN (SELECT t.created_at FROM tasks t
+           WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'pending' ORDER BY t.id LIMIT 1) END
+           AS oldest_pending_at,
+         CASE WHEN u.running > 0 THEN (SELECT json_array(t.id, t.started_at, t.failures) FROM tasks t
+           WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'running' ORDER BY t.id LIMIT 1) END
+           AS running_task,
+         (SELECT t.last_error FROM tasks t WHERE t.unit_id = u.id AND t.last_error IS NOT NULL
+           ORDER BY t.id DESC LIMIT 1) AS last_error
+       FROM work_units u
+       WHERE ${UNIT_FILTER} AND (@includeIdle = 1 OR u.pending + u.running > 0) AND u.id > @afterId
+       ORDER BY u.id LIMIT @limit`,
+    ),
+    listFailedTasks: p<[UnitFilterParams & { afterId: number; limit: number }], FailedTaskRow<string>>(
+      `SELECT t.id, t.message_id, t.payload, t.runs, t.last_error, t.created_at, t.finished_at,
+         u.task_type, u.workspace_id, u.session_id, u.observer_id, u.sender_id
+       FROM work_units u JOIN tasks t INDEXED BY tasks_with_error ON t.unit_id = u.id
+       WHERE ${UNIT_FILTER} AND t.last_error IS NOT NULL AND t.state = 'failed' AND t.id > @afterId
+       ORDER BY t.id LIMIT @limit`,
+    ),
+    /** Units an admin call reaches, locked by the transaction (SQLite: the write lock). */
+    filteredUnits: p<[UnitFilterParams], UnitRow>(
+      `SELECT u.* FROM work_units u WHERE ${UNIT_FILTER} ORDER BY u.id`,
+    ),
+    failedTasksOf: p<
+      [number],
+      { id: number; message_id: number | null; payload: string; last_error: string }
+    >(
+      `SELECT id, message_id, payload, last_error FROM tasks INDEXED BY tasks_with_error
+       WHERE unit_id = ? AND last_error IS NOT NULL AND state = 'failed' ORDER BY id`,
+    ),
+    deleteTask: p<[number]>('DELETE FROM tasks WHERE id = ?'),
+    insertRetriedTask: p<[number, number | null, string, string, number], { id: number }>(
+      `INSERT INTO tasks (unit_id, message_id, state, payload, last_error, created_at)
+       VALUES (?, ?, 'pending', ?, ?, ?) RETURNING id`,
+    ),
+    /** Cancels a unit's pending tasks after `afterId` (what a worker holds is at or before it). */
+    cancelPending: p<[string, number, number, number]>(
+      `UPDATE tasks SET state = 'failed', last_error = ?, finished_at = ?
+       WHERE unit_id = ? AND id > ? AND state = 'pending'`,
+    ),
+    countPendingThrough: p<[number, number, number], { n: number }>(
+      `SELECT count(*) AS n FROM tasks WHERE unit_id = ? AND id >= ? AND id <= ? AND state = 'pending'`,
+    ),
+    /** Applies an admin change's counter deltas; `headId` replaces the head when given (else kept). */
+    adjustUnit: p<[Counters & { unitId: number; headId: number | null; keepHead: number }], UnitRow>(
+      `UPDATE work_units SET pending = pending + @pending, running = running + @running,
+         completed = completed + @completed, failed = failed + @failed,
+         head_task_id = CASE WHEN @keepHead = 1 THEN head_task_id ELSE @headId END,
+         available_at = CASE WHEN @keepHead = 1 THEN available_at ELSE 0 END,
+         retrying = CASE WHEN @keepHead = 1 THEN retrying ELSE 0 END,
+         version = version + 1
        WHERE id = @unitId RETURNING *`,
     ),
 

@@ -1,0 +1,121 @@
+/**
+ * Inside the queue (SPEC section 11) in the embedded store: what the units hold, failed tasks, and
+ * the two admin changes. Both changes keep the queue's rule that a unit's tasks finish in id order
+ * from its head:
+ * - a retried task is deleted and written again as a new pending task at the end of its unit (the
+ *   unit's counters move it from failed to pending; the total stays);
+ * - cancelling fails a unit's pending tasks from its head on; in a leased unit only those after
+ *   the last task its claim handed over (`claimed_through`): the worker holds the others and runs
+ *   them. A release then looks for the first *unfinished* task, which skips the cancelled ones.
+ * Every function runs inside the caller's transaction.
+ */
+import { type UnitCounters, zeroCounters } from '../../domain/counters.ts';
+import type { TaskPayload } from '../../domain/task-generation.ts';
+import { failedTaskOf, unitCounters, workUnitInfoOf } from '../rows.ts';
+import {
+  CANCELLED_ERROR,
+  type CancelResult,
+  type FailedTask,
+  type Page,
+  type UnitFilter,
+  type WorkUnitInfo,
+} from '../store.ts';
+import type { Statements, UnitFilterParams } from './statements.ts';
+
+const paramsOf = (filter: UnitFilter): UnitFilterParams => ({
+  workspaceId: filter.workspaceId,
+  sessionId: filter.sessionId ?? null,
+  observerId: filter.observerId ?? null,
+  senderId: filter.senderId ?? null,
+  taskType: filter.taskType ?? null,
+});
+
+export function listWorkUnits(
+  sql: Statements,
+  filter: UnitFilter,
+  page: Page & { readonly includeIdle: boolean },
+): WorkUnitInfo[] {
+  return sql.listWorkUnits
+    .all({
+      ...paramsOf(filter),
+      includeIdle: page.includeIdle ? 1 : 0,
+      afterId: page.afterId ?? 0,
+      limit: page.limit,
+    })
+    .map(workUnitInfoOf);
+}
+
+export function listFailedTasks(sql: Statements, filter: UnitFilter, page: Page): FailedTask[] {
+  return sql.listFailedTasks
+    .all({ ...paramsOf(filter), afterId: page.afterId ?? 0, limit: page.limit })
+    .map((row) => failedTaskOf(row, JSON.parse(row.payload) as TaskPayload));
+}
+
+export function retryFailed(
+  sql: Statements,
+  filter: UnitFilter,
+  taskIds: readonly number[] | undefined,
+  now: number,
+  changed: UnitCounters[],
+): number {
+  const only = taskIds ? new Set(taskIds) : null;
+  let retried = 0;
+  for (const unit of sql.filteredUnits.all(paramsOf(filter))) {
+    if (unit.failed === 0) continue;
+    const tasks = sql.failedTasksOf.all(unit.id).filter((t) => !only || only.has(t.id));
+    if (tasks.length === 0) continue;
+    let first: number | null = null;
+    for (const task of tasks) {
+      sql.deleteTask.run(task.id);
+      const { id } =
+        sql.insertRetriedTask.get(unit.id, task.message_id, task.payload, task.last_error, now) ?? {};
+      first ??= id ?? null;
+    }
+    const n = tasks.length;
+    const row = sql.adjustUnit.get({
+      ...zeroCounters(),
+      pending: n,
+      completed: -n,
+      failed: -n,
+      unitId: unit.id,
+      // A unit with nothing left to do gets its first retried task as its head.
+      headId: first,
+      keepHead: unit.head_task_id === null ? 0 : 1,
+    });
+    if (row) changed.push(unitCounters(row));
+    retried += n;
+  }
+  return retried;
+}
+
+export function cancelPending(
+  sql: Statements,
+  filter: UnitFilter,
+  now: number,
+  changed: UnitCounters[],
+): CancelResult {
+  let cancelled = 0;
+  let leftWithWorkers = 0;
+  for (const unit of sql.filteredUnits.all(paramsOf(filter))) {
+    if (unit.pending === 0 || unit.head_task_id === null) continue;
+    const leased = unit.lease_owner !== null;
+    // A leased unit whose claim predates the record of what it handed over keeps everything.
+    const through = leased ? (unit.claimed_through ?? Number.MAX_SAFE_INTEGER) : unit.head_task_id - 1;
+    const n = sql.cancelPending.run(CANCELLED_ERROR, now, unit.id, through).changes;
+    if (leased) leftWithWorkers += sql.countPendingThrough.get(unit.id, unit.head_task_id, through)?.n ?? 0;
+    if (n === 0) continue;
+    const row = sql.adjustUnit.get({
+      ...zeroCounters(),
+      pending: -n,
+      completed: n,
+      failed: n,
+      unitId: unit.id,
+      // An unleased unit had every pending task cancelled: nothing is left to run.
+      headId: null,
+      keepHead: leased ? 1 : 0,
+    });
+    if (row) changed.push(unitCounters(row));
+    cancelled += n;
+  }
+  return { cancelled, leftWithWorkers };
+}
