@@ -96,6 +96,26 @@ const OPS: Record<string, Op> = {
     query: 'subscription{deriverStatus(workspaceId:"w1",senderId:"p1"){totalWorkUnits}}',
     allowed: ['admin', 'workspace', 'peer'],
   },
+  workUnitsOfSession: {
+    query: '{workUnits(workspaceId:"w1",sessionId:"s1"){nodes{id}}}',
+    allowed: ['admin', 'workspace', 'session'],
+  },
+  workUnitsObservedByPeer: {
+    query: '{workUnits(workspaceId:"w1",observerId:"p1"){nodes{id}}}',
+    allowed: ['admin', 'workspace', 'peer'],
+  },
+  failedTasksOfWorkspace: {
+    query: '{failedTasks(workspaceId:"w1"){nodes{id}}}',
+    allowed: ['admin', 'workspace'],
+  },
+  retryFailedTasksOfSession: {
+    query: 'mutation{retryFailedTasks(workspaceId:"w1",sessionId:"s1"){retriedTasks}}',
+    allowed: ['admin', 'workspace'],
+  },
+  cancelPendingTasksOfPeer: {
+    query: 'mutation{cancelPendingTasks(workspaceId:"w1",observerId:"p1"){cancelledTasks}}',
+    allowed: ['admin', 'workspace'],
+  },
 };
 
 const CREDENTIALS: Credential[] = [

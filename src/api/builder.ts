@@ -5,6 +5,7 @@ import type { Principal } from '../auth/scope.ts';
 import { InvalidInputError } from '../errors.ts';
 import type { LiveStatus } from '../live/live-status.ts';
 import type { Deriver } from '../service/deriver.ts';
+import type { QueueService } from '../service/queue.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
 
 /** The services every resolver uses; the same for every request. */
@@ -12,6 +13,8 @@ export interface ApiServices {
   readonly deriver: Deriver;
   readonly status: StatusEngine;
   readonly live: LiveStatus;
+  /** Inside the queue: work units, failed tasks, retry and cancel. */
+  readonly queue: QueueService;
   /** Verifies and mints keys; `null` when authentication is off. */
   readonly keys: Keyring | null;
 }

@@ -13,11 +13,10 @@ import {
   upsertSessionInput,
   upsertWorkspaceInput,
 } from '../domain/inputs.ts';
-import { DEFAULT_WORKSPACE_ID } from '../domain/limits.ts';
 import { AuthDisabledError, UnauthenticatedError } from '../errors.ts';
 import type { StatusView } from '../live/status-view.ts';
-import type { StatusQuery } from '../status/status-filter.ts';
 import { builder } from './builder.ts';
+import { toQuery, workspaceOf } from './filter-args.ts';
 import { selectsField } from './selection.ts';
 import {
   AddMessagesPayloadType,
@@ -54,25 +53,6 @@ export const DerivationSettingsInput = builder.inputType('DerivationSettingsInpu
     messagesPerLongSummary: t.int(),
   }),
 });
-
-/** The workspace an operation names; absent and null mean the default one. */
-const workspaceOf = (args: { workspaceId?: string | null }): string =>
-  args.workspaceId ?? DEFAULT_WORKSPACE_ID;
-
-/** Validated arguments of a status field, as StatusQuery (absent and null ids mean "any"). */
-function toQuery(args: {
-  workspaceId?: string | null;
-  sessionId?: string | null;
-  observerId?: string | null;
-  senderId?: string | null;
-}): StatusQuery {
-  return {
-    workspaceId: workspaceOf(args),
-    sessionId: args.sessionId ?? undefined,
-    observerId: args.observerId ?? undefined,
-    senderId: args.senderId ?? undefined,
-  };
-}
 
 builder.queryType({
   fields: (t) => ({

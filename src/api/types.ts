@@ -3,9 +3,11 @@ import type { Scope } from '../auth/scope.ts';
 import { statusFilterInput } from '../domain/inputs.ts';
 import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
 import type { StatusView } from '../live/status-view.ts';
+import type { Progress } from '../status/completion-rate.ts';
 import type { SessionStatusCounts, StatusCounts } from '../status/counts.ts';
+import type { StatusQuery } from '../status/status-filter.ts';
 import type { AppendMessagesResult } from '../store/store.ts';
-import { builder } from './builder.ts';
+import { type ApiContext, builder } from './builder.ts';
 
 export const PeerType = builder.objectRef<Peer>('Peer').implement({
   description: 'A participant (user or agent).',
@@ -95,28 +97,54 @@ function countFields<T>(
   );
 }
 
-export const SessionDeriverStatusType = builder
-  .objectRef<SessionStatusCounts>('SessionDeriverStatus')
-  .implement({
-    description: "One session's counts within a DeriverStatus.",
-    fields: (t) => ({
-      sessionId: t.exposeID('sessionId'),
-      ...countFields(t, (s) => s),
+/** Throughput and time to idle (`completion-rate.ts`), shared by DeriverStatus and SessionDeriverStatus. */
+function progressFields<T>(
+  t: PothosSchemaTypes.ObjectFieldBuilder<Types, T>,
+  progress: (parent: T, ctx: ApiContext) => Progress,
+) {
+  return {
+    throughputPerSecond: t.float({
+      description:
+        'Tasks completed per second lately (a decaying average with a 10 s time constant; 0 after 30 s without completions).',
+      resolve: (parent, _args, ctx) => progress(parent, ctx).throughputPerSecond,
     }),
-  });
+    estimatedSecondsToIdle: t.int({
+      nullable: true,
+      description:
+        'Seconds until nothing is pending or running at that throughput: 0 when idle, null while work remains and nothing completed lately.',
+      resolve: (parent, _args, ctx) => progress(parent, ctx).estimatedSecondsToIdle,
+    }),
+  };
+}
+
+/** One session's entry of a breakdown, with the filter it was counted for. */
+export type SessionEntry = SessionStatusCounts & { readonly filter: StatusQuery };
+
+export const SessionDeriverStatusType = builder.objectRef<SessionEntry>('SessionDeriverStatus').implement({
+  description: "One session's counts within a DeriverStatus.",
+  fields: (t) => ({
+    sessionId: t.exposeID('sessionId'),
+    ...countFields(t, (s) => s),
+    ...progressFields(t, (s, ctx) => ctx.status.progress(s.filter)),
+  }),
+});
 
 export const DeriverStatusType = builder.objectRef<StatusView>('DeriverStatus').implement({
   description:
     'Counts of background tasks matching a filter. The names keep the Honcho status API wording: each "work unit" counted here is one task.',
   fields: (t) => ({
     ...countFields(t, (v) => v.counts),
+    ...progressFields(t, (v, ctx) => v.progress ?? ctx.status.progress(v.filter)),
     sessions: t.field({
       type: [SessionDeriverStatusType],
       nullable: true,
       description: 'Per-session breakdown, ordered by sessionId; null when the filter names a session.',
       resolve: (v, _args, ctx) => {
         if (v.filter.sessionId !== undefined) return null;
-        return [...(v.sessions ?? ctx.status.sessions(v.filter))];
+        return (v.sessions ?? ctx.status.sessions(v.filter)).map((s) => ({
+          ...s,
+          filter: { ...v.filter, sessionId: s.sessionId },
+        }));
       },
     }),
   }),

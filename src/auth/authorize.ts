@@ -30,7 +30,9 @@ export type Access =
       readonly senderIds: readonly string[];
     }
   /** Minting a key for a scope. */
-  | { readonly kind: 'mint'; readonly scope: Scope };
+  | { readonly kind: 'mint'; readonly scope: Scope }
+  /** Changing a workspace's queue: retrying failed tasks, cancelling pending ones. */
+  | { readonly kind: 'queue'; readonly workspaceId: string };
 
 function allows(scope: Scope, access: Access): boolean {
   if (scope.kind === 'admin') return true;
@@ -77,6 +79,8 @@ function describeAccess(access: Access): string {
     case 'peer':
     case 'session':
       return describeScope(access); // these accesses are shaped as the scope that reaches them
+    case 'queue':
+      return `retrying or cancelling the tasks of workspace "${access.workspaceId}" (an admin or workspace key's right)`;
     case 'messages':
       return `messages from ${access.senderIds.map((id) => `"${id}"`).join(', ')} in session "${access.sessionId}" of workspace "${access.workspaceId}"`;
     case 'mint':

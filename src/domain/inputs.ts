@@ -7,6 +7,7 @@ import { type InputIssue, InvalidInputError } from '../errors.ts';
 import { contentSchema, idSchema } from './ids.ts';
 import { DEFAULT_WORKSPACE_ID, limits } from './limits.ts';
 import { settingsOverrideSchema } from './settings.ts';
+import { TASK_TYPES, type TaskType } from './work-unit-key.ts';
 
 /** Absent or `null` means the default workspace. */
 const workspaceIdSchema = idSchema.nullish().transform((id) => id ?? DEFAULT_WORKSPACE_ID);
@@ -89,6 +90,40 @@ export const statusFilterInput = z.strictObject({
 });
 
 export const lookupInput = z.strictObject({ workspaceId: workspaceIdSchema, id: idSchema });
+
+/** Which work units an inspection or admin call reaches: a status filter and a task type. */
+export const unitFilterInput = statusFilterInput.extend({
+  taskType: z
+    .enum(TASK_TYPES as [TaskType, ...TaskType[]], { error: `must be one of ${TASK_TYPES.join(', ')}` })
+    .nullish()
+    .transform((type) => type ?? undefined),
+});
+
+/** Rows per page of an inspection list. */
+export const PAGE_SIZE = { default: 20, max: 100 } as const;
+
+export const pageSizeSchema = z
+  .number({ error: 'must be a number' })
+  .int({ error: 'must be a whole number' })
+  .min(1, { error: 'must be at least 1' })
+  .max(PAGE_SIZE.max, { error: `must be at most ${PAGE_SIZE.max}` })
+  .nullish()
+  .transform((n) => n ?? PAGE_SIZE.default);
+
+/** A task id as the API shows it (digits). */
+export const taskIdSchema = z
+  .string()
+  .regex(/^[1-9]\d{0,14}$/, { error: 'must be a task id (digits, as failedTasks lists them)' })
+  .transform(Number);
+
+export const retryFailedTasksInput = unitFilterInput.extend({
+  taskIds: z
+    .array(taskIdSchema)
+    .min(1, { error: 'must name at least one task (or leave it out to retry every failed task)' })
+    .max(1_000, { error: 'must name at most 1000 tasks' })
+    .nullish()
+    .transform((ids) => ids ?? undefined),
+});
 
 export type UpsertWorkspaceInput = z.input<typeof upsertWorkspaceInput>;
 export type UpsertPeerInput = z.input<typeof upsertPeerInput>;

@@ -15,6 +15,10 @@
  * A publication equal to the topic's previous one is dropped unless a subscriber joined since
  * (its snapshot may differ from what the others were sent).
  *
+ * ## Throughput
+ * A view also carries the filter's throughput and time to idle, which move with time alone while
+ * tasks complete; topics that last published a rate are looked at again every `progressIntervalMs`.
+ *
  * ## Subscribers (bounded memory)
  * A subscriber holds at most one undelivered view: a newer one replaces it. A consumer that stops
  * reading therefore costs one view however much happens, and gets the latest state when it reads
@@ -32,6 +36,11 @@ export interface LiveStatusOptions {
   readonly windowMs?: number;
   /** Largest window a subscriber may choose, in ms. @default 10000 */
   readonly maxWindowMs?: number;
+  /**
+   * How often topics that last published a throughput are looked at again:
+   * a rate decays with time alone, without any count changing. @default 1000
+   */
+  readonly progressIntervalMs?: number;
 }
 
 export interface LiveSubscribeOptions {
@@ -89,10 +98,11 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     compute(): StatusView {
       computations++;
       const counts = status.get(this.filter);
+      const progress = status.progress(this.filter);
       const stamps = { changedAt: this.#changedAt, publishedAt: epochNow() };
       if (!this.withSessions || this.filter.sessionId !== undefined)
-        return { filter: this.filter, counts, ...stamps };
-      return { filter: this.filter, counts, sessions: status.sessions(this.filter), ...stamps };
+        return { filter: this.filter, counts, progress, ...stamps };
+      return { filter: this.filter, counts, progress, sessions: status.sessions(this.filter), ...stamps };
     }
 
     changed(at: number): void {
@@ -248,6 +258,15 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
   };
   const unsubscribe = status.events.on('status:changed', onChanged);
 
+  // Throughput moves with time alone (it decays to 0 once completions stop): while a topic last
+  // published a rate, look at it every interval; it publishes only when its view changed.
+  const progressTimer = setInterval(() => {
+    const at = epochNow();
+    for (const topic of topics.values())
+      if ((topic.last.progress?.throughputPerSecond ?? 0) > 0) topic.changed(at);
+  }, options.progressIntervalMs ?? 1_000);
+  progressTimer.unref();
+
   return {
     subscribe(filter, subscribeOptions = {}) {
       const windowMs = Math.min(maxWindow, Math.max(0, subscribeOptions.windowMs ?? defaultWindow));
@@ -285,6 +304,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
 
     close() {
       unsubscribe();
+      clearInterval(progressTimer);
       for (const topic of [...topics.values()]) {
         for (const subscriber of [...topic.subscribers]) subscriber.end();
       }

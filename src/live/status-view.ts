@@ -1,3 +1,4 @@
+import type { Progress } from '../status/completion-rate.ts';
 import type { SessionStatusCounts, StatusCounts } from '../status/counts.ts';
 import { sameStatusCounts } from '../status/counts.ts';
 import type { StatusQuery } from '../status/status-filter.ts';
@@ -6,6 +7,8 @@ import type { StatusQuery } from '../status/status-filter.ts';
 export interface StatusView {
   readonly filter: StatusQuery;
   readonly counts: StatusCounts;
+  /** Throughput and time to idle; `undefined` when not computed (the resolver computes it). */
+  readonly progress?: Progress | undefined;
   /** Per-session breakdown; `undefined` when not computed (the resolver computes it on demand). */
   readonly sessions?: readonly SessionStatusCounts[] | undefined;
   /** When the change this view reports was announced (epoch ms, sub-ms precision). */
@@ -19,6 +22,11 @@ export const epochNow = (): number => performance.timeOrigin + performance.now()
 
 export function sameView(a: StatusView, b: StatusView): boolean {
   if (!sameStatusCounts(a.counts, b.counts)) return false;
+  if (
+    a.progress?.throughputPerSecond !== b.progress?.throughputPerSecond ||
+    a.progress?.estimatedSecondsToIdle !== b.progress?.estimatedSecondsToIdle
+  )
+    return false;
   if (a.sessions === b.sessions) return true;
   if (!a.sessions || !b.sessions || a.sessions.length !== b.sessions.length) return false;
   return a.sessions.every((s, i) => {

@@ -14,6 +14,7 @@ import { createLiveStatus, type LiveStatus } from '../live/live-status.ts';
 import type { SchedulerOptions } from '../scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../scheduler/scheduler.ts';
 import { createDeriver, type Deriver } from '../service/deriver.ts';
+import { createQueueService } from '../service/queue.ts';
 import { createStatusEngine, type StatusEngine } from '../status/status-engine.ts';
 import { openStore } from '../store/open-store.ts';
 import type { Store } from '../store/store.ts';
@@ -123,7 +124,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
   const keys = config.authJwtSecret ? createKeyring({ secret: config.authJwtSecret }) : null;
   const server = createDeriverServer({
     ...options.server,
-    services: { deriver, status, live, keys },
+    services: { deriver, status, live, keys, queue: createQueueService({ store }) },
     logger,
     limits: config.limits,
     allowedOrigins: config.allowedOrigins,

@@ -6,6 +6,7 @@
 import type { UnitCounters } from '../domain/counters.ts';
 import type { Store } from '../store/store.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
+import type { Progress } from './completion-rate.ts';
 import type { SessionStatusCounts, StatusCounts } from './counts.ts';
 import type { StatusChange, StatusQuery } from './status-filter.ts';
 import { StatusIndex } from './status-index.ts';
@@ -19,6 +20,8 @@ export interface StatusEngine {
   readonly events: TypedEmitter<StatusEvents>;
   /** The five counts for `filter`; unknown ids give zeros. */
   get(filter: StatusQuery): StatusCounts;
+  /** Throughput and estimated time to idle for `filter`, now. */
+  progress(filter: StatusQuery): Progress;
   /** Per-session breakdown for a filter without `sessionId`, ordered by session id. */
   sessions(filter: StatusQuery): SessionStatusCounts[];
   /** Applies unit counters from elsewhere (another instance); announces what changed. */
@@ -33,32 +36,36 @@ export interface StatusEngine {
 
 export interface StatusEngineOptions {
   readonly store: Store;
+  /** Epoch milliseconds, for throughput. @default Date.now */
+  readonly clock?: () => number;
 }
 
 export async function createStatusEngine(options: StatusEngineOptions): Promise<StatusEngine> {
-  const index = new StatusIndex();
+  const index = new StatusIndex(options.clock);
   const events = new TypedEmitter<StatusEvents>();
 
-  const apply = (updates: readonly UnitCounters[]): void => {
+  const apply = (updates: readonly UnitCounters[], measure = true): void => {
     const changed: StatusChange[] = [];
-    for (const update of updates) if (index.apply(update)) changed.push(update.key);
+    for (const update of updates) if (index.apply(update, measure)) changed.push(update.key);
     if (changed.length > 0) events.emit('status:changed', changed);
   };
 
   // Listen first, then load: versions make the order of the two irrelevant.
   const unsubscribe = options.store.events.on('units:changed', apply);
-  for (const unit of await options.store.loadUnitCounters()) index.apply(unit);
+  for (const unit of await options.store.loadUnitCounters()) index.apply(unit, false);
 
   return {
     events,
     get: (filter) => index.get(filter),
+    progress: (filter) => index.progress(filter),
     sessions: (filter) => index.sessions(filter),
-    apply,
+    apply: (updates) => apply(updates),
     async refresh(unitIds) {
       if (unitIds.length > 0) apply(await options.store.loadUnitCounters(unitIds));
     },
     async reload() {
-      apply(await options.store.loadUnitCounters());
+      // Changes missed while disconnected are not a burst of completions now.
+      apply(await options.store.loadUnitCounters(), false);
     },
     close() {
       unsubscribe();

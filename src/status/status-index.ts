@@ -10,6 +10,13 @@
 
 import { addCounters, type Counters, isZero, type UnitCounters, zeroCounters } from '../domain/counters.ts';
 import type { WorkUnitKey } from '../domain/work-unit-key.ts';
+import {
+  type Progress,
+  progressOf,
+  type RateState,
+  ratePerSecond,
+  recordCompletions,
+} from './completion-rate.ts';
 import { type SessionStatusCounts, type StatusCounts, toStatusCounts } from './counts.ts';
 import { filterKey, filtersFedBy, type StatusQuery } from './status-filter.ts';
 
@@ -25,12 +32,18 @@ export class StatusIndex {
   readonly #units = new Map<number, { counters: Counters; version: number }>();
   readonly #rollups = new Map<string, Counters>();
   readonly #groups = new Map<string, SessionGroup>();
+  /** Completion rates of the roll-ups that completed tasks (see `completion-rate.ts`). */
+  readonly #rates = new Map<string, RateState>();
+
+  /** @param clock epoch milliseconds, for completion rates */
+  constructor(readonly clock: () => number = Date.now) {}
 
   /**
    * Applies one unit's absolute counters. Returns `true` when any count changed (an older or equal
-   * version, or identical counters, changes nothing).
+   * version, or identical counters, changes nothing). With `measure` (default), completions count
+   * towards the rates; loading the counters at start-up is not a burst of completions.
    */
-  apply(update: UnitCounters): boolean {
+  apply(update: UnitCounters, measure = true): boolean {
     const previous = this.#units.get(update.unitId);
     if (previous && update.version <= previous.version) return false;
     const next = { ...update.counters };
@@ -38,8 +51,16 @@ export class StatusIndex {
     if (previous) addCounters(delta, previous.counters, -1);
     this.#units.set(update.unitId, { counters: next, version: update.version });
     if (isZero(delta)) return false;
-    this.#fold(update.key, delta);
+    this.#fold(update.key, delta, measure && delta.completed > 0 ? this.clock() : null);
     return true;
+  }
+
+  /** Throughput and time to idle for `filter`, now. */
+  progress(filter: StatusQuery): Progress {
+    const k = filterKey(filter);
+    const counters = this.#rollups.get(k);
+    const remaining = counters ? counters.pending + counters.running : 0;
+    return progressOf(remaining, ratePerSecond(this.#rates.get(k), this.clock()));
   }
 
   /** The five counts for `filter`. */
@@ -64,9 +85,11 @@ export class StatusIndex {
     return this.#units.size;
   }
 
-  #fold(key: WorkUnitKey, delta: Counters): void {
+  #fold(key: WorkUnitKey, delta: Counters, completedAt: number | null): void {
     for (const filter of filtersFedBy(key)) {
       const k = filterKey(filter);
+      if (completedAt !== null)
+        this.#rates.set(k, recordCompletions(this.#rates.get(k), delta.completed, completedAt));
       let counters = this.#rollups.get(k);
       if (!counters) {
         counters = zeroCounters();

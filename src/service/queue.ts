@@ -1,0 +1,43 @@
+/**
+ * Inside the queue (SPEC section 11), the application service: pages the store's lists and runs
+ * the admin changes, on filters the API validated with the shared schemas (`unitFilterInput`,
+ * `retryFailedTasksInput`). Every change goes through the store, which announces it like any
+ * other, so status counts and subscribers follow.
+ */
+import type { CancelResult, FailedTask, Page, Store, UnitFilter, WorkUnitInfo } from '../store/store.ts';
+
+/** One page of a list, and whether another follows. */
+export interface PageOf<T> {
+  readonly items: readonly T[];
+  readonly hasNextPage: boolean;
+}
+
+export interface QueueService {
+  /** Work units matching the filter, by id after `page.afterId`; idle ones only with `includeIdle`. */
+  workUnits(
+    filter: UnitFilter,
+    page: Page & { readonly includeIdle?: boolean },
+  ): Promise<PageOf<WorkUnitInfo>>;
+  /** Tasks of matching units that failed for good, by id after `page.afterId`. */
+  failedTasks(filter: UnitFilter, page: Page): Promise<PageOf<FailedTask>>;
+  /** Puts failed tasks back in line (only `taskIds` when given); returns how many. */
+  retryFailedTasks(filter: UnitFilter, taskIds?: readonly number[]): Promise<number>;
+  /** Cancels the pending tasks of matching units, except what workers hold. */
+  cancelPendingTasks(filter: UnitFilter): Promise<CancelResult>;
+}
+
+export function createQueueService(options: { readonly store: Store }): QueueService {
+  const { store } = options;
+  /** Asks for one row more than the page, to tell whether another page follows. */
+  const paged = async <T>(page: Page, list: (page: Page) => Promise<T[]>): Promise<PageOf<T>> => {
+    const rows = await list({ afterId: page.afterId, limit: page.limit + 1 });
+    return { items: rows.slice(0, page.limit), hasNextPage: rows.length > page.limit };
+  };
+  return {
+    workUnits: (filter, page) =>
+      paged(page, (p) => store.listWorkUnits(filter, { ...p, includeIdle: page.includeIdle === true })),
+    failedTasks: (filter, page) => paged(page, (p) => store.listFailedTasks(filter, p)),
+    retryFailedTasks: (filter, taskIds) => store.retryFailedTasks(filter, taskIds),
+    cancelPendingTasks: (filter) => store.cancelPendingTasks(filter),
+  };
+}
