@@ -44,9 +44,10 @@ function watch(url: string) {
       next: ({ data }) => {
         if (!data) return;
         events.push(data.deriverStatus);
-        waiters = waiters.filter(
-          (w) => !(w.test(data.deriverStatus) && (w.resolve(data.deriverStatus), true)),
-        );
+        const status = data.deriverStatus;
+        const ready = waiters.filter((w) => w.test(status));
+        waiters = waiters.filter((w) => !ready.includes(w));
+        for (const w of ready) w.resolve(status);
       },
       error: () => {},
       complete: () => {},
