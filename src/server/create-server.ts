@@ -42,6 +42,7 @@ import { bearerToken } from '../auth/keyring.ts';
 import { OPEN, type Principal, scopeKey } from '../auth/scope.ts';
 import { RateLimitedError, UnauthenticatedError } from '../errors.ts';
 import { createTokenBuckets } from '../util/token-bucket.ts';
+import { createDashboardPage } from './dashboard/dashboard-page.ts';
 import { GRAPHIQL_DEFAULT_QUERY } from './graphiql.ts';
 import { createGraphiqlPage } from './graphiql-page.ts';
 import { limitConnections } from './guards/connection-limit.ts';
@@ -137,6 +138,8 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     },
   });
 
+  const dashboard = createDashboardPage();
+
   const authenticate = async (authorization: unknown): Promise<Principal> =>
     keys ? keys.verify(bearerToken(authorization)) : OPEN;
   const clientIdOf = (principal: Principal, address: string | undefined): string =>
@@ -225,6 +228,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     if ((path === GRAPHQL_PATH || path === `${GRAPHQL_PATH}/`) && graphiql.wants(req)) {
       return graphiql.serve(req, res);
     }
+    if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) return dashboard.serve(req, res);
     return yoga(req, res);
   };
 
