@@ -1,7 +1,9 @@
 /**
  * `npm run demo`: drives a realistic workload against a running server so the counts visibly move.
  * Several sessions, peers that observe others, a few hundred messages arriving over time, while a
- * live subscription prints every status it is pushed.
+ * live subscription prints what it is pushed: percent done, counts, throughput and time to idle.
+ * It starts by printing where to watch the same workspace (the dashboard, and a subscription to
+ * paste into GraphiQL).
  *
  *   npm start                 # in one terminal
  *   npm run demo              # in another (DERIVER_URL=http://127.0.0.1:4000/graphql by default)
@@ -24,7 +26,19 @@ const lines = [
   'The assistant keeps forgetting my coffee order.',
 ];
 
-console.log(`demo workspace "${workspaceId}" on ${url}`);
+const watchQuery = `subscription Watch {
+  deriverStatus(workspaceId: "${workspaceId}") {
+    totalWorkUnits pendingWorkUnits inProgressWorkUnits completedWorkUnits failedWorkUnits
+    throughputPerSecond estimatedSecondsToIdle
+  }
+}`;
+const site = url.replace(/\/graphql$/, '');
+console.log(`Deriver Live demo: ${SESSIONS} sessions, ${MESSAGES} messages into workspace "${workspaceId}" on ${url}
+  Watch the same workspace live:
+    dashboard: ${site}/?workspace=${workspaceId}
+    GraphiQL:  ${url}  (paste this subscription and run it)
+${watchQuery.replace(/^/gm, '      ')}
+`);
 for (let s = 0; s < SESSIONS; s++) {
   await client.upsertSession({
     workspaceId,
@@ -33,17 +47,31 @@ for (let s = 0; s < SESSIONS; s++) {
   });
 }
 
+/** "12 s", "3 min 5 s"; "?" while nothing completed lately. */
+const duration = (seconds: number | null): string =>
+  seconds === null
+    ? '?'
+    : seconds < 60
+      ? `${seconds} s`
+      : `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+
+console.log('  done     pending  running  completed  failed      rate   to idle');
 const watcher = (async () => {
-  for await (const status of client.watchDeriverStatus({ workspaceId }, { coalesceMs: 250 })) {
-    const bar = '#'.repeat(Math.round((40 * status.completedWorkUnits) / Math.max(1, status.totalWorkUnits)));
+  for await (const status of client.watchDeriverStatus({ workspaceId }, { coalesceMs: 500 })) {
+    const percent =
+      status.totalWorkUnits === 0 ? 100 : (100 * status.completedWorkUnits) / status.totalWorkUnits;
+    const bar = '#'.repeat(Math.round(percent / 5)).padEnd(20, '.');
     console.log(
-      `total ${status.totalWorkUnits.toString().padStart(4)}  pending ${status.pendingWorkUnits
-        .toString()
-        .padStart(
-          4,
-        )}  running ${status.inProgressWorkUnits.toString().padStart(2)}  done ${status.completedWorkUnits
-        .toString()
-        .padStart(4)}  failed ${status.failedWorkUnits}  ${bar}`,
+      [
+        `${percent.toFixed(0).padStart(5)}%`,
+        String(status.pendingWorkUnits).padStart(9),
+        String(status.inProgressWorkUnits).padStart(8),
+        `${status.completedWorkUnits}/${status.totalWorkUnits}`.padStart(10),
+        String(status.failedWorkUnits).padStart(7),
+        `${status.throughputPerSecond}/s`.padStart(9),
+        duration(status.estimatedSecondsToIdle).padStart(9),
+        ` ${bar}`,
+      ].join(' '),
     );
   }
 })();

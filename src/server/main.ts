@@ -19,10 +19,15 @@ const app = await startApp(config, { logger }).catch((error: unknown) => {
   );
   process.exit(1);
 });
+const handler = config.handlerUrl
+  ? `tasks POSTed to ${config.handlerUrl}${config.handlerSecret ? ' (signed)' : ' (unsigned: set HANDLER_SECRET)'}`
+  : `built-in demo handler, ${config.demoTaskMs} ms per task`;
 process.stdout.write(
   `Deriver Live is listening on ${app.url}\n` +
-    `  GraphiQL:  ${app.url} (open it in a browser)\n` +
-    `  store:     ${withoutPassword(config.databaseUrl)}; workers: ${config.workerConcurrency}; demo handler: ${config.demoTaskMs} ms per task\n` +
+    `  dashboard: ${app.url.replace(/\/graphql$/, '/')} (open it in a browser)\n` +
+    `  GraphiQL:  ${app.url}\n` +
+    `  store:     ${withoutPassword(config.databaseUrl)}; workers: ${config.workerConcurrency}\n` +
+    `  deriver:   ${handler}\n` +
     `  auth:      ${config.authJwtSecret ? 'on (keys signed with AUTH_JWT_SECRET)' : 'off'}\n`,
 );
 if (!config.authJwtSecret && !isLoopback(config.host)) {
