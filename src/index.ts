@@ -15,8 +15,8 @@ export type {
 export { DEFAULT_WORKSPACE_ID, limits } from './domain/limits.ts';
 export type { Message, Peer, Session, SessionPeer, Workspace } from './domain/model.ts';
 export { DEFAULT_SETTINGS, type DerivationSettings, type SettingsOverride } from './domain/settings.ts';
-export type { TaskPayload } from './domain/task-generation.ts';
-export { formatWorkUnitKey, type TaskType, type WorkUnitKey } from './domain/work-unit-key.ts';
+export type { SummaryLevel, SummaryRange, TaskPayload } from './domain/task-generation.ts';
+export { formatWorkUnitKey, TASK_TYPES, type TaskType, type WorkUnitKey } from './domain/work-unit-key.ts';
 export {
   AuthDisabledError,
   DeriverError,
@@ -46,6 +46,7 @@ export type { SchedulerEvents } from './scheduler/events.ts';
 export type { SchedulerOptions, TaskContext, TaskHandler } from './scheduler/options.ts';
 export { createScheduler, type Scheduler } from './scheduler/scheduler.ts';
 export { createDeriver, type Deriver } from './service/deriver.ts';
+export type { Progress } from './status/completion-rate.ts';
 export type { SessionStatusCounts, StatusCounts } from './status/counts.ts';
 export { createStatusEngine, type StatusEngine, type StatusEngineOptions } from './status/status-engine.ts';
 export type { StatusChange, StatusQuery } from './status/status-filter.ts';
@@ -57,4 +58,16 @@ export {
 } from './store/open-store.ts';
 export type { PostgresStoreOptions } from './store/postgres/postgres-store.ts';
 export { createSqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.ts';
-export type { Store, StoreEvents, TaskRecord, TaskRow, TaskState } from './store/store.ts';
+export {
+  CANCELLED_ERROR,
+  type CancelResult,
+  type FailedTask,
+  type Page,
+  type Store,
+  type StoreEvents,
+  type TaskRecord,
+  type TaskRow,
+  type TaskState,
+  type UnitFilter,
+  type WorkUnitInfo,
+} from './store/store.ts';
