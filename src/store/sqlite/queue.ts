@@ -21,13 +21,23 @@ import {
   unitCounters,
 } from '../rows.ts';
 import type { Attempt, ClaimedUnit, ClaimRequest, ReportResult, TaskRecord, UnitReport } from '../store.ts';
-import type { Statements, TaskRowData } from './statements.ts';
+import type { JoinedMessage, Statements, TaskRowData } from './statements.ts';
 
-function taskRecord(sql: Statements, row: TaskRowData, unit: UnitRow): TaskRecord {
+function taskRecord(sql: Statements, row: TaskRowData & Partial<JoinedMessage>, unit: UnitRow): TaskRecord {
   const payload = JSON.parse(row.payload) as TaskPayload;
   const covered = messagesOfTask(row.message_id, unit, payload);
   let messages: Message[] = [];
-  if (covered.kind === 'message') {
+  if (covered.kind === 'message' && row.m_content != null) {
+    // Joined to the row (a representation task's message is in its own session).
+    const joined = {
+      id: covered.id,
+      peer_id: row.m_peer_id ?? '',
+      seq: row.m_seq ?? 0,
+      content: row.m_content,
+      created_at: row.m_created_at ?? 0,
+    };
+    messages = [messageOf(joined, unit.workspace_id, unit.session_id)];
+  } else if (covered.kind === 'message') {
     const message = sql.getMessage.get(covered.id);
     if (message) messages = [messageOf(message, message.workspace_id, message.session_id)];
   } else if (covered.kind === 'range') {
@@ -117,11 +127,11 @@ export function applyReport(
     const from = storedRunning ? 'running' : 'pending';
     const { outcome } = attempt;
     let changes: number;
-    if (outcome.kind === 'succeeded' || outcome.kind === 'failed') {
-      changes = sql.finishTask.run({
-        state: outcome.kind,
-        failed: outcome.kind === 'failed' ? 1 : 0,
-        error: outcome.kind === 'failed' ? outcome.error : null,
+    if (outcome.kind === 'succeeded') {
+      changes = sql.succeedTask.run({ now, id: attempt.taskId, unitId, expected: from }).changes;
+    } else if (outcome.kind === 'failed') {
+      changes = sql.failTask.run({
+        error: outcome.error,
         now,
         id: attempt.taskId,
         unitId,

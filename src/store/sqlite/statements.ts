@@ -24,6 +24,14 @@ interface TaskChange {
 /** A task row as SQLite returns it (the payload is JSON text). */
 export type TaskRowData = TaskRowOf<string>;
 
+/** A task's message, joined to its row (`null` columns when it has none). */
+export interface JoinedMessage {
+  m_peer_id: string | null;
+  m_seq: number | null;
+  m_content: string | null;
+  m_created_at: number | null;
+}
+
 const UNIT = 'work_units.*';
 
 /** Parameters of `UNIT_FILTER`: `null` matches any value. */
@@ -169,9 +177,17 @@ export function prepareStatements(db: Database.Database) {
     >(
       'SELECT lease_owner, lease_token, lease_expires_at, running, head_task_id FROM work_units WHERE id = ?',
     ),
-    /** A task started and ended between two reports is still pending in the store: count its run. */
-    finishTask: p<[TaskChange & { state: 'succeeded' | 'failed'; now: number }]>(
-      `UPDATE tasks SET state = @state, failures = failures + @failed, last_error = coalesce(@error, last_error),
+    /**
+     * A task started and ended between two reports is still pending in the store: count its run.
+     * Success leaves `last_error` out of the SET, so the error index is not even looked at.
+     */
+    succeedTask: p<[Pick<TaskChange, 'id' | 'unitId' | 'expected'> & { now: number }]>(
+      `UPDATE tasks SET state = 'succeeded', started_at = coalesce(started_at, @now), finished_at = @now,
+         runs = runs + (state = 'pending')
+       WHERE id = @id AND unit_id = @unitId AND state = @expected`,
+    ),
+    failTask: p<[Pick<TaskChange, 'id' | 'unitId' | 'expected' | 'error'> & { now: number }]>(
+      `UPDATE tasks SET state = 'failed', failures = failures + 1, last_error = @error,
          started_at = coalesce(started_at, @now), finished_at = @now, runs = runs + (state = 'pending')
        WHERE id = @id AND unit_id = @unitId AND state = @expected`,
     ),
@@ -184,9 +200,15 @@ export function prepareStatements(db: Database.Database) {
       `UPDATE tasks SET state = 'running', runs = runs + 1, started_at = ?
        WHERE id = ? AND unit_id = ? AND state = 'pending' RETURNING id`,
     ),
-    /** The unfinished tasks after the head (a cancelled one is finished and skipped). */
-    tasksAfter: p<[number, number, number], TaskRowData>(
-      `SELECT ${TASK} FROM tasks WHERE unit_id = ? AND id > ? AND finished_at IS NULL ORDER BY id LIMIT ?`,
+    /**
+     * The unfinished tasks after the head (a cancelled one is finished and skipped), each with its
+     * message when it has one (a representation task), so a claim reads them in one statement.
+     */
+    tasksAfter: p<[number, number, number], TaskRowData & Partial<JoinedMessage>>(
+      `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at,
+         m.peer_id AS m_peer_id, m.seq AS m_seq, m.content AS m_content, m.created_at AS m_created_at
+       FROM tasks t LEFT JOIN messages m ON m.id = t.message_id
+       WHERE t.unit_id = ? AND t.id > ? AND t.finished_at IS NULL ORDER BY t.id LIMIT ?`,
     ),
     updateUnitCounters: p<[Counters & { unitId: number }], UnitRow>(
       `UPDATE work_units SET pending = pending + @pending, running = running + @running,
