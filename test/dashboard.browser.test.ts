@@ -3,16 +3,16 @@
  * tasks run, failed tasks show with their error and a working Retry button, and with auth on the
  * page works once a key is entered. Screenshots go to `test-results/` (part-way and at the end).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SignJWT } from 'jose';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterEach, expect, it } from 'vitest';
 import type { TaskHandler } from '../src/scheduler/options.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
+import { launchChromium } from './support/browser.ts';
 import { send } from './transports.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = new URL('../test-results/', import.meta.url).pathname;
 let server: TestServer | undefined;
 let browser: Browser | undefined;
@@ -20,22 +20,6 @@ afterEach(async () => {
   await browser?.close();
   await server?.close();
 });
-
-async function launch(): Promise<Browser> {
-  expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`).toBe(true);
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-}
 
 const number = async (page: Page, id: string): Promise<number> =>
   Number((await page.locator(`[data-testid="${id}"]`).textContent())?.replace(/[^\d.]/g, ''));
@@ -58,7 +42,7 @@ it('shows counts moving while tasks run, failed tasks with their error, and retr
     scheduler: { maxAttempts: 1 },
   });
   await run(server, 'mutation{upsertWorkspace(id:"default",settings:{summariesEnabled:false}){id}}');
-  browser = await launch();
+  browser = await launchChromium();
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   const errors: string[] = [];
   page.on('pageerror', (error) => errors.push(error.message));
@@ -126,7 +110,7 @@ it('with auth on, asks for a key and works once one is entered', async () => {
     'mutation{addMessages(sessionId:"x",messages:[{peerId:"alice",content:"hi"}]){enqueuedTasks}}',
     key,
   );
-  browser = await launch();
+  browser = await launchChromium();
   const page = await browser.newPage();
   await page.goto(server.url.replace(/\/graphql$/, '/'));
   await page.locator('#state.down').waitFor();

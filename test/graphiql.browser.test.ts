@@ -1,35 +1,16 @@
-import { existsSync } from 'node:fs';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterEach, expect, it } from 'vitest';
 import { tempDir, unexpectedSummary } from './helpers.ts';
 import { gate, startTestServer, type TestServer } from './server-helpers.ts';
+import { launchChromium } from './support/browser.ts';
 import { send } from './transports.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 let server: TestServer | undefined;
 let browser: Browser | undefined;
 afterEach(async () => {
   await browser?.close();
   await server?.close();
 });
-
-async function launch(): Promise<Browser> {
-  // No skip: the test command installs Debian's chromium; a machine without it must fail here.
-  expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`).toBe(true);
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-}
 
 const SUBSCRIPTION =
   'subscription Watch { deriverStatus(sessionId: "x", coalesceMs: 0) { totalWorkUnits pendingWorkUnits inProgressWorkUnits completedWorkUnits } }';
@@ -47,7 +28,7 @@ it('GraphiQL at /graphql runs the status subscription over WebSocket and shows l
   const g = gate();
   server = await startTestServer({ handlers: { representation: g.handler, summary: unexpectedSummary } });
   await seed(server);
-  browser = await launch();
+  browser = await launchChromium();
   const page = await browser.newPage();
   const sockets: { url: string; frames: number }[] = [];
   page.on('websocket', (ws) => {
@@ -87,7 +68,7 @@ it('with auth on, GraphiQL sends the key from its Headers tab and the subscripti
     .setProtectedHeader({ alg: 'HS256' })
     .sign(new TextEncoder().encode(secret));
   await seed(server, token);
-  browser = await launch();
+  browser = await launchChromium();
   const page = await browser.newPage();
   await page.goto(`${server.url}?query=${encodeURIComponent(SUBSCRIPTION)}`);
   await page.getByRole('button', { name: 'Headers' }).click();

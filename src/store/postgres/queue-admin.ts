@@ -13,6 +13,7 @@ import {
   unitCounters,
   type WorkUnitInfoRow,
   workUnitInfoOf,
+  workUnitInsightColumns,
 } from '../rows.ts';
 import {
   CANCELLED_ERROR,
@@ -45,15 +46,7 @@ export async function listWorkUnits(
   page: Page & { readonly includeIdle: boolean },
 ): Promise<WorkUnitInfo[]> {
   const rows = await db.query<WorkUnitInfoRow>(
-    `SELECT u.*,
-       CASE WHEN u.pending > 0 THEN (SELECT t.created_at FROM tasks t
-         WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'pending' ORDER BY t.id LIMIT 1) END
-         AS oldest_pending_at,
-       CASE WHEN u.running > 0 THEN (SELECT json_build_array(t.id, t.started_at, t.failures) FROM tasks t
-         WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'running' ORDER BY t.id LIMIT 1) END
-         AS running_task,
-       (SELECT t.last_error FROM tasks t WHERE t.unit_id = u.id AND t.last_error IS NOT NULL
-         ORDER BY t.id DESC LIMIT 1) AS last_error
+    `SELECT u.*, ${workUnitInsightColumns('json_build_array')}
      FROM work_units u
      WHERE ${UNIT_FILTER} AND ($6 OR u.pending + u.running > 0) AND u.id > $7
      ORDER BY u.id LIMIT $8`,

@@ -1,14 +1,15 @@
 /** Every SQL statement of the SQLite store, prepared once per connection. */
 import type Database from 'better-sqlite3';
 import type { Counters } from '../../domain/counters.ts';
-import type {
-  FailedTaskRow,
-  Head,
-  headColumns,
-  MessageRow,
-  TaskRowOf,
-  UnitRow,
-  WorkUnitInfoRow,
+import {
+  type FailedTaskRow,
+  type Head,
+  type headColumns,
+  type MessageRow,
+  type TaskRowOf,
+  type UnitRow,
+  type WorkUnitInfoRow,
+  workUnitInsightColumns,
 } from '../rows.ts';
 
 /** Parameters of a statement that changes one task of a unit from the state it is expected in. */
@@ -229,15 +230,7 @@ export function prepareStatements(db: Database.Database) {
       [UnitFilterParams & { includeIdle: number; afterId: number; limit: number }],
       WorkUnitInfoRow
     >(
-      `SELECT u.*,
-         CASE WHEN u.pending > 0 THEN (SELECT t.created_at FROM tasks t
-           WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'pending' ORDER BY t.id LIMIT 1) END
-           AS oldest_pending_at,
-         CASE WHEN u.running > 0 THEN (SELECT json_array(t.id, t.started_at, t.failures) FROM tasks t
-           WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'running' ORDER BY t.id LIMIT 1) END
-           AS running_task,
-         (SELECT t.last_error FROM tasks t WHERE t.unit_id = u.id AND t.last_error IS NOT NULL
-           ORDER BY t.id DESC LIMIT 1) AS last_error
+      `SELECT u.*, ${workUnitInsightColumns('json_array')}
        FROM work_units u
        WHERE ${UNIT_FILTER} AND (@includeIdle = 1 OR u.pending + u.running > 0) AND u.id > @afterId
        ORDER BY u.id LIMIT @limit`,
