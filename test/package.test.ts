@@ -4,12 +4,14 @@
  * built declarations and run with plain `node` (no tsx), starting the whole service with its own
  * TypeScript deriver.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDeriverLive } from '../src/server/index.ts';
 import { tempDir } from './helpers.ts';
+import { listeningUrl } from './support/processes.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const temp = tempDir();
@@ -95,6 +97,32 @@ describe('the package, built and imported by its subpaths', () => {
     expect(result.status).toMatchObject({ totalWorkUnits: 4, completedWorkUnits: 4, failedWorkUnits: 0 });
     expect(result.limit).toBe(1_000);
   }, 120_000);
+});
+
+describe('the production start: the compiled server, no tsx', () => {
+  it('runs `node dist/server/main.js` with flags, migrates, serves, and exits 0 on SIGTERM', async () => {
+    const child = spawn(
+      'node',
+      [join(ROOT, 'dist/server/main.js'), '--port', '0', '--database-url', `file:${temp.path('prod.db')}`],
+      {
+        cwd: temp.dir,
+        env: { ...process.env, NODE_OPTIONS: '', LOG_LEVEL: 'warn' },
+        stdio: 'pipe',
+      },
+    );
+    try {
+      const url = await listeningUrl(child);
+      const ready = await fetch(url.replace('/graphql', '/readyz'));
+      expect(ready.status).toBe(200);
+      const dashboard = await fetch(url.replace('/graphql', '/'));
+      expect(dashboard.headers.get('content-type')).toBe('text/html; charset=utf-8');
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 60_000);
 });
 
 describe('startDeriverLive', () => {

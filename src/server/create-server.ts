@@ -326,6 +326,14 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
 
   // A client's protocol mistakes close its socket cleanly and are not logged as server faults.
   wss.on('connection', (socket) => guardClientSocket(socket, logger));
+  // The WebSocket server re-emits the HTTP server's errors, and graphql-ws prints them as internal
+  // errors. Before the server listens, an error is a failed start (a port in use): `listen`
+  // rejects with it and the caller says it in one line, so it is not printed here as well.
+  const wsErrorListeners = wss.listeners('error') as ((error: Error) => void)[];
+  wss.removeAllListeners('error');
+  wss.on('error', (error) => {
+    if (httpServer.listening) for (const listener of wsErrorListeners) listener.call(wss, error);
+  });
 
   return {
     httpServer,

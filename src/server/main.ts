@@ -1,11 +1,26 @@
-/** `npm start`: configuration from the environment, one clear line on a bad value. */
+/**
+ * `npm start` (and `node dist/server/main.js`): configuration from the environment and flags, one
+ * clear line on a bad value; graceful shutdown on SIGTERM or SIGINT, and when the `npm` that
+ * started this process goes away (so a signal to `npm start` never leaves a server behind).
+ */
 import pino from 'pino';
 import { startApp } from './app.ts';
+import { helpText, parseArgs } from './cli.ts';
 import { ConfigError, isLoopback, loadConfig } from './config.ts';
+
+const args = parseArgs(process.argv.slice(2), process.env);
+if (args.kind === 'help') {
+  process.stdout.write(helpText());
+  process.exit(0);
+}
+if (args.kind === 'error') {
+  process.stderr.write(`deriver-live: ${args.message}\n`);
+  process.exit(1);
+}
 
 let config: ReturnType<typeof loadConfig>;
 try {
-  config = loadConfig();
+  config = loadConfig(args.env);
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
   process.stderr.write(`deriver-live: invalid configuration: ${error.message}\n`);
@@ -45,21 +60,30 @@ function withoutPassword(url: string): string {
   return parsed.toString();
 }
 
-let signals = 0;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    signals++;
-    if (signals > 1) {
-      logger.warn('second signal: exiting at once; leases will expire as after a crash');
+let stopping = false;
+function shutdown(reason: string): void {
+  if (stopping) {
+    logger.warn('second signal: exiting at once; leases will expire as after a crash');
+    process.exit(1);
+  }
+  stopping = true;
+  logger.info({ reason }, 'shutting down gracefully (send the signal again to exit at once)');
+  app.close().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      logger.error({ err: error }, 'shutdown failed');
       process.exit(1);
-    }
-    logger.info({ signal }, 'shutting down gracefully (send the signal again to exit at once)');
-    app.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  });
+    },
+  );
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => shutdown(signal));
+
+// Under `npm start`, a signal sent to npm may not reach this process (npm forwards it only to
+// the process it spawned, and not in every phase). When npm goes away, this process is re-parented:
+// treat that as the signal it was meant to get.
+if (process.env.npm_lifecycle_event) {
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent && !stopping) shutdown('npm, which started this process, exited');
+  }, 250).unref();
 }

@@ -1,0 +1,118 @@
+/**
+ * The command line of the server: every setting is an environment variable (README table), and a
+ * flag of the same name in kebab case sets it too (`--port 4000`, `--database-url=file:x.db`), the
+ * flag winning. `--help` lists them all with their defaults.
+ */
+
+export interface Setting {
+  readonly env: string;
+  readonly meaning: string;
+  /** What applies when it is unset. */
+  readonly default: string;
+}
+
+/** Every setting `loadConfig` reads, in the order `--help` lists them. */
+export const SETTINGS: readonly Setting[] = [
+  { env: 'PORT', meaning: 'HTTP and WebSocket port (0 picks a free one)', default: '4000' },
+  { env: 'HOST', meaning: 'bind address', default: '127.0.0.1' },
+  {
+    env: 'DATABASE_URL',
+    meaning: 'file:PATH (embedded SQLite) or postgres://user:pass@host:port/db[?schema=NAME]',
+    default: 'file:./data/deriver-live.db',
+  },
+  {
+    env: 'WORKER_CONCURRENCY',
+    meaning: 'work units processed at once; 0 runs an API-only instance',
+    default: '8',
+  },
+  { env: 'SERVE_API', meaning: 'false runs a worker-only instance (health checks only)', default: 'true' },
+  {
+    env: 'HANDLER_URL',
+    meaning: 'POST every task to this URL (a deriver in any language)',
+    default: 'unset: demo handler',
+  },
+  {
+    env: 'HANDLER_SECRET',
+    meaning: 'key of the X-Deriver-Signature HMAC on those requests',
+    default: 'unset: unsigned',
+  },
+  { env: 'TASK_TIMEOUT_MS', meaning: 'time one attempt of a task may take', default: '60000' },
+  { env: 'MAX_ATTEMPTS', meaning: 'attempts before a task fails for good', default: '5' },
+  { env: 'DEMO_TASK_MS', meaning: 'delay of the built-in demo handler per task', default: '250' },
+  { env: 'COALESCE_MS', meaning: 'default coalescing window of status subscriptions', default: '100' },
+  { env: 'LOG_LEVEL', meaning: 'fatal, error, warn, info, debug, trace or silent', default: 'info' },
+  {
+    env: 'AUTH_JWT_SECRET',
+    meaning: 'turns auth on: keys are JWTs signed with it (HS256, 32+ bytes)',
+    default: 'unset: auth off',
+  },
+  { env: 'CORS_ORIGINS', meaning: 'comma-separated web origins allowed besides the own', default: 'none' },
+  {
+    env: 'INTROSPECTION',
+    meaning: 'true/false: schema introspection and suggestions',
+    default: 'on without auth',
+  },
+  { env: 'MAX_BODY_BYTES', meaning: 'largest HTTP request body', default: '39437736' },
+  {
+    env: 'MAX_INFLIGHT_BODY_BYTES',
+    meaning: 'bytes of all request bodies being received at once',
+    default: '268435456',
+  },
+  { env: 'WS_MAX_PAYLOAD_BYTES', meaning: 'largest WebSocket message', default: '65536' },
+  {
+    env: 'MAX_SUBSCRIPTIONS_PER_SOCKET',
+    meaning: 'operations open at once on one WebSocket',
+    default: '100',
+  },
+  {
+    env: 'MAX_CONNECTIONS_PER_ADDRESS',
+    meaning: 'open connections per client address; 0 no cap',
+    default: '1024',
+  },
+  {
+    env: 'MUTATIONS_PER_SECOND',
+    meaning: 'mutations per client (burst twice that); 0 no limit',
+    default: '200',
+  },
+];
+
+/** `PORT` -> `--port`. */
+export const flagOf = (env: string): string => `--${env.toLowerCase().replaceAll('_', '-')}`;
+
+export type ParsedArgs =
+  | { readonly kind: 'help' }
+  | { readonly kind: 'run'; readonly env: NodeJS.ProcessEnv }
+  | { readonly kind: 'error'; readonly message: string };
+
+/** Reads `argv` (without node and the script) over `env`; flags win over the environment. */
+export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ParsedArgs {
+  const byFlag = new Map(SETTINGS.map((s) => [flagOf(s.env), s.env]));
+  const out: NodeJS.ProcessEnv = { ...env };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '--help' || arg === '-h') return { kind: 'help' };
+    const [flag = '', inline] = arg.split(/=(.*)/s, 2);
+    const name = byFlag.get(flag);
+    if (!name) return { kind: 'error', message: `unknown argument "${arg}" (see --help)` };
+    const value = inline ?? argv[++i];
+    if (value === undefined) return { kind: 'error', message: `${flag} needs a value (see --help)` };
+    out[name] = value;
+  }
+  return { kind: 'run', env: out };
+}
+
+/** The `--help` text. */
+export function helpText(): string {
+  return [
+    'Deriver Live: a work-unit scheduler for agent-memory derivers, with live task status over GraphQL.',
+    '',
+    'Usage: npm start -- [flags]    (from a build: node dist/server/main.js [flags])',
+    '',
+    'Every setting is an environment variable; the flag of the same name sets it too and wins.',
+    '',
+    ...SETTINGS.map((s) => `  ${flagOf(s.env)}, ${s.env}  [default: ${s.default}]\n      ${s.meaning}`),
+    '',
+    'The dashboard is at / and GraphiQL at /graphql; /healthz and /readyz answer health checks.',
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,119 @@
+/**
+ * The server's command line and process life: flags mirror the environment, `--help` lists every
+ * setting with its default, a port in use is one line (no stack), and SIGTERM to `npm start`
+ * reaches the server, which shuts down and exits 0.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { flagOf, helpText, parseArgs, SETTINGS } from '../src/server/cli.ts';
+import { CONFIG_VARIABLES, loadConfig } from '../src/server/config.ts';
+import { tempDir } from './helpers.ts';
+import { listeningUrl } from './support/processes.ts';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+let children: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  children = [];
+});
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: 'pipe' });
+  children.push(child);
+  return child;
+}
+
+describe('flags and --help', () => {
+  it('lists every setting the configuration reads, with defaults that are the real ones', () => {
+    const listed = SETTINGS.map((s) => s.env);
+    expect([...listed].sort()).toEqual(CONFIG_VARIABLES.filter((v) => v !== 'REDIS_URL').sort());
+    const defaults = loadConfig({});
+    const numeric: Record<string, number> = {
+      PORT: defaults.port,
+      WORKER_CONCURRENCY: defaults.workerConcurrency,
+      TASK_TIMEOUT_MS: defaults.taskTimeoutMs,
+      MAX_ATTEMPTS: defaults.maxAttempts,
+      DEMO_TASK_MS: defaults.demoTaskMs,
+      COALESCE_MS: defaults.coalesceMs,
+      MAX_BODY_BYTES: defaults.limits.maxBodyBytes,
+      MAX_INFLIGHT_BODY_BYTES: defaults.limits.maxInflightBodyBytes,
+      WS_MAX_PAYLOAD_BYTES: defaults.limits.wsMaxPayloadBytes,
+      MAX_SUBSCRIPTIONS_PER_SOCKET: defaults.limits.maxSubscriptionsPerSocket,
+      MAX_CONNECTIONS_PER_ADDRESS: defaults.limits.maxConnectionsPerAddress,
+      MUTATIONS_PER_SECOND: defaults.limits.mutationsPerSecond,
+    };
+    for (const [env, value] of Object.entries(numeric)) {
+      expect(SETTINGS.find((s) => s.env === env)?.default, env).toBe(String(value));
+    }
+    for (const setting of SETTINGS) expect(helpText()).toContain(`${flagOf(setting.env)}, ${setting.env}`);
+  });
+
+  it('reads flags over the environment, both spellings, and refuses what it does not know', () => {
+    expect(parseArgs(['--port', '5000', '--database-url=file:x.db'], { PORT: '4000', HOST: 'h' })).toEqual({
+      kind: 'run',
+      env: { PORT: '5000', HOST: 'h', DATABASE_URL: 'file:x.db' },
+    });
+    expect(parseArgs(['--help'], {})).toEqual({ kind: 'help' });
+    expect(parseArgs(['--prot', '1'], {})).toEqual({
+      kind: 'error',
+      message: 'unknown argument "--prot" (see --help)',
+    });
+    expect(parseArgs(['--port'], {})).toEqual({
+      kind: 'error',
+      message: '--port needs a value (see --help)',
+    });
+  });
+});
+
+describe('the server process', () => {
+  it('says a port in use in one line, with no stack', async () => {
+    const temp = tempDir();
+    try {
+      const first = run('node', ['--import', 'tsx', 'src/server/main.ts', '--port', '0'], {
+        DATABASE_URL: `file:${temp.path('a.db')}`,
+        LOG_LEVEL: 'silent',
+      });
+      const port = new URL(await listeningUrl(first)).port;
+      const second = run('node', ['--import', 'tsx', 'src/server/main.ts', '--port', port], {
+        DATABASE_URL: `file:${temp.path('b.db')}`,
+      });
+      let stderr = '';
+      second.stderr?.on('data', (chunk) => {
+        stderr += chunk;
+      });
+      const [code] = await once(second, 'exit');
+      expect(code).toBe(1);
+      expect(stderr).toBe(
+        `deriver-live: could not start: listen EADDRINUSE: address already in use 127.0.0.1:${port}\n`,
+      );
+    } finally {
+      temp.remove();
+    }
+  });
+
+  it('SIGTERM to `npm start` reaches the server: it shuts down gracefully, exits 0 and leaves nothing listening', async () => {
+    const temp = tempDir();
+    try {
+      const npm = run('npm', ['start', '--silent', '--', '--port', '0'], {
+        DATABASE_URL: `file:${temp.path('c.db')}`,
+        LOG_LEVEL: 'info',
+      });
+      const url = await listeningUrl(npm);
+      expect((await fetch(url.replace('/graphql', '/healthz'))).status).toBe(200);
+      npm.kill('SIGTERM');
+      const [code] = await once(npm, 'exit');
+      expect(code).toBe(0);
+      await expect
+        .poll(() =>
+          fetch(url.replace('/graphql', '/healthz')).then(
+            () => 'up',
+            () => 'down',
+          ),
+        )
+        .toBe('down');
+    } finally {
+      temp.remove();
+    }
+  });
+});
