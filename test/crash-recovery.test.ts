@@ -131,7 +131,8 @@ describe.each(STORES)('fencing ($name)', (backend) => {
     return { store, advance };
   }
 
-  const claimBy = (store: Store, owner: string) => store.claim({ owner, leaseMs: 100, max: 1, prefetch: 5 });
+  const claimBy = (store: Store, owner: string) =>
+    store.claim({ owner, leaseMs: 100, max: 1, prefetch: 5, maxInterruptions: 3 });
   /** One unit report: `done` succeeded, then `running` (or nothing) runs. */
   const report = (store: Store, owner: string, lease: Lease, done: number, running: number | null) =>
     store.settle({
@@ -139,6 +140,7 @@ describe.each(STORES)('fencing ($name)', (backend) => {
       leaseMs: 100,
       max: 0,
       prefetch: 5,
+      maxInterruptions: 3,
       reports: [{ lease, attempts: [{ taskId: done, outcome: { kind: 'succeeded' } }], running }],
     });
 

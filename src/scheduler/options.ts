@@ -48,6 +48,12 @@ export interface SchedulerOptions {
   readonly pollMs?: number;
   /** Attempts before a task fails for good. @default 5 */
   readonly maxAttempts?: number;
+  /**
+   * Crash interruptions before a task fails for good: an attempt cut short by the death of the
+   * process running it does not count as an attempt (the task must run again), but a task whose
+   * run is interrupted this many times is failed, so one that kills its process cannot loop. @default 3
+   */
+  readonly maxInterruptions?: number;
   /** First retry delay; doubles with each failed attempt, with jitter. @default 1000 */
   readonly retryBaseMs?: number;
   /** Longest retry delay. @default 60000 */
@@ -56,7 +62,11 @@ export interface SchedulerOptions {
   readonly timeoutMs?: number;
   /** How long `stop()` lets running tasks finish before aborting them. @default 10000 */
   readonly shutdownDeadlineMs?: number;
-  /** Identifies this process's leases. @default `${hostname}:${pid}:${random}` */
+  /**
+   * Identifies this process's leases. A process started with the identity of one that died takes
+   * its leases back at once (`start()`), rather than waiting for them to expire; two processes
+   * running at once must not share one. @default `${hostname}:${pid}:${random}`
+   */
   readonly workerId?: string;
   /** Random source in [0, 1) for jitter. @default Math.random */
   readonly random?: () => number;
@@ -75,6 +85,7 @@ const optionsSchema = z.object({
   heartbeatMs: positiveInt('heartbeatMs').optional(),
   pollMs: positiveInt('pollMs').default(1_000),
   maxAttempts: positiveInt('maxAttempts').default(5),
+  maxInterruptions: positiveInt('maxInterruptions').default(3),
   retryBaseMs: z.number().min(0).default(1_000),
   retryMaxMs: z.number().min(0).default(60_000),
   timeoutMs: positiveInt('timeoutMs').default(60_000),

@@ -19,6 +19,9 @@
  * and the tasks run again under the new holder (at-least-once). Events about attempts
  * (`task:completed`, `task:failed`, `task:retrying`) are emitted once the store has accepted them.
  *
+ * A process started with a dead one's `workerId` recovers that one's leases at `start()`: their
+ * interrupted tasks run again at once (or fail on their `maxInterruptions`-th interruption).
+ *
  * ## Wake-ups
  * Enqueueing in this process wakes the pump at once. A timer covers retries that come due, and a
  * fallback poll every `pollMs` covers work and expired leases of other processes.
@@ -109,7 +112,12 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   let wakeTimer: { at: number; timer: NodeJS.Timeout } | undefined;
   let unsubscribeEnqueued: (() => void) | undefined;
   let storeFailures = 0;
-  const request = { owner: options.workerId, leaseMs: options.leaseMs, prefetch: options.claimBudget };
+  const request = {
+    owner: options.workerId,
+    leaseMs: options.leaseMs,
+    prefetch: options.claimBudget,
+    maxInterruptions: options.maxInterruptions,
+  };
 
   const wantClaim = (): void => {
     if (stopping) return;
@@ -332,7 +340,12 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       unsubscribeEnqueued = store.events.on('tasks:enqueued', wantClaim);
       pollTimer = setInterval(wantClaim, options.pollMs).unref();
       heartbeatTimer = setInterval(() => void heartbeat(), options.heartbeatMs).unref();
-      wantClaim();
+      // Leases under this identity belong to a process that died (this one was not running):
+      // take them back now instead of waiting for them to expire.
+      store
+        .recoverLeases({ owner: options.workerId, maxInterruptions: options.maxInterruptions })
+        .catch((error: unknown) => reportError(error, 'recoverLeases'))
+        .finally(wantClaim);
     },
     stop({ deadlineMs = options.shutdownDeadlineMs } = {}) {
       stopPromise ??= (async () => {

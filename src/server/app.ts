@@ -3,6 +3,7 @@
  * status engine, live subscriptions, the scheduler with the given handlers (else HANDLER_URL's, else
  * the built-in demo handler), and the HTTP/WebSocket server with its keys, limits and readiness checks.
  */
+import { hostname } from 'node:os';
 import pino, { type Logger } from 'pino';
 import { createKeyring } from '../auth/keyring.ts';
 import type { ChangeFeed } from '../feed/change-feed.ts';
@@ -53,6 +54,15 @@ export interface StartOptions {
   >;
 }
 
+/**
+ * This process's lease identity: `WORKER_ID`, else one a restart on the same machine and port gets
+ * again (no other process can hold that port meanwhile); with port 0, the scheduler's random one.
+ */
+function workerIdOf(config: Config): string | undefined {
+  if (config.workerId !== null) return config.workerId;
+  return config.port === 0 ? undefined : `${hostname()}:${config.host}:${config.port}`;
+}
+
 /** The handlers this process runs: the given ones, HANDLER_URL's, or the demo's. */
 function chooseHandlers(
   config: Config,
@@ -85,6 +95,8 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     scheduler = createScheduler({
       timeoutMs: config.taskTimeoutMs,
       maxAttempts: config.maxAttempts,
+      leaseMs: config.leaseMs,
+      workerId: workerIdOf(config),
       ...options.scheduler,
       store,
       concurrency: config.workerConcurrency,

@@ -38,6 +38,16 @@ export const SETTINGS: readonly Setting[] = [
   },
   { env: 'TASK_TIMEOUT_MS', meaning: 'time one attempt of a task may take', default: '60000' },
   { env: 'MAX_ATTEMPTS', meaning: 'attempts before a task fails for good', default: '5' },
+  {
+    env: 'WORKER_ID',
+    meaning: "this process's lease identity: restarted with it, it takes its leases back at once",
+    default: 'HOSTNAME:HOST:PORT',
+  },
+  {
+    env: 'LEASE_MS',
+    meaning: "lease length: a crashed process's units are taken over this long after its last heartbeat",
+    default: '30000',
+  },
   { env: 'DEMO_TASK_MS', meaning: 'delay of the built-in demo handler per task', default: '250' },
   { env: 'COALESCE_MS', meaning: 'default coalescing window of status subscriptions', default: '100' },
   { env: 'LOG_LEVEL', meaning: 'fatal, error, warn, info, debug, trace or silent', default: 'info' },

@@ -41,6 +41,14 @@ export interface Config {
   readonly taskTimeoutMs: number;
   /** Attempts before a task fails for good. @default 5 */
   readonly maxAttempts: number;
+  /**
+   * This process's identity for its leases: restarted with the same one after a crash, it takes
+   * its leases back at once. @default `HOSTNAME:HOST:PORT` (unique on a machine while the port is
+   * held); random with port 0
+   */
+  readonly workerId: string | null;
+  /** Lease length: another process's crash frees its units this long after its last renewal. @default 30000 */
+  readonly leaseMs: number;
 }
 
 export class ConfigError extends Error {
@@ -189,6 +197,11 @@ const envSchema = z.object({
     .transform((raw) => raw || null),
   TASK_TIMEOUT_MS: integer('TASK_TIMEOUT_MS', 1, 86_400_000, 60_000),
   MAX_ATTEMPTS: integer('MAX_ATTEMPTS', 1, 1_000, 5),
+  WORKER_ID: z
+    .string()
+    .optional()
+    .transform((raw) => raw || null),
+  LEASE_MS: integer('LEASE_MS', 1_000, 3_600_000, 30_000),
   DEMO_TASK_MS: integer('DEMO_TASK_MS', 0, 3_600_000, 250),
   COALESCE_MS: integer('COALESCE_MS', 0, 10_000, 100),
   LOG_LEVEL: z
@@ -247,6 +260,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     handlerSecret: e.HANDLER_SECRET,
     taskTimeoutMs: e.TASK_TIMEOUT_MS,
     maxAttempts: e.MAX_ATTEMPTS,
+    workerId: e.WORKER_ID,
+    leaseMs: e.LEASE_MS,
     limits: {
       maxBodyBytes: e.MAX_BODY_BYTES,
       maxInflightBodyBytes: e.MAX_INFLIGHT_BODY_BYTES,

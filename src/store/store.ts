@@ -18,7 +18,9 @@
  * the fencing token. Every write a worker makes about a unit names the token; the store refuses it
  * when the token is stale or the lease has expired, so a worker that lost its lease can never finish
  * a task. Units are claimed oldest head first. A claim whose lease expired is recovered by the next
- * claim: its running task goes back to `pending` and runs again (at-least-once).
+ * claim (and a restarted process recovers its own at once): its running task goes back to `pending`
+ * and runs again (at-least-once), unless that was its `maxInterruptions`-th crash interruption: then
+ * it is failed, so a task that kills its process every time cannot stop the queue.
  *
  * Each unit row carries its task counters and a `version` that grows with every change; committed
  * changes are announced through `events` as absolute counters, so a listener can apply them in any
@@ -130,12 +132,25 @@ export interface WorkerRequest {
   readonly leaseMs: number;
 }
 
-export interface ClaimRequest extends WorkerRequest {
+export interface RecoveryRequest {
+  /**
+   * Crash interruptions a task may have: recovering a task interrupted for the last time fails it
+   * with `interruptedError(n)` instead of running it again (a task that crashes its process on
+   * every attempt must not loop forever).
+   */
+  readonly maxInterruptions: number;
+}
+
+export interface ClaimRequest extends WorkerRequest, RecoveryRequest {
   /** Units to claim at most. */
   readonly max: number;
   /** Tasks handed over per claimed unit (the claim budget). */
   readonly prefetch: number;
 }
+
+/** The error of a task failed for too many crash interruptions. */
+export const interruptedError = (times: number): string =>
+  `interrupted ${times} times by the crash of the process running it (does it crash its process?); failed so the queue goes on`;
 
 export interface SettleRequest extends ClaimRequest {
   readonly reports: readonly UnitReport[];
@@ -274,6 +289,12 @@ export interface Store {
    * more units: one transaction.
    */
   settle(request: SettleRequest): Promise<SettleResponse>;
+  /**
+   * Recovers every lease `owner` holds, expired or not: a process restarted with the identity of
+   * one that died takes its units back at once instead of waiting for the leases to expire. Their
+   * running tasks were interrupted by the crash (see `RecoveryRequest`). Returns the units freed.
+   */
+  recoverLeases(request: RecoveryRequest & { readonly owner: string }): Promise<number>;
   /** Extends the leases still held; returns those that were lost. */
   renewLeases(request: WorkerRequest & { readonly leases: readonly Lease[] }): Promise<Lease[]>;
 

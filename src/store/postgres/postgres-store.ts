@@ -29,7 +29,7 @@ import {
   setWorkspaceSettings,
   writeMembers,
 } from './domain-writes.ts';
-import { applyReports, claimReady, recoverExpiredLeases, renewLeases, type TaskRowData } from './queue.ts';
+import { applyReports, claimReady, recoverLeases, renewLeases, type TaskRowData } from './queue.ts';
 import { cancelPending, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
 
 export interface PostgresStoreOptions {
@@ -141,11 +141,21 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         const results = await applyReports(db, request.reports, request.owner, now, changed);
         // Expired leases are recovered by the claims that could take their units, as in SQLite.
         if (request.max <= 0) return { results, claimed: [] };
-        await recoverExpiredLeases(db, now, changed);
+        await recoverLeases(db, now, request, null, changed);
         return { results, claimed: await claimReady(db, request, now, changed) };
       });
       announce(changed);
       return response;
+    },
+
+    async recoverLeases(request) {
+      const changed: UnitCounters[] = [];
+      const recovered = await transaction((db, now) => {
+        changed.length = 0; // a retried transaction starts over
+        return recoverLeases(db, now, request, request.owner, changed);
+      });
+      announce(changed);
+      return recovered;
     },
 
     renewLeases: (request) => transaction((db, now) => renewLeases(db, request, now)),

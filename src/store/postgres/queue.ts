@@ -23,7 +23,16 @@ import {
   type UnitRow,
   unitCounters,
 } from '../rows.ts';
-import type { ClaimedUnit, ClaimRequest, Lease, ReportResult, UnitReport, WorkerRequest } from '../store.ts';
+import {
+  type ClaimedUnit,
+  type ClaimRequest,
+  interruptedError,
+  type Lease,
+  type RecoveryRequest,
+  type ReportResult,
+  type UnitReport,
+  type WorkerRequest,
+} from '../store.ts';
 import type { Db } from './connection.ts';
 
 /** A task row as PostgreSQL returns it (the payload is parsed JSON). */
@@ -76,9 +85,9 @@ async function one<R>(db: Db, text: string, values: unknown[]): Promise<R | unde
 
 /** The first unfinished task at or after a lower bound of the head. */
 const firstUnfinished = (db: Db, unitId: number, from: number) =>
-  one<Head & { state: string }>(
+  one<Head & { state: string; interruptions: number }>(
     db,
-    `SELECT id, run_at, failures, state FROM tasks WHERE unit_id = $1 AND id >= $2 AND finished_at IS NULL
+    `SELECT id, run_at, failures, state, interruptions FROM tasks WHERE unit_id = $1 AND id >= $2 AND finished_at IS NULL
      ORDER BY id LIMIT 1`,
     [unitId, from],
   );
@@ -96,45 +105,71 @@ const releaseUnit = (db: Db, unitId: number, delta: Counters, head: Head | undef
   );
 };
 
-/** Frees units whose lease expired; their running task goes back to pending and runs again. */
-export async function recoverExpiredLeases(db: Db, now: number, changed: UnitCounters[]): Promise<void> {
-  const expired = await db.query<{ id: number; head_task_id: number | null }>(
-    `SELECT id, head_task_id FROM work_units WHERE lease_owner IS NOT NULL AND lease_expires_at < $1
+/**
+ * Frees units whose lease expired, or every unit `owner` leased (a restarted process): their running
+ * task goes back to pending and runs again, one crash interruption counted, or is failed on its
+ * `maxInterruptions`-th (rules as in the SQLite store).
+ */
+export async function recoverLeases(
+  db: Db,
+  now: number,
+  request: RecoveryRequest,
+  /** Whose leases to recover whatever their expiry (a restarted process), or only expired ones. */
+  owner: string | null,
+  changed: UnitCounters[],
+): Promise<number> {
+  const units = await db.query<{ id: number; head_task_id: number | null }>(
+    `SELECT id, head_task_id FROM work_units
+     WHERE lease_owner IS NOT NULL AND (lease_expires_at < $1 OR lease_owner = $2)
      ORDER BY id FOR UPDATE SKIP LOCKED`,
-    [now],
+    [now, owner],
   );
-  for (const { id, head_task_id } of expired.rows) {
-    const head = head_task_id === null ? undefined : await firstUnfinished(db, id, head_task_id);
-    let requeued = 0;
+  for (const { id, head_task_id } of units.rows) {
+    let head = head_task_id === null ? undefined : await firstUnfinished(db, id, head_task_id);
+    const delta = zeroCounters();
     if (head?.state === 'running') {
-      requeued = (
+      delta.running = -1;
+      if (head.interruptions + 1 >= request.maxInterruptions) {
         await db.query(
-          `UPDATE tasks SET state = 'pending', started_at = NULL WHERE id = $1 AND state = 'running'`,
+          `UPDATE tasks SET state = 'failed', interruptions = interruptions + 1, last_error = $1, finished_at = $2
+           WHERE id = $3 AND state = 'running'`,
+          [interruptedError(head.interruptions + 1), now, head.id],
+        );
+        delta.completed = 1;
+        delta.failed = 1;
+        head = await firstUnfinished(db, id, head.id + 1);
+      } else {
+        const requeued = await db.query(
+          `UPDATE tasks SET state = 'pending', started_at = NULL, interruptions = interruptions + 1
+           WHERE id = $1 AND state = 'running'`,
           [head.id],
-        )
-      ).rowCount as number;
+        );
+        delta.pending = requeued.rowCount ?? 0;
+      }
     }
-    const delta = { ...zeroCounters(), pending: requeued, running: -requeued };
     const row = await releaseUnit(db, id, delta, head);
     if (row) changed.push(unitCounters(row));
   }
+  return units.rows.length;
 }
 
 /**
  * Claims up to `max` ready units, oldest head first, skipping units other transactions hold: one
- * statement selects and leases them, starts their heads and reads the tasks after each head.
+ * statement selects and leases them, starts their heads and reads the tasks after each head (none
+ * after a head whose run was interrupted by a crash: it runs alone, its start committed, so a
+ * further crash is pinned on it).
  */
 export async function claimReady(db: Db, request: ClaimRequest, now: number, changed: UnitCounters[]) {
   if (request.max <= 0) return [];
   const result = await db.query<{ units: UnitRow[]; tasks: TaskRowData[] }>(
     `WITH ready AS (
-       SELECT id, head_task_id FROM work_units
-       WHERE head_task_id IS NOT NULL AND lease_owner IS NULL AND available_at <= $1
-       ORDER BY head_task_id LIMIT $2 FOR UPDATE SKIP LOCKED
+       SELECT w.id, w.head_task_id, h.interruptions FROM work_units w JOIN tasks h ON h.id = w.head_task_id
+       WHERE w.head_task_id IS NOT NULL AND w.lease_owner IS NULL AND w.available_at <= $1
+       ORDER BY w.head_task_id LIMIT $2 FOR UPDATE OF w SKIP LOCKED
      ), following AS (
        SELECT f.* FROM ready CROSS JOIN LATERAL (
          SELECT ${TASK} FROM tasks WHERE unit_id = ready.id AND id > ready.head_task_id AND finished_at IS NULL
-         ORDER BY id LIMIT $5
+         ORDER BY id LIMIT (CASE WHEN ready.interruptions > 0 THEN 0 ELSE $5 END)
        ) f
      ), leased AS (
        UPDATE work_units u SET lease_owner = $3, lease_token = u.lease_token + 1, lease_expires_at = $4,

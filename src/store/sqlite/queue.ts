@@ -20,7 +20,16 @@ import {
   type UnitRow,
   unitCounters,
 } from '../rows.ts';
-import type { Attempt, ClaimedUnit, ClaimRequest, ReportResult, TaskRecord, UnitReport } from '../store.ts';
+import {
+  type Attempt,
+  type ClaimedUnit,
+  type ClaimRequest,
+  interruptedError,
+  type RecoveryRequest,
+  type ReportResult,
+  type TaskRecord,
+  type UnitReport,
+} from '../store.ts';
 import type { JoinedMessage, Statements, TaskRowData } from './statements.ts';
 
 function taskRecord(sql: Statements, row: TaskRowData & Partial<JoinedMessage>, unit: UnitRow): TaskRecord {
@@ -49,33 +58,38 @@ function taskRecord(sql: Statements, row: TaskRowData & Partial<JoinedMessage>, 
 }
 
 /**
- * Frees units whose lease expired: the task that was running goes back to pending (it runs again)
- * and the unit's exact head is written, since a leased unit only keeps a lower bound of it.
+ * Frees units whose lease expired, or every unit `owner` leased (a restarted process): the task
+ * that was running goes back to pending and runs again, one crash interruption counted, or is
+ * failed on its `maxInterruptions`-th; the unit's exact head is written, since a leased unit only
+ * keeps a lower bound of it.
  */
-export function recoverExpiredLeases(sql: Statements, now: number, changed: UnitCounters[]): void {
-  for (const { id, head_task_id } of sql.expiredLeases.all(now)) {
-    const head = head_task_id === null ? undefined : sql.firstUnfinished.get(id, head_task_id);
-    const requeued =
-      head?.state === 'running' &&
-      sql.requeueTask.get({
-        failed: 0,
-        error: null,
-        runAt: head.run_at,
-        id: head.id,
-        unitId: id,
-        expected: 'running',
-      })
-        ? 1
-        : 0;
-    const row = sql.releaseUnit.get({
-      ...zeroCounters(),
-      pending: requeued,
-      running: -requeued,
-      ...headColumns(head),
-      unitId: id,
-    });
+export function recoverLeases(
+  sql: Statements,
+  now: number,
+  request: RecoveryRequest,
+  /** Whose leases to recover whatever their expiry (a restarted process), or only expired ones. */
+  owner: string | null,
+  changed: UnitCounters[],
+): number {
+  const units = sql.leasesToRecover.all(now, owner);
+  for (const { id, head_task_id } of units) {
+    let head = head_task_id === null ? undefined : sql.firstUnfinished.get(id, head_task_id);
+    const delta = zeroCounters();
+    if (head?.state === 'running') {
+      delta.running = -1;
+      if (head.interruptions + 1 >= request.maxInterruptions) {
+        sql.failInterruptedTask.run(interruptedError(head.interruptions + 1), now, head.id);
+        delta.completed = 1;
+        delta.failed = 1;
+        head = sql.firstUnfinished.get(id, head.id + 1);
+      } else if (sql.interruptTask.get(head.id)) {
+        delta.pending = 1;
+      }
+    }
+    const row = sql.releaseUnit.get({ ...delta, ...headColumns(head), unitId: id });
     if (row) changed.push(unitCounters(row));
   }
+  return units.length;
 }
 
 export function claimReady(
@@ -86,8 +100,11 @@ export function claimReady(
 ): ClaimedUnit[] {
   const claimed: ClaimedUnit[] = [];
   if (request.max <= 0) return claimed;
-  for (const { id, head_task_id } of sql.readyUnits.all(now, request.max)) {
-    const rest = request.prefetch > 1 ? sql.tasksAfter.all(id, head_task_id, request.prefetch - 1) : [];
+  for (const { id, head_task_id, interruptions } of sql.readyUnits.all(now, request.max)) {
+    // A head whose run was cut short by a crash is claimed alone: its start is committed before it
+    // runs, so a further crash is pinned on it and not on a task run later in the same claim.
+    const prefetch = interruptions > 0 ? 1 : request.prefetch;
+    const rest = prefetch > 1 ? sql.tasksAfter.all(id, head_task_id, prefetch - 1) : [];
     const claimedThrough = rest.at(-1)?.id ?? head_task_id;
     const unit = sql.leaseUnit.get(request.owner, now + request.leaseMs, claimedThrough, id);
     const head = sql.startTask.get(now, head_task_id);

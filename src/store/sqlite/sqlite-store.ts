@@ -29,7 +29,7 @@ import {
   readWorkspaceSettings,
   writeSession,
 } from './domain-writes.ts';
-import { applyReport, claimReady, recoverExpiredLeases } from './queue.ts';
+import { applyReport, claimReady, recoverLeases } from './queue.ts';
 import { cancelPending, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
 
 export interface SqliteStoreOptions {
@@ -116,13 +116,20 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         );
         let claimed: ClaimedUnit[] = [];
         if (request.max > 0) {
-          recoverExpiredLeases(sql, now, changed);
+          recoverLeases(sql, now, request, null, changed);
           claimed = claimReady(sql, request, now, changed);
         }
         return { results, claimed };
       });
       announce(changed);
       return response;
+    },
+
+    async recoverLeases(request) {
+      const changed: UnitCounters[] = [];
+      const recovered = bookkeeping(() => recoverLeases(sql, clock(), request, request.owner, changed));
+      announce(changed);
+      return recovered;
     },
 
     async renewLeases({ owner, leaseMs, leases }: WorkerRequest & { leases: readonly Lease[] }) {

@@ -145,18 +145,31 @@ export function prepareStatements(db: Database.Database) {
     ),
 
     // queue: claims and leases
-    expiredLeases: p<[number], { id: number; head_task_id: number | null }>(
-      'SELECT id, head_task_id FROM work_units WHERE lease_owner IS NOT NULL AND lease_expires_at < ?',
+    /** Leases that expired, and every lease of an owner (a restarted process), to recover. */
+    leasesToRecover: p<[number, string | null], { id: number; head_task_id: number | null }>(
+      `SELECT id, head_task_id FROM work_units
+       WHERE lease_owner IS NOT NULL AND (lease_expires_at < ? OR lease_owner = ?)`,
+    ),
+    /** A running task whose process died: back to pending, one more interruption counted. */
+    interruptTask: p<[number], { failures: number }>(
+      `UPDATE tasks SET state = 'pending', started_at = NULL, interruptions = interruptions + 1
+       WHERE id = ? AND state = 'running' RETURNING failures`,
+    ),
+    /** A running task interrupted for the last time: failed for good. */
+    failInterruptedTask: p<[string, number, number]>(
+      `UPDATE tasks SET state = 'failed', interruptions = interruptions + 1, last_error = ?, finished_at = ?
+       WHERE id = ? AND state = 'running'`,
     ),
     /** From a lower bound of the head: at most one claim budget of finished tasks to step over. */
-    firstUnfinished: p<[number, number], Head & { state: string }>(
-      `SELECT id, run_at, failures, state FROM tasks WHERE unit_id = ? AND id >= ? AND finished_at IS NULL
+    firstUnfinished: p<[number, number], Head & { state: string; interruptions: number }>(
+      `SELECT id, run_at, failures, state, interruptions FROM tasks WHERE unit_id = ? AND id >= ? AND finished_at IS NULL
        ORDER BY id LIMIT 1`,
     ),
-    readyUnits: p<[number, number], { id: number; head_task_id: number }>(
-      `SELECT id, head_task_id FROM work_units
-       WHERE head_task_id IS NOT NULL AND lease_owner IS NULL AND available_at <= ?
-       ORDER BY head_task_id LIMIT ?`,
+    /** Units to claim, oldest head first, with how often their head's runs were interrupted. */
+    readyUnits: p<[number, number], { id: number; head_task_id: number; interruptions: number }>(
+      `SELECT w.id, w.head_task_id, h.interruptions FROM work_units w JOIN tasks h ON h.id = w.head_task_id
+       WHERE w.head_task_id IS NOT NULL AND w.lease_owner IS NULL AND w.available_at <= ?
+       ORDER BY w.head_task_id LIMIT ?`,
     ),
     leaseUnit: p<[string, number, number, number], UnitRow>(
       `UPDATE work_units SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?,
