@@ -60,8 +60,11 @@ export interface ViewStream extends AsyncIterableIterator<StatusView> {
 export interface LiveStatus {
   /** A stream of views: the current one at once, then one per (coalesced) change. */
   subscribe(filter: StatusQuery, options?: LiveSubscribeOptions): ViewStream;
-  /** Live topics and subscribers, and status computations so far (metrics, leak checks). */
-  stats(): { topics: number; subscribers: number; computations: number };
+  /**
+   * Live topics and subscribers, status computations and views delivered to subscribers so far
+   * (metrics, leak checks).
+   */
+  stats(): { topics: number; subscribers: number; computations: number; delivered: number };
   /** Ends every stream and stops listening. */
   close(): void;
 }
@@ -75,6 +78,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
   const topics = new Map<string, Topic>();
   let subscriberCount = 0;
   let computations = 0;
+  let delivered = 0;
 
   class Topic {
     readonly subscribers = new Set<Subscriber>();
@@ -194,6 +198,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
       if (!view) return { done: true, value: undefined };
       this.#pending = null;
       this.#delivered = view;
+      delivered++;
       if (this.untilIdle && isIdle(view.counts)) this.#finish();
       return { done: false, value: view };
     }
@@ -299,7 +304,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     },
 
     stats() {
-      return { topics: topics.size, subscribers: subscriberCount, computations };
+      return { topics: topics.size, subscribers: subscriberCount, computations, delivered };
     },
 
     close() {

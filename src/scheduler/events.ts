@@ -23,6 +23,7 @@ export interface SchedulerEvents {
     readonly attempt: number;
     /** The task runs again this long after the store recorded the failure. */
     readonly delayMs: number;
+    readonly durationMs: number;
   };
   /** A store call failed (the loop retries on its own), or a listener threw. */
   error: { readonly error: Error; readonly operation: string };

@@ -213,6 +213,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
           error: outcome.error,
           attempt: task.failures + 1,
           delayMs: outcome.delayMs,
+          durationMs,
         });
         wakeAt(Date.now() + outcome.delayMs);
       }

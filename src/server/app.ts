@@ -21,6 +21,7 @@ import { openStore } from '../store/open-store.ts';
 import type { Store } from '../store/store.ts';
 import { type Config, ConfigError } from './config.ts';
 import { createDeriverServer, type DeriverServer, type DeriverServerOptions } from './create-server.ts';
+import { createMetrics } from './metrics.ts';
 
 export interface App {
   /** The GraphQL (and GraphiQL) URL. */
@@ -134,7 +135,16 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     onError: (error) => logger.warn({ err: error }, 'change feed error'),
   });
   const keys = config.authJwtSecret ? createKeyring({ secret: config.authJwtSecret }) : null;
-  const server = createDeriverServer({
+  // The server counts its WebSocket connections; it is created just below, before any scrape.
+  let server: DeriverServer | undefined;
+  const metrics = createMetrics({
+    status,
+    store,
+    live,
+    schedulerEvents: scheduler.events,
+    webSocketConnections: () => server?.webSocketServer.clients.size ?? 0,
+  });
+  server = createDeriverServer({
     ...options.server,
     services: { deriver, status, live, keys, queue: createQueueService({ store }) },
     logger,
@@ -142,6 +152,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     allowedOrigins: config.allowedOrigins,
     introspection: config.introspection,
     serveApi: config.serveApi,
+    metrics,
     readiness: {
       store: () => store.probe(),
       feed: async () => {
@@ -154,9 +165,11 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     url = await server.listen(config.port, config.host);
   } catch (error) {
     unbridge();
+    metrics.close();
     await feed.close();
     status.close();
     await store.close();
+    handling.close();
     throw error;
   }
   scheduler.start();
@@ -176,6 +189,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
         live.close();
         await server.close();
         unbridge();
+        metrics.close();
         await feed.close();
         status.close();
         await store.close();

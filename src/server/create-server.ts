@@ -65,6 +65,8 @@ export interface DeriverServerOptions {
    * answers health checks only (404 elsewhere). @default true
    */
   readonly serveApi?: boolean;
+  /** Served at `/metrics` (on worker-only instances too). @default none: 404 */
+  readonly metrics?: { readonly contentType: string; render(): Promise<string> };
   /** Readiness checks by part name, run by `/readyz`. @default none */
   readonly readiness?: Readonly<Record<string, ReadinessCheck>>;
   /** Time a WebSocket client has to send `connection_init`, in ms. @default 3000 */
@@ -214,6 +216,11 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     if (path === HEALTH_PATHS.ready || path === HEALTH_PATHS.legacy) {
       const { ready, body } = await runReadiness(options.readiness ?? {});
       return sendJson(res, ready ? 200 : 503, body);
+    }
+    if (path === '/metrics' && options.metrics) {
+      const body = await options.metrics.render();
+      res.writeHead(200, { 'content-type': options.metrics.contentType }).end(body);
+      return;
     }
     if (options.serveApi === false) {
       return sendJson(res, 404, {

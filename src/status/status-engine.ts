@@ -3,7 +3,8 @@
  * It listens to the store's committed unit changes (no polling), so its counts follow the store
  * exactly; at start-up it rebuilds the index from the store's durable per-unit counters.
  */
-import type { UnitCounters } from '../domain/counters.ts';
+import type { Counters, UnitCounters } from '../domain/counters.ts';
+import type { TaskType } from '../domain/work-unit-key.ts';
 import type { Store } from '../store/store.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { Progress } from './completion-rate.ts';
@@ -20,6 +21,8 @@ export interface StatusEngine {
   readonly events: TypedEmitter<StatusEvents>;
   /** The five counts for `filter`; unknown ids give zeros. */
   get(filter: StatusQuery): StatusCounts;
+  /** Counters per task type over every workspace (metrics). */
+  byTaskType(): ReadonlyMap<TaskType, Readonly<Counters>>;
   /** Throughput and estimated time to idle for `filter`, now. */
   progress(filter: StatusQuery): Progress;
   /** Per-session breakdown for a filter without `sessionId`, ordered by session id. */
@@ -58,6 +61,7 @@ export async function createStatusEngine(options: StatusEngineOptions): Promise<
     events,
     get: (filter) => index.get(filter),
     progress: (filter) => index.progress(filter),
+    byTaskType: () => index.byTaskType(),
     sessions: (filter) => index.sessions(filter),
     apply: (updates) => apply(updates),
     async refresh(unitIds) {

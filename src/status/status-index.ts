@@ -9,7 +9,7 @@
  */
 
 import { addCounters, type Counters, isZero, type UnitCounters, zeroCounters } from '../domain/counters.ts';
-import type { WorkUnitKey } from '../domain/work-unit-key.ts';
+import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
 import {
   type Progress,
   progressOf,
@@ -32,6 +32,8 @@ export class StatusIndex {
   readonly #units = new Map<number, { counters: Counters; version: number }>();
   readonly #rollups = new Map<string, Counters>();
   readonly #groups = new Map<string, SessionGroup>();
+  /** Counters per task type, whatever the workspace (metrics). */
+  readonly #byTaskType = new Map<TaskType, Counters>();
   /** Completion rates of the roll-ups that completed tasks (see `completion-rate.ts`). */
   readonly #rates = new Map<string, RateState>();
 
@@ -85,7 +87,18 @@ export class StatusIndex {
     return this.#units.size;
   }
 
+  /** Counters per task type over every workspace. */
+  byTaskType(): ReadonlyMap<TaskType, Readonly<Counters>> {
+    return this.#byTaskType;
+  }
+
   #fold(key: WorkUnitKey, delta: Counters, completedAt: number | null): void {
+    let perType = this.#byTaskType.get(key.taskType);
+    if (!perType) {
+      perType = zeroCounters();
+      this.#byTaskType.set(key.taskType, perType);
+    }
+    addCounters(perType, delta);
     for (const filter of filtersFedBy(key)) {
       const k = filterKey(filter);
       if (completedAt !== null)

@@ -234,6 +234,12 @@ export const workUnitInsightColumns = (jsonArray: 'json_array' | 'json_build_arr
   (SELECT t.last_error FROM tasks t WHERE t.unit_id = u.id AND t.last_error IS NOT NULL
     ORDER BY t.id DESC LIMIT 1) AS last_error`;
 
+/** The oldest pending task over every unit (`Store.oldestPendingAt`), from each unit's head. */
+export const OLDEST_PENDING_SQL = `SELECT min(oldest) AS oldest FROM (
+  SELECT (SELECT t.created_at FROM tasks t WHERE t.unit_id = u.id AND t.id >= u.head_task_id
+          AND t.state = 'pending' ORDER BY t.id LIMIT 1) AS oldest
+  FROM work_units u WHERE u.pending > 0) AS heads`;
+
 /** A work unit row with what an inspection adds (`Store.listWorkUnits`). */
 export interface WorkUnitInfoRow extends UnitRow {
   oldest_pending_at: number | null;

@@ -322,6 +322,9 @@ export interface Store {
    */
   cancelPendingTasks(filter: UnitFilter): Promise<CancelResult>;
 
+  /** When the oldest pending task of any unit was created (epoch ms); `null` when none is pending. */
+  oldestPendingAt(): Promise<number | null>;
+
   /** Deletes finished task rows finished before `finishedBefore`; counters are untouched. */
   pruneFinished(finishedBefore: number): Promise<number>;
   /** Raw task rows, in id order (inspection and tests). */

@@ -16,7 +16,14 @@ import type { UnitCounters } from '../../domain/counters.ts';
 import type { Peer, Workspace } from '../../domain/model.ts';
 import { mergeOverrides } from '../../domain/settings.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
-import { type MessageRow, messageOf, taskRowOf, type UnitRow, unitCounters } from '../rows.ts';
+import {
+  type MessageRow,
+  messageOf,
+  OLDEST_PENDING_SQL,
+  taskRowOf,
+  type UnitRow,
+  unitCounters,
+} from '../rows.ts';
 import type { Store, StoreEvents } from '../store.ts';
 import { connect } from './connection.ts';
 import {
@@ -193,6 +200,11 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       });
       announce(changed);
       return result;
+    },
+
+    async oldestPendingAt() {
+      const rows = await connection.query<{ oldest: number | null }>(OLDEST_PENDING_SQL);
+      return rows[0]?.oldest ?? null;
     },
 
     async pruneFinished(finishedBefore) {

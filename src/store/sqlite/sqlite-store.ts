@@ -169,6 +169,10 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       return result;
     },
 
+    async oldestPendingAt() {
+      return sql.oldestPending.get()?.oldest ?? null;
+    },
+
     async pruneFinished(finishedBefore) {
       return bookkeeping(() => sql.pruneFinished.run(finishedBefore).changes);
     },

@@ -6,6 +6,7 @@ import {
   type Head,
   type headColumns,
   type MessageRow,
+  OLDEST_PENDING_SQL,
   type TaskRowOf,
   type UnitRow,
   type WorkUnitInfoRow,
@@ -255,6 +256,7 @@ export function prepareStatements(db: Database.Database) {
        WHERE ${UNIT_FILTER} AND t.last_error IS NOT NULL AND t.state = 'failed' AND t.id > @afterId
        ORDER BY t.id LIMIT @limit`,
     ),
+    oldestPending: p<[], { oldest: number | null }>(OLDEST_PENDING_SQL),
     /** Units an admin call reaches, locked by the transaction (SQLite: the write lock). */
     filteredUnits: p<[UnitFilterParams], UnitRow>(
       `SELECT u.* FROM work_units u WHERE ${UNIT_FILTER} ORDER BY u.id`,
