@@ -64,16 +64,33 @@ function withCode(error: GraphQLError, code: string, extra: Record<string, unkno
   });
 }
 
+/** A client's mistake as the logs tell it: its code, the field it hit and the message (no document). */
+export interface ClientErrorLog {
+  readonly code: string;
+  readonly field: string | undefined;
+  readonly message: string;
+}
+
 /**
  * Builds the `maskError` function for Yoga's `maskedErrors`. `log` hears of server faults: masked
- * errors and an unavailable store (a client's mistake is not logged here).
+ * errors and an unavailable store; `logClient` of a client's mistakes (a domain error other than
+ * an unavailable store), without the document or variables, which may carry user content.
  */
-export function createMaskError(log: (error: unknown) => void) {
+export function createMaskError(
+  log: (error: unknown) => void,
+  logClient: (entry: ClientErrorLog) => void = () => {},
+) {
   return (error: unknown): Error => {
     const graphqlError = error instanceof GraphQLError ? error : undefined;
     const original = graphqlError?.originalError ?? error;
     if (original instanceof DeriverError) {
       if (original.code === 'STORE_UNAVAILABLE') log(original);
+      else
+        logClient({
+          code: original.code,
+          field: graphqlError?.path?.join('.'),
+          message: original.message.slice(0, 300),
+        });
       return new GraphQLError(original.message, {
         nodes: graphqlError?.nodes,
         path: graphqlError?.path,

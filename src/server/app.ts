@@ -22,6 +22,7 @@ import type { Store } from '../store/store.ts';
 import { type Config, ConfigError } from './config.ts';
 import { createDeriverServer, type DeriverServer, type DeriverServerOptions } from './create-server.ts';
 import { createMetrics } from './metrics.ts';
+import { startProgressLog } from './progress-log.ts';
 
 export interface App {
   /** The GraphQL (and GraphiQL) URL. */
@@ -46,6 +47,8 @@ export interface StartOptions {
    * else the built-in demo handler (`config.demoTaskMs` per task)
    */
   readonly handlers?: SchedulerOptions['handlers'];
+  /** How often a progress line is logged while tasks run (workers only). @default 10000 */
+  readonly progressIntervalMs?: number;
   /** Scheduler options other than the store, handlers and concurrency. */
   readonly scheduler?: Omit<SchedulerOptions, 'store' | 'handlers' | 'concurrency'>;
   /** Server options other than those the configuration sets. */
@@ -173,6 +176,14 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     throw error;
   }
   scheduler.start();
+  const stopProgress =
+    config.workerConcurrency > 0
+      ? startProgressLog({
+          status,
+          intervalMs: options.progressIntervalMs,
+          write: (line, idle) => logger.info(line, idle ? 'queue idle' : 'progress'),
+        })
+      : () => {};
   let closing: Promise<void> | undefined;
   return {
     url,
@@ -185,6 +196,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     server,
     close(closeOptions = {}) {
       closing ??= (async () => {
+        stopProgress();
         await scheduler.stop(closeOptions);
         live.close();
         await server.close();

@@ -127,7 +127,10 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
   const introspection = options.introspection ?? keys === null;
   const origins = createOriginPolicy({ allowedOrigins: options.allowedOrigins });
-  const maskError = createMaskError((error) => logger.error({ err: error }, 'internal error'));
+  const maskError = createMaskError(
+    (error) => logger.error({ err: error }, 'internal error'),
+    (entry) => logger.info(entry, 'client error'),
+  );
   const sharedSubscribe = createSharedSubscribe({ stampChanges: options.stampChanges, maskError });
   const mutationBuckets = createTokenBuckets({ ratePerSecond: limits.mutationsPerSecond });
   const graphiql = createGraphiqlPage({

@@ -4,6 +4,7 @@
  * started this process goes away (so a signal to `npm start` never leaves a server behind).
  */
 import pino from 'pino';
+import pretty from 'pino-pretty';
 import { startApp } from './app.ts';
 import { helpText, parseArgs } from './cli.ts';
 import { ConfigError, isLoopback, loadConfig } from './config.ts';
@@ -27,7 +28,13 @@ try {
   process.exit(1);
 }
 
-const logger = pino({ level: config.logLevel });
+// People at a terminal get readable lines; log collectors get JSON, one object per line.
+const logger = process.stdout.isTTY
+  ? pino(
+      { level: config.logLevel },
+      pretty({ sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }),
+    )
+  : pino({ level: config.logLevel });
 const app = await startApp(config, { logger }).catch((error: unknown) => {
   process.stderr.write(
     `deriver-live: could not start: ${(error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ')}\n`,
