@@ -25,6 +25,7 @@ export async function startTestServer(
     handlers?: SchedulerOptions['handlers'];
     scheduler?: Omit<SchedulerOptions, 'store' | 'handlers' | 'concurrency'>;
     server?: StartOptions['server'];
+    retention?: StartOptions['retention'];
   } = {},
 ): Promise<TestServer> {
   const temp = tempDir();
@@ -43,6 +44,7 @@ export async function startTestServer(
     handlers: options.handlers,
     scheduler: { pollMs: 50, ...options.scheduler },
     server: options.server,
+    retention: options.retention,
   });
   return {
     app,

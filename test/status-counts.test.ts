@@ -166,7 +166,9 @@ describe.each(STORES)('status counts ($name)', (backend) => {
           const reopened = await createHarness({ storeUrl: location.url });
           try {
             expect(snapshotAll(reopened)).toEqual(before);
-            await reopened.store.pruneFinished(Number.MAX_SAFE_INTEGER);
+            let pruned: number;
+            do pruned = await reopened.store.pruneFinished(Number.MAX_SAFE_INTEGER, 7);
+            while (pruned > 0);
             expect(await reopened.store.listTasks({ state: 'succeeded' })).toEqual([]);
             expect(snapshotAll(reopened)).toEqual(before);
           } finally {

@@ -16,6 +16,7 @@ import type { SchedulerOptions } from '../scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../scheduler/scheduler.ts';
 import { createDeriver, type Deriver } from '../service/deriver.ts';
 import { createQueueService } from '../service/queue.ts';
+import { type RetentionOptions, startRetention } from '../service/retention.ts';
 import { createStatusEngine, type StatusEngine } from '../status/status-engine.ts';
 import { openStore } from '../store/open-store.ts';
 import type { Store } from '../store/store.ts';
@@ -47,6 +48,8 @@ export interface StartOptions {
    * else the built-in demo handler (`config.demoTaskMs` per task)
    */
   readonly handlers?: SchedulerOptions['handlers'];
+  /** Retention passes' spacing, batch size and pause (`RETENTION` sets the period). */
+  readonly retention?: Pick<RetentionOptions, 'intervalMs' | 'batchSize' | 'pauseMs'>;
   /** How often a progress line is logged while tasks run (workers only). @default 10000 */
   readonly progressIntervalMs?: number;
   /** Scheduler options other than the store, handlers and concurrency. */
@@ -184,6 +187,17 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
           write: (line, idle) => logger.info(line, idle ? 'queue idle' : 'progress'),
         })
       : () => {};
+  // Processes that run workers prune; on PostgreSQL several may, each batch skipping rows another locks.
+  const retention =
+    config.workerConcurrency > 0 && config.retentionMs !== null
+      ? startRetention({
+          ...options.retention,
+          store,
+          retentionMs: config.retentionMs,
+          onPruned: (rows) => logger.info({ rows }, 'pruned finished task rows (retention)'),
+          onError: (error) => logger.warn({ err: error }, 'retention pass failed; the next one tries again'),
+        })
+      : null;
   let closing: Promise<void> | undefined;
   return {
     url,
@@ -197,6 +211,7 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     close(closeOptions = {}) {
       closing ??= (async () => {
         stopProgress();
+        await retention?.stop();
         await scheduler.stop(closeOptions);
         live.close();
         await server.close();

@@ -48,6 +48,11 @@ export const SETTINGS: readonly Setting[] = [
     meaning: "lease length: a crashed process's units are taken over this long after its last heartbeat",
     default: '30000',
   },
+  {
+    env: 'RETENTION',
+    meaning: 'finished task rows older than this (30m, 12h, 7d) are pruned in batches; off keeps them',
+    default: '7d',
+  },
   { env: 'DEMO_TASK_MS', meaning: 'delay of the built-in demo handler per task', default: '250' },
   { env: 'COALESCE_MS', meaning: 'default coalescing window of status subscriptions', default: '100' },
   { env: 'LOG_LEVEL', meaning: 'fatal, error, warn, info, debug, trace or silent', default: 'info' },

@@ -49,6 +49,8 @@ export interface Config {
   readonly workerId: string | null;
   /** Lease length: another process's crash frees its units this long after its last renewal. @default 30000 */
   readonly leaseMs: number;
+  /** Finished task rows older than this are pruned on a schedule; `null` keeps them. @default 7 days */
+  readonly retentionMs: number | null;
 }
 
 export class ConfigError extends Error {
@@ -57,6 +59,9 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
+
+const DAY_MS = 86_400_000;
+const DURATION_UNITS = { s: 1_000, m: 60_000, h: 3_600_000, d: DAY_MS } as const;
 
 const integer = (name: string, min: number, max: number, fallback: number) =>
   z
@@ -202,6 +207,22 @@ const envSchema = z.object({
     .optional()
     .transform((raw) => raw || null),
   LEASE_MS: integer('LEASE_MS', 1_000, 3_600_000, 30_000),
+  RETENTION: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === '') return 7 * DAY_MS;
+      if (raw === 'off') return null;
+      const match = /^(\d+)(s|m|h|d)$/.exec(raw.trim());
+      if (!match) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `RETENTION must be a duration like 30m, 12h or 7d, or off (got "${raw}")`,
+        });
+        return z.NEVER;
+      }
+      return Number(match[1]) * DURATION_UNITS[match[2] as keyof typeof DURATION_UNITS];
+    }),
   DEMO_TASK_MS: integer('DEMO_TASK_MS', 0, 3_600_000, 250),
   COALESCE_MS: integer('COALESCE_MS', 0, 10_000, 100),
   LOG_LEVEL: z
@@ -262,6 +283,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxAttempts: e.MAX_ATTEMPTS,
     workerId: e.WORKER_ID,
     leaseMs: e.LEASE_MS,
+    retentionMs: e.RETENTION,
     limits: {
       maxBodyBytes: e.MAX_BODY_BYTES,
       maxInflightBodyBytes: e.MAX_INFLIGHT_BODY_BYTES,

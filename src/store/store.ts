@@ -325,8 +325,11 @@ export interface Store {
   /** When the oldest pending task of any unit was created (epoch ms); `null` when none is pending. */
   oldestPendingAt(): Promise<number | null>;
 
-  /** Deletes finished task rows finished before `finishedBefore`; counters are untouched. */
-  pruneFinished(finishedBefore: number): Promise<number>;
+  /**
+   * Deletes up to `limit` task rows finished before `finishedBefore` (one short transaction, so
+   * pruning in batches never holds the queue up); counters are untouched. Returns how many.
+   */
+  pruneFinished(finishedBefore: number, limit: number): Promise<number>;
   /** Raw task rows, in id order (inspection and tests). */
   listTasks(filter?: { readonly state?: TaskState }): Promise<TaskRow[]>;
 

@@ -207,10 +207,14 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       return rows[0]?.oldest ?? null;
     },
 
-    async pruneFinished(finishedBefore) {
+    async pruneFinished(finishedBefore, limit) {
       const rows = await connection.query<{ n: number }>(
-        'WITH gone AS (DELETE FROM tasks WHERE finished_at < $1 RETURNING 1) SELECT count(*)::int AS n FROM gone',
-        [finishedBefore],
+        `WITH gone AS (
+           DELETE FROM tasks WHERE id IN (
+             SELECT id FROM tasks WHERE finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+           RETURNING 1)
+         SELECT count(*)::int AS n FROM gone`,
+        [finishedBefore, limit],
       );
       return rows[0]?.n ?? 0;
     },

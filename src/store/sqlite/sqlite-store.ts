@@ -173,8 +173,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       return sql.oldestPending.get()?.oldest ?? null;
     },
 
-    async pruneFinished(finishedBefore) {
-      return bookkeeping(() => sql.pruneFinished.run(finishedBefore).changes);
+    async pruneFinished(finishedBefore, limit) {
+      return bookkeeping(() => sql.pruneFinished.run(finishedBefore, limit).changes);
     },
 
     async listTasks(filter = {}) {

@@ -294,7 +294,9 @@ export function prepareStatements(db: Database.Database) {
 
     // maintenance and inspection
     /** Maintenance, run rarely: a scan is cheaper overall than an index every finish must update. */
-    pruneFinished: p<[number]>('DELETE FROM tasks WHERE finished_at < ?'),
+    pruneFinished: p<[number, number]>(
+      'DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE finished_at < ? LIMIT ?)',
+    ),
     probe: p<[number]>(
       'INSERT INTO store_probe (id, probed_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at',
     ),
