@@ -27,8 +27,7 @@ export interface RetentionOptions {
 }
 
 export interface Retention {
-  /** Runs one pass now (also what the schedule runs); resolves with the rows pruned. */
-  prune(): Promise<number>;
+  /** Stops the schedule; resolves after the batch in flight. */
   stop(): Promise<void>;
 }
 
@@ -64,7 +63,6 @@ export function startRetention(options: RetentionOptions): Retention {
   timer.unref();
 
   return {
-    prune,
     async stop() {
       stopped = true;
       clearInterval(timer);
