@@ -29,6 +29,7 @@ import {
   readWorkspaceSettings,
   writeSession,
 } from './domain-writes.ts';
+import { createGroupCommit } from './group-commit.ts';
 import { applyReport, claimReady, recoverLeases } from './queue.ts';
 import { cancelPending, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
 
@@ -45,6 +46,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
   const clock = options.clock ?? Date.now;
   const { db, sql, durable, bookkeeping } = openSqlite(options.path, options.busyTimeoutMs ?? 5000);
   const events = new TypedEmitter<StoreEvents>();
+  const messages = createGroupCommit({ db, durable });
   const announce = (changed: UnitCounters[]): void => {
     if (changed.length > 0) events.emit('units:changed', changed);
   };
@@ -91,7 +93,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     },
 
     async appendMessages(request, plan) {
-      const result = durable(() => appendMessages(sql, request, plan, clock()));
+      // Concurrent calls share one fsync (see group-commit.ts); each is still all or nothing.
+      const result = await messages.run(() => appendMessages(sql, request, plan, clock()));
       announce(result.changed);
       if (result.enqueuedTasks > 0) events.emit('tasks:enqueued', { count: result.enqueuedTasks });
       return { messages: result.messages, enqueuedTasks: result.enqueuedTasks };
