@@ -18,6 +18,8 @@ export type ServerCommand =
   | { id: number; op: 'mode'; mode: Mode }
   | { id: number; op: 'churn'; workspaceId: string; sessionId: string; changes: number }
   | { id: number; op: 'broadcast'; bytes: number; count: number }
+  /** The latency pattern's raw twin: one stamped frame of `bytes` to the sockets of `group`. */
+  | { id: number; op: 'rawRound'; group: number; bytes: number }
   | { id: number; op: 'status'; workspaceId: string };
 
 let mode: Mode = { kind: 'noop' };
@@ -53,6 +55,20 @@ const app = await startApp(
 const raw = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 });
 await new Promise((resolve) => raw.once('listening', resolve));
 const rawPort = (raw.address() as { port: number }).port;
+/** Raw sockets by the group (topic) each said it listens to, for the raw latency rounds. */
+const rawGroups = new Map<number, Set<import('ws').WebSocket>>();
+raw.on('connection', (socket) => {
+  socket.once('message', (data) => {
+    const group = Number(String(data));
+    let set = rawGroups.get(group);
+    if (!set) {
+      set = new Set();
+      rawGroups.set(group, set);
+    }
+    set.add(socket);
+    socket.once('close', () => set.delete(socket));
+  });
+});
 
 const reply = (id: number, body: object) => process.send?.({ id, ...body });
 process.on('message', async (command: ServerCommand) => {
@@ -94,6 +110,14 @@ process.on('message', async (command: ServerCommand) => {
     const started = performance.timeOrigin + performance.now();
     for (let i = 0; i < command.count; i++) for (const client of raw.clients) client.send(frame);
     reply(command.id, { started });
+  } else if (command.op === 'rawRound') {
+    // Stamped as the status engine stamps a change, then sent as our server sends an event: a
+    // JSON frame of the same size to every socket of one topic.
+    const changedAt = performance.timeOrigin + performance.now();
+    const head = `{"changedAt":${changedAt},"pad":"`;
+    const frame = `${head}${'x'.repeat(Math.max(0, command.bytes - head.length - 2))}"}`;
+    for (const socket of rawGroups.get(command.group) ?? []) socket.send(frame);
+    reply(command.id, {});
   } else if (command.op === 'status') {
     reply(command.id, { status: app.status.get({ workspaceId: command.workspaceId }) });
   }

@@ -8,6 +8,10 @@
  *
  * The `cross` phase (cross-instance.ts) needs PostgreSQL: TEST_DATABASE_URL, else an embedded one.
  *
+ * Every latency figure has a raw twin measured in the same run: a plain `ws` server sends frames of
+ * the same size to the same number of sockets, by the same topics and pacing, and each client
+ * parses them (`latency-raw`; `rawP99Ms` and `latencyRatio` = ours / raw in the summary).
+ *
  * Latency uses one clock: the server stamps each event with the time of the status change
  * (`extensions.changedAt`, epoch ms from performance.timeOrigin + now()), the generator subtracts
  * it from its own receipt time. Both processes read the same system clock.
@@ -188,12 +192,68 @@ async function settle(events: Event[][], quietMs = 300): Promise<void> {
   }
 }
 
+/**
+ * The raw twin of the latency pattern: as many sockets, the same topics and pacing, frames of the
+ * same size, each parsed by its client, from a plain `ws` server. Runs once our subscribers are
+ * closed (the two sets of sockets at once would exceed the file limit at 10k).
+ */
+async function rawLatencyTwin(
+  size: number,
+  label: string,
+  eventBytes: number,
+  rounds: number,
+): Promise<void> {
+  const rawLatencies: number[] = [];
+  const rawSockets: WebSocket[] = [];
+  for (let i = 0; i < size; i += 250) {
+    await Promise.all(
+      Array.from({ length: Math.min(250, size - i) }, (_, k) => {
+        const socket = new WebSocket(rawUrl);
+        rawSockets.push(socket);
+        socket.on('message', (data) => {
+          const receivedAt = now();
+          const { changedAt } = JSON.parse(String(data)) as { changedAt: number };
+          rawLatencies.push(receivedAt - changedAt);
+        });
+        return new Promise<void>((resolve) =>
+          socket.once('open', () => {
+            socket.send(String((i + k) % SESSIONS.length));
+            resolve();
+          }),
+        );
+      }),
+    );
+  }
+  await sleep(300);
+  for (let r = 0; r < rounds; r++) {
+    await command({ op: 'rawRound', group: r % SESSIONS.length, bytes: eventBytes });
+    await sleep(size >= 10_000 ? 60 : 25);
+  }
+  const expected = (rounds * size) / SESSIONS.length;
+  for (let waited = 0; rawLatencies.length < expected && waited < 5_000; waited += 20) await sleep(20);
+  for (const socket of rawSockets) socket.terminate();
+  rawLatencies.sort((a, b) => a - b);
+  rawP99[label] = round(percentile(rawLatencies, 99), 2);
+  report({
+    bench: 'live',
+    phase: 'latency-raw',
+    subscribers: size,
+    topics: SESSIONS.length,
+    events: rawLatencies.length,
+    frameBytes: eventBytes,
+    p50Ms: round(percentile(rawLatencies, 50), 2),
+    p99Ms: rawP99[label],
+    latencyRatio: round((p99[label] ?? Number.NaN) / (rawP99[label] ?? Number.NaN), 2),
+  });
+}
+
 // ---- 1. push latency (and RSS per idle subscription at the largest size) --------------------
 
 const SESSIONS = Array.from({ length: 10 }, (_, i) => `s${i}`);
 await setupWorkspace('lat', SESSIONS);
 await command({ op: 'mode', mode: { kind: 'noop' } });
 const p99: Record<string, number> = {};
+const rawP99: Record<string, number> = {};
 let kbPerSubscription = Number.NaN;
 for (const size of SIZES) {
   const label = size >= 1000 ? `${size / 1000}k` : String(size);
@@ -216,6 +276,11 @@ for (const size of SIZES) {
   const toPublish = all.map((e) => e.publishedAt - e.changedAt).sort((a, b) => a - b);
   const toReceipt = all.map((e) => e.receivedAt - e.publishedAt).sort((a, b) => a - b);
   p99[label] = round(percentile(latencies, 99), 2);
+  const eventBytes = JSON.stringify({
+    id: '00000000-0000-0000-0000-000000000000',
+    type: 'next',
+    payload: { data: { deriverStatus: all[0]?.data }, extensions: { changedAt: 0, publishedAt: 0 } },
+  }).length;
   report({
     bench: 'live',
     phase: 'latency',
@@ -263,6 +328,7 @@ for (const size of SIZES) {
     }).length;
     fan.unsubscribe();
     await closeAll(clients);
+    if (PHASES.has('latency')) await rawLatencyTwin(size, label, eventBytes, rounds);
 
     const rawClients: WebSocket[] = [];
     let rawReceived = 0;
@@ -300,6 +366,7 @@ for (const size of SIZES) {
     (globalThis as { fanoutRatio?: number }).fanoutRatio = round(ourRate / rawRate, 2);
   } else {
     await closeAll(clients);
+    if (PHASES.has('latency')) await rawLatencyTwin(size, label, eventBytes, rounds);
   }
 }
 
@@ -465,6 +532,10 @@ const sizes = Object.keys(p99);
 report({
   bench: 'live',
   p99Ms: Object.fromEntries(sizes.map((k) => [k, p99[k]])),
+  rawP99Ms: Object.fromEntries(sizes.map((k) => [k, rawP99[k] ?? null])),
+  latencyRatio: Object.fromEntries(
+    sizes.map((k) => [k, rawP99[k] ? round((p99[k] ?? Number.NaN) / rawP99[k], 2) : null]),
+  ),
   fanoutRatio: (globalThis as { fanoutRatio?: number }).fanoutRatio ?? null,
   idleMs,
   honchoPollIdleMs: round(mean(honcho), 1),

@@ -239,6 +239,8 @@ builder.subscriptionType({
           untilIdle: args.untilIdle === true,
           windowMs: args.coalesceMs ?? undefined,
           withSessions: selectsField(info, 'sessions'),
+          withProgress:
+            selectsField(info, 'throughputPerSecond') || selectsField(info, 'estimatedSecondsToIdle'),
         });
         // A key's subscription ends with an UNAUTHENTICATED event when the key expires.
         const expiresAt = ctx.principal.kind === 'key' ? ctx.principal.expiresAt : null;

@@ -16,8 +16,9 @@
  * (its snapshot may differ from what the others were sent).
  *
  * ## Throughput
- * A view also carries the filter's throughput and time to idle, which move with time alone while
- * tasks complete; topics that last published a rate are looked at again every `progressIntervalMs`.
+ * A view may also carry the filter's throughput and time to idle (when its subscribers selected
+ * them: `withProgress`), which move with time alone while tasks complete; such topics that last
+ * published a rate are looked at again every `progressIntervalMs`.
  *
  * ## Subscribers (bounded memory)
  * A subscriber holds at most one undelivered view: a newer one replaces it. A consumer that stops
@@ -50,6 +51,12 @@ export interface LiveSubscribeOptions {
   readonly windowMs?: number;
   /** Compute the per-session breakdown with every view (only for filters without a session). */
   readonly withSessions?: boolean;
+  /**
+   * Carry throughput and time to idle in every view (the subscriber selected them): such a topic
+   * also publishes when they move with time alone. Without it, views hold the counts only, so a
+   * subscriber never gets an event whose selected fields did not change. @default false
+   */
+  readonly withProgress?: boolean;
 }
 
 /** A subscriber's stream; `return()` leaves it (and frees the topic when it was the last one). */
@@ -95,6 +102,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
       readonly filter: StatusQuery,
       readonly windowMs: number,
       readonly withSessions: boolean,
+      readonly withProgress: boolean,
     ) {
       this.last = this.compute();
     }
@@ -102,7 +110,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     compute(): StatusView {
       computations++;
       const counts = status.get(this.filter);
-      const progress = status.progress(this.filter);
+      const progress = this.withProgress ? status.progress(this.filter) : undefined;
       const stamps = { changedAt: this.#changedAt, publishedAt: epochNow() };
       if (!this.withSessions || this.filter.sessionId !== undefined)
         return { filter: this.filter, counts, progress, ...stamps };
@@ -267,8 +275,9 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
   // published a rate, look at it every interval; it publishes only when its view changed.
   const progressTimer = setInterval(() => {
     const at = epochNow();
-    for (const topic of topics.values())
-      if ((topic.last.progress?.throughputPerSecond ?? 0) > 0) topic.changed(at);
+    for (const topic of topics.values()) {
+      if (topic.withProgress && (topic.last.progress?.throughputPerSecond ?? 0) > 0) topic.changed(at);
+    }
   }, options.progressIntervalMs ?? 1_000);
   progressTimer.unref();
 
@@ -276,13 +285,14 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     subscribe(filter, subscribeOptions = {}) {
       const windowMs = Math.min(maxWindow, Math.max(0, subscribeOptions.windowMs ?? defaultWindow));
       const withSessions = subscribeOptions.withSessions === true && filter.sessionId === undefined;
+      const withProgress = subscribeOptions.withProgress === true;
       const fKey = filterKey(filter);
-      const key = `${fKey}\u0000${windowMs}\u0000${withSessions ? 1 : 0}`;
+      const key = `${fKey}\u0000${windowMs}\u0000${withSessions ? 1 : 0}${withProgress ? 1 : 0}`;
       let topic = topics.get(key);
       // A new topic's first view is fresh; an existing topic's last one may predate a pending window.
       let snapshot: StatusView | undefined;
       if (!topic) {
-        topic = new Topic(key, fKey, filter, windowMs, withSessions);
+        topic = new Topic(key, fKey, filter, windowMs, withSessions, withProgress);
         snapshot = topic.last;
         topics.set(key, topic);
         let set = byFilter.get(fKey);
