@@ -18,8 +18,8 @@ export type ServerCommand =
   | { id: number; op: 'mode'; mode: Mode }
   | { id: number; op: 'churn'; workspaceId: string; sessionId: string; changes: number }
   | { id: number; op: 'broadcast'; bytes: number; count: number }
-  /** The latency pattern's raw twin: one stamped frame of `bytes` to the sockets of `group`. */
-  | { id: number; op: 'rawRound'; group: number; bytes: number }
+  /** The latency pattern's raw twin: `count` stamped frames of `bytes` to the sockets of `group`. */
+  | { id: number; op: 'rawRound'; group: number; bytes: number; count: number }
   | { id: number; op: 'status'; workspaceId: string };
 
 let mode: Mode = { kind: 'noop' };
@@ -113,10 +113,13 @@ process.on('message', async (command: ServerCommand) => {
   } else if (command.op === 'rawRound') {
     // Stamped as the status engine stamps a change, then sent as our server sends an event: a
     // JSON frame of the same size to every socket of one topic.
-    const changedAt = performance.timeOrigin + performance.now();
-    const head = `{"changedAt":${changedAt},"pad":"`;
-    const frame = `${head}${'x'.repeat(Math.max(0, command.bytes - head.length - 2))}"}`;
-    for (const socket of rawGroups.get(command.group) ?? []) socket.send(frame);
+    for (let n = 0; n < command.count; n++) {
+      const changedAt = performance.timeOrigin + performance.now();
+      const head = `{"changedAt":${changedAt},"pad":"`;
+      const frame = `${head}${'x'.repeat(Math.max(0, command.bytes - head.length - 2))}"}`;
+      for (const socket of rawGroups.get(command.group) ?? []) socket.send(frame);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     reply(command.id, {});
   } else if (command.op === 'status') {
     reply(command.id, { status: app.status.get({ workspaceId: command.workspaceId }) });

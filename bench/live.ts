@@ -202,6 +202,8 @@ async function rawLatencyTwin(
   label: string,
   eventBytes: number,
   rounds: number,
+  /** Events per subscriber per round in our run (each task's pending, running, done). */
+  perRound: number,
 ): Promise<void> {
   const rawLatencies: number[] = [];
   const rawSockets: WebSocket[] = [];
@@ -226,10 +228,10 @@ async function rawLatencyTwin(
   }
   await sleep(300);
   for (let r = 0; r < rounds; r++) {
-    await command({ op: 'rawRound', group: r % SESSIONS.length, bytes: eventBytes });
+    await command({ op: 'rawRound', group: r % SESSIONS.length, bytes: eventBytes, count: perRound });
     await sleep(size >= 10_000 ? 60 : 25);
   }
-  const expected = (rounds * size) / SESSIONS.length;
+  const expected = (rounds * perRound * size) / SESSIONS.length;
   for (let waited = 0; rawLatencies.length < expected && waited < 5_000; waited += 20) await sleep(20);
   for (const socket of rawSockets) socket.terminate();
   rawLatencies.sort((a, b) => a - b);
@@ -276,6 +278,7 @@ for (const size of SIZES) {
   const toPublish = all.map((e) => e.publishedAt - e.changedAt).sort((a, b) => a - b);
   const toReceipt = all.map((e) => e.receivedAt - e.publishedAt).sort((a, b) => a - b);
   p99[label] = round(percentile(latencies, 99), 2);
+  const perRound = Math.max(1, Math.round(all.length / ((rounds * size) / SESSIONS.length)));
   const eventBytes = JSON.stringify({
     id: '00000000-0000-0000-0000-000000000000',
     type: 'next',
@@ -328,7 +331,7 @@ for (const size of SIZES) {
     }).length;
     fan.unsubscribe();
     await closeAll(clients);
-    if (PHASES.has('latency')) await rawLatencyTwin(size, label, eventBytes, rounds);
+    if (PHASES.has('latency')) await rawLatencyTwin(size, label, eventBytes, rounds, perRound);
 
     const rawClients: WebSocket[] = [];
     let rawReceived = 0;
@@ -366,7 +369,7 @@ for (const size of SIZES) {
     (globalThis as { fanoutRatio?: number }).fanoutRatio = round(ourRate / rawRate, 2);
   } else {
     await closeAll(clients);
-    if (PHASES.has('latency')) await rawLatencyTwin(size, label, eventBytes, rounds);
+    if (PHASES.has('latency')) await rawLatencyTwin(size, label, eventBytes, rounds, perRound);
   }
 }
 

@@ -27,7 +27,7 @@ import type { AddressInfo } from 'node:net';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
-import type { ExecutionArgs, GraphQLError } from 'graphql';
+import type { ExecutionArgs, ExecutionResult, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import type { Logger } from 'pino';
@@ -50,6 +50,7 @@ import { createOriginPolicy } from './guards/origin-policy.ts';
 import { guardClientSocket } from './guards/ws-client-guard.ts';
 import { HEALTH_PATHS, type ReadinessCheck, runReadiness, sendJson } from './health.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './server-limits.ts';
+import { writeFrames } from './ws-frames.ts';
 
 export interface DeriverServerOptions {
   readonly services: ApiServices;
@@ -87,7 +88,16 @@ export interface DeriverServer {
   close(): Promise<void>;
 }
 
-type EnvelopedRoot = { execute: (args: ExecutionArgs) => unknown };
+/** What `onSubscribe` hands to `execute` and `subscribe`: Yoga's execute, and whom to write to. */
+type EnvelopedRoot = {
+  execute: (args: ExecutionArgs) => unknown;
+  socket: WebSocket;
+  id: string;
+};
+
+/** A subscription event's payload as sent: errors without their HTTP-only extensions. */
+const nextPayload = (result: ExecutionResult): ExecutionResult =>
+  result.errors ? { ...result, errors: withoutHttpExtensions(result.errors) } : result;
 
 /** What the HTTP and WebSocket transports hand to the context factory. */
 interface TransportContext {
@@ -284,9 +294,15 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
         }
       },
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args) as never,
-      // Events go straight from the shared subscribe function to the socket (see shared-results.ts).
-      subscribe: (args) => sharedSubscribe({ ...args, rootValue: undefined }) as never,
-      onSubscribe: async (ctx, _id, payload) => {
+      // Events go straight from the shared subscribe function to the socket, each payload
+      // serialized once for all its subscribers (see shared-results.ts and ws-frames.ts).
+      subscribe: async (args) => {
+        const { socket, id } = args.rootValue as EnvelopedRoot;
+        const events = await sharedSubscribe({ ...args, rootValue: undefined });
+        if (!(Symbol.asyncIterator in events)) return events as never;
+        return writeFrames(events, socket, id, nextPayload) as never;
+      },
+      onSubscribe: async (ctx, id, payload) => {
         const principal = principals.get(ctx.extra.socket) ?? OPEN;
         if (principal.kind === 'key' && principal.expiresAt !== null && principal.expiresAt <= Date.now()) {
           return refuse(new UnauthenticatedError('the key has expired'));
@@ -318,7 +334,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
             document,
             variableValues: payload.variables,
             contextValue: await enveloped.contextFactory(),
-            rootValue: { execute: enveloped.execute },
+            rootValue: { execute: enveloped.execute, socket: ctx.extra.socket, id } satisfies EnvelopedRoot,
           };
         } catch (error) {
           // A parse error, a query limit or anything else refused before execution: an `error`
@@ -326,8 +342,6 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
           return refuse(error);
         }
       },
-      onNext: (_ctx, _id, _payload, _args, result) =>
-        result.errors ? { ...result, errors: withoutHttpExtensions(result.errors) } : undefined,
       onError: (_ctx, _id, _payload, errors) => withoutHttpExtensions(errors),
     },
     wss,

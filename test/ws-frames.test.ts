@@ -1,0 +1,68 @@
+/**
+ * The WebSocket hot path writes `next` frames itself (one serialization per topic change): a raw
+ * graphql-transport-ws client sees byte-correct frames, as graphql-ws would write them, for any
+ * operation id, and a graphql-ws client sees the same events as before.
+ */
+import { createClient } from 'graphql-ws';
+import { afterEach, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { gate, startTestServer, type TestServer } from './server-helpers.ts';
+import { send } from './transports.ts';
+
+let server: TestServer | undefined;
+afterEach(async () => {
+  await server?.close();
+});
+
+const QUERY =
+  'subscription { deriverStatus(sessionId: "s", coalesceMs: 0) { totalWorkUnits completedWorkUnits } }';
+
+it('raw and graphql-ws clients get byte-correct next frames carrying the same events', async () => {
+  const g = gate();
+  server = await startTestServer({ handlers: { representation: g.handler, summary: g.handler } });
+  const s = server;
+  const run = async (query: string) => expect((await send('http', s.url, { query })).code).toBe('OK');
+  await run('mutation{upsertSession(id:"s",peers:[{peerId:"alice"}]){id}}');
+
+  // A raw client, with an operation id that needs escaping in JSON.
+  const id = 'op "1"\\\u2028é';
+  const raw = new WebSocket(s.url.replace('http', 'ws'), 'graphql-transport-ws');
+  const frames: string[] = [];
+  raw.on('message', (data) => frames.push(String(data)));
+  await new Promise((resolve) => raw.once('open', resolve));
+  raw.send(JSON.stringify({ type: 'connection_init' }));
+  await expect.poll(() => frames.length).toBe(1);
+  raw.send(JSON.stringify({ id, type: 'subscribe', payload: { query: QUERY } }));
+
+  // The same subscription through graphql-ws's own client.
+  const client = createClient({ url: s.url.replace('http', 'ws'), webSocketImpl: WebSocket });
+  const viaClient: unknown[] = [];
+  client.subscribe(
+    { query: QUERY },
+    { next: (r) => void viaClient.push(r), error: () => {}, complete: () => {} },
+  );
+
+  await expect.poll(() => viaClient.length).toBe(1);
+  await run('mutation{addMessages(sessionId:"s",messages:[{peerId:"alice",content:"hi"}]){enqueuedTasks}}');
+  g.open();
+  await expect
+    .poll(
+      () =>
+        (viaClient.at(-1) as { data: { deriverStatus: { completedWorkUnits: number } } })?.data.deriverStatus
+          .completedWorkUnits,
+    )
+    .toBe(1);
+  await expect.poll(() => frames.filter((f) => f.includes('"completedWorkUnits":1')).length).toBe(1);
+
+  const next = frames.slice(1).filter((f) => JSON.parse(f).type === 'next');
+  expect(next.length).toBeGreaterThanOrEqual(2);
+  for (const frame of next) {
+    const message = JSON.parse(frame) as { id: string; type: string; payload: unknown };
+    // Exactly what graphql-ws writes: JSON.stringify({ id, type, payload }), keys in that order.
+    expect(frame).toBe(JSON.stringify({ id: message.id, type: 'next', payload: message.payload }));
+    expect(message.id).toBe(id);
+  }
+  expect(next.map((f) => JSON.parse(f).payload)).toEqual(viaClient);
+  raw.close();
+  await client.dispose();
+});
