@@ -15,23 +15,28 @@ import type { WebSocket } from 'ws';
 
 type Result = ExecutionResult | Promise<ExecutionResult>;
 
-/** Serialized payloads by result object: one JSON.stringify per topic change, not per subscriber. */
-const payloads = new WeakMap<object, string>();
+/**
+ * Serialized payloads by result object, UTF-8 encoded: one JSON.stringify and one encoding per topic
+ * change, not per subscriber.
+ */
+const payloads = new WeakMap<object, Buffer>();
 
-function payloadJson(result: ExecutionResult, prepare: (r: ExecutionResult) => ExecutionResult): string {
-  let json = payloads.get(result);
-  if (json === undefined) {
-    json = JSON.stringify(prepare(result));
-    payloads.set(result, json);
+function payloadBytes(result: ExecutionResult, prepare: (r: ExecutionResult) => ExecutionResult): Buffer {
+  let bytes = payloads.get(result);
+  if (bytes === undefined) {
+    bytes = Buffer.from(JSON.stringify(prepare(result)));
+    payloads.set(result, bytes);
   }
-  return json;
+  return bytes;
 }
 
+const TAIL = Buffer.from('}');
+
 /** Sends one frame; resolves once the socket wrote it (or at once when the socket is gone). */
-function send(socket: WebSocket, frame: string): Promise<void> {
+function send(socket: WebSocket, frame: Buffer): Promise<void> {
   return new Promise((resolve) => {
     if (socket.readyState !== socket.OPEN) return resolve();
-    socket.send(frame, () => resolve());
+    socket.send(frame, { binary: false }, () => resolve());
   });
 }
 
@@ -45,13 +50,15 @@ export function writeFrames(
   id: string,
   prepare: (result: ExecutionResult) => ExecutionResult,
 ): AsyncIterableIterator<never> {
-  const head = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+  const head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
   let stopped = false;
   const pumped = (async () => {
     for (;;) {
       const step = await events.next();
       if (step.done || stopped) return;
-      await send(socket, `${head}${payloadJson(await step.value, prepare)}}`);
+      const result = step.value instanceof Promise ? await step.value : step.value;
+      const payload = payloadBytes(result, prepare);
+      await send(socket, Buffer.concat([head, payload, TAIL], head.length + payload.length + 1));
     }
   })();
   const done = { done: true, value: undefined } as IteratorReturnResult<undefined>;

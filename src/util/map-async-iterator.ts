@@ -10,7 +10,10 @@ export function mapAsyncIterator<T, U>(
   return {
     async next() {
       const step = await iterator.next();
-      return step.done ? { done: true, value: undefined } : { done: false, value: await map(step.value) };
+      if (step.done) return { done: true, value: undefined };
+      const mapped = map(step.value);
+      // A value that is already there is not awaited (one promise hop less per event).
+      return { done: false, value: mapped instanceof Promise ? await mapped : mapped };
     },
     async return() {
       await iterator.return?.();
