@@ -4,6 +4,7 @@
  * operation id, and a graphql-ws client sees the same events as before.
  */
 import { createClient } from 'graphql-ws';
+import { SignJWT } from 'jose';
 import { afterEach, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { gate, startTestServer, type TestServer } from './server-helpers.ts';
@@ -64,5 +65,38 @@ it('raw and graphql-ws clients get byte-correct next frames carrying the same ev
   }
   expect(next.map((f) => JSON.parse(f).payload)).toEqual(viaClient);
   raw.close();
+  await client.dispose();
+});
+
+it('results graphql-ws still sends itself (a query over the socket, a refused subscription) carry no HTTP extensions', async () => {
+  const secret = 'ws-frames-test-secret-of-32-bytes-or-more';
+  server = await startTestServer({ config: { authJwtSecret: secret } });
+  const key = await new SignJWT({ w: 'default', s: 'mine' })
+    .setProtectedHeader({ alg: 'HS256' })
+    .sign(new TextEncoder().encode(secret));
+  const client = createClient({
+    url: server.url.replace('http', 'ws'),
+    webSocketImpl: WebSocket,
+    connectionParams: { authorization: `Bearer ${key}` },
+  });
+  const outcome = (query: string) =>
+    new Promise<{ errors?: { extensions?: Record<string, unknown> }[] }>((resolve) => {
+      client.subscribe(
+        { query },
+        {
+          next: (result) => resolve(result as never),
+          error: (errors) => resolve({ errors: errors as never }),
+          complete: () => {},
+        },
+      );
+    });
+  for (const query of [
+    '{ deriverStatus(sessionId: "other") { totalWorkUnits } }',
+    'subscription { deriverStatus(sessionId: "other") { totalWorkUnits } }',
+  ]) {
+    const result = await outcome(query);
+    expect(result.errors?.[0]?.extensions?.code, query).toBe('FORBIDDEN');
+    expect(result.errors?.[0]?.extensions, query).not.toHaveProperty('http');
+  }
   await client.dispose();
 });

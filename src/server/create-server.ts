@@ -342,6 +342,8 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
           return refuse(error);
         }
       },
+      // Results graphql-ws still emits itself: queries and mutations sent over the WebSocket.
+      onNext: (_ctx, _id, _payload, _args, result) => (result.errors ? nextPayload(result) : undefined),
       onError: (_ctx, _id, _payload, errors) => withoutHttpExtensions(errors),
     },
     wss,
