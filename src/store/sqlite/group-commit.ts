@@ -1,14 +1,17 @@
 /**
  * Group commit for acknowledged writes on SQLite. Calls that arrive in the same turn of the event
  * loop (many concurrent `addMessages` requests) are run in one durable transaction, each inside a
- * savepoint of its own, so one fsync serves them all: a call that throws is rolled back to its
- * savepoint and rejected alone, the others commit. Every call is answered only after the commit,
- * so what is acknowledged is durable, as with one transaction per call.
+ * savepoint of its own, so one fsync serves them all: a call that throws (bad input, an unknown
+ * session) is rolled back to its savepoint and rejected alone, the others commit. A fault of the
+ * database itself (an `SQLITE_*` error: full disk, I/O) aborts the whole transaction and every call
+ * of the batch is rejected with it (as `STORE_UNAVAILABLE`): nothing of it is written. Every call is
+ * answered only after the commit, so what is acknowledged is durable, as with one transaction per
+ * call.
  *
  * States: `idle` -> `gathering` (the first call schedules a flush for the next turn; more calls
  * join) -> `idle` (the flush commits the batch and answers each call).
  */
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 
 interface Pending {
   readonly fn: () => unknown;
@@ -40,6 +43,7 @@ export function createGroupCommit(options: {
             // Inside the batch's transaction, better-sqlite3 runs this one in a savepoint.
             return { ok: true as const, value: db.transaction(item.fn)() };
           } catch (error) {
+            if (error instanceof Database.SqliteError) throw error; // the database's fault: all fail
             return { ok: false as const, error };
           }
         }),
