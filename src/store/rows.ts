@@ -219,26 +219,28 @@ export const taskRowOf = <P>(row: TaskRowOf<P>, unit: UnitRow, payload: TaskPayl
 });
 
 /**
+ * When unit `u`'s oldest pending task was created: found from its head (a lower bound, at most a
+ * claim budget of finished tasks before it) along `tasks_by_unit`.
+ */
+const OLDEST_PENDING_OF_UNIT = `(SELECT t.created_at FROM tasks t
+    WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'pending' ORDER BY t.id LIMIT 1)`;
+
+/**
  * The columns an inspection adds to `work_units u` (both stores; `jsonArray` is the dialect's
- * function): the oldest pending and the running task are found from the unit's head (a lower
- * bound, at most a claim budget of finished tasks before them), the last error through the
- * partial index of tasks with an error.
+ * function): the oldest pending and the running task, found from the unit's head, and the last
+ * error through the partial index of tasks with an error.
  */
 export const workUnitInsightColumns = (jsonArray: 'json_array' | 'json_build_array'): string => `
-  CASE WHEN u.pending > 0 THEN (SELECT t.created_at FROM tasks t
-    WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'pending' ORDER BY t.id LIMIT 1) END
-    AS oldest_pending_at,
+  CASE WHEN u.pending > 0 THEN ${OLDEST_PENDING_OF_UNIT} END AS oldest_pending_at,
   CASE WHEN u.running > 0 THEN (SELECT ${jsonArray}(t.id, t.started_at, t.failures) FROM tasks t
     WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'running' ORDER BY t.id LIMIT 1) END
     AS running_task,
   (SELECT t.last_error FROM tasks t WHERE t.unit_id = u.id AND t.last_error IS NOT NULL
     ORDER BY t.id DESC LIMIT 1) AS last_error`;
 
-/** The oldest pending task over every unit (`Store.oldestPendingAt`), from each unit's head. */
+/** The oldest pending task over every unit (`Store.oldestPendingAt`). */
 export const OLDEST_PENDING_SQL = `SELECT min(oldest) AS oldest FROM (
-  SELECT (SELECT t.created_at FROM tasks t WHERE t.unit_id = u.id AND t.id >= u.head_task_id
-          AND t.state = 'pending' ORDER BY t.id LIMIT 1) AS oldest
-  FROM work_units u WHERE u.pending > 0) AS heads`;
+  SELECT ${OLDEST_PENDING_OF_UNIT} AS oldest FROM work_units u WHERE u.pending > 0) AS heads`;
 
 /** A work unit row with what an inspection adds (`Store.listWorkUnits`). */
 export interface WorkUnitInfoRow extends UnitRow {

@@ -401,6 +401,7 @@ export async function applyReports(
     }
   }
   if (changes.length > 0) {
+    const heads = changes.map((c) => headColumns(c.release?.head));
     const updated = await db.query<UnitRow>(
       `UPDATE work_units u SET pending = u.pending + d.dp, running = u.running + d.dr,
          completed = u.completed + d.dc, failed = u.failed + d.df, version = u.version + 1,
@@ -421,9 +422,9 @@ export async function applyReports(
         changes.map((c) => c.delta.completed),
         changes.map((c) => c.delta.failed),
         changes.map((c) => c.release !== undefined),
-        changes.map((c) => headColumns(c.release?.head).headId),
-        changes.map((c) => headColumns(c.release?.head).availableAt),
-        changes.map((c) => headColumns(c.release?.head).headRetrying),
+        heads.map((h) => h.headId),
+        heads.map((h) => h.availableAt),
+        heads.map((h) => h.headRetrying),
       ],
     );
     for (const row of updated.rows) changed.push(unitCounters(row));
