@@ -3,6 +3,7 @@
  * flag of the same name in kebab case sets it too (`--port 4000`, `--database-url=file:x.db`), the
  * flag winning. `--help` lists them all with their defaults.
  */
+import { loadConfig } from './config.ts';
 
 export interface Setting {
   readonly env: string;
@@ -11,19 +12,22 @@ export interface Setting {
   readonly default: string;
 }
 
+/** What applies with nothing set: the defaults live in `config.ts` only. */
+const DEFAULTS = loadConfig({});
+
 /** Every setting `loadConfig` reads, in the order `--help` lists them. */
 export const SETTINGS: readonly Setting[] = [
-  { env: 'PORT', meaning: 'HTTP and WebSocket port (0 picks a free one)', default: '4000' },
-  { env: 'HOST', meaning: 'bind address', default: '127.0.0.1' },
+  { env: 'PORT', meaning: 'HTTP and WebSocket port (0 picks a free one)', default: String(DEFAULTS.port) },
+  { env: 'HOST', meaning: 'bind address', default: DEFAULTS.host },
   {
     env: 'DATABASE_URL',
     meaning: 'file:PATH (embedded SQLite) or postgres://user:pass@host:port/db[?schema=NAME]',
-    default: 'file:./data/deriver-live.db',
+    default: DEFAULTS.databaseUrl,
   },
   {
     env: 'WORKER_CONCURRENCY',
     meaning: 'work units processed at once; 0 runs an API-only instance',
-    default: '8',
+    default: String(DEFAULTS.workerConcurrency),
   },
   { env: 'SERVE_API', meaning: 'false runs a worker-only instance (health checks only)', default: 'true' },
   {
@@ -36,8 +40,16 @@ export const SETTINGS: readonly Setting[] = [
     meaning: 'key of the X-Deriver-Signature HMAC on those requests',
     default: 'unset: unsigned',
   },
-  { env: 'TASK_TIMEOUT_MS', meaning: 'time one attempt of a task may take', default: '60000' },
-  { env: 'MAX_ATTEMPTS', meaning: 'attempts before a task fails for good', default: '5' },
+  {
+    env: 'TASK_TIMEOUT_MS',
+    meaning: 'time one attempt of a task may take',
+    default: String(DEFAULTS.taskTimeoutMs),
+  },
+  {
+    env: 'MAX_ATTEMPTS',
+    meaning: 'attempts before a task fails for good',
+    default: String(DEFAULTS.maxAttempts),
+  },
   {
     env: 'WORKER_ID',
     meaning: "this process's lease identity: restarted with it, it takes its leases back at once",
@@ -46,16 +58,28 @@ export const SETTINGS: readonly Setting[] = [
   {
     env: 'LEASE_MS',
     meaning: "lease length: a crashed process's units are taken over this long after its last heartbeat",
-    default: '30000',
+    default: String(DEFAULTS.leaseMs),
   },
   {
     env: 'RETENTION',
     meaning: 'finished task rows older than this (30m, 12h, 7d) are pruned in batches; off keeps them',
     default: '7d',
   },
-  { env: 'DEMO_TASK_MS', meaning: 'delay of the built-in demo handler per task', default: '250' },
-  { env: 'COALESCE_MS', meaning: 'default coalescing window of status subscriptions', default: '100' },
-  { env: 'LOG_LEVEL', meaning: 'fatal, error, warn, info, debug, trace or silent', default: 'info' },
+  {
+    env: 'DEMO_TASK_MS',
+    meaning: 'delay of the built-in demo handler per task',
+    default: String(DEFAULTS.demoTaskMs),
+  },
+  {
+    env: 'COALESCE_MS',
+    meaning: 'default coalescing window of status subscriptions',
+    default: String(DEFAULTS.coalesceMs),
+  },
+  {
+    env: 'LOG_LEVEL',
+    meaning: 'fatal, error, warn, info, debug, trace or silent',
+    default: DEFAULTS.logLevel,
+  },
   {
     env: 'AUTH_JWT_SECRET',
     meaning: 'turns auth on: keys are JWTs signed with it (HS256, 32+ bytes)',
@@ -67,27 +91,35 @@ export const SETTINGS: readonly Setting[] = [
     meaning: 'true/false: schema introspection and suggestions',
     default: 'on without auth',
   },
-  { env: 'MAX_BODY_BYTES', meaning: 'largest HTTP request body', default: '39437736' },
+  {
+    env: 'MAX_BODY_BYTES',
+    meaning: 'largest HTTP request body',
+    default: String(DEFAULTS.limits.maxBodyBytes),
+  },
   {
     env: 'MAX_INFLIGHT_BODY_BYTES',
     meaning: 'bytes of all request bodies being received at once',
-    default: '268435456',
+    default: String(DEFAULTS.limits.maxInflightBodyBytes),
   },
-  { env: 'WS_MAX_PAYLOAD_BYTES', meaning: 'largest WebSocket message', default: '65536' },
+  {
+    env: 'WS_MAX_PAYLOAD_BYTES',
+    meaning: 'largest WebSocket message',
+    default: String(DEFAULTS.limits.wsMaxPayloadBytes),
+  },
   {
     env: 'MAX_SUBSCRIPTIONS_PER_SOCKET',
     meaning: 'operations open at once on one WebSocket',
-    default: '100',
+    default: String(DEFAULTS.limits.maxSubscriptionsPerSocket),
   },
   {
     env: 'MAX_CONNECTIONS_PER_ADDRESS',
     meaning: 'open connections per client address; 0 no cap',
-    default: '1024',
+    default: String(DEFAULTS.limits.maxConnectionsPerAddress),
   },
   {
     env: 'MUTATIONS_PER_SECOND',
     meaning: 'mutations per client (burst twice that); 0 no limit',
-    default: '200',
+    default: String(DEFAULTS.limits.mutationsPerSecond),
   },
 ];
 
