@@ -4,6 +4,7 @@ import { createSharedSubscribe, useSharedSubscriptionResults } from '../src/api/
 import { createDeriverClient, type DeriverClient, type DeriverStatus } from '../src/client/index.ts';
 import { createLiveStatus, type LiveStatus } from '../src/live/live-status.ts';
 import { type StatusCounts, sameStatusCounts } from '../src/status/counts.ts';
+import { DONE, ReadyStream } from '../src/util/ready-stream.ts';
 import { createHarness, type Harness, sendMessages, unexpectedSummary } from './helpers.ts';
 import { gate, startTestServer, type TestServer } from './server-helpers.ts';
 
@@ -89,15 +90,22 @@ describe('multiplexing', () => {
           },
           Subscription: {
             tick: {
-              subscribe: () => ({
-                [Symbol.asyncIterator]() {
-                  return {
-                    next: () =>
-                      new Promise((resolve) => push.push((value) => resolve({ done: false, value }))),
-                    return: async () => ({ done: true, value: undefined }),
+              subscribe: () => {
+                // A ready stream holding the latest value pushed to it.
+                let value: object | undefined;
+                let listener = () => {};
+                push.push((v) => {
+                  value = v;
+                  listener();
+                });
+                return new (class extends ReadyStream<object> {
+                  read = () => (value === undefined ? undefined : { done: false as const, value });
+                  onReadable = (l: () => void) => {
+                    listener = l;
                   };
-                },
-              }),
+                  return = async () => DONE;
+                })();
+              },
               resolve: (e: object) => e,
             },
           },

@@ -6,8 +6,9 @@
  * subscribers. What remains per subscriber is the transport's own framing (each graphql-ws frame
  * carries that subscriber's operation id).
  *
- * The WebSocket server calls the shared subscribe function directly (masking errors itself), so
- * events skip envelop's per-event result wrapping; SSE goes through Yoga with the plugin.
+ * The WebSocket server calls the shared subscribe function directly (masking errors itself) and
+ * reads its ready stream synchronously, so events skip envelop's per-event result wrapping and
+ * every promise; SSE goes through Yoga with the plugin (async iteration of the same stream).
  *
  * With `stampChanges` (benchmarks only) every result carries `extensions.changedAt` and
  * `extensions.publishedAt`: when the status change it reports was announced and when the view was
@@ -23,7 +24,7 @@ import {
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { StatusView } from '../live/status-view.ts';
-import { mapAsyncIterator } from '../util/map-async-iterator.ts';
+import { isReadyStream, mapReadyStream, type ReadyStream } from '../util/ready-stream.ts';
 
 export interface SharedResultsOptions {
   /** Add `extensions.changedAt` and `extensions.publishedAt` to every result. @default false */
@@ -34,10 +35,12 @@ export interface SharedResultsOptions {
 
 type Result = ExecutionResult | Promise<ExecutionResult>;
 
-/** A subscribe function whose events share one execution result per view, document and variables. */
-export type SharedSubscribe = (
-  args: ExecutionArgs,
-) => Promise<AsyncIterableIterator<Result> | ExecutionResult>;
+/**
+ * A subscribe function whose events share one execution result per view, document and variables:
+ * a ready stream of results (a result is a promise only when execution was asynchronous), or the
+ * result that refused the subscription.
+ */
+export type SharedSubscribe = (args: ExecutionArgs) => Promise<ReadyStream<Result> | ExecutionResult>;
 
 export function createSharedSubscribe(options: SharedResultsOptions = {}): SharedSubscribe {
   const results = new WeakMap<object, Map<string, Result>>();
@@ -74,8 +77,9 @@ export function createSharedSubscribe(options: SharedResultsOptions = {}): Share
   return async (args) => {
     const source = await createSourceEventStream(args);
     if (!(Symbol.asyncIterator in source)) return finish(source as ExecutionResult, undefined);
+    if (!isReadyStream(source)) throw new TypeError('a subscription resolver must return a ReadyStream');
     const key = `${documentId(args.document)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? {})}`;
-    return mapAsyncIterator(source, (payload: unknown) => {
+    return mapReadyStream(source, (payload: unknown) => {
       if (payload === null || typeof payload !== 'object') return run(args, payload);
       let byKey = results.get(payload);
       if (!byKey) {

@@ -3,6 +3,7 @@
  * (the resolver turns it into an `UNAUTHENTICATED` error event) and then completes, leaving the
  * source stream so its resources are freed.
  */
+import { DONE, ReadyStream } from '../util/ready-stream.ts';
 
 /** Yielded once by an expiring stream when its key's time is up. */
 export const KEY_EXPIRED: unique symbol = Symbol('key expired');
@@ -10,42 +11,64 @@ export const KEY_EXPIRED: unique symbol = Symbol('key expired');
 /** setTimeout's longest delay; longer waits are re-armed in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+const ignore = (): void => {};
+
 export function untilExpiry<T>(
-  source: AsyncIterableIterator<T>,
+  source: ReadyStream<T>,
   expiresAt: number | null,
   clock: () => number = Date.now,
-): AsyncIterableIterator<T | typeof KEY_EXPIRED> {
+): ReadyStream<T | typeof KEY_EXPIRED> {
   if (expiresAt === null) return source;
-  let timer: NodeJS.Timeout | undefined;
-  let finished = false;
-  const expired = new Promise<IteratorResult<typeof KEY_EXPIRED>>((resolve) => {
-    const arm = (): void => {
-      const left = expiresAt - clock();
-      if (left <= 0) resolve({ done: false, value: KEY_EXPIRED });
-      else timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
-    };
-    arm();
-  });
-  const finish = async (): Promise<IteratorResult<T>> => {
-    finished = true;
-    clearTimeout(timer);
-    await source.return?.();
-    return { done: true, value: undefined };
-  };
-  return {
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-    async next() {
-      if (finished) return { done: true, value: undefined };
-      const result = await Promise.race([source.next(), expired]);
-      if (result.value === KEY_EXPIRED) {
-        await finish();
-        return result;
-      }
-      if (result.done) clearTimeout(timer);
-      return result;
-    },
-    return: finish,
-  };
+  return new ExpiringStream(source, expiresAt, clock);
+}
+
+/** States: `live` -> `expired` (the timer fired; `KEY_EXPIRED` not read yet) -> `ended`. */
+class ExpiringStream<T> extends ReadyStream<T | typeof KEY_EXPIRED> {
+  #state: 'live' | 'expired' | 'ended' = 'live';
+  #timer: NodeJS.Timeout | undefined;
+  #listener: (() => void) | null = null;
+
+  constructor(
+    private readonly source: ReadyStream<T>,
+    private readonly expiresAt: number,
+    private readonly clock: () => number,
+  ) {
+    super();
+    this.#arm();
+  }
+
+  #arm(): void {
+    const left = this.expiresAt - this.clock();
+    if (left > 0) {
+      this.#timer = setTimeout(() => this.#arm(), Math.min(left, MAX_TIMER_MS));
+      return;
+    }
+    this.#state = 'expired';
+    this.#listener?.();
+  }
+
+  read(): IteratorResult<T | typeof KEY_EXPIRED> | undefined {
+    if (this.#state === 'ended') return DONE;
+    if (this.#state === 'expired') {
+      // Leave the source without letting its end reach the reader before this value does.
+      this.source.onReadable(ignore);
+      void this.return();
+      return { done: false, value: KEY_EXPIRED };
+    }
+    const step = this.source.read();
+    if (step?.done) clearTimeout(this.#timer);
+    return step;
+  }
+
+  onReadable(listener: () => void): void {
+    this.#listener = listener;
+    this.source.onReadable(listener);
+  }
+
+  async return(): Promise<IteratorResult<T>> {
+    this.#state = 'ended';
+    clearTimeout(this.#timer);
+    await this.source.return();
+    return DONE;
+  }
 }

@@ -25,10 +25,14 @@
  * reading therefore costs one view however much happens, and gets the latest state when it reads
  * again. A view equal to the last one delivered is never delivered (no identical events in a row).
  * With `untilIdle`, the stream ends after delivering a view with nothing pending or running.
+ * A subscriber is a ready stream (`util/ready-stream.ts`): the WebSocket frame path reads its views
+ * synchronously when told one is pending, so a publication reaches every socket with no promise
+ * per subscriber.
  */
 import { isIdle } from '../status/counts.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
 import { filterKey, filtersFedBy, type StatusChange, type StatusQuery } from '../status/status-filter.ts';
+import { DONE, ReadyStream } from '../util/ready-stream.ts';
 import { epochNow, type StatusView, sameView } from './status-view.ts';
 
 export interface LiveStatusOptions {
@@ -59,10 +63,11 @@ export interface LiveSubscribeOptions {
   readonly withProgress?: boolean;
 }
 
-/** A subscriber's stream; `return()` leaves it (and frees the topic when it was the last one). */
-export interface ViewStream extends AsyncIterableIterator<StatusView> {
-  return(): Promise<IteratorResult<StatusView>>;
-}
+/**
+ * A subscriber's stream of views (a ready stream: read with `next()`, or synchronously with
+ * `read()` and `onReadable()`); `return()` leaves it (and frees the topic when it was the last one).
+ */
+export type ViewStream = ReadyStream<StatusView>;
 
 export interface LiveStatus {
   /** A stream of views: the current one at once, then one per (coalesced) change. */
@@ -173,10 +178,10 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     }
   }
 
-  class Subscriber implements ViewStream {
+  class Subscriber extends ReadyStream<StatusView> {
     #pending: StatusView | null = null;
     #delivered: StatusView | null = null;
-    #waiting: ((result: IteratorResult<StatusView>) => void) | null = null;
+    #listener: (() => void) | null = null;
     #done = false;
 
     constructor(
@@ -184,6 +189,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
       readonly untilIdle: boolean,
       snapshot: StatusView,
     ) {
+      super();
       this.#pending = snapshot;
     }
 
@@ -194,55 +200,40 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
         return;
       }
       this.#pending = view;
-      if (this.#waiting) {
-        const resolve = this.#waiting;
-        this.#waiting = null;
-        resolve(this.#take());
-      }
+      this.#listener?.();
     }
 
-    #take(): IteratorResult<StatusView> {
+    read(): IteratorResult<StatusView> | undefined {
       const view = this.#pending;
-      if (!view) return { done: true, value: undefined };
+      if (!view) return this.#done ? DONE : undefined;
       this.#pending = null;
       this.#delivered = view;
       delivered++;
+      // The reader reads again after this view and then learns the end: no listener call here.
       if (this.untilIdle && isIdle(view.counts)) this.#finish();
       return { done: false, value: view };
     }
 
-    next(): Promise<IteratorResult<StatusView>> {
-      if (this.#pending) return Promise.resolve(this.#take());
-      if (this.#done) return Promise.resolve({ done: true, value: undefined });
-      return new Promise((resolve) => {
-        this.#waiting = resolve;
-      });
+    onReadable(listener: () => void): void {
+      this.#listener = listener;
     }
 
     return(): Promise<IteratorResult<StatusView>> {
       this.#pending = null;
-      this.#finish();
-      return Promise.resolve({ done: true, value: undefined });
+      this.end();
+      return Promise.resolve(DONE);
     }
 
-    /** Ends the stream: no more views; a pending `next()` resolves as done. */
-    #finish(): void {
+    /** Ends the stream: no more views; the reader is told (a pending `next()` resolves as done). */
+    end(): void {
       if (this.#done) return;
+      this.#finish();
+      this.#listener?.();
+    }
+
+    #finish(): void {
       this.#done = true;
       leave(this);
-      if (this.#waiting && !this.#pending) {
-        const resolve = this.#waiting;
-        this.#waiting = null;
-        resolve({ done: true, value: undefined });
-      }
-    }
-
-    end(): void {
-      this.#finish();
-    }
-
-    [Symbol.asyncIterator](): AsyncIterableIterator<StatusView> {
-      return this;
     }
   }
 

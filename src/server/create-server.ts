@@ -41,6 +41,7 @@ import { createSharedSubscribe, useSharedSubscriptionResults } from '../api/shar
 import { bearerToken } from '../auth/keyring.ts';
 import { OPEN, type Principal, scopeKey } from '../auth/scope.ts';
 import { RateLimitedError, UnauthenticatedError } from '../errors.ts';
+import { isReadyStream } from '../util/ready-stream.ts';
 import { createTokenBuckets } from '../util/token-bucket.ts';
 import { createDashboardPage } from './dashboard/dashboard-page.ts';
 import { GRAPHIQL_DEFAULT_QUERY } from './graphiql.ts';
@@ -299,7 +300,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
       subscribe: async (args) => {
         const { socket, id } = args.rootValue as EnvelopedRoot;
         const events = await sharedSubscribe({ ...args, rootValue: undefined });
-        if (!(Symbol.asyncIterator in events)) return events as never;
+        if (!isReadyStream(events)) return events as never;
         return writeFrames(events, socket, id, nextPayload) as never;
       },
       onSubscribe: async (ctx, id, payload) => {

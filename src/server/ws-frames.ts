@@ -5,13 +5,24 @@
  * operation id spliced around the shared payload: byte for byte what graphql-ws would send
  * (`{"id":...,"type":"next","payload":...}`), so a graphql-ws client sees nothing different.
  *
+ * ## The writer, per subscription
+ * The events are a ready stream (`util/ready-stream.ts`), read synchronously: when the stream says
+ * a result is ready (from inside the topic's publication), the writer reads it and writes its
+ * frame at once, with no promise or async frame per event. States:
+ * - `idle`: nothing being written; a ready result is read and written at once -> `writing`.
+ * - `writing`: one frame handed to the socket; newer results wait in the stream, which keeps only
+ *   the latest (a slow consumer costs one pending view, never a queue). When the socket has
+ *   written the frame -> `idle`, and whatever is ready now is written.
+ * - `ended`: the stream ended (or was left); nothing more is written.
+ * A result that is a promise (asynchronous execution) is awaited in `writing`.
+ *
  * graphql-ws keeps everything else (connection, subscribe, validation, errors, `complete`): the
  * iterator handed back to it yields nothing and ends when the events end, so graphql-ws then sends
- * `complete` after the last frame. Backpressure is kept: the next event is taken only when the
- * socket has written the previous frame, so a slow consumer still costs one pending view.
+ * `complete` after the last frame.
  */
 import type { ExecutionResult } from 'graphql';
 import type { WebSocket } from 'ws';
+import { DONE, type ReadyStream } from '../util/ready-stream.ts';
 
 type Result = ExecutionResult | Promise<ExecutionResult>;
 
@@ -31,13 +42,96 @@ function payloadBytes(result: ExecutionResult, prepare: (r: ExecutionResult) => 
 }
 
 const TAIL = Buffer.from('}');
+const TEXT = { binary: false } as const;
 
-/** Sends one frame; resolves once the socket wrote it (or at once when the socket is gone). */
-function send(socket: WebSocket, frame: Buffer): Promise<void> {
-  return new Promise((resolve) => {
-    if (socket.readyState !== socket.OPEN) return resolve();
-    socket.send(frame, { binary: false }, () => resolve());
-  });
+class FrameWriter implements AsyncIterableIterator<never> {
+  #state: 'idle' | 'writing' | 'ended' = 'idle';
+  readonly #head: Buffer;
+  /** Resolves graphql-ws's wait once the events ended. */
+  readonly #ended: Promise<IteratorResult<never>>;
+  #resolveEnded!: (result: IteratorResult<never>) => void;
+  #rejectEnded!: (error: unknown) => void;
+
+  constructor(
+    private readonly events: ReadyStream<Result>,
+    private readonly socket: WebSocket,
+    id: string,
+    private readonly prepare: (result: ExecutionResult) => ExecutionResult,
+  ) {
+    this.#head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
+    this.#ended = new Promise((resolve, reject) => {
+      this.#resolveEnded = resolve;
+      this.#rejectEnded = reject;
+    });
+    events.onReadable(this.#pump);
+    this.#pump();
+  }
+
+  /** Writes whatever is ready, one frame at a time (bound: it is the stream's listener). */
+  readonly #pump = (): void => {
+    while (this.#state === 'idle') {
+      const step = this.events.read();
+      if (!step) return;
+      if (step.done) {
+        this.#end();
+        return;
+      }
+      const result = step.value;
+      if (result instanceof Promise) {
+        this.#state = 'writing';
+        // A failed execution ends the operation with an error (graphql-ws sends it).
+        result.then(this.#writeLater, (error: unknown) => {
+          this.#state = 'ended';
+          this.#rejectEnded(error);
+        });
+        return;
+      }
+      this.#write(result);
+    }
+  };
+
+  #write(result: ExecutionResult): void {
+    // A closed socket takes no frame; graphql-ws ends the subscription when it sees the close.
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    const head = this.#head;
+    const payload = payloadBytes(result, this.prepare);
+    this.#state = 'writing';
+    const frame = Buffer.concat([head, payload, TAIL], head.length + payload.length + 1);
+    this.socket.send(frame, TEXT, this.#written);
+  }
+
+  readonly #written = (): void => {
+    if (this.#state !== 'writing') return;
+    this.#state = 'idle';
+    this.#pump();
+  };
+
+  readonly #writeLater = (result: ExecutionResult): void => {
+    if (this.#state !== 'writing') return;
+    this.#state = 'idle';
+    this.#write(result);
+    if (this.#state === 'idle') this.#pump();
+  };
+
+  #end(): void {
+    if (this.#state === 'ended') return;
+    this.#state = 'ended';
+    this.#resolveEnded(DONE);
+  }
+
+  next(): Promise<IteratorResult<never>> {
+    return this.#ended;
+  }
+
+  async return(): Promise<IteratorResult<never>> {
+    this.#end();
+    await this.events.return();
+    return DONE;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<never> {
+    return this;
+  }
 }
 
 /**
@@ -45,35 +139,10 @@ function send(socket: WebSocket, frame: Buffer): Promise<void> {
  * graphql-ws waits on. `prepare` turns a result into the payload sent (the `onNext` rules).
  */
 export function writeFrames(
-  events: AsyncIterableIterator<Result>,
+  events: ReadyStream<Result>,
   socket: WebSocket,
   id: string,
   prepare: (result: ExecutionResult) => ExecutionResult,
 ): AsyncIterableIterator<never> {
-  const head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
-  let stopped = false;
-  const pumped = (async () => {
-    for (;;) {
-      const step = await events.next();
-      if (step.done || stopped) return;
-      const result = step.value instanceof Promise ? await step.value : step.value;
-      const payload = payloadBytes(result, prepare);
-      await send(socket, Buffer.concat([head, payload, TAIL], head.length + payload.length + 1));
-    }
-  })();
-  const done = { done: true, value: undefined } as IteratorReturnResult<undefined>;
-  return {
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-    async next() {
-      await pumped;
-      return done as IteratorResult<never>;
-    },
-    async return() {
-      stopped = true;
-      await events.return?.();
-      return done as IteratorResult<never>;
-    },
-  };
+  return new FrameWriter(events, socket, id, prepare);
 }
