@@ -20,6 +20,7 @@
  * iterator handed back to it yields nothing and ends when the events end, so graphql-ws then sends
  * `complete` after the last frame.
  */
+import type { Writable } from 'node:stream';
 import type { ExecutionResult } from 'graphql';
 import type { WebSocket } from 'ws';
 import { DONE, type ReadyStream } from '../util/ready-stream.ts';
@@ -41,12 +42,60 @@ function payloadBytes(result: ExecutionResult, prepare: (r: ExecutionResult) => 
   return bytes;
 }
 
-const TAIL = Buffer.from('}');
 const TEXT = { binary: false } as const;
+const CLOSING_BRACE = 0x7d;
+
+/** The message `head + payload + "}"`, for `ws` to frame. */
+function message(head: Buffer, payload: Buffer): Buffer {
+  const bytes = Buffer.allocUnsafe(head.length + payload.length + 1);
+  head.copy(bytes, 0);
+  payload.copy(bytes, head.length);
+  bytes[bytes.length - 1] = CLOSING_BRACE;
+  return bytes;
+}
+
+/**
+ * The same message as one complete WebSocket frame, as `ws` would write it for a server (RFC 6455
+ * section 5.2: FIN, text opcode, unmasked, 7, 16 or 64-bit length), in one buffer: one write,
+ * one copy, nothing else allocated.
+ */
+function wireFrame(head: Buffer, payload: Buffer): Buffer {
+  const length = head.length + payload.length + 1;
+  const headerLength = length < 126 ? 2 : length < 65_536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(headerLength + length);
+  frame[0] = 0x81;
+  if (length < 126) {
+    frame[1] = length;
+  } else if (length < 65_536) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+    frame.writeUInt32BE(length >>> 0, 6);
+  }
+  head.copy(frame, headerLength);
+  payload.copy(frame, headerLength + head.length);
+  frame[frame.length - 1] = CLOSING_BRACE;
+  return frame;
+}
+
+/**
+ * The TCP stream under a `ws` socket, when frames may be written to it directly: `ws` writes each
+ * frame of its own synchronously and whole when no extension (compression) is negotiated, so a
+ * whole frame written beside them never splits one of theirs. `_socket` is `ws`'s field for it.
+ */
+function streamOf(socket: WebSocket): Writable | null {
+  if (socket.extensions !== '') return null;
+  const stream = (socket as unknown as { _socket?: Writable })._socket;
+  return stream && typeof stream.write === 'function' ? stream : null;
+}
 
 class FrameWriter implements AsyncIterableIterator<never> {
   #state: 'idle' | 'writing' | 'ended' = 'idle';
   readonly #head: Buffer;
+  /** Where whole frames go, or null when `ws` must frame them (see `streamOf`). */
+  readonly #stream: Writable | null;
   /** Resolves graphql-ws's wait once the events ended. */
   readonly #ended: Promise<IteratorResult<never>>;
   #resolveEnded!: (result: IteratorResult<never>) => void;
@@ -59,6 +108,7 @@ class FrameWriter implements AsyncIterableIterator<never> {
     private readonly prepare: (result: ExecutionResult) => ExecutionResult,
   ) {
     this.#head = Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
+    this.#stream = streamOf(socket);
     this.#ended = new Promise((resolve, reject) => {
       this.#resolveEnded = resolve;
       this.#rejectEnded = reject;
@@ -93,11 +143,11 @@ class FrameWriter implements AsyncIterableIterator<never> {
   #write(result: ExecutionResult): void {
     // A closed socket takes no frame; graphql-ws ends the subscription when it sees the close.
     if (this.socket.readyState !== this.socket.OPEN) return;
-    const head = this.#head;
     const payload = payloadBytes(result, this.prepare);
     this.#state = 'writing';
-    const frame = Buffer.concat([head, payload, TAIL], head.length + payload.length + 1);
-    this.socket.send(frame, TEXT, this.#written);
+    const stream = this.#stream;
+    if (stream) stream.write(wireFrame(this.#head, payload), this.#written);
+    else this.socket.send(message(this.#head, payload), TEXT, this.#written);
   }
 
   readonly #written = (): void => {
