@@ -20,7 +20,12 @@ export type ServerCommand =
   | { id: number; op: 'broadcast'; bytes: number; count: number }
   /** The latency pattern's raw twin: `count` stamped frames of `bytes` to the sockets of `group`. */
   | { id: number; op: 'rawRound'; group: number; bytes: number; count: number }
-  | { id: number; op: 'status'; workspaceId: string };
+  | { id: number; op: 'status'; workspaceId: string }
+  /**
+   * Waits until exactly `sockets` WebSockets are open (ours and raw: the previous pass's closes are
+   * handled), then collects garbage, so that a measured pass does not pay for the previous one.
+   */
+  | { id: number; op: 'quiesce'; sockets: number };
 
 let mode: Mode = { kind: 'noop' };
 let syntheticVersion = 0;
@@ -120,6 +125,11 @@ process.on('message', async (command: ServerCommand) => {
       for (const socket of rawGroups.get(command.group) ?? []) socket.send(frame);
       await new Promise((resolve) => setImmediate(resolve));
     }
+    reply(command.id, {});
+  } else if (command.op === 'quiesce') {
+    const open = () => app.server.webSocketServer.clients.size + raw.clients.size;
+    while (open() !== command.sockets) await sleep(10);
+    (globalThis as { gc?: () => void }).gc?.();
     reply(command.id, {});
   } else if (command.op === 'status') {
     reply(command.id, { status: app.status.get({ workspaceId: command.workspaceId }) });

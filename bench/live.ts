@@ -37,6 +37,7 @@ type Counts = {
   failedWorkUnits: number;
 };
 const COUNTS = 'totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWorkUnits failedWorkUnits';
+const LATENCY_SUBSCRIPTION = `subscription($w:ID,$s:ID,$c:Int){deriverStatus(workspaceId:$w,sessionId:$s,coalesceMs:$c){${COUNTS}}}`;
 
 // ---- the server process ---------------------------------------------------------------------
 
@@ -46,6 +47,7 @@ const child: ChildProcess = spawn(
     ...(process.env.BENCH_PROFILE_DIR
       ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
       : []),
+    '--expose-gc',
     '--import',
     'tsx',
     fileURLToPath(new URL('./live-server.ts', import.meta.url)),
@@ -151,7 +153,7 @@ async function subscribeAll(clients: Client[], variables: (i: number) => Record<
     );
     return client.subscribe<{ deriverStatus: Counts }>(
       {
-        query: `subscription($w:ID,$s:ID,$c:Int){deriverStatus(workspaceId:$w,sessionId:$s,coalesceMs:$c){${COUNTS}}}`,
+        query: LATENCY_SUBSCRIPTION,
         variables: variables(i),
       },
       {
@@ -182,6 +184,67 @@ const closeAll = async (clients: Client[]) => {
   await Promise.all(clients.map((c) => c.dispose()));
 };
 const totalEvents = (events: Event[][]) => events.reduce((n, e) => n + e.length, 0);
+/**
+ * Before a measured pass: the server has handled the previous pass's closes and collected its
+ * garbage, and so has this process (run with --expose-gc), so that neither pays for the previous
+ * pass during this one.
+ */
+async function quiesce(sockets: number): Promise<void> {
+  await command({ op: 'quiesce', sockets });
+  (globalThis as { gc?: () => void }).gc?.();
+}
+/**
+ * Subscribers that speak graphql-transport-ws over plain `ws` sockets and do what the raw twin's
+ * clients do with each frame (JSON.parse), so that their latency differs from the twin's only by
+ * what the server does. Resolves once each has its snapshot; events after it go to `events[i]`.
+ */
+async function protocolSubscribers(n: number, variables: (i: number) => Record<string, unknown>) {
+  const events: Event[][] = Array.from({ length: n }, () => []);
+  const sockets: WebSocket[] = [];
+  for (let i = 0; i < n; i += 250) {
+    await Promise.all(
+      Array.from({ length: Math.min(250, n - i) }, (_, k) => {
+        const index = i + k;
+        const socket = new WebSocket(url.replace('http', 'ws'), 'graphql-transport-ws');
+        sockets.push(socket);
+        let first = true;
+        return new Promise<void>((resolve) => {
+          socket.once('open', () => socket.send(JSON.stringify({ type: 'connection_init' })));
+          socket.on('message', (data) => {
+            const receivedAt = now();
+            const message = JSON.parse(String(data));
+            if (message.type === 'connection_ack') {
+              socket.send(
+                JSON.stringify({
+                  id: '1',
+                  type: 'subscribe',
+                  payload: { query: LATENCY_SUBSCRIPTION, variables: variables(index) },
+                }),
+              );
+            } else if (message.type === 'next') {
+              if (!first) {
+                events[index]?.push({
+                  data: message.payload.data.deriverStatus,
+                  ...message.payload.extensions,
+                  receivedAt,
+                });
+              }
+              first = false;
+              resolve();
+            }
+          });
+        });
+      }),
+    );
+  }
+  return {
+    events,
+    close: () => {
+      for (const socket of sockets) socket.terminate();
+    },
+  };
+}
+
 async function settle(events: Event[][], quietMs = 300): Promise<void> {
   let last = -1;
   for (;;) {
@@ -197,6 +260,10 @@ async function settle(events: Event[][], quietMs = 300): Promise<void> {
  * same size, each parsed by its client, from a plain `ws` server. Runs once our subscribers are
  * closed (the two sets of sockets at once would exceed the file limit at 10k).
  */
+/** A p99 over the raw twin's p99 at the same size. */
+const ratio = (ours: Record<string, number>, label: string): number | null =>
+  rawP99[label] && ours[label] !== undefined ? round(ours[label] / rawP99[label], 2) : null;
+
 async function rawLatencyTwin(
   size: number,
   label: string,
@@ -227,12 +294,18 @@ async function rawLatencyTwin(
     );
   }
   await sleep(300);
-  for (let r = 0; r < rounds; r++) {
-    await command({ op: 'rawRound', group: r % SESSIONS.length, bytes: eventBytes, count: perRound });
-    await sleep(size >= 10_000 ? 60 : 25);
-  }
-  const expected = (rounds * perRound * size) / SESSIONS.length;
-  for (let waited = 0; rawLatencies.length < expected && waited < 5_000; waited += 20) await sleep(20);
+  await quiesce(size);
+  const rawRounds = async (count: number) => {
+    for (let r = 0; r < count; r++) {
+      await command({ op: 'rawRound', group: r % SESSIONS.length, bytes: eventBytes, count: perRound });
+      await sleep(pauseBetweenRounds(size));
+    }
+    const expected = (count * perRound * size) / SESSIONS.length;
+    for (let waited = 0; rawLatencies.length < expected && waited < 5_000; waited += 20) await sleep(20);
+  };
+  await rawRounds(WARMUP_ROUNDS);
+  rawLatencies.length = 0;
+  await rawRounds(rounds);
   for (const socket of rawSockets) socket.terminate();
   rawLatencies.sort((a, b) => a - b);
   rawP99[label] = round(percentile(rawLatencies, 99), 2);
@@ -245,7 +318,78 @@ async function rawLatencyTwin(
     frameBytes: eventBytes,
     p50Ms: round(percentile(rawLatencies, 50), 2),
     p99Ms: rawP99[label],
-    latencyRatio: round((p99[label] ?? Number.NaN) / (rawP99[label] ?? Number.NaN), 2),
+    latencyRatio: ratio(protocolP99, label),
+    graphqlWsLatencyRatio: ratio(p99, label),
+  });
+}
+
+/**
+ * Fan-out: 100 changes to one filter that every client subscribes to, against a raw broadcast.
+ * Closes the clients.
+ */
+let fanoutRatio: number | null = null;
+async function fanout(clients: Client[], size: number): Promise<void> {
+  const fan = await subscribeAll(clients, () => ({ w: 'fan', s: 'f', c: 0 }));
+  const CHANGES = 100;
+  await quiesce(size);
+  const { started: fanStart } = (await command({
+    op: 'churn',
+    workspaceId: 'fan',
+    sessionId: 'f',
+    changes: CHANGES,
+  })) as { started: number };
+  await settle(fan.events, 200);
+  const delivered = totalEvents(fan.events);
+  const lastReceipt = fan.events.reduce(
+    (max, list) => list.reduce((m, e) => Math.max(m, e.receivedAt), max),
+    0,
+  );
+  const ourRate = delivered / ((lastReceipt - fanStart) / 1000);
+  const frameBytes = JSON.stringify({
+    id: '00000000-0000-0000-0000-000000000000',
+    type: 'next',
+    payload: {
+      data: { deriverStatus: fan.events[0]?.[0]?.data },
+      extensions: { changedAt: 0, publishedAt: 0 },
+    },
+  }).length;
+  fan.unsubscribe();
+  await closeAll(clients); // the raw sockets next would exceed the file limit beside them at 10k
+
+  const rawClients: WebSocket[] = [];
+  let rawReceived = 0;
+  let rawLast = 0;
+  for (let i = 0; i < size; i += 250) {
+    await Promise.all(
+      Array.from({ length: Math.min(250, size - i) }, () => {
+        const socket = new WebSocket(rawUrl);
+        rawClients.push(socket);
+        socket.on('message', () => {
+          rawReceived++;
+          rawLast = now();
+        });
+        return new Promise((resolve) => socket.once('open', resolve));
+      }),
+    );
+  }
+  await quiesce(size);
+  const { started: rawStart } = (await command({ op: 'broadcast', bytes: frameBytes, count: CHANGES })) as {
+    started: number;
+  };
+  while (rawReceived < CHANGES * size) await sleep(20);
+  const rawRate = rawReceived / ((rawLast - rawStart) / 1000);
+  for (const socket of rawClients) socket.terminate();
+  fanoutRatio = round(ourRate / rawRate, 2);
+  report({
+    bench: 'live',
+    phase: 'fanout',
+    subscribers: size,
+    changes: CHANGES,
+    delivered,
+    frameBytes,
+    eventsPerSecond: Math.round(ourRate),
+    rawEventsPerSecond: Math.round(rawRate),
+    ratio: fanoutRatio,
   });
 }
 
@@ -254,31 +398,60 @@ async function rawLatencyTwin(
 const SESSIONS = Array.from({ length: 10 }, (_, i) => `s${i}`);
 await setupWorkspace('lat', SESSIONS);
 await command({ op: 'mode', mode: { kind: 'noop' } });
+/** p99 by size label: graphql-ws clients, protocol clients (JSON.parse only), the raw twin. */
 const p99: Record<string, number> = {};
+const protocolP99: Record<string, number> = {};
 const rawP99: Record<string, number> = {};
 let kbPerSubscription = Number.NaN;
-for (const size of SIZES) {
-  const label = size >= 1000 ? `${size / 1000}k` : String(size);
-  const rssBefore = serverRssKb();
-  const clients = await connect(size);
-  const pool = await subscribeAll(clients, (i) => ({ w: 'lat', s: SESSIONS[i % SESSIONS.length], c: 0 }));
-  await sleep(500);
-  const rssAfter = serverRssKb();
-  if (size === Math.max(...SIZES)) kbPerSubscription = (rssAfter - rssBefore) / size;
-  const rounds = PHASES.has('latency') ? 60 : 0;
-  const started = now();
-  for (let r = 0; r < rounds; r++) {
+const ROUNDS = PHASES.has('latency') ? 60 : 0;
+/** Rounds run and not counted before each latency pass (ours and raw): one per topic. */
+const WARMUP_ROUNDS = 10;
+const pauseBetweenRounds = (size: number) => (size >= 10_000 ? 60 : 25);
+const latencyVariables = (i: number) => ({ w: 'lat', s: SESSIONS[i % SESSIONS.length], c: 0 });
+
+/** The latency pattern: one message per round to one session (a task queued, run and done). */
+async function latencyRounds(size: number, events: Event[][]) {
+  await quiesce(size);
+  const oneRound = async (r: number) => {
     await addMessages('lat', SESSIONS[r % SESSIONS.length]!, 1);
-    await sleep(size >= 10_000 ? 60 : 25);
-  }
-  await settle(pool.events);
-  const all = pool.events.flat();
+    await sleep(pauseBetweenRounds(size));
+  };
+  for (let r = 0; r < WARMUP_ROUNDS; r++) await oneRound(r);
+  await settle(events);
+  for (const list of events) list.length = 0;
+  const started = now();
+  for (let r = 0; r < ROUNDS; r++) await oneRound(r);
+  await settle(events);
+  const all = events.flat();
   const latencies = all.map((e) => e.receivedAt - e.changedAt).sort((a, b) => a - b);
   // Where the time goes: until the view is computed (server), then until it is read (send + client).
   const toPublish = all.map((e) => e.publishedAt - e.changedAt).sort((a, b) => a - b);
   const toReceipt = all.map((e) => e.receivedAt - e.publishedAt).sort((a, b) => a - b);
-  p99[label] = round(percentile(latencies, 99), 2);
-  const perRound = Math.max(1, Math.round(all.length / ((rounds * size) / SESSIONS.length)));
+  return {
+    all,
+    figures: {
+      events: latencies.length,
+      seconds: round((now() - started) / 1000, 1),
+      p50Ms: round(percentile(latencies, 50), 2),
+      p99Ms: round(percentile(latencies, 99), 2),
+      maxMs: round(latencies.at(-1) ?? Number.NaN, 2),
+      changeToPublishP99Ms: round(percentile(toPublish, 99), 2),
+      publishToReceiptP99Ms: round(percentile(toReceipt, 99), 2),
+    },
+  };
+}
+
+for (const size of SIZES) {
+  const label = size >= 1000 ? `${size / 1000}k` : String(size);
+  const rssBefore = serverRssKb();
+  const clients = await connect(size);
+  const pool = await subscribeAll(clients, latencyVariables);
+  await sleep(500);
+  const rssAfter = serverRssKb();
+  if (size === Math.max(...SIZES)) kbPerSubscription = (rssAfter - rssBefore) / size;
+  const { all, figures } = await latencyRounds(size, pool.events);
+  p99[label] = figures.p99Ms;
+  const perRound = Math.max(1, Math.round(all.length / ((ROUNDS * size) / SESSIONS.length)));
   const eventBytes = JSON.stringify({
     id: '00000000-0000-0000-0000-000000000000',
     type: 'next',
@@ -287,15 +460,10 @@ for (const size of SIZES) {
   report({
     bench: 'live',
     phase: 'latency',
+    clients: 'graphql-ws',
     subscribers: size,
     topics: SESSIONS.length,
-    events: latencies.length,
-    seconds: round((now() - started) / 1000, 1),
-    p50Ms: round(percentile(latencies, 50), 2),
-    p99Ms: p99[label],
-    maxMs: round(latencies.at(-1) ?? Number.NaN, 2),
-    changeToPublishP99Ms: round(percentile(toPublish, 99), 2),
-    publishToReceiptP99Ms: round(percentile(toReceipt, 99), 2),
+    ...figures,
     serverRssKbBefore: rssBefore,
     serverRssKbAfter: rssAfter,
     kbPerSubscription: round((rssAfter - rssBefore) / size, 1),
@@ -303,73 +471,24 @@ for (const size of SIZES) {
   pool.unsubscribe();
 
   // ---- 2. fan-out throughput against a raw ws broadcast of the same bytes (largest size) ------
-  if (size === Math.max(...SIZES) && PHASES.has('fanout')) {
-    const fan = await subscribeAll(clients, () => ({ w: 'fan', s: 'f', c: 0 }));
-    const CHANGES = 100;
-    const { started: fanStart } = (await command({
-      op: 'churn',
-      workspaceId: 'fan',
-      sessionId: 'f',
-      changes: CHANGES,
-    })) as {
-      started: number;
-    };
-    await settle(fan.events, 200);
-    const delivered = totalEvents(fan.events);
-    const lastReceipt = fan.events.reduce(
-      (max, list) => list.reduce((m, e) => Math.max(m, e.receivedAt), max),
-      0,
-    );
-    const ourRate = delivered / ((lastReceipt - fanStart) / 1000);
-    const frameBytes = JSON.stringify({
-      id: '00000000-0000-0000-0000-000000000000',
-      type: 'next',
-      payload: {
-        data: { deriverStatus: fan.events[0]?.[0]?.data },
-        extensions: { changedAt: 0, publishedAt: 0 },
-      },
-    }).length;
-    fan.unsubscribe();
-    await closeAll(clients);
-    if (PHASES.has('latency')) await rawLatencyTwin(size, label, eventBytes, rounds, perRound);
+  if (size === Math.max(...SIZES) && PHASES.has('fanout')) await fanout(clients, size);
+  else await closeAll(clients);
 
-    const rawClients: WebSocket[] = [];
-    let rawReceived = 0;
-    let rawLast = 0;
-    for (let i = 0; i < size; i += 250) {
-      await Promise.all(
-        Array.from({ length: Math.min(250, size - i) }, () => {
-          const socket = new WebSocket(rawUrl);
-          rawClients.push(socket);
-          socket.on('message', () => {
-            rawReceived++;
-            rawLast = now();
-          });
-          return new Promise((resolve) => socket.once('open', resolve));
-        }),
-      );
-    }
-    const { started: rawStart } = (await command({ op: 'broadcast', bytes: frameBytes, count: CHANGES })) as {
-      started: number;
-    };
-    while (rawReceived < CHANGES * size) await sleep(20);
-    const rawRate = rawReceived / ((rawLast - rawStart) / 1000);
-    for (const socket of rawClients) socket.terminate();
+  if (PHASES.has('latency')) {
+    // The same rounds with clients that only parse each frame, as the raw twin's do.
+    const protocol = await protocolSubscribers(size, latencyVariables);
+    const { figures: protocolFigures } = await latencyRounds(size, protocol.events);
+    protocol.close();
+    protocolP99[label] = protocolFigures.p99Ms;
     report({
       bench: 'live',
-      phase: 'fanout',
+      phase: 'latency',
+      clients: 'protocol',
       subscribers: size,
-      changes: CHANGES,
-      delivered,
-      frameBytes,
-      eventsPerSecond: Math.round(ourRate),
-      rawEventsPerSecond: Math.round(rawRate),
-      ratio: round(ourRate / rawRate, 2),
+      topics: SESSIONS.length,
+      ...protocolFigures,
     });
-    (globalThis as { fanoutRatio?: number }).fanoutRatio = round(ourRate / rawRate, 2);
-  } else {
-    await closeAll(clients);
-    if (PHASES.has('latency')) await rawLatencyTwin(size, label, eventBytes, rounds, perRound);
+    await rawLatencyTwin(size, label, eventBytes, ROUNDS, perRound);
   }
 }
 
@@ -535,11 +654,11 @@ const sizes = Object.keys(p99);
 report({
   bench: 'live',
   p99Ms: Object.fromEntries(sizes.map((k) => [k, p99[k]])),
+  protocolP99Ms: Object.fromEntries(sizes.map((k) => [k, protocolP99[k] ?? null])),
   rawP99Ms: Object.fromEntries(sizes.map((k) => [k, rawP99[k] ?? null])),
-  latencyRatio: Object.fromEntries(
-    sizes.map((k) => [k, rawP99[k] ? round((p99[k] ?? Number.NaN) / rawP99[k], 2) : null]),
-  ),
-  fanoutRatio: (globalThis as { fanoutRatio?: number }).fanoutRatio ?? null,
+  latencyRatio: Object.fromEntries(sizes.map((k) => [k, ratio(protocolP99, k)])),
+  graphqlWsLatencyRatio: Object.fromEntries(sizes.map((k) => [k, ratio(p99, k)])),
+  fanoutRatio,
   idleMs,
   honchoPollIdleMs: round(mean(honcho), 1),
   poll200IdleMs: round(mean(poll200), 1),
