@@ -7,6 +7,7 @@ import { createClient } from 'graphql-ws';
 import { SignJWT } from 'jose';
 import { afterEach, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { wireFrame } from '../src/server/ws-frames.ts';
 import { gate, startTestServer, type TestServer } from './server-helpers.ts';
 import { send } from './transports.ts';
 
@@ -99,4 +100,33 @@ it('results graphql-ws still sends itself (a query over the socket, a refused su
     expect(result.errors?.[0]?.extensions, query).not.toHaveProperty('http');
   }
   await client.dispose();
+});
+
+it('a frame written straight to the TCP stream is the frame ws writes, for 7, 16 and 64-bit lengths', async () => {
+  // ws's framing classes (exported by ws, not declared by @types/ws).
+  const { Sender, Receiver } = (await import('ws')) as unknown as {
+    Sender: { frame(data: Buffer, options: Record<string, unknown>): Buffer[] };
+    Receiver: new (options: {
+      isServer: boolean;
+    }) => NodeJS.WritableStream & {
+      on(event: 'message', listener: (data: Buffer, isBinary: boolean) => void): void;
+    };
+  };
+  const head = Buffer.from('{"id":"1","type":"next","payload":');
+  for (const size of [10, 200, 70_000]) {
+    const payload = Buffer.from(JSON.stringify({ data: { s: 'x'.repeat(size) } }));
+    const message = Buffer.concat([head, payload, Buffer.from('}')]);
+    const frame = wireFrame(head, payload);
+    const ours = Sender.frame(message, { fin: true, opcode: 1, mask: false, readOnly: false, rsv1: false });
+    expect(frame.equals(Buffer.concat(ours)), `size ${size}`).toBe(true);
+    const received = await new Promise<string>((resolve) => {
+      const receiver = new Receiver({ isServer: false });
+      receiver.on('message', (data: Buffer, isBinary: boolean) => {
+        expect(isBinary).toBe(false);
+        resolve(String(data));
+      });
+      receiver.write(frame);
+    });
+    expect(JSON.parse(received)).toEqual({ id: '1', type: 'next', payload: JSON.parse(String(payload)) });
+  }
 });

@@ -59,7 +59,7 @@ function message(head: Buffer, payload: Buffer): Buffer {
  * section 5.2: FIN, text opcode, unmasked, 7, 16 or 64-bit length), in one buffer: one write,
  * one copy, nothing else allocated.
  */
-function wireFrame(head: Buffer, payload: Buffer): Buffer {
+export function wireFrame(head: Buffer, payload: Buffer): Buffer {
   const length = head.length + payload.length + 1;
   const headerLength = length < 126 ? 2 : length < 65_536 ? 4 : 10;
   const frame = Buffer.allocUnsafe(headerLength + length);
