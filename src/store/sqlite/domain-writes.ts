@@ -6,7 +6,7 @@ import type { UnitCounters } from '../../domain/counters.ts';
 import type { Message, Session, SessionPeer } from '../../domain/model.ts';
 import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
-import { formatWorkUnitKey } from '../../domain/work-unit-key.ts';
+import { formatWorkUnitKey, type WorkUnitKey } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
 import { unitCounters } from '../rows.ts';
 import type { AppendMessagesRequest, AppendMessagesResult, UpsertSessionRequest } from '../store.ts';
@@ -89,7 +89,6 @@ export function appendMessages(
   plan: (snapshot: SessionSnapshot) => MessagePlan,
   now: number,
 ): AppendMessagesResult & { changed: UnitCounters[] } {
-  const changedIds = new Set<number>();
   const { workspaceId, sessionId } = request;
   const session = sql.getSession.get(workspaceId, sessionId);
   if (!session) throw new NotFoundError('session', sessionId);
@@ -112,6 +111,32 @@ export function appendMessages(
   });
   for (const peerId of planned.newPeers) sql.insertPeer.run(workspaceId, peerId, now);
   for (const peerId of planned.joins) sql.upsertMember.run(workspaceId, sessionId, peerId, null, 0, now);
+  // One upsert per work unit the call feeds, counting all its new tasks: the unit rows first, then
+  // the messages and their tasks (a unit without a head gets its first new task as the head).
+  const units = new Map<string, { key: WorkUnitKey; tasks: number; id: number; needsHead: boolean }>();
+  for (const message of planned.messages) {
+    for (const { key } of message.tasks) {
+      const unitKey = formatWorkUnitKey(key);
+      const unit = units.get(unitKey);
+      if (unit) unit.tasks++;
+      else units.set(unitKey, { key, tasks: 1, id: 0, needsHead: false });
+    }
+  }
+  for (const [unitKey, unit] of units) {
+    const { key } = unit;
+    const row = sql.enqueueUnit.get(
+      unitKey,
+      key.taskType,
+      key.workspaceId,
+      key.sessionId,
+      key.observerId,
+      key.senderId,
+      unit.tasks,
+    );
+    if (!row) throw new Error('work unit upsert returned nothing');
+    unit.id = row.id;
+    unit.needsHead = row.head_task_id === null;
+  }
   const messages: Message[] = [];
   let enqueuedTasks = 0;
   for (const message of planned.messages) {
@@ -129,28 +154,22 @@ export function appendMessages(
       createdAt: now,
     });
     for (const task of message.tasks) {
-      const { key } = task;
-      const unit = sql.enqueueUnit.get(
-        formatWorkUnitKey(key),
-        key.taskType,
-        key.workspaceId,
-        key.sessionId,
-        key.observerId,
-        key.senderId,
-      );
-      if (!unit) throw new Error('work unit upsert returned nothing');
+      const unit = units.get(formatWorkUnitKey(task.key));
+      if (!unit) throw new Error('a task of no upserted work unit');
       const taskId = Number(
         sql.insertTask.run(unit.id, messageId, JSON.stringify(task.payload), now).lastInsertRowid,
       );
-      if (unit.head_task_id === null) sql.setUnitHead.run(taskId, unit.id);
-      changedIds.add(unit.id);
+      if (unit.needsHead) {
+        sql.setUnitHead.run(taskId, unit.id);
+        unit.needsHead = false;
+      }
       enqueuedTasks++;
     }
   }
   const last = planned.messages.at(-1);
   if (last) sql.setMessageCount.run(last.seq, workspaceId, sessionId);
   const changed: UnitCounters[] = [];
-  for (const unitId of changedIds) {
+  for (const { id: unitId } of units.values()) {
     const row = sql.getUnit.get(unitId);
     if (row) changed.push(unitCounters(row));
   }

@@ -125,13 +125,14 @@ export function prepareStatements(db: Database.Database) {
     ),
 
     // queue: enqueue
+    /** Counts `pending` new tasks in a unit (creating it); one change (version) however many. */
     enqueueUnit: p<
-      [string, string, string, string, string | null, string | null],
+      [string, string, string, string, string | null, string | null, number],
       { id: number; head_task_id: number | null }
     >(
       `INSERT INTO work_units (unit_key, task_type, workspace_id, session_id, observer_id, sender_id, pending, version)
-       VALUES (?, ?, ?, ?, ?, ?, 1, 1)
-       ON CONFLICT (unit_key) DO UPDATE SET pending = pending + 1, version = version + 1
+       VALUES (?, ?, ?, ?, ?, ?, ?, 1)
+       ON CONFLICT (unit_key) DO UPDATE SET pending = pending + excluded.pending, version = version + 1
        RETURNING id, head_task_id`,
     ),
     insertTask: p<[number, number, string, number]>(
