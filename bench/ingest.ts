@@ -6,6 +6,8 @@
  *
  *   npm run bench:ingest          (INGEST_SECONDS=8 per phase, INGEST_CONNECTIONS=100)
  *
+ * BENCH_PROFILE_DIR=dir writes the server's CPU profile there.
+ *
  * Last line: {"bench":"ingest","floorPerSecond","statusPerSecond","addMessage1PerSecond",
  * "batchedMessagesPerSecond","ratio"} with ratio = addMessage1PerSecond / floorPerSecond.
  */
@@ -20,7 +22,20 @@ const dir = benchDir();
 const main = fileURLToPath(new URL('../src/server/main.ts', import.meta.url));
 const server = spawn(
   process.execPath,
-  ['--import', 'tsx', main, '--port', '0', '--worker-concurrency', '0', '--log-level', 'warn'],
+  [
+    ...(process.env.BENCH_PROFILE_DIR
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
+      : []),
+    '--import',
+    'tsx',
+    main,
+    '--port',
+    '0',
+    '--worker-concurrency',
+    '0',
+    '--log-level',
+    'warn',
+  ],
   {
     env: { ...process.env, DATABASE_URL: `file:${dir.path('ingest.db')}`, MUTATIONS_PER_SECOND: '0' },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -58,7 +58,28 @@ describe('request bodies', () => {
     });
   });
 
-  it("refuses a body over the limit with 413 (Yoga's limit), by Content-Length and while reading a chunked one", async () => {
+  it('bounds bodies of every other content type the same way, and still parses them', async () => {
+    const { url } = await start({ maxBodyBytes: 2_000 });
+    // A GraphQL string body (Yoga's parser for it runs on what the limit read).
+    const graphql = { 'content-type': 'application/graphql', 'x-graphql-yoga-csrf': '1' };
+    const small = await post(url, '{ __typename }', graphql);
+    expect(await small.json()).toEqual({ data: { __typename: 'Query' } });
+    const big = `{ __typename } ${'#'.repeat(3_000)}`;
+    const declared = await post(url, big, graphql);
+    expect(declared.status).toBe(413);
+    const chunked = await post(url, heldBody([new TextEncoder().encode(big)], Promise.resolve()), graphql);
+    expect(chunked.status).toBe(413);
+    expect((await chunked.json()).errors[0]).toMatchObject({
+      message: "the request body is larger than 2000 bytes (the server's MAX_BODY_BYTES)",
+      extensions: { code: 'REQUEST_ENTITY_TOO_LARGE' },
+    });
+    // A form body, parsed by Yoga after the limit read it.
+    const form = { 'content-type': 'application/x-www-form-urlencoded', 'x-graphql-yoga-csrf': '1' };
+    const viaForm = await post(url, `query=${encodeURIComponent('{ __typename }')}`, form);
+    expect(await viaForm.json()).toEqual({ data: { __typename: 'Query' } });
+  });
+
+  it('refuses a body over the limit with 413, by Content-Length and while reading a chunked one', async () => {
     const { url } = await start({ maxBodyBytes: 2_000 });
     const big = JSON.stringify({ query: `{__typename} ${'#'.repeat(3_000)}` });
     const declared = await post(url, big);

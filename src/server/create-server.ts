@@ -170,7 +170,8 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
       return { ...services, principal, clientId: clientIdOf(principal, address) };
     },
     graphqlEndpoint: GRAPHQL_PATH,
-    maxRequestBodySize: limits.maxBodyBytes,
+    // One body's size is bounded by useRequestBodyLimits, for every content type.
+    maxRequestBodySize: false,
     // Health (Yoga's `/health` included) and GraphiQL are answered before Yoga (see `handle`).
     landingPage: false,
     graphiql: false,
@@ -186,7 +187,10 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     maskedErrors: { maskError },
     plugins: [
       csrfPreventionOnPost(),
-      useRequestBodyLimits({ maxInflightBytes: limits.maxInflightBodyBytes }),
+      useRequestBodyLimits({
+        maxBodyBytes: limits.maxBodyBytes,
+        maxInflightBytes: limits.maxInflightBodyBytes,
+      }),
       // Query limits: depth, aliases, tokens and cost.
       EnvelopArmorPlugin({
         maxDepth: { n: 8 },
