@@ -443,10 +443,13 @@ async function latencyRounds(size: number, events: Event[][]) {
 
 for (const size of SIZES) {
   const label = size >= 1000 ? `${size / 1000}k` : String(size);
+  // Memory held per idle subscription: the server's RSS with its garbage collected, before and after.
+  await quiesce(0);
   const rssBefore = serverRssKb();
   const clients = await connect(size);
   const pool = await subscribeAll(clients, latencyVariables);
   await sleep(500);
+  await quiesce(size);
   const rssAfter = serverRssKb();
   if (size === Math.max(...SIZES)) kbPerSubscription = (rssAfter - rssBefore) / size;
   const { all, figures } = await latencyRounds(size, pool.events);

@@ -293,11 +293,13 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
         }
         set.add(topic);
       }
-      const subscriber = new Subscriber(
-        topic,
-        subscribeOptions.untilIdle === true,
-        snapshot ?? topic.compute(),
-      );
+      // A joiner of a live topic gets the topic's last view when nothing changed since (one view,
+      // so one execution and one serialization, shared with every subscriber that has it).
+      if (!snapshot) {
+        const fresh = topic.compute();
+        snapshot = sameView(fresh, topic.last) ? topic.last : fresh;
+      }
+      const subscriber = new Subscriber(topic, subscribeOptions.untilIdle === true, snapshot);
       topic.subscribers.add(subscriber);
       topic.joined = true;
       subscriberCount++;

@@ -27,8 +27,7 @@ import type { AddressInfo } from 'node:net';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
-import type { ExecutionArgs, ExecutionResult, GraphQLError } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
+import { type ExecutionArgs, type ExecutionResult, type GraphQLError, getOperationAST } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import { type WebSocket, WebSocketServer } from 'ws';
@@ -48,10 +47,10 @@ import { GRAPHIQL_DEFAULT_QUERY } from './graphiql.ts';
 import { createGraphiqlPage } from './graphiql-page.ts';
 import { limitConnections } from './guards/connection-limit.ts';
 import { createOriginPolicy } from './guards/origin-policy.ts';
-import { guardClientSocket } from './guards/ws-client-guard.ts';
 import { HEALTH_PATHS, type ReadinessCheck, runReadiness, sendJson } from './health.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './server-limits.ts';
 import { writeFrames } from './ws-frames.ts';
+import { serveGraphqlWs } from './ws-transport.ts';
 
 export interface DeriverServerOptions {
   readonly services: ApiServices;
@@ -89,9 +88,12 @@ export interface DeriverServer {
   close(): Promise<void>;
 }
 
-/** What `onSubscribe` hands to `execute` and `subscribe`: Yoga's execute, and whom to write to. */
-type EnvelopedRoot = {
-  execute: (args: ExecutionArgs) => unknown;
+/**
+ * What `onSubscribe` hands to `execute` and `subscribe` as the root value: whom to write to and,
+ * for a query or mutation, Yoga's execute.
+ */
+type WsRoot = {
+  execute?: (args: ExecutionArgs) => unknown;
   socket: WebSocket;
   id: string;
 };
@@ -158,17 +160,20 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
 
   const authenticate = async (authorization: unknown): Promise<Principal> =>
     keys ? keys.verify(bearerToken(authorization)) : OPEN;
-  const clientIdOf = (principal: Principal, address: string | undefined): string =>
-    principal.kind === 'key' ? scopeKey(principal.scope) : `addr:${address ?? 'unknown'}`;
+  /** What resolvers get: the services, who asks, and whom rate limits count it against. */
+  const apiContext = (principal: Principal, address: string | undefined): ApiContext => ({
+    ...services,
+    principal,
+    clientId: principal.kind === 'key' ? scopeKey(principal.scope) : `addr:${address ?? 'unknown'}`,
+  });
 
   const yoga = createYoga<TransportContext>({
     schema,
-    context: async (initial): Promise<ApiContext> => {
-      const principal =
-        initial.principal ?? (await authenticate(initial.request?.headers.get('authorization')));
-      const address = initial.clientAddress ?? initial.req?.socket.remoteAddress;
-      return { ...services, principal, clientId: clientIdOf(principal, address) };
-    },
+    context: async (initial): Promise<ApiContext> =>
+      apiContext(
+        initial.principal ?? (await authenticate(initial.request?.headers.get('authorization'))),
+        initial.clientAddress ?? initial.req?.socket.remoteAddress,
+      ),
     graphqlEndpoint: GRAPHQL_PATH,
     // One body's size is bounded by useRequestBodyLimits, for every content type.
     maxRequestBodySize: false,
@@ -276,39 +281,38 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
           ? done(true)
           : done(false, 403, 'Forbidden web origin'),
   });
-  /** Who opened each socket, from its `connection_init`. */
-  const principals = new WeakMap<WebSocket, Principal>();
   /** An operation refused before execution (its `error` message drops `extensions.http` in `onError`). */
   const refuse = (error: unknown): GraphQLError[] => [maskError(error) as GraphQLError];
 
-  const ws = useServer(
+  const ws = serveGraphqlWs(
+    wss,
     {
-      connectionInitWaitTimeout: options.connectionInitTimeoutMs ?? 3_000,
       onConnect: async (ctx) => {
+        const { extra } = ctx;
         try {
-          principals.set(
-            ctx.extra.socket,
-            await authenticate(paramHeader(ctx.connectionParams, 'authorization')),
-          );
+          const principal = await authenticate(paramHeader(ctx.connectionParams, 'authorization'));
+          extra.principal = principal;
+          extra.context = apiContext(principal, extra.clientAddress);
           return true;
         } catch (error) {
           const reason = error instanceof UnauthenticatedError ? error.message : 'Forbidden';
           // 4403 as graphql-ws does on `false`, with the reason a person can act on.
-          ctx.extra.socket.close(4403, reason.slice(0, 120));
+          extra.socket.close(4403, reason.slice(0, 120));
           return false;
         }
       },
-      execute: (args) => (args.rootValue as EnvelopedRoot).execute(args) as never,
+      execute: (args) => (args.rootValue as WsRoot).execute?.(args) as never,
       // Events go straight from the shared subscribe function to the socket, each payload
       // serialized once for all its subscribers (see shared-results.ts and ws-frames.ts).
       subscribe: async (args) => {
-        const { socket, id } = args.rootValue as EnvelopedRoot;
+        const { socket, id } = args.rootValue as WsRoot;
         const events = await sharedSubscribe({ ...args, rootValue: undefined });
         if (!isReadyStream(events)) return events as never;
         return writeFrames(events, socket, id, nextPayload) as never;
       },
       onSubscribe: async (ctx, id, payload) => {
-        const principal = principals.get(ctx.extra.socket) ?? OPEN;
+        const { socket, clientAddress } = ctx.extra;
+        const principal = ctx.extra.principal ?? OPEN;
         if (principal.kind === 'key' && principal.expiresAt !== null && principal.expiresAt <= Date.now()) {
           return refuse(new UnauthenticatedError('the key has expired'));
         }
@@ -320,26 +324,27 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
             ),
           );
         }
-        const initial: TransportContext & Record<string, unknown> = {
-          ...ctx,
-          req: ctx.extra.request,
-          socket: ctx.extra.socket,
-          params: payload,
-          principal,
-          clientAddress: ctx.extra.request.socket.remoteAddress,
-        };
-        const enveloped = yoga.getEnveloped(initial);
+        const enveloped = yoga.getEnveloped({ params: payload, principal, clientAddress });
         try {
           const document = enveloped.parse(payload.query);
           const errors = enveloped.validate(enveloped.schema, document);
           if (errors.length > 0) return errors;
-          return {
+          const args = {
             schema: enveloped.schema,
             operationName: payload.operationName,
             document,
             variableValues: payload.variables,
+          };
+          // A subscription lives as long as its socket: it keeps the socket's one context and no
+          // per-operation envelop (its events skip envelop, see shared-results.ts).
+          if (getOperationAST(document, payload.operationName)?.operation === 'subscription') {
+            const contextValue = ctx.extra.context ?? apiContext(principal, clientAddress);
+            return { ...args, contextValue, rootValue: { socket, id } satisfies WsRoot };
+          }
+          return {
+            ...args,
             contextValue: await enveloped.contextFactory(),
-            rootValue: { execute: enveloped.execute, socket: ctx.extra.socket, id } satisfies EnvelopedRoot,
+            rootValue: { execute: enveloped.execute, socket, id } satisfies WsRoot,
           };
         } catch (error) {
           // A parse error, a query limit or anything else refused before execution: an `error`
@@ -351,19 +356,17 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
       onNext: (_ctx, _id, _payload, _args, result) => (result.errors ? nextPayload(result) : undefined),
       onError: (_ctx, _id, _payload, errors) => withoutHttpExtensions(errors),
     },
-    wss,
-    options.keepAliveMs ?? 12_000,
+    {
+      logger,
+      keepAliveMs: options.keepAliveMs ?? 12_000,
+      connectionInitTimeoutMs: options.connectionInitTimeoutMs ?? 3_000,
+    },
   );
 
-  // A client's protocol mistakes close its socket cleanly and are not logged as server faults.
-  wss.on('connection', (socket) => guardClientSocket(socket, logger));
-  // The WebSocket server re-emits the HTTP server's errors, and graphql-ws prints them as internal
-  // errors. Before the server listens, an error is a failed start (a port in use): `listen`
-  // rejects with it and the caller says it in one line, so it is not printed here as well.
-  const wsErrorListeners = wss.listeners('error') as ((error: Error) => void)[];
-  wss.removeAllListeners('error');
+  // The WebSocket server re-emits the HTTP server's errors. Before the server listens, an error is
+  // a failed start (a port in use): `listen` rejects with it and the caller says it in one line.
   wss.on('error', (error) => {
-    if (httpServer.listening) for (const listener of wsErrorListeners) listener.call(wss, error);
+    if (httpServer.listening) logger.error({ err: error }, 'WebSocket server error');
   });
 
   return {

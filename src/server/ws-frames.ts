@@ -130,10 +130,13 @@ class FrameWriter implements AsyncIterableIterator<never> {
       if (result instanceof Promise) {
         this.#state = 'writing';
         // A failed execution ends the operation with an error (graphql-ws sends it).
-        result.then(this.#writeLater, (error: unknown) => {
-          this.#state = 'ended';
-          this.#rejectEnded(error);
-        });
+        result.then(
+          (value) => this.#writeLater(value),
+          (error: unknown) => {
+            this.#state = 'ended';
+            this.#rejectEnded(error);
+          },
+        );
         return;
       }
       this.#write(result);
@@ -156,12 +159,12 @@ class FrameWriter implements AsyncIterableIterator<never> {
     this.#pump();
   };
 
-  readonly #writeLater = (result: ExecutionResult): void => {
+  #writeLater(result: ExecutionResult): void {
     if (this.#state !== 'writing') return;
     this.#state = 'idle';
     this.#write(result);
     if (this.#state === 'idle') this.#pump();
-  };
+  }
 
   #end(): void {
     if (this.#state === 'ended') return;
