@@ -4,13 +4,19 @@
  * broadcast of the same bytes, idle detection against polling loops, RSS per idle subscription,
  * and coalescing under 10k+ task completions per second.
  *
- *   npm run bench:live                  (SUBSCRIBERS=1000,10000 to change the sizes)
+ *   npm run bench:live                  (SUBSCRIBERS=1000,10000 to change the sizes,
+ *                                        PHASES=latency,fanout,idle,load,cross to pick phases,
+ *                                        LATENCY_ROUNDS=150 rounds per latency pass)
  *
  * The `cross` phase (cross-instance.ts) needs PostgreSQL: TEST_DATABASE_URL, else an embedded one.
  *
  * Every latency figure has a raw twin measured in the same run: a plain `ws` server sends frames of
  * the same size to the same number of sockets, by the same topics and pacing, and each client
- * parses them (`latency-raw`; `rawP99Ms` and `latencyRatio` = ours / raw in the summary).
+ * parses them (`latency-raw`). Our server is measured twice: with graphql-ws clients, and with
+ * protocol clients that, like the twin's, only parse each frame; `latencyRatio` in the summary is
+ * protocol / raw (the same client work on both sides), `graphqlWsLatencyRatio` graphql-ws / raw.
+ * Each pass starts quiet (the previous pass's sockets closed and both processes' garbage
+ * collected) and after 10 uncounted warm-up rounds.
  *
  * Latency uses one clock: the server stamps each event with the time of the status change
  * (`extensions.changedAt`, epoch ms from performance.timeOrigin + now()), the generator subtracts
@@ -403,7 +409,7 @@ const p99: Record<string, number> = {};
 const protocolP99: Record<string, number> = {};
 const rawP99: Record<string, number> = {};
 let kbPerSubscription = Number.NaN;
-const ROUNDS = PHASES.has('latency') ? 60 : 0;
+const ROUNDS = PHASES.has('latency') ? Number(process.env.LATENCY_ROUNDS ?? 150) : 0;
 /** Rounds run and not counted before each latency pass (ours and raw): one per topic. */
 const WARMUP_ROUNDS = 10;
 const pauseBetweenRounds = (size: number) => (size >= 10_000 ? 60 : 25);
