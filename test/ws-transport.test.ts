@@ -28,6 +28,19 @@ async function openSocket(url: string, options: WebSocket.ClientOptions = {}) {
   return { socket, messages, closed };
 }
 
+/** The socket still answers a query, and is then closed by the client. */
+async function expectAnswers(open: Awaited<ReturnType<typeof openSocket>>): Promise<void> {
+  open.socket.send(
+    JSON.stringify({
+      id: 'q',
+      type: 'subscribe',
+      payload: { query: '{ deriverStatus { totalWorkUnits } }' },
+    }),
+  );
+  await expect.poll(() => open.messages.find((m) => m.id === 'q' && m.type === 'next')).toBeTruthy();
+  open.socket.close();
+}
+
 it('keep-alive terminates a peer that stops answering pings and keeps one that answers', async () => {
   server = await startTestServer({ server: { keepAliveMs: 50 } });
   const silent = await openSocket(server.url, { autoPong: false });
@@ -37,15 +50,7 @@ it('keep-alive terminates a peer that stops answering pings and keeps one that a
   expect(alive.socket.readyState).toBe(WebSocket.OPEN);
   // The live one still works after several intervals.
   await new Promise((resolve) => setTimeout(resolve, 200));
-  alive.socket.send(
-    JSON.stringify({
-      id: 'q',
-      type: 'subscribe',
-      payload: { query: '{ deriverStatus { totalWorkUnits } }' },
-    }),
-  );
-  await expect.poll(() => alive.messages.find((m) => m.id === 'q' && m.type === 'next')).toBeTruthy();
-  alive.socket.close();
+  await expectAnswers(alive);
 });
 
 it('closes a socket that sends a server-only message with 4400, and one that sends garbage too', async () => {
@@ -74,15 +79,7 @@ it('a frame over the size limit closes only that socket, with 1009, and the serv
   const other = await openSocket(server.url);
   big.socket.send('x'.repeat(2_000));
   expect((await big.closed).code).toBe(1009);
-  other.socket.send(
-    JSON.stringify({
-      id: 'q',
-      type: 'subscribe',
-      payload: { query: '{ deriverStatus { totalWorkUnits } }' },
-    }),
-  );
-  await expect.poll(() => other.messages.find((m) => m.id === 'q' && m.type === 'next')).toBeTruthy();
-  other.socket.close();
+  await expectAnswers(other);
 });
 
 it('closes a socket that does not send connection_init in time with 4408, and keeps one that did', async () => {

@@ -13,6 +13,7 @@ import {
   upsertSessionInput,
   upsertWorkspaceInput,
 } from '../domain/inputs.ts';
+import { limits } from '../domain/limits.ts';
 import { AuthDisabledError, UnauthenticatedError } from '../errors.ts';
 import type { StatusView } from '../live/status-view.ts';
 import { builder } from './builder.ts';
@@ -208,7 +209,7 @@ const subscriptionArgs = statusFilterInput.extend({
     .number({ error: 'must be a number' })
     .int({ error: 'must be a whole number' })
     .min(0, { error: 'must be 0 or more' })
-    .max(10_000, { error: 'must be at most 10000' })
+    .max(limits.coalesceMaxMs, { error: `must be at most ${limits.coalesceMaxMs}` })
     .nullish(),
 });
 
@@ -226,8 +227,7 @@ builder.subscriptionType({
           sessionId: t.arg.id(),
           untilIdle: t.arg.boolean({ defaultValue: false }),
           coalesceMs: t.arg.int({
-            description:
-              'Coalescing window for this subscription, 0 (every change) to 10000 ms. Default: the server setting.',
+            description: `Coalescing window for this subscription, 0 (every change) to ${limits.coalesceMaxMs} ms. Default: the server setting.`,
           }),
         },
         subscriptionArgs,

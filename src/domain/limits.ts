@@ -13,6 +13,8 @@ export const limits = {
    * handed an unbounded range whatever `messagesPerLongSummary` says.
    */
   messagesPerSummary: 1_000,
+  /** The longest coalescing window of a status subscription, in ms (SPEC section 5). */
+  coalesceMaxMs: 10_000,
 } as const;
 
 export const DEFAULT_WORKSPACE_ID = 'default';

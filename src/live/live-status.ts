@@ -29,6 +29,7 @@
  * synchronously when told one is pending, so a publication reaches every socket with no promise
  * per subscriber.
  */
+import { limits } from '../domain/limits.ts';
 import { isIdle } from '../status/counts.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
 import { filterKey, filtersFedBy, type StatusChange, type StatusQuery } from '../status/status-filter.ts';
@@ -39,8 +40,6 @@ export interface LiveStatusOptions {
   readonly status: StatusEngine;
   /** Coalescing window when a subscriber does not choose one, in ms. @default 100 */
   readonly windowMs?: number;
-  /** Largest window a subscriber may choose, in ms. @default 10000 */
-  readonly maxWindowMs?: number;
   /**
    * How often topics that last published a throughput are looked at again:
    * a rate decays with time alone, without any count changing. @default 1000
@@ -51,7 +50,7 @@ export interface LiveStatusOptions {
 export interface LiveSubscribeOptions {
   /** End the stream once nothing is pending or running (at once if that already holds). */
   readonly untilIdle?: boolean;
-  /** This subscriber's coalescing window, from 0 to `maxWindowMs`. @default the server's */
+  /** This subscriber's coalescing window, from 0 to `limits.coalesceMaxMs`. @default the server's */
   readonly windowMs?: number;
   /** Compute the per-session breakdown with every view (only for filters without a session). */
   readonly withSessions?: boolean;
@@ -84,7 +83,6 @@ export interface LiveStatus {
 export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
   const { status } = options;
   const defaultWindow = options.windowMs ?? 100;
-  const maxWindow = options.maxWindowMs ?? 10_000;
   /** Topics by filter key (one filter may have topics with different windows). */
   const byFilter = new Map<string, Set<Topic>>();
   const topics = new Map<string, Topic>();
@@ -274,7 +272,10 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
 
   return {
     subscribe(filter, subscribeOptions = {}) {
-      const windowMs = Math.min(maxWindow, Math.max(0, subscribeOptions.windowMs ?? defaultWindow));
+      const windowMs = Math.min(
+        limits.coalesceMaxMs,
+        Math.max(0, subscribeOptions.windowMs ?? defaultWindow),
+      );
       const withSessions = subscribeOptions.withSessions === true && filter.sessionId === undefined;
       const withProgress = subscribeOptions.withProgress === true;
       const fKey = filterKey(filter);

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { MIN_SECRET_BYTES } from '../auth/keyring.ts';
+import { limits } from '../domain/limits.ts';
 import { parseStoreUrl } from '../store/open-store.ts';
 import { normalizeOrigin } from './guards/origin-policy.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './server-limits.ts';
@@ -224,7 +225,7 @@ const envSchema = z.object({
       return Number(match[1]) * DURATION_UNITS[match[2] as keyof typeof DURATION_UNITS];
     }),
   DEMO_TASK_MS: integer('DEMO_TASK_MS', 0, 3_600_000, 250),
-  COALESCE_MS: integer('COALESCE_MS', 0, 10_000, 100),
+  COALESCE_MS: integer('COALESCE_MS', 0, limits.coalesceMaxMs, 100),
   LOG_LEVEL: z
     .string()
     .optional()
