@@ -84,7 +84,7 @@ const { url, rawUrl } = await ready;
 /**
  * GraphQL over HTTP with node:http and kept-alive connections: the cheapest real client, so the
  * generator's own cost per round stays small beside the raw twin's rounds (an IPC message each).
- * (undici's fetch here added about a third to the 1k latency p99 of our passes.)
+ * (undici's fetch here added a fifth to a third to the 1k latency p99 of our passes.)
  */
 const httpAgent = new Agent({ keepAlive: true, maxSockets: 4 });
 function gql<T = Record<string, unknown>>(query: string, variables?: object): Promise<T> {
