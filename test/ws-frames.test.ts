@@ -3,11 +3,14 @@
  * graphql-transport-ws client sees byte-correct frames, as graphql-ws would write them, for any
  * operation id, and a graphql-ws client sees the same events as before.
  */
+
+import type { ExecutionResult } from 'graphql';
 import { createClient } from 'graphql-ws';
 import { SignJWT } from 'jose';
 import { afterEach, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { wireFrame } from '../src/server/ws-frames.ts';
+import { wireFrame, writeFrames } from '../src/server/ws-frames.ts';
+import { DONE, ReadyStream } from '../src/util/ready-stream.ts';
 import { gate, startTestServer, type TestServer } from './server-helpers.ts';
 import { send } from './transports.ts';
 
@@ -129,4 +132,57 @@ it('a frame written straight to the TCP stream is the frame ws writes, for 7, 16
     });
     expect(JSON.parse(received)).toEqual({ id: '1', type: 'next', payload: JSON.parse(String(payload)) });
   }
+});
+
+it('a frame that cannot be written ends that operation with the error, and the publication reaches the others', async () => {
+  /** A one-view-at-a-time source, as a live subscriber is. */
+  class Source extends ReadyStream<ExecutionResult> {
+    view: ExecutionResult | null = null;
+    listener = () => {};
+    left = false;
+    offer(view: ExecutionResult) {
+      this.view = view;
+      this.listener();
+    }
+    read() {
+      const view = this.view;
+      this.view = null;
+      return view ? { done: false as const, value: view } : undefined;
+    }
+    onReadable(listener: () => void) {
+      this.listener = listener;
+    }
+    async return() {
+      this.left = true;
+      return DONE;
+    }
+  }
+  const written: Buffer[] = [];
+  const socketWith = (write: (frame: Buffer) => void) =>
+    ({ readyState: 1, OPEN: 1, extensions: '', _socket: { write } }) as unknown as WebSocket;
+  const failing = new Source();
+  const working = new Source();
+  const failed = writeFrames(
+    failing,
+    socketWith(() => {
+      throw new Error('socket gone');
+    }),
+    'a',
+    (r) => r,
+  ).next();
+  writeFrames(
+    working,
+    socketWith((frame) => void written.push(frame)),
+    'b',
+    (r) => r,
+  );
+  const view = { data: { n: 1 } };
+  // One publication, in order: the failing subscriber first.
+  expect(() => {
+    for (const source of [failing, working]) source.offer(view);
+  }).not.toThrow();
+  await expect(failed).rejects.toThrow('socket gone');
+  expect(failing.left).toBe(true);
+  expect(written).toHaveLength(1);
+  expect(String(written[0]?.subarray(2))).toBe('{"id":"b","type":"next","payload":{"data":{"n":1}}}');
 });

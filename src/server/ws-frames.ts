@@ -13,7 +13,8 @@
  * - `writing`: one frame handed to the socket; newer results wait in the stream, which keeps only
  *   the latest (a slow consumer costs one pending view, never a queue). When the socket has
  *   written the frame -> `idle`, and whatever is ready now is written.
- * - `ended`: the stream ended (or was left); nothing more is written.
+ * - `ended`: the stream ended (or was left), or writing failed (the operation then ends with that
+ *   error, graphql-ws sends it); nothing more is written.
  * A result that is a promise (asynchronous execution) is awaited in `writing`.
  *
  * graphql-ws keeps everything else (connection, subscribe, validation, errors, `complete`): the
@@ -117,8 +118,20 @@ class FrameWriter implements AsyncIterableIterator<never> {
     this.#pump();
   }
 
-  /** Writes whatever is ready, one frame at a time (bound: it is the stream's listener). */
+  /**
+   * Writes whatever is ready, one frame at a time (bound: it is the stream's listener). It runs
+   * inside a topic's publication, so a failure ends this operation alone (graphql-ws sends the
+   * error) and never reaches the other subscribers.
+   */
   readonly #pump = (): void => {
+    try {
+      this.#drain();
+    } catch (error) {
+      this.#fail(error);
+    }
+  };
+
+  #drain(): void {
     while (this.#state === 'idle') {
       const step = this.events.read();
       if (!step) return;
@@ -132,16 +145,20 @@ class FrameWriter implements AsyncIterableIterator<never> {
         // A failed execution ends the operation with an error (graphql-ws sends it).
         result.then(
           (value) => this.#writeLater(value),
-          (error: unknown) => {
-            this.#state = 'ended';
-            this.#rejectEnded(error);
-          },
+          (error: unknown) => this.#fail(error),
         );
         return;
       }
       this.#write(result);
     }
-  };
+  }
+
+  #fail(error: unknown): void {
+    if (this.#state === 'ended') return;
+    this.#state = 'ended';
+    this.#rejectEnded(error);
+    void this.events.return();
+  }
 
   #write(result: ExecutionResult): void {
     // A closed socket takes no frame; graphql-ws ends the subscription when it sees the close.
@@ -162,8 +179,13 @@ class FrameWriter implements AsyncIterableIterator<never> {
   #writeLater(result: ExecutionResult): void {
     if (this.#state !== 'writing') return;
     this.#state = 'idle';
-    this.#write(result);
-    if (this.#state === 'idle') this.#pump();
+    try {
+      this.#write(result);
+    } catch (error) {
+      this.#fail(error);
+      return;
+    }
+    this.#pump();
   }
 
   #end(): void {
