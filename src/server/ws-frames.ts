@@ -46,14 +46,17 @@ function payloadBytes(result: ExecutionResult, prepare: (r: ExecutionResult) => 
 const TEXT = { binary: false } as const;
 const CLOSING_BRACE = 0x7d;
 
-/** The message `head + payload + "}"`, for `ws` to frame. */
-function message(head: Buffer, payload: Buffer): Buffer {
-  const bytes = Buffer.allocUnsafe(head.length + payload.length + 1);
-  head.copy(bytes, 0);
-  payload.copy(bytes, head.length);
-  bytes[bytes.length - 1] = CLOSING_BRACE;
-  return bytes;
+/** Copies the message `head + payload + "}"` into `target` from `at` to its end. */
+function copyMessage(target: Buffer, at: number, head: Buffer, payload: Buffer): Buffer {
+  head.copy(target, at);
+  payload.copy(target, at + head.length);
+  target[target.length - 1] = CLOSING_BRACE;
+  return target;
 }
+
+/** The message alone, for `ws` to frame. */
+const message = (head: Buffer, payload: Buffer): Buffer =>
+  copyMessage(Buffer.allocUnsafe(head.length + payload.length + 1), 0, head, payload);
 
 /**
  * The same message as one complete WebSocket frame, as `ws` would write it for a server (RFC 6455
@@ -75,10 +78,7 @@ export function wireFrame(head: Buffer, payload: Buffer): Buffer {
     frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
     frame.writeUInt32BE(length >>> 0, 6);
   }
-  head.copy(frame, headerLength);
-  payload.copy(frame, headerLength + head.length);
-  frame[frame.length - 1] = CLOSING_BRACE;
-  return frame;
+  return copyMessage(frame, headerLength, head, payload);
 }
 
 /**
@@ -123,13 +123,17 @@ class FrameWriter implements AsyncIterableIterator<never> {
    * inside a topic's publication, so a failure ends this operation alone (graphql-ws sends the
    * error) and never reaches the other subscribers.
    */
-  readonly #pump = (): void => {
+  readonly #pump = (): void => this.#run();
+
+  /** Writes `first` (a result read before), then whatever is ready; a failure ends the operation. */
+  #run(first?: ExecutionResult): void {
     try {
+      if (first) this.#write(first);
       this.#drain();
     } catch (error) {
       this.#fail(error);
     }
-  };
+  }
 
   #drain(): void {
     while (this.#state === 'idle') {
@@ -179,13 +183,7 @@ class FrameWriter implements AsyncIterableIterator<never> {
   #writeLater(result: ExecutionResult): void {
     if (this.#state !== 'writing') return;
     this.#state = 'idle';
-    try {
-      this.#write(result);
-    } catch (error) {
-      this.#fail(error);
-      return;
-    }
-    this.#pump();
+    this.#run(result);
   }
 
   #end(): void {

@@ -104,6 +104,7 @@ export function serveGraphqlWs(
   options: WsTransportOptions,
 ): WsTransport {
   const { logger, connectionInitTimeoutMs } = options;
+  const transports = new WeakMap<WebSocket, GraphqlWsSocket>();
   // The wait for `connection_init` is kept here, as a timer dropped once the message comes
   // (graphql-ws's own keeps its timer for the socket's lifetime).
   const server = makeServer({
@@ -117,7 +118,6 @@ export function serveGraphqlWs(
     },
   });
   wss.options.handleProtocols = handleProtocols;
-  const transports = new WeakMap<WebSocket, GraphqlWsSocket>();
   /** Sockets that have not answered the last ping. */
   const unanswered = new WeakSet<WebSocket>();
 
