@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/server/config.ts';
 import { tempDir } from './helpers.ts';
-import { listeningUrl } from './support/processes.ts';
+import { listeningUrl, printed } from './support/processes.ts';
 
 const MAIN = fileURLToPath(new URL('../src/server/main.ts', import.meta.url));
 
@@ -115,17 +115,29 @@ describe('npm start', () => {
     first.remove();
 
     // A task that would run for a minute: the first signal waits for it, the second does not.
-    const second = await start({ DEMO_TASK_MS: '60000' });
-    const post = (query: string) =>
-      fetch(second.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ query }),
-      });
+    const second = await start({ DEMO_TASK_MS: '60000', LOG_LEVEL: 'info' });
+    const post = async (query: string) =>
+      (
+        await fetch(second.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ query }),
+        })
+      ).json();
     await post('mutation{upsertSession(id:"s",peers:[{peerId:"a"}]){id}}');
     await post('mutation{addMessages(sessionId:"s",messages:[{peerId:"a",content:"x"}]){enqueuedTasks}}');
+    // The task is running (an SSE subscription waits for it, no sleep) ...
+    const running = await fetch(
+      `${second.url}?query=${encodeURIComponent('subscription{deriverStatus{inProgressWorkUnits}}')}`,
+      { headers: { accept: 'text/event-stream' } },
+    );
+    const events = running.body!.pipeThrough(new TextDecoderStream()).getReader();
+    for (let seen = ''; !seen.includes('"inProgressWorkUnits":1'); ) seen += (await events.read()).value;
+    await events.cancel();
+    // ... the first signal has been taken (the server says so), then the second.
+    const draining = printed(second.child, /shutting down gracefully/);
     second.child.kill('SIGTERM');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await draining;
     second.child.kill('SIGTERM');
     expect(await second.exit).toBe(1);
     second.remove();

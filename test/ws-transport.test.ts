@@ -48,8 +48,14 @@ it('keep-alive terminates a peer that stops answering pings and keeps one that a
   const { code } = await silent.closed;
   expect(code).toBe(1006); // terminated: no closing handshake
   expect(alive.socket.readyState).toBe(WebSocket.OPEN);
-  // The live one still works after several intervals.
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The live one still works after several intervals (it answered three more pings).
+  await new Promise<void>((resolve) => {
+    let pings = 0;
+    alive.socket.on('ping', () => {
+      if (++pings === 3) resolve();
+    });
+  });
+  expect(alive.socket.readyState).toBe(WebSocket.OPEN);
   await expectAnswers(alive);
 });
 
@@ -89,7 +95,10 @@ it('closes a socket that does not send connection_init in time with 4408, and ke
   const closed = new Promise<number>((resolve) => silent.once('close', (code) => resolve(code)));
   const initialised = await openSocket(server.url);
   expect(await closed).toBe(4408);
-  await new Promise((resolve) => setTimeout(resolve, 150));
+  // A socket opened after the initialised one is closed after its timeout: by then the initialised
+  // one's timeout has passed too, and it is still open.
+  const later = new WebSocket(url, 'graphql-transport-ws');
+  expect(await new Promise<number>((resolve) => later.once('close', (code) => resolve(code)))).toBe(4408);
   expect(initialised.socket.readyState).toBe(WebSocket.OPEN);
   initialised.socket.close();
 });

@@ -15,6 +15,24 @@ export function listeningUrl(child: ChildProcess): Promise<string> {
   });
 }
 
+/** Resolves once the process has printed a line matching `pattern` on stdout or stderr. */
+export function printed(child: ChildProcess, pattern: RegExp): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const onData = (chunk: Buffer) => {
+      out += chunk;
+      if (pattern.test(out)) {
+        child.stdout?.off('data', onData);
+        child.stderr?.off('data', onData);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`exited with ${code} before printing ${pattern}:\n${out}`)));
+  });
+}
+
 /** Resident memory of a process, in MB (Linux `/proc`). */
 export function rssMb(pid: number): number {
   const match = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
