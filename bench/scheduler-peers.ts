@@ -72,7 +72,13 @@ export async function graphileWorker(connectionString: string, shape: Shape): Pr
 }
 
 export async function bullmq(shape: Shape): Promise<number> {
-  const redis = () => new Redis({ host: '127.0.0.1', port: 6379, maxRetriesPerRequest: null });
+  // Connections we create are ours to close: BullMQ closes only those it creates itself.
+  const connections: Redis[] = [];
+  const redis = () => {
+    const connection = new Redis({ host: '127.0.0.1', port: 6379, maxRetriesPerRequest: null });
+    connections.push(connection);
+    return connection;
+  };
   const name = `deriver-bench-${process.pid}`;
   const queue = new Queue(name, { connection: redis() });
   await queue.obliterate({ force: true }).catch(() => {});
@@ -101,5 +107,6 @@ export async function bullmq(shape: Shape): Promise<number> {
   await worker.close();
   await queue.obliterate({ force: true });
   await queue.close();
+  await Promise.all(connections.map((connection) => connection.quit()));
   return shape.tasks / (ms / 1000);
 }
