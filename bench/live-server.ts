@@ -28,7 +28,6 @@ export type ServerCommand =
   | { id: number; op: 'quiesce'; sockets: number };
 
 let mode: Mode = { kind: 'noop' };
-let syntheticVersion = 0;
 let unblock: () => void = () => {};
 let blocked = new Promise<void>((resolve) => {
   unblock = resolve;
@@ -98,15 +97,11 @@ process.on('message', async (command: ServerCommand) => {
     } as const;
     const started = performance.timeOrigin + performance.now();
     for (let i = 0; i < command.changes; i++) {
-      syntheticVersion++;
-      app.status.apply([
-        {
-          unitId: -1,
-          key,
-          counters: { ...zeroCounters(), pending: syntheticVersion },
-          version: syntheticVersion,
-        },
-      ]);
+      // A commit stamp no read has seen (SQLite stamps are commit numbers): always applied.
+      app.status.apply({
+        tx: String(Number.MAX_SAFE_INTEGER),
+        units: [{ unitId: -1, key, delta: { ...zeroCounters(), pending: 1 } }],
+      });
       await new Promise((resolve) => setImmediate(resolve));
     }
     reply(command.id, { started });
@@ -132,7 +127,7 @@ process.on('message', async (command: ServerCommand) => {
     (globalThis as { gc?: () => void }).gc?.();
     reply(command.id, {});
   } else if (command.op === 'status') {
-    reply(command.id, { status: app.status.get({ workspaceId: command.workspaceId }) });
+    reply(command.id, { status: await app.status.get({ workspaceId: command.workspaceId }) });
   }
 });
 

@@ -10,13 +10,13 @@
  * PostgreSQL: the server `TEST_DATABASE_URL` names, else an embedded one (as the tests find theirs);
  * in the same run and on the same server, graphile-worker as the peer (see `scheduler-peers.ts`).
  */
+import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
+import { openFeed } from '../src/feed/open-feed.ts';
 import { createScheduler } from '../src/scheduler/scheduler.ts';
 import { createDeriver } from '../src/service/deriver.ts';
 import { createStatusEngine } from '../src/status/status-engine.ts';
 import { openStore } from '../src/store/open-store.ts';
-import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';
-import type { Store } from '../src/store/store.ts';
 import { startPostgres } from '../test/support/postgres-server.ts';
 import { benchDir, report, round } from './util.ts';
 
@@ -26,8 +26,10 @@ const CONCURRENCY = Number(process.env.CONCURRENCY ?? 8);
 const perUnit = Math.ceil(TASKS / UNITS);
 const dir = benchDir();
 
-async function scheduler(store: Store): Promise<number> {
-  const status = await createStatusEngine({ store });
+async function scheduler(url: string): Promise<number> {
+  const store = await openStore(url);
+  const feed = await openFeed(url, store);
+  const status = createStatusEngine({ store, feed });
   const deriver = createDeriver({ store });
   await deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
   const enqueueStart = performance.now();
@@ -42,12 +44,13 @@ async function scheduler(store: Store): Promise<number> {
     }
   }
   const enqueueMs = performance.now() - enqueueStart;
-  const total = status.get({ workspaceId: 'default' }).totalWorkUnits;
+  const total = (await status.get({ workspaceId: 'default' })).totalWorkUnits;
   report({ bench: 'scheduler', phase: 'enqueue', tasks: total, ms: round(enqueueMs, 1) });
 
+  const all = await status.watch({ workspaceId: 'default' });
   const done = new Promise<void>((resolve) => {
     status.events.on('status:changed', () => {
-      if (status.get({ workspaceId: 'default' }).completedWorkUnits === total) resolve();
+      if (all.counts().completedWorkUnits === total) resolve();
     });
   });
   const scheduler = createScheduler({
@@ -61,6 +64,7 @@ async function scheduler(store: Store): Promise<number> {
   const ms = performance.now() - start;
   await scheduler.stop();
   status.close();
+  await feed.close();
   await store.close();
   const perSecond = total / (ms / 1000);
   report({
@@ -100,8 +104,7 @@ function ceiling(): number {
   return perSecond;
 }
 
-const storeArg = process.argv.indexOf('--store');
-const backend = storeArg >= 0 ? process.argv[storeArg + 1] : 'sqlite';
+const backend = parseArgs({ options: { store: { type: 'string', default: 'sqlite' } } }).values.store;
 
 try {
   if (backend === 'postgres') {
@@ -109,7 +112,7 @@ try {
     try {
       const url = new URL(server.url);
       url.searchParams.set('schema', `bench_${process.pid}`);
-      const tasksPerSecond = await scheduler(await openStore(url.toString()));
+      const tasksPerSecond = await scheduler(url.toString());
       const { bullmq, graphileWorker } = await import('./scheduler-peers.ts');
       const shape = { tasks: TASKS, units: UNITS, concurrency: CONCURRENCY };
       const graphileWorkerPerSecond = await graphileWorker(server.url, shape);
@@ -131,7 +134,7 @@ try {
       await server.stop();
     }
   } else {
-    const tasksPerSecond = await scheduler(createSqliteStore({ path: dir.path('scheduler.db') }));
+    const tasksPerSecond = await scheduler(`file:${dir.path('scheduler.db')}`);
     const ceilingPerSecond = ceiling();
     report({
       bench: 'scheduler',

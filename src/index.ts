@@ -2,7 +2,7 @@
 export { type Access, authorize } from './auth/authorize.ts';
 export { createKeyring, type Keyring, type KeyringOptions } from './auth/keyring.ts';
 export type { Principal, Scope } from './auth/scope.ts';
-export type { Counters, UnitCounters } from './domain/counters.ts';
+export type { Counters, CountersSnapshot, ReadSnapshot, UnitChanges, UnitDelta } from './domain/counters.ts';
 export type {
   AddMessagesInput,
   RemoveSessionPeersInput,
@@ -48,7 +48,12 @@ export { createScheduler, type Scheduler } from './scheduler/scheduler.ts';
 export { createDeriver, type Deriver } from './service/deriver.ts';
 export type { Progress } from './status/completion-rate.ts';
 export type { SessionStatusCounts, StatusCounts } from './status/counts.ts';
-export { createStatusEngine, type StatusEngine, type StatusEngineOptions } from './status/status-engine.ts';
+export {
+  createStatusEngine,
+  type StatusEngine,
+  type StatusEngineOptions,
+  type StatusWatch,
+} from './status/status-engine.ts';
 export type { StatusChange, StatusQuery } from './status/status-filter.ts';
 export {
   type OpenStoreOptions,

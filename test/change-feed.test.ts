@@ -1,157 +1,180 @@
 /**
- * The change-feed contract, run against both feeds: what one process publishes every process on the
- * feed hears whole, however many units it names; the PostgreSQL feed reconnects after its listening
- * connection is killed and says `resync`.
+ * The change-feed contract, run against both stores and their feeds: what a store commits, every
+ * feed on it hears, as deltas stamped with the transaction, whole however many units it touched;
+ * what rolls back is never heard; `sync()` resolves only after earlier commits were heard. The
+ * PostgreSQL feed reconnects after its listening connection is killed and says `resync`; the
+ * bridge hands changes to the status engine and wakes workers for stored work.
  */
-import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import type { UnitCounters } from '../src/domain/counters.ts';
-import type { ChangeFeed, FeedMessage } from '../src/feed/change-feed.ts';
-import { bridgeFeed } from '../src/feed/feed-bridge.ts';
-import { createFeedBus, createInProcessFeed } from '../src/feed/in-process-feed.ts';
+import { type Counters, type UnitChanges, zeroCounters } from '../src/domain/counters.ts';
+import { planMessages } from '../src/domain/task-generation.ts';
+import type { ChangeFeed } from '../src/feed/change-feed.ts';
+
+import { openFeed } from '../src/feed/open-feed.ts';
 import { createPostgresFeed } from '../src/feed/postgres-feed.ts';
-import type { StatusEngine } from '../src/status/status-engine.ts';
-import type { Store, StoreEvents } from '../src/store/store.ts';
+import { wakeOnStoredWork } from '../src/feed/wake-on-stored-work.ts';
+import { openStore } from '../src/store/open-store.ts';
+import type { Store } from '../src/store/store.ts';
 import { TypedEmitter } from '../src/util/typed-emitter.ts';
+import { POSTGRES, STORES, type StoreBackend } from './support/stores.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-interface FeedPair {
-  readonly a: ChangeFeed;
-  readonly b: ChangeFeed;
-  readonly channel: string;
+/** Collects what a feed hears. */
+function heard(feed: ChangeFeed): UnitChanges[] {
+  const changes: UnitChanges[] = [];
+  feed.events.on('changes', (c) => void changes.push(c));
+  return changes;
 }
 
-const FEEDS: { name: string; pair: () => Promise<FeedPair> }[] = [
-  {
-    name: 'in-process',
-    async pair() {
-      const bus = createFeedBus();
-      return { a: createInProcessFeed({ bus }), b: createInProcessFeed({ bus }), channel: '' };
-    },
-  },
-  {
-    name: 'postgres',
-    async pair() {
-      const channel = `feed_test_${randomUUID().slice(0, 8)}`;
-      const connectionString = inject('postgresUrl');
-      const a = await createPostgresFeed({ connectionString, channel });
-      const b = await createPostgresFeed({ connectionString, channel });
-      return { a, b, channel };
-    },
-  },
-];
-
-/** Collects the messages a feed hears. */
-function heard(feed: ChangeFeed): FeedMessage[] {
-  const messages: FeedMessage[] = [];
-  feed.events.on('message', (m) => void messages.push(m));
-  return messages;
+/** The sum of every delta heard. */
+function summed(changes: readonly UnitChanges[]): Counters {
+  const sum = zeroCounters();
+  for (const { units } of changes)
+    for (const { delta } of units) for (const k of Object.keys(sum) as (keyof Counters)[]) sum[k] += delta[k];
+  return sum;
 }
 
-describe.each(FEEDS)('change feed ($name)', ({ pair }) => {
-  async function open(): Promise<FeedPair> {
-    const feeds = await pair();
-    cleanups.push(
-      () => feeds.a.close(),
-      () => feeds.b.close(),
+async function openOn(backend: StoreBackend): Promise<{ store: Store; url: string }> {
+  const fresh = await backend.fresh();
+  const store = await openStore(fresh.url);
+  cleanups.push(
+    () => fresh.dispose(),
+    () => store.close(),
+  );
+  return { store, url: fresh.url };
+}
+
+async function feedOn(url: string, store: Store): Promise<ChangeFeed> {
+  const feed = await openFeed(url, store);
+  cleanups.push(() => feed.close());
+  return feed;
+}
+
+/** One message in each of `sessions` sessions (alice alone): one pending task per session. */
+async function fill(store: Store, sessions: number): Promise<void> {
+  for (let i = 0; i < sessions; i++) {
+    await store.upsertSession({ workspaceId: 'default', id: `s${i}` }, ['alice'], () => [
+      { peerId: 'alice', observeMe: null, observeOthers: false },
+    ]);
+    await store.appendMessages(
+      { workspaceId: 'default', sessionId: `s${i}`, messages: [{ peerId: 'alice', content: 'x' }] },
+      (snapshot) => planMessages(snapshot, [{ peerId: 'alice', content: 'x' }]),
     );
-    return feeds;
   }
+}
 
-  it('delivers a message to every feed on it, the publisher included', async () => {
-    const { a, b } = await open();
-    const atA = heard(a);
-    const atB = heard(b);
-    const message = { origin: 'A', units: [{ id: 7, version: 3 }], enqueued: 2 };
-    await a.publish(message);
-    await expect.poll(() => atB).toEqual([message]);
-    await expect.poll(() => atA).toEqual([message]);
+describe.each(STORES)('change feed ($name)', (backend) => {
+  it('every feed on a store hears each commit as stamped deltas, and never a rolled-back one', async () => {
+    const { store, url } = await openOn(backend);
+    const [a, b] = [await feedOn(url, store), await feedOn(url, store)];
+    const [atA, atB] = [heard(a), heard(b)];
+    await fill(store, 3);
+    // A call that fails inside its transaction (no such session) writes nothing, so sends nothing.
+    await expect(
+      store.appendMessages(
+        { workspaceId: 'default', sessionId: 'nope', messages: [{ peerId: 'alice', content: 'x' }] },
+        (snapshot) => planMessages(snapshot, [{ peerId: 'alice', content: 'x' }]),
+      ),
+    ).rejects.toThrow();
+    await fill(store, 1); // s0 again: the marker after which the rolled-back one would have arrived
+    await Promise.all([a.sync(), b.sync()]);
+    for (const changes of [atA, atB]) {
+      expect(summed(changes)).toEqual({ ...zeroCounters(), pending: 4 });
+      expect(new Set(changes.flatMap((c) => c.units.map((u) => u.key.sessionId)))).toEqual(
+        new Set(['s0', 's1', 's2']),
+      );
+      expect(new Set(changes.map((c) => c.tx)).size).toBe(4); // one stamp per transaction
+    }
     expect(a.connected && b.connected).toBe(true);
   });
 
-  it('delivers a message about thousands of units whole (a notification holds 8,000 bytes)', async () => {
-    const { a, b } = await open();
-    const atB = heard(b);
-    const units = Array.from({ length: 3_000 }, (_, i) => ({ id: 1_000_000 + i, version: 1_000 + i }));
-    await a.publish({ origin: 'A', units, enqueued: 5 });
-    await expect.poll(() => atB.flatMap((m) => m.units).length).toBe(3_000);
-    expect(atB.flatMap((m) => m.units)).toEqual(units);
-    expect(atB.reduce((n, m) => n + m.enqueued, 0)).toBe(5);
-    expect(new Set(atB.map((m) => m.origin))).toEqual(new Set(['A']));
+  it('a transaction that changes a thousand units is heard whole (a notification holds 8,000 bytes)', async () => {
+    const { store, url } = await openOn(backend);
+    await fill(store, 1_000);
+    const feed = await feedOn(url, store);
+    const changes = heard(feed);
+    const { cancelled } = await store.cancelPendingTasks({ workspaceId: 'default' });
+    expect(cancelled).toBe(1_000);
+    await feed.sync();
+    expect(new Set(changes.map((c) => c.tx)).size).toBe(1);
+    expect(changes.flatMap((c) => c.units)).toHaveLength(1_000);
+    expect(summed(changes)).toEqual({ ...zeroCounters(), pending: -1_000, completed: 1_000, failed: 1_000 });
+  });
+
+  it('sync() resolves only once the commits made before it are heard', async () => {
+    const { store, url } = await openOn(backend);
+    const feed = await feedOn(url, store);
+    const changes = heard(feed);
+    for (let round = 1; round <= 5; round++) {
+      await fill(store, 1);
+      await feed.sync();
+      expect(summed(changes).pending).toBe(round);
+    }
   });
 });
 
 describe('change feed (postgres): a dropped listening connection', () => {
   it('reconnects, says resync, and hears again', async () => {
-    const [{ a, b, channel }] = [await FEEDS[1]!.pair()];
-    cleanups.push(
-      () => a.close(),
-      () => b.close(),
-    );
+    const { store, url } = await openOn(POSTGRES);
+    const feed = await feedOn(url, store);
+    const schema = new URL(url).searchParams.get('schema');
     const resyncs: number[] = [];
-    b.events.on('resync', () => void resyncs.push(Date.now()));
-    const atB = heard(b);
+    feed.events.on('resync', () => void resyncs.push(Date.now()));
+    const changes = heard(feed);
     const admin = new pg.Client({ connectionString: inject('postgresUrl') });
     await admin.connect();
     cleanups.push(() => admin.end());
     const killed = await admin.query(
       `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`,
-      [`LISTEN "${channel}"`],
+      [`LISTEN "deriver_changes_${schema}"`],
     );
-    expect(killed.rowCount).toBe(2);
+    expect(killed.rowCount).toBe(1);
     await expect.poll(() => resyncs.length, { timeout: 10_000 }).toBe(1);
-    expect(b.connected).toBe(true);
-    await a.publish({ origin: 'A', units: [{ id: 1, version: 2 }], enqueued: 0 });
-    await expect.poll(() => atB.length).toBe(1);
+    expect(feed.connected).toBe(true);
+    await fill(store, 1);
+    await feed.sync();
+    expect(summed(changes).pending).toBe(1);
+  });
+
+  it('refuses to start when it cannot listen, naming the database without its password', async () => {
+    const url = new URL(inject('postgresUrl'));
+    url.port = '1';
+    url.password = 'secret';
+    await expect(createPostgresFeed({ connectionString: url.toString(), channel: 'x' })).rejects.toThrow(
+      /could not listen on PostgreSQL \(postgres:\/\/postgres:\*\*\*@/,
+    );
   });
 });
 
-describe('the feed bridge', () => {
-  it('gathers a tick of commits into one message, and sends again what a failed publish lost', async () => {
-    const storeEvents = new TypedEmitter<StoreEvents>();
-    const sent: FeedMessage[] = [];
-    let failNext = true;
-    const feed: ChangeFeed = {
-      events: new TypedEmitter(),
-      connected: true,
-      async publish(message) {
-        if (failNext) {
-          failNext = false;
-          throw new Error('connection lost');
-        }
-        sent.push(message);
-      },
-      close: async () => {},
-    };
-    const errors: unknown[] = [];
-    const stop = bridgeFeed({
-      feed,
-      store: { events: storeEvents } as unknown as Store,
-      status: {} as StatusEngine,
-      origin: 'me',
-      wake: () => {},
-      onError: (error) => void errors.push(error),
-    });
+describe('waking workers', () => {
+  it('wakes them for stored work (pending grew, nothing started) and after a resync, not otherwise', async () => {
+    const events = new TypedEmitter<{ changes: UnitChanges; resync: undefined }>();
+    let wakes = 0;
+    const stop = wakeOnStoredWork({ events }, () => void wakes++);
     cleanups.push(async () => stop());
-    const unit = (unitId: number, version: number) =>
-      ({ unitId, version, key: {}, counters: {} }) as unknown as UnitCounters;
-    storeEvents.emit('units:changed', [unit(1, 5), unit(2, 3)]);
-    storeEvents.emit('units:changed', [unit(1, 6)]);
-    storeEvents.emit('tasks:enqueued', { count: 2 });
-    await expect.poll(() => errors.length).toBe(1);
-    storeEvents.emit('units:changed', [unit(3, 1)]);
-    await expect.poll(() => sent.length).toBe(1);
-    expect(sent[0]?.origin).toBe('me');
-    expect(sent[0]?.enqueued).toBe(2);
-    expect([...(sent[0]?.units ?? [])].sort((a, b) => a.id - b.id)).toEqual([
-      { id: 1, version: 6 },
-      { id: 2, version: 3 },
-      { id: 3, version: 1 },
-    ]);
+    const key = {
+      taskType: 'representation',
+      workspaceId: 'w',
+      sessionId: 's',
+      observerId: 'a',
+      senderId: 'a',
+    } as const;
+    const change = (delta: Partial<Counters>): UnitChanges => ({
+      tx: '1',
+      units: [{ unitId: 1, key, delta: { ...zeroCounters(), ...delta } }],
+    });
+    events.emit('changes', change({ pending: -1, running: 1 })); // a claim: nothing new to do
+    events.emit('changes', change({ running: -1, pending: 1, retrying: 1 })); // a retry later: its own worker
+    events.emit('changes', change({ running: -1, completed: 1 }));
+    expect(wakes).toBe(0);
+    events.emit('changes', change({ pending: 3 })); // new tasks
+    expect(wakes).toBe(1);
+    events.emit('resync', undefined);
+    expect(wakes).toBe(2);
   });
 });

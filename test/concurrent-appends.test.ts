@@ -51,7 +51,7 @@ describe.each(STORES)('concurrent appends ($name)', (backend) => {
         expect(stored).toHaveLength(118);
         expect(stored.some((m) => m.content === 'lost')).toBe(false);
         // alice observes herself and bob observes her: 2 tasks per message.
-        expect(reopened.status.get({ workspaceId: 'default' }).totalWorkUnits).toBe(236);
+        expect((await reopened.status.get({ workspaceId: 'default' })).totalWorkUnits).toBe(236);
         expect(await reopened.store.listTasks()).toHaveLength(236);
       } finally {
         await reopened.close();

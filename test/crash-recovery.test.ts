@@ -73,7 +73,7 @@ describe.each(STORES)('crash recovery ($name)', (backend) => {
     expect(interrupted.length).toBeGreaterThan(0);
 
     h = await createHarness({ storeUrl: location.url });
-    const mid = h.status.get({ workspaceId: 'default' });
+    const mid = await h.status.get({ workspaceId: 'default' });
     expect(mid.totalWorkUnits).toBe(200);
     expect(mid.completedWorkUnits).toBeLessThan(200);
     // Tasks the store holds as running belonged to the dead worker (their leases will expire).
@@ -102,7 +102,7 @@ describe.each(STORES)('crash recovery ($name)', (backend) => {
       expect(rerun).toContain(id);
       expect(tasks.find((t) => t.id === id)?.runs).toBe(runs + 1);
     }
-    expect(h.status.get({ workspaceId: 'default' })).toEqual({
+    expect(await h.status.get({ workspaceId: 'default' })).toEqual({
       totalWorkUnits: 200,
       completedWorkUnits: 200,
       inProgressWorkUnits: 0,

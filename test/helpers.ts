@@ -1,6 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ChangeFeed } from '../src/feed/change-feed.ts';
+import { openFeed } from '../src/feed/open-feed.ts';
+import { wakeOnStoredWork } from '../src/feed/wake-on-stored-work.ts';
 import type { SchedulerOptions } from '../src/scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../src/scheduler/scheduler.ts';
 import { createDeriver, type Deriver } from '../src/service/deriver.ts';
@@ -26,6 +29,8 @@ export interface Harness {
   readonly storeUrl: string;
   readonly store: Store;
   readonly status: StatusEngine;
+  /** How the status engine hears the store's commits. */
+  readonly feed: ChangeFeed;
   readonly deriver: Deriver;
   scheduler?: Scheduler;
   startScheduler(options: Omit<SchedulerOptions, 'store'>): Scheduler;
@@ -39,17 +44,26 @@ export interface Harness {
  * fresh location of `backend` (removed on close), by default a SQLite file in a temp folder.
  */
 export async function createHarness(
-  options: { storeUrl?: string; backend?: StoreBackend; clock?: () => number } = {},
+  options: {
+    storeUrl?: string;
+    backend?: StoreBackend;
+    clock?: () => number;
+    /** The status engine's budget of entries for filters nobody watches. */
+    statusEntries?: number;
+  } = {},
 ): Promise<Harness> {
   const fresh = options.storeUrl ? undefined : await (options.backend ?? SQLITE).fresh();
   const storeUrl = options.storeUrl ?? fresh!.url;
   const store = await openStore(storeUrl, { clock: options.clock });
-  const status = await createStatusEngine({ store });
+  const feed = await openFeed(storeUrl, store);
+  const status = createStatusEngine({ store, feed, maxEntries: options.statusEntries });
+  const unwake = wakeOnStoredWork(feed, () => harness.scheduler?.wake());
   const deriver = createDeriver({ store });
   const harness: Harness = {
     storeUrl,
     store,
     status,
+    feed,
     deriver,
     startScheduler(schedulerOptions) {
       const scheduler = createScheduler({ store, ...schedulerOptions });
@@ -57,21 +71,29 @@ export async function createHarness(
       scheduler.start();
       return scheduler;
     },
-    idle(filter = {}) {
+    async idle(filter = {}) {
       const query = { workspaceId: 'default', ...filter };
-      return new Promise<void>((resolve) => {
-        if (isIdle(status.get(query))) return resolve();
-        const off = status.events.on('status:changed', () => {
-          if (isIdle(status.get(query))) {
+      // Held hot while waiting: each change is then a look-up in memory.
+      const watch = await status.watch(query);
+      try {
+        await new Promise<void>((resolve) => {
+          const check = () => {
+            if (!isIdle(watch.counts())) return;
             off();
             resolve();
-          }
+          };
+          const off = status.events.on('status:changed', check);
+          check();
         });
-      });
+      } finally {
+        watch.release();
+      }
     },
     async close() {
       await harness.scheduler?.stop({ deadlineMs: 0 });
+      unwake();
       status.close();
+      await feed.close();
       await store.close();
       await fresh?.dispose();
     },

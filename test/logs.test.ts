@@ -21,24 +21,24 @@ afterEach(() => {
 });
 
 describe('progress line', () => {
-  it('logs while work runs, once more when it goes idle, and nothing while idle', () => {
+  it('logs while work runs, once more when it goes idle, and nothing while idle', async () => {
     vi.useFakeTimers();
     let counters = zeroCounters();
     const lines: [ProgressLine, boolean][] = [];
     const stop = startProgressLog({
-      status: { byTaskType: () => new Map([['representation', counters]]) },
+      read: async () => counters,
       write: (line, idle) => lines.push([line, idle]),
       intervalMs: 1000,
       clock: () => Date.now(),
     });
-    vi.advanceTimersByTime(3000);
+    await vi.advanceTimersByTimeAsync(3000);
     expect(lines).toEqual([]);
     counters = { ...zeroCounters(), pending: 90, running: 10 };
-    vi.advanceTimersByTime(1000);
+    await vi.advanceTimersByTimeAsync(1000);
     counters = { ...zeroCounters(), pending: 40, running: 10, completed: 50, failed: 1 };
-    vi.advanceTimersByTime(1000);
+    await vi.advanceTimersByTimeAsync(1000);
     counters = { ...zeroCounters(), completed: 100, failed: 1 };
-    vi.advanceTimersByTime(3000);
+    await vi.advanceTimersByTimeAsync(3000);
     stop();
     expect(lines).toEqual([
       [{ pending: 90, retrying: 0, running: 10, completed: 0, failed: 0, perSecond: 0 }, false],

@@ -70,7 +70,14 @@ describe('/metrics', () => {
     const v = before.values;
     const running = v.get('deriver_tasks{state="running",task_type="representation"}') ?? 0;
     expect(running + (v.get('deriver_tasks{state="pending",task_type="representation"}') ?? 0)).toBe(5);
-    expect(v.get('deriver_tasks{state="succeeded",task_type="representation"}')).toBe(0);
+    expect(v.get('deriver_tasks{state="retrying",task_type="representation"}')).toBe(0);
+    expect(v.get('deriver_tasks{state="pending",task_type="summary"}')).toBe(0);
+    expect(v.get('deriver_task_duration_seconds_count{task_type="representation",outcome="succeeded"}')).toBe(
+      undefined,
+    );
+    // The subscription's filter is held in memory, read once from the store.
+    expect(v.get('deriver_status_sums{kind="watched"}')).toBe(1);
+    expect(v.get('deriver_status_reads_total')).toBeGreaterThanOrEqual(1);
     expect(v.get('deriver_oldest_pending_seconds')).toBeGreaterThanOrEqual(0);
     expect(v.get('deriver_subscriptions')).toBe(1);
     expect(v.get('deriver_websocket_connections')).toBe(1);
@@ -79,11 +86,13 @@ describe('/metrics', () => {
     release();
     await expect
       .poll(async () =>
-        (await scrape(server!)).values.get('deriver_tasks{state="succeeded",task_type="representation"}'),
+        (await scrape(server!)).values.get(
+          'deriver_task_duration_seconds_count{task_type="representation",outcome="succeeded"}',
+        ),
       )
       .toBe(5);
     const after = (await scrape(server)).values;
-    expect(after.get('deriver_tasks{state="failed",task_type="representation"}')).toBe(0);
+    expect(after.get('deriver_tasks{state="running",task_type="representation"}')).toBe(0);
     expect(after.get('deriver_tasks{state="pending",task_type="representation"}')).toBe(0);
     // "flaky" failed once for each of its two observers (alice observes herself, bob observes alice).
     expect(after.get('deriver_task_retries_total{task_type="representation"}')).toBe(2);

@@ -74,7 +74,7 @@ describe.each(STORES)('poison tasks ($name)', (backend) => {
       [5, 'succeeded'],
     ]);
     expect(rows[2]?.lastError).toBe(interruptedError(3));
-    expect(after.status.get({ workspaceId: 'default' })).toMatchObject({
+    expect(await after.status.get({ workspaceId: 'default' })).toMatchObject({
       totalWorkUnits: 5,
       completedWorkUnits: 5,
       failedWorkUnits: 1,

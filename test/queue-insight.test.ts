@@ -20,7 +20,7 @@ const recount = (rows: readonly TaskRow[]): StatusCounts => ({
 });
 
 async function expectExact(h: Harness): Promise<void> {
-  expect(h.status.get({ workspaceId: 'default' })).toEqual(recount(await h.store.listTasks()));
+  expect(await h.status.get({ workspaceId: 'default' })).toEqual(recount(await h.store.listTasks()));
 }
 
 describe.each(STORES)('inside the queue ($name)', (backend) => {
@@ -59,7 +59,7 @@ describe.each(STORES)('inside the queue ($name)', (backend) => {
     });
     await failedOnce.promise;
     await h.scheduler?.stop();
-    expect(h.status.get(all)).toMatchObject({ pendingWorkUnits: 2, retryingWorkUnits: 1 });
+    expect(await h.status.get(all)).toMatchObject({ pendingWorkUnits: 2, retryingWorkUnits: 1 });
     await expectExact(h);
     const [unit] = await h.store.listWorkUnits(all, { afterId: null, limit: 10, includeIdle: false });
     expect(unit).toMatchObject({
@@ -112,7 +112,7 @@ describe.each(STORES)('inside the queue ($name)', (backend) => {
     };
     h.startScheduler({ ...fast, handlers: { representation: handler, summary: handler } });
     await h.idle();
-    expect(h.status.get(all)).toMatchObject({ totalWorkUnits: 12, failedWorkUnits: 6 });
+    expect(await h.status.get(all)).toMatchObject({ totalWorkUnits: 12, failedWorkUnits: 6 });
     const failed = await h.store.listFailedTasks(all, { afterId: null, limit: 4 });
     expect(failed.map((f) => [f.key.sessionId, f.payload.seq, f.error, f.attempts])).toEqual([
       ['s0', 2, 'cannot parse seq 2', 1],
@@ -132,10 +132,14 @@ describe.each(STORES)('inside the queue ($name)', (backend) => {
     // Retry one task by id, then a whole session: the tasks go back in line and run again.
     await h.scheduler?.stop();
     const announced: number[] = [];
-    h.store.events.on('units:changed', (units) => void announced.push(...units.map((u) => u.unitId)));
+    h.feed.events.on('changes', (changes) => void announced.push(...changes.units.map((u) => u.unitId)));
     broken = false;
     expect(await h.store.retryFailedTasks(all, [failed[0]?.id ?? -1])).toBe(1);
-    expect(h.status.get(all)).toMatchObject({ totalWorkUnits: 12, failedWorkUnits: 5, pendingWorkUnits: 1 });
+    expect(await h.status.get(all)).toMatchObject({
+      totalWorkUnits: 12,
+      failedWorkUnits: 5,
+      pendingWorkUnits: 1,
+    });
     await expectExact(h);
     expect(await h.store.retryFailedTasks({ ...all, sessionId: 's1' })).toBe(2);
     expect(await h.store.retryFailedTasks({ ...all, sessionId: 's1' })).toBe(0);
@@ -143,7 +147,7 @@ describe.each(STORES)('inside the queue ($name)', (backend) => {
     await expectExact(h);
     h.startScheduler({ ...fast, handlers: { representation: handler, summary: handler } });
     await h.idle();
-    expect(h.status.get(all)).toMatchObject({
+    expect(await h.status.get(all)).toMatchObject({
       totalWorkUnits: 12,
       completedWorkUnits: 12,
       failedWorkUnits: 3,
@@ -183,7 +187,7 @@ describe.each(STORES)('inside the queue ($name)', (backend) => {
     // s0's unit is held (its worker has seq 1..3), s1's unit waits.
     const result = await h.store.cancelPendingTasks(all);
     expect(result).toEqual({ cancelled: 3 + 6, leftWithWorkers: 2 });
-    expect(h.status.get(all)).toMatchObject({
+    expect(await h.status.get(all)).toMatchObject({
       totalWorkUnits: 12,
       inProgressWorkUnits: 1,
       pendingWorkUnits: 2,
@@ -193,7 +197,7 @@ describe.each(STORES)('inside the queue ($name)', (backend) => {
     release.resolve();
     await h.idle();
     expect(ran).toEqual(['s0#1', 's0#2', 's0#3']);
-    expect(h.status.get(all)).toMatchObject({ completedWorkUnits: 12, failedWorkUnits: 9 });
+    expect(await h.status.get(all)).toMatchObject({ completedWorkUnits: 12, failedWorkUnits: 9 });
     await expectExact(h);
     const cancelled = await h.store.listFailedTasks(all, { afterId: null, limit: 100 });
     expect(cancelled.every((t) => t.error === CANCELLED_ERROR && t.attempts === 0)).toBe(true);

@@ -51,7 +51,7 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
       ]);
       const [first] = await harness.store.listTasks();
       expect(first).toMatchObject({ state: 'succeeded', runs: 3, failures: 2, lastError: 'flaky 2' });
-      expect(harness.status.get({ workspaceId: 'default' })).toMatchObject({
+      expect(await harness.status.get({ workspaceId: 'default' })).toMatchObject({
         totalWorkUnits: 2,
         completedWorkUnits: 2,
         failedWorkUnits: 0,
@@ -85,7 +85,7 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
         ['failed', 3, 3, 'always broken'],
         ['succeeded', 1, 0, null],
       ]);
-      expect(harness.status.get({ workspaceId: 'default' })).toEqual({
+      expect(await harness.status.get({ workspaceId: 'default' })).toEqual({
         totalWorkUnits: 2,
         completedWorkUnits: 2,
         inProgressWorkUnits: 0,
@@ -214,7 +214,7 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
       await harness.scheduler!.stop({ deadlineMs: 5_000 });
       expect(finished).toBe(1);
       expect(harness.scheduler!.activeUnits).toBe(0);
-      expect(harness.status.get({ workspaceId: 'default' })).toMatchObject({
+      expect(await harness.status.get({ workspaceId: 'default' })).toMatchObject({
         completedWorkUnits: 1,
         pendingWorkUnits: 4,
         inProgressWorkUnits: 0,
@@ -249,7 +249,7 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
       await started;
       await harness.scheduler!.stop({ deadlineMs: 20 });
       expect(await harness.store.listTasks()).toMatchObject([{ state: 'pending', runs: 1, failures: 0 }]);
-      expect(harness.status.get({ workspaceId: 'default' })).toMatchObject({
+      expect(await harness.status.get({ workspaceId: 'default' })).toMatchObject({
         pendingWorkUnits: 1,
         inProgressWorkUnits: 0,
       });

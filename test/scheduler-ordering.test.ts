@@ -52,7 +52,7 @@ describe.each(STORES)('scheduler-ordering ($name)', (backend) => {
     for (const order of seen.values()) {
       expect(order).toEqual(Array.from({ length: PER_UNIT }, (_, i) => i + 1));
     }
-    const status = h.status.get({ workspaceId: 'default' });
+    const status = await h.status.get({ workspaceId: 'default' });
     expect(status).toMatchObject({ totalWorkUnits: 10_000, completedWorkUnits: 10_000, failedWorkUnits: 0 });
     expect(await h.store.listTasks({ state: 'succeeded' })).toHaveLength(10_000);
   });

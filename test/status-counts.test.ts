@@ -44,19 +44,19 @@ async function expectMatchesRawRows(h: Harness): Promise<void> {
   for (const filter of allFilters()) {
     const query = { workspaceId: 'default', ...filter };
     const expected = bruteForce(rows, filter);
-    expect(h.status.get(query), JSON.stringify(filter)).toEqual(expected);
+    expect(await h.status.get(query), JSON.stringify(filter)).toEqual(expected);
     if (filter.sessionId === undefined) {
       const breakdown = SESSIONS.map((sessionId) => ({
         sessionId,
         ...bruteForce(rows, { ...filter, sessionId }),
       })).filter((s) => s.totalWorkUnits > 0);
-      expect(h.status.sessions(query), `sessions ${JSON.stringify(filter)}`).toEqual(breakdown);
+      expect(await h.status.sessions(query), `sessions ${JSON.stringify(filter)}`).toEqual(breakdown);
     }
   }
 }
 
-function snapshotAll(h: Harness): StatusCounts[] {
-  return allFilters().map((f) => h.status.get({ workspaceId: 'default', ...f }));
+function snapshotAll(h: Harness): Promise<StatusCounts[]> {
+  return Promise.all(allFilters().map((f) => h.status.get({ workspaceId: 'default', ...f })));
 }
 
 const memberArb = fc.record({
@@ -82,6 +82,12 @@ const workloadArb = fc.record({
   fates: fc.array(fc.constantFrom('ok', 'permanent', 'flaky'), { minLength: 7, maxLength: 7 }),
   /** Stop the scheduler after this many completions (null: run to idle). */
   stopAfter: fc.option(fc.integer({ min: 0, max: 30 }), { nil: null }),
+  /**
+   * The status engine's memory budget (entries), tiny so that filters go cold and hot at random;
+   * and, per completion, the filter asked about while tasks run (index into `allFilters()`).
+   */
+  statusEntries: fc.integer({ min: 0, max: 12 }),
+  asked: fc.array(fc.nat(), { minLength: 1, maxLength: 40 }),
 });
 
 describe.each(STORES)('status counts ($name)', (backend) => {
@@ -89,7 +95,7 @@ describe.each(STORES)('status counts ($name)', (backend) => {
     await fc.assert(
       fc.asyncProperty(workloadArb, async (w) => {
         const location = await backend.fresh();
-        const h = await createHarness({ storeUrl: location.url });
+        const h = await createHarness({ storeUrl: location.url, statusEntries: w.statusEntries });
         try {
           await h.deriver.upsertWorkspace({
             id: 'default',
@@ -111,18 +117,16 @@ describe.each(STORES)('status counts ($name)', (backend) => {
 
           const violations: string[] = [];
           let lastTotal = 0;
+          const everything = await h.status.watch({ workspaceId: 'default' }, { sessions: true });
           h.status.events.on('status:changed', () => {
-            for (const s of [
-              h.status.get({ workspaceId: 'default' }),
-              ...h.status.sessions({ workspaceId: 'default' }),
-            ]) {
+            for (const s of [everything.counts(), ...everything.sessions()]) {
               const sum = s.pendingWorkUnits + s.inProgressWorkUnits + s.completedWorkUnits;
               if (s.totalWorkUnits !== sum) violations.push(`total ${s.totalWorkUnits} != ${sum}`);
               if (Object.values(s).some((v) => typeof v === 'number' && v < 0))
                 violations.push('negative count');
               if (s.failedWorkUnits > s.completedWorkUnits) violations.push('failed > completed');
             }
-            const total = h.status.get({ workspaceId: 'default' }).totalWorkUnits;
+            const total = everything.counts().totalWorkUnits;
             if (total < lastTotal) violations.push('total went down');
             lastTotal = total;
           });
@@ -133,6 +137,7 @@ describe.each(STORES)('status counts ($name)', (backend) => {
             if (fate === 'flaky' && attempt === 1) throw new Error('flaky');
           };
           let completions = 0;
+          const questions: Promise<unknown>[] = [];
           const enough = new Promise<void>((resolve) => {
             const scheduler = h.startScheduler({
               concurrency: 3,
@@ -145,8 +150,13 @@ describe.each(STORES)('status counts ($name)', (backend) => {
             const check = () => {
               if (w.stopAfter !== null && completions >= w.stopAfter) resolve();
             };
+            const filters = allFilters();
             const completed = () => {
               completions++;
+              // Ask about a filter now and then while tasks run: it is read (cold) and kept (hot)
+              // amid changes, until the tiny budget drops it again.
+              const asked = w.asked[completions % w.asked.length] ?? 0;
+              questions.push(h.status.get({ workspaceId: 'default', ...filters[asked % filters.length] }));
               check();
             };
             scheduler.events.on('task:completed', completed);
@@ -156,24 +166,23 @@ describe.each(STORES)('status counts ($name)', (backend) => {
           });
           await enough;
           await h.scheduler!.stop({ deadlineMs: 0 });
+          await Promise.all(questions);
           expect(violations).toEqual([]);
           await expectMatchesRawRows(h);
 
           // Counts survive a restart, and pruning finished rows changes none of them.
-          const before = snapshotAll(h);
-          h.status.close();
-          await h.store.close();
-          const reopened = await createHarness({ storeUrl: location.url });
+          const before = await snapshotAll(h);
+          await h.close();
+          const reopened = await createHarness({ storeUrl: location.url, statusEntries: w.statusEntries });
           try {
-            expect(snapshotAll(reopened)).toEqual(before);
+            expect(await snapshotAll(reopened)).toEqual(before);
             let pruned: number;
             do pruned = await reopened.store.pruneFinished(Number.MAX_SAFE_INTEGER, 7);
             while (pruned > 0);
             expect(await reopened.store.listTasks({ state: 'succeeded' })).toEqual([]);
-            expect(snapshotAll(reopened)).toEqual(before);
+            expect(await snapshotAll(reopened)).toEqual(before);
           } finally {
-            reopened.status.close();
-            await reopened.store.close();
+            await reopened.close();
           }
         } finally {
           await h.close().catch(() => {});

@@ -48,11 +48,11 @@ describe.each(STORES)('task-generation ($name)', (backend) => {
         'representation:bob<bob',
         'representation:carol<bob',
       ]);
-      expect(status({ sessionId: 'x' }).totalWorkUnits).toBe(5);
-      expect(status({ sessionId: 'x' }).pendingWorkUnits).toBe(5);
-      expect(status({ observerId: 'carol' }).totalWorkUnits).toBe(2);
-      expect(status({ observerId: 'bob', senderId: 'alice' }).totalWorkUnits).toBe(1);
-      expect(status({ sessionId: 'nope' })).toEqual({
+      expect((await status({ sessionId: 'x' })).totalWorkUnits).toBe(5);
+      expect((await status({ sessionId: 'x' })).pendingWorkUnits).toBe(5);
+      expect((await status({ observerId: 'carol' })).totalWorkUnits).toBe(2);
+      expect((await status({ observerId: 'bob', senderId: 'alice' })).totalWorkUnits).toBe(1);
+      expect(await status({ sessionId: 'nope' })).toEqual({
         totalWorkUnits: 0,
         completedWorkUnits: 0,
         inProgressWorkUnits: 0,
@@ -61,7 +61,7 @@ describe.each(STORES)('task-generation ($name)', (backend) => {
         retryingWorkUnits: 0,
       });
       expect(
-        h.status.sessions({ workspaceId: 'default' }).map((s) => [s.sessionId, s.totalWorkUnits]),
+        (await h.status.sessions({ workspaceId: 'default' })).map((s) => [s.sessionId, s.totalWorkUnits]),
       ).toEqual([['x', 5]]);
       const messages = await h.store.listMessages('default', 'x');
       expect(messages.map((m) => [m.peerId, m.seq])).toEqual([
@@ -169,8 +169,8 @@ describe.each(STORES)('task-generation ($name)', (backend) => {
         ['summary', null, 40, 'short'],
         ['summary', null, 60, 'long'],
       ]);
-      expect(status({ observerId: 'a' }).totalWorkUnits).toBe(0);
-      expect(status({ sessionId: 's' }).totalWorkUnits).toBe(3);
+      expect((await status({ observerId: 'a' })).totalWorkUnits).toBe(0);
+      expect((await status({ sessionId: 's' })).totalWorkUnits).toBe(3);
     });
 
     it('uses per-session intervals and the summary switch', async () => {

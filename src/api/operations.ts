@@ -70,10 +70,10 @@ builder.queryType({
         },
         statusFilterInput,
       ),
-      resolve: (_root, args, ctx) => {
+      resolve: async (_root, args, ctx) => {
         const filter = toQuery(args);
         authorize(ctx.principal, { kind: 'status', ...filter });
-        return { filter, counts: ctx.status.get(filter) };
+        return { filter, counts: await ctx.status.get(filter) };
       },
     }),
     session: t.field({
@@ -232,10 +232,10 @@ builder.subscriptionType({
         },
         subscriptionArgs,
       ),
-      subscribe: (_root, args, ctx, info) => {
+      subscribe: async (_root, args, ctx, info) => {
         const filter = toQuery(args);
         authorize(ctx.principal, { kind: 'status', ...filter });
-        const views = ctx.live.subscribe(filter, {
+        const views = await ctx.live.subscribe(filter, {
           untilIdle: args.untilIdle === true,
           windowMs: args.coalesceMs ?? undefined,
           withSessions: selectsField(info, 'sessions'),

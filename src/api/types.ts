@@ -125,7 +125,7 @@ export const SessionDeriverStatusType = builder.objectRef<SessionEntry>('Session
   fields: (t) => ({
     sessionId: t.exposeID('sessionId'),
     ...countFields(t, (s) => s),
-    ...progressFields(t, (s, ctx) => ctx.status.progress(s.filter)),
+    ...progressFields(t, (s, ctx) => ctx.status.progress(s.filter, s)),
   }),
 });
 
@@ -134,14 +134,14 @@ export const DeriverStatusType = builder.objectRef<StatusView>('DeriverStatus').
     'Counts of background tasks matching a filter. The names keep the Honcho status API wording: each "work unit" counted here is one task.',
   fields: (t) => ({
     ...countFields(t, (v) => v.counts),
-    ...progressFields(t, (v, ctx) => v.progress ?? ctx.status.progress(v.filter)),
+    ...progressFields(t, (v, ctx) => v.progress ?? ctx.status.progress(v.filter, v.counts)),
     sessions: t.field({
       type: [SessionDeriverStatusType],
       nullable: true,
       description: 'Per-session breakdown, ordered by sessionId; null when the filter names a session.',
-      resolve: (v, _args, ctx) => {
+      resolve: async (v, _args, ctx) => {
         if (v.filter.sessionId !== undefined) return null;
-        return (v.sessions ?? ctx.status.sessions(v.filter)).map((s) => ({
+        return (v.sessions ?? (await ctx.status.sessions(v.filter))).map((s) => ({
           ...s,
           filter: { ...v.filter, sessionId: s.sessionId },
         }));
@@ -163,7 +163,7 @@ export const SessionType = builder.objectRef<Session>('Session').implement({
       description: "This session's task counts; observerId and senderId narrow them (AND).",
       args: { observerId: t.arg.id(), senderId: t.arg.id() },
       validate: statusFilterInput.pick({ observerId: true, senderId: true }),
-      resolve: (session, args, ctx) => {
+      resolve: async (session, args, ctx) => {
         const filter = {
           workspaceId: session.workspaceId,
           sessionId: session.id,
@@ -171,7 +171,7 @@ export const SessionType = builder.objectRef<Session>('Session').implement({
           senderId: args.senderId ?? undefined,
         };
         authorize(ctx.principal, { kind: 'status', ...filter });
-        return { filter, counts: ctx.status.get(filter) };
+        return { filter, counts: await ctx.status.get(filter) };
       },
     }),
   }),

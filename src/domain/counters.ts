@@ -38,11 +38,35 @@ export function addCounters(target: Counters, delta: Counters, sign: 1 | -1 = 1)
 export const isZero = (c: Counters): boolean =>
   c.pending === 0 && c.running === 0 && c.completed === 0 && c.failed === 0 && c.retrying === 0;
 
-/** Absolute counters of one work unit after a committed change. */
-export interface UnitCounters {
+/** How one work unit's counters moved in one committed transaction. */
+export interface UnitDelta {
   readonly unitId: number;
   readonly key: WorkUnitKey;
-  readonly counters: Readonly<Counters>;
-  /** Grows by at least one with every change of this unit's counters. */
-  readonly version: number;
+  /** New counters minus old ones. */
+  readonly delta: Readonly<Counters>;
+}
+
+/**
+ * Names one committed transaction, so that a read of the store can tell whether it saw it: a
+ * commit sequence number on SQLite, a transaction id (xid8) on PostgreSQL. Opaque elsewhere.
+ */
+export type CommitStamp = string;
+
+/** The counter changes of one committed transaction (a part of them, when sent in pieces). */
+export interface UnitChanges {
+  readonly tx: CommitStamp;
+  readonly units: readonly UnitDelta[];
+}
+
+/** What one read of the store saw: whether a committed transaction's changes are in it. */
+export interface ReadSnapshot {
+  includes(tx: CommitStamp): boolean;
+}
+
+/** Summed counters of the units a filter matches, as one read of the store saw them. */
+export interface CountersSnapshot {
+  readonly snapshot: ReadSnapshot;
+  readonly total: Counters;
+  /** Per session, ordered by session id (only when asked for). */
+  readonly sessions: readonly (readonly [sessionId: string, counters: Counters])[] | null;
 }

@@ -1,36 +1,37 @@
 /**
- * The change feed: how the processes sharing one store hear of each other's commits. A process
- * publishes, once per tick of committed transactions, which work units changed (with their new
- * versions) and how many tasks were enqueued; every process hears every message, its own included
- * (it skips those by `origin`). Versioned absolute counters make a repeated or reordered message
- * harmless; a listener that may have missed messages (its connection dropped) gets `resync` once it
- * hears again, and reloads everything.
+ * The change feed: how a process hears the counter changes committed to its store, by itself and
+ * by every other process on it. Each message is one committed transaction's changes (or a piece of
+ * them), as deltas stamped with the transaction (`UnitChanges`): a listener keeping a sum applies
+ * those its own read of the store did not include (`ReadSnapshot.includes`), so order does not
+ * matter. A listener that may have missed messages (its connection dropped) gets `resync` once it
+ * hears again, and reads what it keeps again.
  *
- * Implementations: `in-process-feed.ts` (one process, the embedded default) and `postgres-feed.ts`
- * (LISTEN/NOTIFY, no other component). The feed is not part of the store contract.
+ * `sync()` is a read barrier: it resolves once every change committed before it was called has been
+ * heard (PostgreSQL delivers notifications in commit order, so hearing a notification this process
+ * sent after the call proves it), so a sum kept from the feed can answer as of the call.
+ *
+ * Implementations: `in-process-feed.ts` (the embedded SQLite store: its commits, as they happen)
+ * and `postgres-feed.ts` (LISTEN to the NOTIFYs the database sends from inside each transaction:
+ * no other component). The feed is not part of the store contract.
  */
+import type { UnitChanges } from '../domain/counters.ts';
 import type { TypedEmitter } from '../util/typed-emitter.ts';
 
-export interface FeedMessage {
-  /** The publishing process (listeners skip their own messages). */
-  readonly origin: string;
-  /** Units whose counters changed, with the version they reached. */
-  readonly units: readonly { readonly id: number; readonly version: number }[];
-  /** Tasks enqueued (idle workers elsewhere should look for work). */
-  readonly enqueued: number;
-}
-
 export interface ChangeFeedEvents {
-  message: FeedMessage;
-  /** Messages may have been missed (the feed reconnected): reload everything. */
+  /** Counter changes of a committed transaction (a piece of them, for a large one). */
+  changes: UnitChanges;
+  /** Changes may have been missed (the feed reconnected): read again what is kept. */
   resync: undefined;
 }
 
 export interface ChangeFeed {
   readonly events: TypedEmitter<ChangeFeedEvents>;
-  /** Whether the feed hears messages now. */
+  /** Whether the feed hears changes now. */
   readonly connected: boolean;
-  /** Sends a message to every process on the feed; resolves once it is handed over. */
-  publish(message: FeedMessage): Promise<void>;
+  /**
+   * Resolves once every change committed before the call has been heard (at once when changes are
+   * heard as they commit; at once too while disconnected: a `resync` follows the reconnection).
+   */
+  sync(): Promise<void>;
   close(): Promise<void>;
 }

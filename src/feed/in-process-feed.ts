@@ -1,27 +1,19 @@
 /**
- * The change feed of one process (the embedded SQLite default): messages go to the listeners of
- * the feeds sharing one `bus`, in the same process. By default each feed has a bus of its own.
+ * The change feed of the embedded SQLite store: one process per file, so its changes are the
+ * store's own commits, heard as they happen (the store announces each one right after it commits).
  */
+import type { StoreEvents } from '../store/store.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
-import type { ChangeFeed, ChangeFeedEvents, FeedMessage } from './change-feed.ts';
+import type { ChangeFeed, ChangeFeedEvents } from './change-feed.ts';
 
-export type FeedBus = TypedEmitter<{ message: FeedMessage }>;
-
-export function createFeedBus(): FeedBus {
-  return new TypedEmitter<{ message: FeedMessage }>();
-}
-
-export function createInProcessFeed(options: { readonly bus?: FeedBus } = {}): ChangeFeed {
-  const bus = options.bus ?? createFeedBus();
+export function createInProcessFeed(storeEvents: TypedEmitter<StoreEvents>): ChangeFeed {
   const events = new TypedEmitter<ChangeFeedEvents>();
-  const off = bus.on('message', (message) => events.emit('message', message));
+  const off = storeEvents.on('units:changed', (changes) => events.emit('changes', changes));
   return {
     events,
     connected: true,
-    async publish(message) {
-      // Delivered after the publisher's current work, as a database notification would be.
-      queueMicrotask(() => bus.emit('message', message));
-    },
+    // The store announces each commit before the call that made it returns: nothing is in flight.
+    sync: () => Promise.resolve(),
     async close() {
       off();
       events.removeAllListeners();

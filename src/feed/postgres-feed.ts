@@ -2,9 +2,14 @@
  * The change feed on PostgreSQL's LISTEN/NOTIFY: no other component.
  *
  * ## Protocol
- * A message is sent as `pg_notify(channel, payload)`, the payload compact JSON
- * `{"o":origin,"u":[[unitId,version],...],"e":enqueued}`. A NOTIFY payload holds at most 8,000
- * bytes, so a message about many units is sent as several notifications (each a valid message).
+ * The database sends the messages itself: a trigger on `work_units` (migration 004) sends each
+ * statement's counter changes on the schema's channel from inside the transaction, so a message
+ * is delivered if and only if its transaction commits, even when the process that made it dies
+ * right after. Payload: `{"x":"<xid8>","n":<number>,"u":[[unit_id,task_type,workspace_id,
+ * session_id,observer_id,sender_id,d_pending,d_running,d_completed,d_failed,d_retrying],...]}`.
+ * A read barrier (`sync`) is a notification of this process's own, `{"f":"<token>"}`, sent after
+ * the call: notifications arrive in commit order, so once it is heard, every change committed
+ * before the call has been too. Calls in the same tick share one barrier.
  *
  * ## Listening connection (state machine)
  * `connecting` -> `listening` (LISTEN succeeded) -> `down` (the connection ended or failed) ->
@@ -12,67 +17,82 @@
  * emitted, because notifications sent while it was down are lost. `closed` ends it. `connected` is
  * true only while `listening`.
  */
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import type { UnitChanges, UnitDelta } from '../domain/counters.ts';
+import type { TaskType } from '../domain/work-unit-key.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
-import type { ChangeFeed, ChangeFeedEvents, FeedMessage } from './change-feed.ts';
+import type { ChangeFeed, ChangeFeedEvents } from './change-feed.ts';
 
 export interface PostgresFeedOptions {
   readonly connectionString: string;
-  /** Notification channel; processes on one store use the same. @default deriver_changes */
-  readonly channel?: string;
+  /** Notification channel: `deriver_changes_<schema>`, as the database's trigger sends on. */
+  readonly channel: string;
   /** Called when the listening connection fails (it reconnects by itself). */
   readonly onError?: (error: unknown) => void;
 }
 
-/** Bytes a NOTIFY payload may hold, less a margin. */
-const MAX_PAYLOAD = 7_900;
-
 type State = 'connecting' | 'listening' | 'down' | 'closed';
 
-/** Splits a message into payloads that each fit a notification. */
-export function encodeMessage(message: FeedMessage): string[] {
-  const payloads: string[] = [];
-  const head = `{"o":${JSON.stringify(message.origin)},"e":`;
-  let units: string[] = [];
-  let size = 0;
-  let enqueued = message.enqueued;
-  const flush = () => {
-    payloads.push(`${head}${enqueued},"u":[${units.join(',')}]}`);
-    enqueued = 0; // counted once
-    units = [];
-    size = 0;
-  };
-  for (const unit of message.units) {
-    const entry = `[${unit.id},${unit.version}]`;
-    if (size + entry.length + head.length + 40 > MAX_PAYLOAD && units.length > 0) flush();
-    units.push(entry);
-    size += entry.length + 1;
-  }
-  if (units.length > 0 || payloads.length === 0) flush();
-  return payloads;
-}
+type Entry = [
+  number,
+  string,
+  string,
+  string,
+  string | null,
+  string | null,
+  number,
+  number,
+  number,
+  number,
+  number,
+];
 
-export function decodeMessage(payload: string): FeedMessage | null {
+/** A notification's changes; `null` for a payload that is not one. */
+export function decodeChanges(payload: string): UnitChanges | null {
   try {
-    const raw = JSON.parse(payload) as { o?: unknown; e?: unknown; u?: unknown };
-    if (typeof raw.o !== 'string' || typeof raw.e !== 'number' || !Array.isArray(raw.u)) return null;
-    const units = (raw.u as unknown[])
-      .filter(
-        (u): u is [number, number] =>
-          Array.isArray(u) && typeof u[0] === 'number' && typeof u[1] === 'number',
-      )
-      .map(([id, version]) => ({ id, version }));
-    return { origin: raw.o, enqueued: raw.e, units };
+    const raw = JSON.parse(payload) as { x?: unknown; u?: unknown };
+    if (typeof raw.x !== 'string' || !Array.isArray(raw.u)) return null;
+    const units = (raw.u as Entry[]).map(
+      ([
+        unitId,
+        taskType,
+        workspaceId,
+        sessionId,
+        observerId,
+        senderId,
+        pending,
+        running,
+        completed,
+        failed,
+        retrying,
+      ]): UnitDelta => ({
+        unitId,
+        key: { taskType: taskType as TaskType, workspaceId, sessionId, observerId, senderId },
+        delta: { pending, running, completed, failed, retrying },
+      }),
+    );
+    return { tx: raw.x, units };
   } catch {
     return null;
   }
 }
 
 export async function createPostgresFeed(options: PostgresFeedOptions): Promise<ChangeFeed> {
-  const channel = options.channel ?? 'deriver_changes';
+  const { channel } = options;
   const events = new TypedEmitter<ChangeFeedEvents>();
   const publisher = new pg.Pool({ connectionString: options.connectionString, max: 2 });
   publisher.on('error', () => {});
+  const fenceOrigin = randomUUID();
+  let fences = 0;
+  /** Barriers sent and not heard yet, by token. */
+  const waiting = new Map<string, () => void>();
+  /** The barrier of this tick, not sent yet (calls in the same tick join it). */
+  let gathering: Promise<void> | null = null;
+  const releaseAll = (): void => {
+    for (const resolve of waiting.values()) resolve();
+    waiting.clear();
+  };
   let state: State = 'connecting';
   let client: pg.Client | undefined;
   let backoff = 100;
@@ -97,6 +117,7 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
     const lost = (error?: unknown) => {
       if (client !== next) return;
       client = undefined;
+      releaseAll(); // what they wait for may be lost: the resync after reconnecting reads again
       if (error) options.onError?.(error);
       next.removeAllListeners('notification');
       void next.end().catch(() => {});
@@ -106,8 +127,14 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
     next.on('end', () => lost());
     next.on('notification', (notification) => {
       if (notification.channel !== channel || !notification.payload) return;
-      const message = decodeMessage(notification.payload);
-      if (message) events.emit('message', message);
+      if (notification.payload.startsWith('{"f":')) {
+        const token = (JSON.parse(notification.payload) as { f: string }).f;
+        waiting.get(token)?.();
+        waiting.delete(token);
+        return;
+      }
+      const changes = decodeChanges(notification.payload);
+      if (changes) events.emit('changes', changes);
     });
     client = next;
     try {
@@ -137,10 +164,20 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
     get connected() {
       return state === 'listening';
     },
-    async publish(message) {
-      for (const payload of encodeMessage(message)) {
-        await publisher.query('SELECT pg_notify($1, $2)', [channel, payload]);
-      }
+    sync() {
+      if (state !== 'listening') return Promise.resolve();
+      gathering ??= new Promise<void>((resolve) => {
+        queueMicrotask(() => {
+          gathering = null;
+          const token = `${fenceOrigin}:${++fences}`;
+          waiting.set(token, resolve);
+          publisher.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify({ f: token })]).catch(() => {
+            waiting.delete(token);
+            resolve(); // not sent: the database is unreachable, and so is a fresher answer
+          });
+        });
+      });
+      return gathering;
     },
     async close() {
       state = 'closed';
@@ -149,6 +186,7 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
       const current = client;
       client = undefined;
       await current?.end().catch(() => {});
+      releaseAll();
       await publisher.end().catch(() => {});
     },
   };

@@ -4,9 +4,12 @@
  *
  * ## Topics (multiplexing)
  * Subscriptions with the same filter, coalescing window and breakdown choice share one *topic*.
- * A topic computes the status once per change and hands the same view to all its subscribers.
- * A committed change names the work units that moved; each unit feeds at most eight filters, so
- * the topics to wake are found with eight map look-ups, however many topics exist.
+ * A topic holds its filter hot in the status engine (a `StatusWatch`, read once from the store when
+ * the topic is created: `subscribe` resolves then) and computes the status once per change, handing
+ * the same view to all its subscribers. A committed change names the work units that moved; each
+ * unit feeds at most eight filters, so the topics to wake are found with eight map look-ups,
+ * however many topics exist. A filter read again from the store (`status:reloaded`) wakes its
+ * topics too.
  *
  * ## Coalescing
  * A topic publishes at most once per window: the first change after a quiet window goes out at
@@ -31,7 +34,7 @@
  */
 import { limits } from '../domain/limits.ts';
 import { isIdle } from '../status/counts.ts';
-import type { StatusEngine } from '../status/status-engine.ts';
+import type { StatusEngine, StatusWatch } from '../status/status-engine.ts';
 import { filterKey, filtersFedBy, type StatusChange, type StatusQuery } from '../status/status-filter.ts';
 import { DONE, ReadyStream } from '../util/ready-stream.ts';
 import { epochNow, type StatusView, sameView } from './status-view.ts';
@@ -69,13 +72,18 @@ export interface LiveSubscribeOptions {
 export type ViewStream = ReadyStream<StatusView>;
 
 export interface LiveStatus {
-  /** A stream of views: the current one at once, then one per (coalesced) change. */
-  subscribe(filter: StatusQuery, options?: LiveSubscribeOptions): ViewStream;
   /**
-   * Live topics and subscribers, status computations and views delivered to subscribers so far
-   * (metrics, leak checks).
+   * A stream of views: the current one at once, then one per (coalesced) change. Resolves once the
+   * filter's status is known (read from the store when nobody watched it); rejects when it cannot
+   * be read.
    */
-  stats(): { topics: number; subscribers: number; computations: number; delivered: number };
+  subscribe(filter: StatusQuery, options?: LiveSubscribeOptions): Promise<ViewStream>;
+  /**
+   * Live topics and subscribers, status computations and views delivered to subscribers so far,
+   * and views held for subscribers that have not read them yet (at most one each): metrics, leak
+   * and bound checks.
+   */
+  stats(): { topics: number; subscribers: number; computations: number; delivered: number; held: number };
   /** Ends every stream and stops listening. */
   close(): void;
 }
@@ -86,6 +94,8 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
   /** Topics by filter key (one filter may have topics with different windows). */
   const byFilter = new Map<string, Set<Topic>>();
   const topics = new Map<string, Topic>();
+  /** Topics whose filter is being read, by topic key (subscribers arriving meanwhile share it). */
+  const opening = new Map<string, Promise<Topic>>();
   let subscriberCount = 0;
   let computations = 0;
   let delivered = 0;
@@ -106,18 +116,19 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
       readonly windowMs: number,
       readonly withSessions: boolean,
       readonly withProgress: boolean,
+      readonly watch: StatusWatch,
     ) {
       this.last = this.compute();
     }
 
     compute(): StatusView {
       computations++;
-      const counts = status.get(this.filter);
-      const progress = this.withProgress ? status.progress(this.filter) : undefined;
+      const counts = this.watch.counts();
+      const progress = this.withProgress ? status.progress(this.filter, counts) : undefined;
       const stamps = { changedAt: this.#changedAt, publishedAt: epochNow() };
       if (!this.withSessions || this.filter.sessionId !== undefined)
         return { filter: this.filter, counts, progress, ...stamps };
-      return { filter: this.filter, counts, progress, sessions: status.sessions(this.filter), ...stamps };
+      return { filter: this.filter, counts, progress, sessions: this.watch.sessions(), ...stamps };
     }
 
     changed(at: number): void {
@@ -173,6 +184,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     dispose(): void {
       if (this.#timer) clearTimeout(this.#timer);
       this.#timer = null;
+      this.watch.release();
     }
   }
 
@@ -189,6 +201,11 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     ) {
       super();
       this.#pending = snapshot;
+    }
+
+    /** Whether a view waits for this subscriber to read it. */
+    get holding(): boolean {
+      return this.#pending !== null;
     }
 
     offer(view: StatusView): void {
@@ -247,18 +264,62 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     if (siblings?.size === 0) byFilter.delete(topic.filterKey);
   }
 
-  const onChanged = (units: readonly StatusChange[]): void => {
+  const wakeTopics = (filterKeys: Iterable<string>): void => {
     const touched = new Set<Topic>();
-    for (const unit of units) {
-      for (const filter of filtersFedBy(unit)) {
-        const set = byFilter.get(filterKey(filter));
-        if (set) for (const topic of set) touched.add(topic);
-      }
+    for (const key of filterKeys) {
+      const set = byFilter.get(key);
+      if (set) for (const topic of set) touched.add(topic);
     }
     const at = epochNow();
     for (const topic of touched) topic.changed(at);
   };
-  const unsubscribe = status.events.on('status:changed', onChanged);
+  const onChanged = (units: readonly StatusChange[]): void => {
+    if (byFilter.size > 0) wakeTopics(units.flatMap((unit) => filtersFedBy(unit).map(filterKey)));
+  };
+  const offs = [
+    status.events.on('status:changed', onChanged),
+    status.events.on('status:reloaded', wakeTopics),
+  ];
+
+  /** The topic for these options: an open one, one being opened, or a new one (its filter read). */
+  const topicFor = async (
+    key: string,
+    fKey: string,
+    filter: StatusQuery,
+    options: { windowMs: number; withSessions: boolean; withProgress: boolean },
+  ): Promise<{ topic: Topic; fresh: boolean }> => {
+    const open = topics.get(key);
+    if (open) return { topic: open, fresh: false };
+    let pending = opening.get(key);
+    const mine = !pending;
+    if (!pending) {
+      pending = status.watch(filter, { sessions: options.withSessions }).then((watch) => {
+        const topic = new Topic(
+          key,
+          fKey,
+          filter,
+          options.windowMs,
+          options.withSessions,
+          options.withProgress,
+          watch,
+        );
+        topics.set(key, topic);
+        let set = byFilter.get(fKey);
+        if (!set) {
+          set = new Set();
+          byFilter.set(fKey, set);
+        }
+        set.add(topic);
+        return topic;
+      });
+      opening.set(key, pending);
+      pending.then(
+        () => opening.delete(key),
+        () => opening.delete(key),
+      );
+    }
+    return { topic: await pending, fresh: mine };
+  };
 
   // Throughput moves with time alone (it decays to 0 once completions stop): while a topic last
   // published a rate, look at it every interval; it publishes only when its view changed.
@@ -271,7 +332,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
   progressTimer.unref();
 
   return {
-    subscribe(filter, subscribeOptions = {}) {
+    async subscribe(filter, subscribeOptions = {}) {
       const windowMs = Math.min(
         limits.coalesceMaxMs,
         Math.max(0, subscribeOptions.windowMs ?? defaultWindow),
@@ -280,25 +341,19 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
       const withProgress = subscribeOptions.withProgress === true;
       const fKey = filterKey(filter);
       const key = `${fKey}\u0000${windowMs}\u0000${withSessions ? 1 : 0}${withProgress ? 1 : 0}`;
-      let topic = topics.get(key);
-      // A new topic's first view is fresh; an existing topic's last one may predate a pending window.
-      let snapshot: StatusView | undefined;
-      if (!topic) {
-        topic = new Topic(key, fKey, filter, windowMs, withSessions, withProgress);
-        snapshot = topic.last;
-        topics.set(key, topic);
-        let set = byFilter.get(fKey);
-        if (!set) {
-          set = new Set();
-          byFilter.set(fKey, set);
-        }
-        set.add(topic);
-      }
-      // A joiner of a live topic gets the topic's last view when nothing changed since (one view,
-      // so one execution and one serialization, shared with every subscriber that has it).
-      if (!snapshot) {
-        const fresh = topic.compute();
-        snapshot = sameView(fresh, topic.last) ? topic.last : fresh;
+      let opened = await topicFor(key, fKey, filter, { windowMs, withSessions, withProgress });
+      // Its last subscriber may have left (and closed it) while this one waited for it.
+      while (topics.get(key) !== opened.topic)
+        opened = await topicFor(key, fKey, filter, { windowMs, withSessions, withProgress });
+      const { topic, fresh } = opened;
+      // The opener of a new topic gets its first view, fresh. A joiner of a live topic gets the
+      // topic's last view when nothing changed since (one view, so one execution and one
+      // serialization, shared with every subscriber that has it); the last one may predate a
+      // pending window, so it is checked against a fresh computation.
+      let snapshot = topic.last;
+      if (!fresh || topic.subscribers.size > 0) {
+        const now = topic.compute();
+        if (!sameView(now, topic.last)) snapshot = now;
       }
       const subscriber = new Subscriber(topic, subscribeOptions.untilIdle === true, snapshot);
       topic.subscribers.add(subscriber);
@@ -308,11 +363,13 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     },
 
     stats() {
-      return { topics: topics.size, subscribers: subscriberCount, computations, delivered };
+      let held = 0;
+      for (const topic of topics.values()) for (const s of topic.subscribers) if (s.holding) held++;
+      return { topics: topics.size, subscribers: subscriberCount, computations, delivered, held };
     },
 
     close() {
-      unsubscribe();
+      for (const off of offs) off();
       clearInterval(progressTimer);
       for (const topic of [...topics.values()]) {
         for (const subscriber of [...topic.subscribers]) subscriber.end();

@@ -7,8 +7,8 @@ import { hostname } from 'node:os';
 import pino, { type Logger } from 'pino';
 import { createKeyring } from '../auth/keyring.ts';
 import type { ChangeFeed } from '../feed/change-feed.ts';
-import { bridgeFeed } from '../feed/feed-bridge.ts';
 import { openFeed } from '../feed/open-feed.ts';
+import { wakeOnStoredWork } from '../feed/wake-on-stored-work.ts';
 import { createDemoHandler } from '../handlers/demo-handler.ts';
 import { createHttpHandler } from '../handlers/http-handler.ts';
 import { createLiveStatus, type LiveStatus } from '../live/live-status.ts';
@@ -20,10 +20,11 @@ import { type RetentionOptions, startRetention } from '../service/retention.ts';
 import { createStatusEngine, type StatusEngine } from '../status/status-engine.ts';
 import { openStore } from '../store/open-store.ts';
 import type { Store } from '../store/store.ts';
+import { ResourceStack } from '../util/resource-stack.ts';
 import { type Config, ConfigError } from './config.ts';
 import { createDeriverServer, type DeriverServer, type DeriverServerOptions } from './create-server.ts';
 import { createMetrics } from './metrics.ts';
-import { startProgressLog } from './progress-log.ts';
+import { progressCounts, startProgressLog } from './progress-log.ts';
 
 export interface App {
   /** The GraphQL (and GraphiQL) URL. */
@@ -95,26 +96,47 @@ function chooseHandlers(
 
 export async function startApp(config: Config, options: StartOptions = {}): Promise<App> {
   const logger = options.logger ?? pino({ level: config.logLevel });
-  const handling = chooseHandlers(config, options.handlers);
-  const store = await openStore(config.databaseUrl);
-  let scheduler: Scheduler;
+  // Everything acquired below is released in reverse order, on a failed start as on close.
+  const resources = new ResourceStack();
   try {
-    scheduler = createScheduler({
-      timeoutMs: config.taskTimeoutMs,
-      maxAttempts: config.maxAttempts,
-      leaseMs: config.leaseMs,
-      workerId: workerIdOf(config),
-      ...options.scheduler,
-      store,
-      concurrency: config.workerConcurrency,
-      handlers: handling.handlers,
-    });
+    return await assemble(config, options, logger, resources);
   } catch (error) {
-    await store.close();
+    await resources.close().catch(() => {});
     throw error;
   }
-  const status = await createStatusEngine({ store });
-  const live = createLiveStatus({ status, windowMs: config.coalesceMs });
+}
+
+async function assemble(
+  config: Config,
+  options: StartOptions,
+  logger: Logger,
+  resources: ResourceStack,
+): Promise<App> {
+  const handling = resources.use(chooseHandlers(config, options.handlers), (h) => h.close());
+  const store = resources.use(await openStore(config.databaseUrl), (s) => s.close());
+  const scheduler = createScheduler({
+    timeoutMs: config.taskTimeoutMs,
+    maxAttempts: config.maxAttempts,
+    leaseMs: config.leaseMs,
+    workerId: workerIdOf(config),
+    ...options.scheduler,
+    store,
+    concurrency: config.workerConcurrency,
+    handlers: handling.handlers,
+  });
+  // Listening before anything is read: a status read after this sees, or hears, every commit.
+  const feed = resources.use(
+    await openFeed(config.databaseUrl, store, (error) =>
+      logger.warn({ err: error }, 'change feed connection lost; reconnecting'),
+    ),
+    (f) => f.close(),
+  );
+  const status = resources.use(
+    createStatusEngine({ store, feed, maxEntries: config.statusCacheEntries }),
+    (s) => s.close(),
+  );
+  resources.defer(wakeOnStoredWork(feed, () => scheduler.wake()));
+  const live = resources.use(createLiveStatus({ status, windowMs: config.coalesceMs }), (l) => l.close());
   const deriver = createDeriver({ store });
   scheduler.events.on('error', ({ error, operation }) =>
     logger.warn({ err: error, operation }, 'scheduler error'),
@@ -122,34 +144,19 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
   scheduler.events.on('task:failed', ({ task, error }) =>
     logger.warn({ taskId: task.id, error }, 'task failed'),
   );
-  let feed: ChangeFeed;
-  try {
-    feed = await openFeed(config.databaseUrl, (error) =>
-      logger.warn({ err: error }, 'change feed connection lost; reconnecting'),
-    );
-  } catch (error) {
-    status.close();
-    await store.close();
-    throw error;
-  }
-  const unbridge = bridgeFeed({
-    feed,
-    store,
-    status,
-    origin: scheduler.workerId,
-    wake: () => scheduler.wake(),
-    onError: (error) => logger.warn({ err: error }, 'change feed error'),
-  });
   const keys = config.authJwtSecret ? createKeyring({ secret: config.authJwtSecret }) : null;
   // The server counts its WebSocket connections; it is created just below, before any scrape.
   let server: DeriverServer | undefined;
-  const metrics = createMetrics({
-    status,
-    store,
-    live,
-    schedulerEvents: scheduler.events,
-    webSocketConnections: () => server?.webSocketServer.clients.size ?? 0,
-  });
+  const metrics = resources.use(
+    createMetrics({
+      status,
+      store,
+      live,
+      schedulerEvents: scheduler.events,
+      webSocketConnections: () => server?.webSocketServer.clients.size ?? 0,
+    }),
+    (m) => m.close(),
+  );
   server = createDeriverServer({
     ...options.server,
     services: { deriver, status, live, keys, queue: createQueueService({ store }) },
@@ -166,39 +173,36 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
       },
     },
   });
-  let url: string;
-  try {
-    url = await server.listen(config.port, config.host);
-  } catch (error) {
-    unbridge();
-    metrics.close();
-    await feed.close();
-    status.close();
-    await store.close();
-    handling.close();
-    throw error;
-  }
+  const url = await server.listen(config.port, config.host);
+  const listening = server;
+  resources.defer(() => listening.close());
+  resources.defer(() => live.close()); // subscriptions end before the server closes
   scheduler.start();
-  const stopProgress =
-    config.workerConcurrency > 0
-      ? startProgressLog({
-          status,
-          intervalMs: options.progressIntervalMs,
-          write: (line, idle) => logger.info(line, idle ? 'queue idle' : 'progress'),
-        })
-      : () => {};
+  // Closing stops claiming first and lets running tasks finish (or puts them back).
+  let deadlineMs: number | undefined;
+  resources.defer(() => scheduler.stop({ deadlineMs }));
+  if (config.workerConcurrency > 0) {
+    const counts = progressCounts(store, scheduler.events);
+    resources.defer(counts.stop);
+    resources.defer(
+      startProgressLog({
+        read: counts.read,
+        intervalMs: options.progressIntervalMs,
+        write: (line, idle) => logger.info(line, idle ? 'queue idle' : 'progress'),
+      }),
+    );
+  }
   // Processes that run workers prune; on PostgreSQL several may, each batch skipping rows another locks.
-  const retention =
-    config.workerConcurrency > 0 && config.retentionMs !== null
-      ? startRetention({
-          ...options.retention,
-          store,
-          retentionMs: config.retentionMs,
-          onPruned: (rows) => logger.info({ rows }, 'pruned finished task rows (retention)'),
-          onError: (error) => logger.warn({ err: error }, 'retention pass failed; the next one tries again'),
-        })
-      : null;
-  let closing: Promise<void> | undefined;
+  if (config.workerConcurrency > 0 && config.retentionMs !== null) {
+    const retention = startRetention({
+      ...options.retention,
+      store,
+      retentionMs: config.retentionMs,
+      onPruned: (rows) => logger.info({ rows }, 'pruned finished task rows (retention)'),
+      onError: (error) => logger.warn({ err: error }, 'retention pass failed; the next one tries again'),
+    });
+    resources.defer(() => retention.stop());
+  }
   return {
     url,
     store,
@@ -207,22 +211,10 @@ export async function startApp(config: Config, options: StartOptions = {}): Prom
     status,
     live,
     scheduler,
-    server,
+    server: listening,
     close(closeOptions = {}) {
-      closing ??= (async () => {
-        stopProgress();
-        await retention?.stop();
-        await scheduler.stop(closeOptions);
-        live.close();
-        await server.close();
-        unbridge();
-        metrics.close();
-        await feed.close();
-        status.close();
-        await store.close();
-        handling.close();
-      })();
-      return closing;
+      deadlineMs ??= closeOptions.deadlineMs;
+      return resources.close();
     },
   };
 }

@@ -76,6 +76,12 @@ export const SETTINGS: readonly Setting[] = [
     default: String(DEFAULTS.coalesceMs),
   },
   {
+    env: 'STATUS_CACHE_ENTRIES',
+    meaning:
+      'status sums kept in memory for filters nobody watches (one per filter, plus one per session of a breakdown)',
+    default: String(DEFAULTS.statusCacheEntries),
+  },
+  {
     env: 'LOG_LEVEL',
     meaning: 'fatal, error, warn, info, debug, trace or silent',
     default: DEFAULTS.logLevel,

@@ -2,9 +2,11 @@
  * Start-up configuration from environment variables (SPEC section 8). Every value is validated at
  * once; a bad one stops start-up with one line naming the variable and what is expected.
  */
+
 import { z } from 'zod';
 import { MIN_SECRET_BYTES } from '../auth/keyring.ts';
 import { limits } from '../domain/limits.ts';
+import { DEFAULT_STATUS_ENTRIES } from '../status/status-engine.ts';
 import { parseStoreUrl } from '../store/open-store.ts';
 import { normalizeOrigin } from './guards/origin-policy.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './server-limits.ts';
@@ -22,6 +24,11 @@ export interface Config {
   readonly demoTaskMs: number;
   /** Default coalescing window of status subscriptions, in ms. @default 100 */
   readonly coalesceMs: number;
+  /**
+   * Status sums kept in memory for filters nobody watches (a filter's sum is one entry, plus one
+   * per session of its breakdown); watched filters always stay. @default 100000
+   */
+  readonly statusCacheEntries: number;
   /** pino log level. @default info */
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** HS256 secret of the keys; `null` turns authentication off. @default null */
@@ -226,6 +233,7 @@ const envSchema = z.object({
     }),
   DEMO_TASK_MS: integer('DEMO_TASK_MS', 0, 3_600_000, 250),
   COALESCE_MS: integer('COALESCE_MS', 0, limits.coalesceMaxMs, 100),
+  STATUS_CACHE_ENTRIES: integer('STATUS_CACHE_ENTRIES', 0, 100_000_000, DEFAULT_STATUS_ENTRIES),
   LOG_LEVEL: z
     .string()
     .optional()
@@ -273,6 +281,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerConcurrency: e.WORKER_CONCURRENCY,
     demoTaskMs: e.DEMO_TASK_MS,
     coalesceMs: e.COALESCE_MS,
+    statusCacheEntries: e.STATUS_CACHE_ENTRIES,
     logLevel: e.LOG_LEVEL,
     authJwtSecret: e.AUTH_JWT_SECRET,
     allowedOrigins: e.CORS_ORIGINS,

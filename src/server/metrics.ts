@@ -1,12 +1,14 @@
 /**
  * Prometheus metrics at `/metrics` (prom-client, one registry per app). Queue figures come from the
- * status engine and the store, so every instance on one database reports the same ones; process
- * figures (durations and retries of the tasks this process ran, its subscriptions and WebSocket
- * connections, Node's default metrics) are its own.
+ * store (read at each scrape, from the units with work left: never a scan of history), so every
+ * instance on one database reports the same ones; process figures (durations and retries of the
+ * tasks this process ran, its subscriptions, status sums and WebSocket connections, Node's default
+ * metrics) are its own. Finished tasks are counted where they ran
+ * (`deriver_task_duration_seconds_count`): sum them over the instances.
  *
- * - `deriver_tasks{state,task_type}`: tasks by state, disjoint so they sum to the total:
- *   `pending` (never started, or put back without failing), `retrying` (failed before, waiting to
- *   run again), `running`, `succeeded`, `failed`.
+ * - `deriver_tasks{state,task_type}`: unfinished tasks by state, disjoint: `pending` (never
+ *   started, or put back without failing), `retrying` (failed before, waiting to run again),
+ *   `running`.
  * - `deriver_task_duration_seconds{task_type,outcome}`: attempts run here, by how they ended
  *   (`succeeded`, `failed` for good, `retried`).
  * - `deriver_task_retries_total{task_type}`: failed attempts run here that will be retried.
@@ -14,8 +16,13 @@
  * - `deriver_subscriptions`, `deriver_subscription_events_total`: live subscriptions on this
  *   process, and the status events delivered to them.
  * - `deriver_websocket_connections`: open WebSocket connections on this process.
+ * - `deriver_status_sums{kind}`: status sums this process keeps (`filters`; `entries` against
+ *   `STATUS_CACHE_ENTRIES`; `watched` by live subscriptions), `deriver_status_reads_total`: sums
+ *   it read from the store (cold filters).
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { zeroCounters } from '../domain/counters.ts';
+import { TASK_TYPES } from '../domain/work-unit-key.ts';
 import type { LiveStatus } from '../live/live-status.ts';
 import type { SchedulerEvents } from '../scheduler/events.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
@@ -23,8 +30,8 @@ import type { Store } from '../store/store.ts';
 import type { TypedEmitter } from '../util/typed-emitter.ts';
 
 export interface MetricsOptions {
-  readonly status: StatusEngine;
-  readonly store: Store;
+  readonly status: Pick<StatusEngine, 'stats'>;
+  readonly store: Pick<Store, 'liveCountsByTaskType' | 'oldestPendingAt'>;
   readonly live: LiveStatus;
   readonly schedulerEvents: TypedEmitter<SchedulerEvents>;
   /** Open WebSocket connections now. */
@@ -46,18 +53,41 @@ export function createMetrics(options: MetricsOptions): Metrics {
 
   new Gauge({
     name: 'deriver_tasks',
-    help: 'Tasks by state (pending, retrying, running, succeeded, failed: disjoint) and task type.',
+    help: 'Unfinished tasks by state (pending, retrying, running: disjoint) and task type.',
     labelNames: ['state', 'task_type'] as const,
     registers: [registry],
-    collect() {
+    async collect() {
+      const live = await store.liveCountsByTaskType();
       this.reset();
-      for (const [taskType, c] of status.byTaskType()) {
+      for (const taskType of TASK_TYPES) {
+        const c = live.get(taskType) ?? zeroCounters();
         this.set({ state: 'pending', task_type: taskType }, c.pending - c.retrying);
         this.set({ state: 'retrying', task_type: taskType }, c.retrying);
         this.set({ state: 'running', task_type: taskType }, c.running);
-        this.set({ state: 'succeeded', task_type: taskType }, c.completed - c.failed);
-        this.set({ state: 'failed', task_type: taskType }, c.failed);
       }
+    },
+  });
+  new Gauge({
+    name: 'deriver_status_sums',
+    help: 'Status sums kept in memory: filters, entries (a filter plus its breakdown sessions), watched filters.',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+    collect() {
+      const stats = status.stats();
+      this.set({ kind: 'filters' }, stats.rollups);
+      this.set({ kind: 'entries' }, stats.entries);
+      this.set({ kind: 'watched' }, stats.pinned);
+    },
+  });
+  let readsSoFar = 0;
+  new Counter({
+    name: 'deriver_status_reads_total',
+    help: 'Status sums read from the store (filters that were not in memory).',
+    registers: [registry],
+    collect() {
+      const { reads } = status.stats();
+      this.inc(reads - readsSoFar);
+      readsSoFar = reads;
     },
   });
   const durations = new Histogram({

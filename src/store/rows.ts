@@ -1,5 +1,5 @@
 /** Row shapes both stores share (the same columns in SQLite and PostgreSQL), and their mapping. */
-import type { UnitCounters } from '../domain/counters.ts';
+import { addCounters, type Counters, zeroCounters } from '../domain/counters.ts';
 import type { Message } from '../domain/model.ts';
 import { summaryRangeOf, type TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
@@ -49,18 +49,21 @@ export const keyOf = (row: KeyColumns): WorkUnitKey => ({
   senderId: row.sender_id,
 });
 
-export const unitCounters = (row: UnitRow): UnitCounters => ({
-  unitId: row.id,
-  key: keyOf(row),
-  counters: {
-    pending: row.pending,
-    running: row.running,
-    completed: row.completed,
-    failed: row.failed,
-    retrying: row.retrying,
-  },
-  version: row.version,
+/** The counters of a row that has them (missing ones, as in a live count, are 0). */
+export const countersOf = (row: Partial<Counters>): Counters => ({
+  pending: Number(row.pending ?? 0),
+  running: Number(row.running ?? 0),
+  completed: Number(row.completed ?? 0),
+  failed: Number(row.failed ?? 0),
+  retrying: Number(row.retrying ?? 0),
 });
+
+/** The sum of rows' counters. */
+export function sumOf(rows: readonly Partial<Counters>[]): Counters {
+  const total = zeroCounters();
+  for (const row of rows) addCounters(total, countersOf(row));
+  return total;
+}
 
 /**
  * Where a released unit's head is, given the last attempt its final report carried: a task that was
@@ -240,7 +243,8 @@ export const workUnitInsightColumns = (jsonArray: 'json_array' | 'json_build_arr
 
 /** The oldest pending task over every unit (`Store.oldestPendingAt`). */
 export const OLDEST_PENDING_SQL = `SELECT min(oldest) AS oldest FROM (
-  SELECT ${OLDEST_PENDING_OF_UNIT} AS oldest FROM work_units u WHERE u.pending > 0) AS heads`;
+  SELECT ${OLDEST_PENDING_OF_UNIT} AS oldest FROM work_units u
+  WHERE u.head_task_id IS NOT NULL AND u.pending > 0) AS heads`;
 
 /** A work unit row with what an inspection adds (`Store.listWorkUnits`). */
 export interface WorkUnitInfoRow extends UnitRow {
@@ -256,7 +260,7 @@ export function workUnitInfoOf(row: WorkUnitInfoRow): WorkUnitInfo {
   return {
     id: row.id,
     key: keyOf(row),
-    counters: unitCounters(row).counters,
+    counters: countersOf(row),
     oldestPendingAt: row.oldest_pending_at === null ? null : Number(row.oldest_pending_at),
     running:
       taskId === undefined ? null : { taskId, startedAt: startedAt ?? 0, attempt: (failures ?? 0) + 1 },

@@ -22,12 +22,15 @@
  * and runs again (at-least-once), unless that was its `maxInterruptions`-th crash interruption: then
  * it is failed, so a task that kills its process every time cannot stop the queue.
  *
- * Each unit row carries its task counters and a `version` that grows with every change; committed
- * changes are announced through `events` as absolute counters, so a listener can apply them in any
- * order and more than once.
+ * Each unit row carries its task counters. Every committed change of them is published as deltas
+ * (`UnitChanges`) stamped with the transaction that made them, from inside that transaction's
+ * commit: SQLite emits `units:changed` right after the commit; PostgreSQL's own triggers send them
+ * as a NOTIFY inside the transaction, delivered if and only if it commits (the change feed hears
+ * them). A read of summed counters (`sumCounters`) says which commits it saw, so a listener that
+ * keeps a sum applies exactly the changes its read did not include, whatever the order they arrive.
  */
 
-import type { Counters, UnitCounters } from '../domain/counters.ts';
+import type { Counters, CountersSnapshot, UnitChanges } from '../domain/counters.ts';
 import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
 import type { SettingsOverride } from '../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot, SummaryRange, TaskPayload } from '../domain/task-generation.ts';
@@ -37,8 +40,11 @@ import type { TypedEmitter } from '../util/typed-emitter.ts';
 export type TaskState = 'pending' | 'running' | 'succeeded' | 'failed';
 
 export interface StoreEvents {
-  /** Counters of these units changed in a committed transaction. */
-  'units:changed': readonly UnitCounters[];
+  /**
+   * Counters changed in a committed transaction (SQLite: emitted right after the commit;
+   * PostgreSQL sends them as a NOTIFY from the transaction instead, see the file comment).
+   */
+  'units:changed': UnitChanges;
   /** New tasks were committed; idle workers should look for work. */
   'tasks:enqueued': { readonly count: number };
 }
@@ -183,6 +189,9 @@ export interface UnitFilter {
   readonly taskType?: TaskType | undefined;
 }
 
+/** Which units a status sums: a status filter (no task type). */
+export type CounterFilter = Omit<UnitFilter, 'taskType'>;
+
 /** A page by ascending id: the rows after `afterId`, at most `limit` of them. */
 export interface Page {
   readonly afterId: number | null;
@@ -298,12 +307,14 @@ export interface Store {
   /** Extends the leases still held; returns those that were lost. */
   renewLeases(request: WorkerRequest & { readonly leases: readonly Lease[] }): Promise<Lease[]>;
 
-  /** Counters of every unit, to rebuild the status index at start-up. */
   /**
-   * Counters of every unit (to rebuild the status index at start-up), or of the given units (to
-   * follow another process's committed changes).
+   * The summed counters of the units `filter` matches (with the per-session breakdown when
+   * `sessions`), and which commits that read saw. One indexed aggregate: its cost grows with the
+   * units the filter matches, never with the rest of the store.
    */
-  loadUnitCounters(unitIds?: readonly number[]): Promise<UnitCounters[]>;
+  sumCounters(filter: CounterFilter, options: { readonly sessions: boolean }): Promise<CountersSnapshot>;
+  /** Pending, retrying and running tasks per task type (read from the units with work left). */
+  liveCountsByTaskType(): Promise<Map<TaskType, Counters>>;
   /**
    * Work units matching `filter`, by id; `includeIdle` also lists units with nothing pending or
    * running. Paging by id is stable: a unit never changes its id or disappears.

@@ -29,7 +29,9 @@ export function printed(child: ChildProcess, pattern: RegExp): Promise<void> {
     };
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`exited with ${code} before printing ${pattern}:\n${out}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`exited with ${code} before printing ${pattern}:\n${out}`)),
+    );
   });
 }
 

@@ -4,13 +4,11 @@
  * session take sequence numbers one after the other.
  */
 
-import type { UnitCounters } from '../../domain/counters.ts';
 import type { Message, Session, SessionPeer } from '../../domain/model.ts';
 import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
 import { formatWorkUnitKey } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
-import { type UnitRow, unitCounters } from '../rows.ts';
 import type { AppendMessagesRequest, AppendMessagesResult } from '../store.ts';
 import type { Db } from './connection.ts';
 
@@ -111,13 +109,13 @@ export async function writeMembers(
   );
 }
 
-/** Appends the planned messages and their tasks; returns the result and the units that changed. */
+/** Appends the planned messages and their tasks. */
 export async function appendMessages(
   db: Db,
   request: AppendMessagesRequest,
   plan: (snapshot: SessionSnapshot) => MessagePlan,
   now: number,
-): Promise<AppendMessagesResult & { changed: UnitCounters[] }> {
+): Promise<AppendMessagesResult> {
   const { workspaceId, sessionId } = request;
   const session = (
     await db.query<{ settings: SettingsOverride; message_count: number }>(
@@ -216,7 +214,7 @@ export async function appendMessages(
     } else added.set(unit_id, { n: 1, first: id });
   }
   // Counters and versions of the units that grew; a unit that had no head gets its first new task.
-  const changed = await db.query<UnitRow>(
+  await db.query(
     `UPDATE work_units u SET pending = u.pending + c.n, version = u.version + 1,
        head_task_id = coalesce(u.head_task_id, c.first),
        available_at = CASE WHEN u.head_task_id IS NULL THEN 0 ELSE u.available_at END
@@ -232,5 +230,5 @@ export async function appendMessages(
       last.seq,
     ]);
   }
-  return { messages, enqueuedTasks: tasks.length, changed: changed.rows.map(unitCounters) };
+  return { messages, enqueuedTasks: tasks.length };
 }

@@ -12,17 +12,20 @@
  * written); the pool opens fresh connections for the next operations, so the store recovers by
  * itself when the database is back.
  */
-import type { UnitCounters } from '../../domain/counters.ts';
+import type { Counters } from '../../domain/counters.ts';
 import type { Peer, Workspace } from '../../domain/model.ts';
 import { mergeOverrides } from '../../domain/settings.ts';
+import type { TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
+import { counterQuery, LIVE_COUNTS_SQL } from '../counter-sql.ts';
 import {
+  countersOf,
   type MessageRow,
   messageOf,
   OLDEST_PENDING_SQL,
+  sumOf,
   taskRowOf,
   type UnitRow,
-  unitCounters,
 } from '../rows.ts';
 import type { Store, StoreEvents } from '../store.ts';
 import { connect } from './connection.ts';
@@ -38,6 +41,7 @@ import {
 } from './domain-writes.ts';
 import { applyReports, claimReady, recoverLeases, renewLeases, type TaskRowData } from './queue.ts';
 import { cancelPending, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
+import { pgSnapshot } from './snapshot.ts';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database` */
@@ -53,10 +57,8 @@ export interface PostgresStoreOptions {
 export async function createPostgresStore(options: PostgresStoreOptions): Promise<Store> {
   const connection = await connect(options);
   const { transaction } = connection;
+  // Counter changes are sent by the database itself (migration 004): no `units:changed` here.
   const events = new TypedEmitter<StoreEvents>();
-  const announce = (changed: readonly UnitCounters[]): void => {
-    if (changed.length > 0) events.emit('units:changed', changed);
-  };
 
   const store: Store = {
     events,
@@ -123,9 +125,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
     async appendMessages(request, plan) {
       const result = await transaction((db, now) => appendMessages(db, request, plan, now));
-      announce(result.changed);
       if (result.enqueuedTasks > 0) events.emit('tasks:enqueued', { count: result.enqueuedTasks });
-      return { messages: result.messages, enqueuedTasks: result.enqueuedTasks };
+      return result;
     },
 
     async listMessages(workspaceId, sessionId, options = {}) {
@@ -141,40 +142,40 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       return (await store.settle({ ...request, reports: [] })).claimed;
     },
 
-    async settle(request) {
-      const changed: UnitCounters[] = [];
-      const response = await transaction(async (db, now) => {
-        changed.length = 0; // a retried transaction starts over
-        const results = await applyReports(db, request.reports, request.owner, now, changed);
+    settle: (request) =>
+      transaction(async (db, now) => {
+        const results = await applyReports(db, request.reports, request.owner, now);
         // Expired leases are recovered by the claims that could take their units, as in SQLite.
         if (request.max <= 0) return { results, claimed: [] };
-        await recoverLeases(db, now, request, null, changed);
-        return { results, claimed: await claimReady(db, request, now, changed) };
-      });
-      announce(changed);
-      return response;
-    },
+        await recoverLeases(db, now, request, null);
+        return { results, claimed: await claimReady(db, request, now) };
+      }),
 
-    async recoverLeases(request) {
-      const changed: UnitCounters[] = [];
-      const recovered = await transaction((db, now) => {
-        changed.length = 0; // a retried transaction starts over
-        return recoverLeases(db, now, request, request.owner, changed);
-      });
-      announce(changed);
-      return recovered;
-    },
+    recoverLeases: (request) => transaction((db, now) => recoverLeases(db, now, request, request.owner)),
 
     renewLeases: (request) => transaction((db, now) => renewLeases(db, request, now)),
 
-    async loadUnitCounters(unitIds) {
-      const rows = unitIds
-        ? await connection.query<UnitRow>(
-            'SELECT * FROM work_units WHERE id = ANY($1::bigint[]) ORDER BY id',
-            [[...unitIds]],
-          )
-        : await connection.query<UnitRow>('SELECT * FROM work_units ORDER BY id');
-      return rows.map(unitCounters);
+    async sumCounters(filter, { sessions }) {
+      const query = counterQuery(filter, (n) => `$${n}`);
+      // One statement, one snapshot: the sums and the snapshot they were read at.
+      const text = `WITH seen AS (SELECT pg_current_snapshot()::text AS snapshot)
+        SELECT seen.snapshot, sums.* FROM seen LEFT JOIN (${sessions ? query.bySession : query.total}) sums ON true`;
+      const rows = await connection.query<Counters & { snapshot: string; session_id?: string }>(text, [
+        ...query.values,
+      ]);
+      const snapshot = pgSnapshot(rows[0]?.snapshot ?? '');
+      if (!sessions) return { snapshot, total: countersOf(rows[0] ?? {}), sessions: null };
+      const groups = rows.filter((row) => row.session_id != null);
+      return {
+        snapshot,
+        total: sumOf(groups),
+        sessions: groups.map((row) => [row.session_id as string, countersOf(row)] as const),
+      };
+    },
+
+    async liveCountsByTaskType() {
+      const rows = await connection.query<Counters & { task_type: TaskType }>(LIVE_COUNTS_SQL);
+      return new Map(rows.map((row) => [row.task_type, countersOf(row)]));
     },
 
     listWorkUnits: (filter, page) => transaction((db) => listWorkUnits(db, filter, page)),
@@ -182,25 +183,12 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     listFailedTasks: (filter, page) => transaction((db) => listFailedTasks(db, filter, page)),
 
     async retryFailedTasks(filter, taskIds) {
-      const changed: UnitCounters[] = [];
-      const retried = await transaction((db, now) => {
-        changed.length = 0; // a retried transaction starts over
-        return retryFailed(db, filter, taskIds, now, changed);
-      });
-      announce(changed);
+      const retried = await transaction((db, now) => retryFailed(db, filter, taskIds, now));
       if (retried > 0) events.emit('tasks:enqueued', { count: retried });
       return retried;
     },
 
-    async cancelPendingTasks(filter) {
-      const changed: UnitCounters[] = [];
-      const result = await transaction((db, now) => {
-        changed.length = 0;
-        return cancelPending(db, filter, now, changed);
-      });
-      announce(changed);
-      return result;
-    },
+    cancelPendingTasks: (filter) => transaction((db, now) => cancelPending(db, filter, now)),
 
     async oldestPendingAt() {
       const rows = await connection.query<{ oldest: number | null }>(OLDEST_PENDING_SQL);

@@ -4,13 +4,12 @@
  * a worker's claim holds). The admin changes lock the units they touch (`FOR UPDATE`), as reports
  * do, so they never interleave with a worker's report on the same unit.
  */
-import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
+import { type Counters, zeroCounters } from '../../domain/counters.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import {
   type FailedTaskRow,
   failedTaskOf,
   type UnitRow,
-  unitCounters,
   type WorkUnitInfoRow,
   workUnitInfoOf,
   workUnitInsightColumns,
@@ -81,11 +80,10 @@ async function adjustUnits(
   db: Db,
   deltas: ReadonlyMap<number, Counters>,
   newHeads: ReadonlyMap<number, number | null>,
-  changed: UnitCounters[],
 ): Promise<void> {
   if (deltas.size === 0) return;
   const ids = [...deltas.keys()];
-  const updated = await db.query<UnitRow>(
+  await db.query(
     `UPDATE work_units u SET pending = u.pending + d.dp, completed = u.completed + d.dc,
        failed = u.failed + d.df, version = u.version + 1,
        head_task_id = CASE WHEN d.set_head THEN d.head_id ELSE u.head_task_id END,
@@ -93,7 +91,7 @@ async function adjustUnits(
        retrying = CASE WHEN d.set_head THEN 0 ELSE u.retrying END
      FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[], $5::boolean[], $6::bigint[])
        AS d(id, dp, dc, df, set_head, head_id)
-     WHERE u.id = d.id RETURNING u.*`,
+     WHERE u.id = d.id`,
     [
       ids,
       ids.map((id) => deltas.get(id)?.pending ?? 0),
@@ -103,7 +101,6 @@ async function adjustUnits(
       ids.map((id) => newHeads.get(id) ?? null),
     ],
   );
-  for (const row of updated.rows) changed.push(unitCounters(row));
 }
 
 export async function retryFailed(
@@ -111,7 +108,6 @@ export async function retryFailed(
   filter: UnitFilter,
   taskIds: readonly number[] | undefined,
   now: number,
-  changed: UnitCounters[],
 ): Promise<number> {
   const units = await lockUnits(db, filter, 'u.failed > 0');
   if (units.length === 0) return 0;
@@ -136,16 +132,11 @@ export async function retryFailed(
     // A unit with nothing left to do gets its first retried task as its head.
     if (byId.get(unit_id)?.head_task_id === null) newHeads.set(unit_id, first);
   }
-  await adjustUnits(db, deltas, newHeads, changed);
+  await adjustUnits(db, deltas, newHeads);
   return moved.rows.reduce((sum, r) => sum + r.n, 0);
 }
 
-export async function cancelPending(
-  db: Db,
-  filter: UnitFilter,
-  now: number,
-  changed: UnitCounters[],
-): Promise<CancelResult> {
+export async function cancelPending(db: Db, filter: UnitFilter, now: number): Promise<CancelResult> {
   const units = await lockUnits(db, filter, 'u.pending > 0 AND u.head_task_id IS NOT NULL');
   if (units.length === 0) return { cancelled: 0, leftWithWorkers: 0 };
   // What a leased unit's worker holds ends at claimed_through (everything, when not recorded).
@@ -185,6 +176,6 @@ export async function cancelPending(
     // An unleased unit had every pending task cancelled: nothing is left to run.
     if (!leased.has(row.unit_id)) newHeads.set(row.unit_id, null);
   }
-  await adjustUnits(db, deltas, newHeads, changed);
+  await adjustUnits(db, deltas, newHeads);
   return { cancelled, leftWithWorkers };
 }

@@ -4,7 +4,7 @@
  * units another transaction holds (`SKIP LOCKED`), so two processes never claim the same unit, and
  * a report re-reads its unit's lease under the lock, so a stale or expired lease writes nothing.
  */
-import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
+import { type Counters, zeroCounters } from '../../domain/counters.ts';
 import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import {
@@ -21,7 +21,6 @@ import {
   type TaskRowOf,
   taskRecordOf,
   type UnitRow,
-  unitCounters,
 } from '../rows.ts';
 import {
   type ClaimedUnit,
@@ -116,7 +115,6 @@ export async function recoverLeases(
   request: RecoveryRequest,
   /** Whose leases to recover whatever their expiry (a restarted process), or only expired ones. */
   owner: string | null,
-  changed: UnitCounters[],
 ): Promise<number> {
   const units = await db.query<{ id: number; head_task_id: number | null }>(
     `SELECT id, head_task_id FROM work_units
@@ -147,8 +145,7 @@ export async function recoverLeases(
         delta.pending = requeued.rowCount ?? 0;
       }
     }
-    const row = await releaseUnit(db, id, delta, head);
-    if (row) changed.push(unitCounters(row));
+    await releaseUnit(db, id, delta, head);
   }
   return units.rows.length;
 }
@@ -159,7 +156,7 @@ export async function recoverLeases(
  * after a head whose run was interrupted by a crash: it runs alone, its start committed, so a
  * further crash is pinned on it).
  */
-export async function claimReady(db: Db, request: ClaimRequest, now: number, changed: UnitCounters[]) {
+export async function claimReady(db: Db, request: ClaimRequest, now: number) {
   if (request.max <= 0) return [];
   const result = await db.query<{ units: UnitRow[]; tasks: TaskRowData[] }>(
     `WITH ready AS (
@@ -200,7 +197,6 @@ export async function claimReady(db: Db, request: ClaimRequest, now: number, cha
     }),
   );
   return row.units.map((unit): ClaimedUnit => {
-    changed.push(unitCounters(unit));
     const tasks = tasksByUnit.get(unit.id) ?? [];
     if (tasks[0]?.id !== unit.head_task_id) throw new Error(`work unit ${unit.id} changed under its claim`);
     return {
@@ -247,7 +243,6 @@ export async function applyReports(
   reports: readonly UnitReport[],
   owner: string,
   now: number,
-  changed: UnitCounters[],
 ): Promise<ReportResult[]> {
   if (reports.length === 0) return [];
   const locked = await db.query<UnitRow>(
@@ -402,7 +397,7 @@ export async function applyReports(
   }
   if (changes.length > 0) {
     const heads = changes.map((c) => headColumns(c.release?.head));
-    const updated = await db.query<UnitRow>(
+    await db.query(
       `UPDATE work_units u SET pending = u.pending + d.dp, running = u.running + d.dr,
          completed = u.completed + d.dc, failed = u.failed + d.df, version = u.version + 1,
          head_task_id = CASE WHEN d.release THEN d.head_id ELSE u.head_task_id END,
@@ -414,7 +409,7 @@ export async function applyReports(
        FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[], $5::integer[], $6::boolean[],
                    $7::bigint[], $8::bigint[], $9::integer[])
          AS d(id, dp, dr, dc, df, release, head_id, available_at, retrying)
-       WHERE u.id = ANY($1::bigint[]) AND u.id = d.id RETURNING u.*`,
+       WHERE u.id = ANY($1::bigint[]) AND u.id = d.id`,
       [
         changes.map((c) => c.unitId),
         changes.map((c) => c.delta.pending),
@@ -427,7 +422,6 @@ export async function applyReports(
         heads.map((h) => h.headRetrying),
       ],
     );
-    for (const row of updated.rows) changed.push(unitCounters(row));
   }
   // Released units: why, now that their heads are known.
   return outcomes.map((outcome): ReportResult => {

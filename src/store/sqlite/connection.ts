@@ -12,13 +12,24 @@
  * = EXCLUSIVE`), so a second process on the same file refuses to start with one clear line instead of
  * running with counts that never see the first one's commits (several processes share one
  * PostgreSQL database instead). Every write goes through the file guard (`file-guard.ts`).
+ *
+ * Commits are numbered: every transaction that changes counters is announced to `onCommit` right
+ * after its commit, stamped with its number (`unit-changes.ts` captures what it changed), and
+ * `snapshot()` names the commits a read made now sees (every number up to the last one). Reads and
+ * writes run synchronously on this one connection, so a read never sees a transaction half done.
+ *
+ * Start-up reads no history: the integrity check at open covers the file's first pages, the
+ * schema and the migrations table (a file that is not a database or whose pages are garbage is
+ * refused there); the tables themselves are checked by SQLite as they are read.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import type { ReadSnapshot, UnitChanges } from '../../domain/counters.ts';
 import { assertWritable, createFileGuard } from './file-guard.ts';
 import { migrate } from './migrate.ts';
 import { prepareStatements, type Statements } from './statements.ts';
+import { captureUnitChanges } from './unit-changes.ts';
 
 /** Another process holds the database file. */
 export class FileInUseError extends Error {
@@ -37,11 +48,19 @@ export interface SqliteConnection {
   durable<T>(fn: () => T): T;
   /** Runs `fn` in an IMMEDIATE transaction with WAL's NORMAL sync (scheduler bookkeeping). */
   bookkeeping<T>(fn: () => T): T;
+  /** The commits a read made now sees. */
+  snapshot(): ReadSnapshot;
 }
 
-/** SQLite's quick integrity check (pages and indexes, not constraints); throws when it fails. */
+/**
+ * SQLite's quick integrity check of the schema and the migrations table (pages and indexes, not
+ * constraints); throws when it fails. Bounded: it reads none of the tables that grow with history.
+ */
 function checkIntegrity(db: Database.Database, path: string): void {
-  const result = db.pragma('quick_check(1)', { simple: true });
+  db.pragma('schema_version'); // reads the header and the schema: "not a database" fails here
+  const table = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").get();
+  if (!table) return; // a new file
+  const result = db.pragma('quick_check(schema_migrations)', { simple: true });
   if (result !== 'ok') {
     const detail = String(result).replace(/\s+/g, ' ').trim();
     throw new Error(
@@ -50,7 +69,11 @@ function checkIntegrity(db: Database.Database, path: string): void {
   }
 }
 
-export function openSqlite(path: string, busyTimeoutMs: number): SqliteConnection {
+export function openSqlite(
+  path: string,
+  busyTimeoutMs: number,
+  onCommit: (changes: UnitChanges) => void,
+): SqliteConnection {
   if (path !== ':memory:') {
     mkdirSync(dirname(path), { recursive: true });
     assertWritable(path);
@@ -70,6 +93,22 @@ export function openSqlite(path: string, busyTimeoutMs: number): SqliteConnectio
     throw error;
   }
   const guard = createFileGuard(path);
+  const changes = captureUnitChanges(db);
+  let committed = 0;
+  /** Runs `fn` in a transaction and announces what it changed once it has committed. */
+  const commit = <T>(fn: () => T): T => {
+    let units: ReturnType<typeof changes.take> = [];
+    const value = db
+      .transaction(() => {
+        const result = fn();
+        units = changes.take();
+        return result;
+      })
+      .immediate();
+    committed++;
+    if (units.length > 0) onCommit({ tx: String(committed), units });
+    return value;
+  };
   return {
     db,
     sql: prepareStatements(db),
@@ -77,12 +116,16 @@ export function openSqlite(path: string, busyTimeoutMs: number): SqliteConnectio
       return guard.write(() => {
         db.pragma('synchronous = FULL');
         try {
-          return db.transaction(fn).immediate();
+          return commit(fn);
         } finally {
           db.pragma('synchronous = NORMAL');
         }
       });
     },
-    bookkeeping: (fn) => guard.write(() => db.transaction(fn).immediate()),
+    bookkeeping: (fn) => guard.write(() => commit(fn)),
+    snapshot() {
+      const seen = committed;
+      return { includes: (tx) => Number(tx) <= seen };
+    },
   };
 }

@@ -2,13 +2,11 @@
  * Workspaces, peers, sessions, members and messages in the embedded store. Every function runs
  * inside the caller's transaction.
  */
-import type { UnitCounters } from '../../domain/counters.ts';
 import type { Message, Session, SessionPeer } from '../../domain/model.ts';
 import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
 import { formatWorkUnitKey, type WorkUnitKey } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
-import { unitCounters } from '../rows.ts';
 import type { AppendMessagesRequest, AppendMessagesResult, UpsertSessionRequest } from '../store.ts';
 import type { Statements } from './statements.ts';
 
@@ -82,13 +80,13 @@ export function writeSession(
   return session;
 }
 
-/** Appends the planned messages and their tasks; returns the result and the units that changed. */
+/** Appends the planned messages and their tasks. */
 export function appendMessages(
   sql: Statements,
   request: AppendMessagesRequest,
   plan: (snapshot: SessionSnapshot) => MessagePlan,
   now: number,
-): AppendMessagesResult & { changed: UnitCounters[] } {
+): AppendMessagesResult {
   const { workspaceId, sessionId } = request;
   const session = sql.getSession.get(workspaceId, sessionId);
   if (!session) throw new NotFoundError('session', sessionId);
@@ -168,10 +166,5 @@ export function appendMessages(
   }
   const last = planned.messages.at(-1);
   if (last) sql.setMessageCount.run(last.seq, workspaceId, sessionId);
-  const changed: UnitCounters[] = [];
-  for (const { id: unitId } of units.values()) {
-    const row = sql.getUnit.get(unitId);
-    if (row) changed.push(unitCounters(row));
-  }
-  return { messages, enqueuedTasks, changed };
+  return { messages, enqueuedTasks };
 }

@@ -9,9 +9,9 @@
  *   them. A release then looks for the first *unfinished* task, which skips the cancelled ones.
  * Every function runs inside the caller's transaction.
  */
-import { type UnitCounters, zeroCounters } from '../../domain/counters.ts';
+import { zeroCounters } from '../../domain/counters.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
-import { failedTaskOf, unitCounters, workUnitInfoOf } from '../rows.ts';
+import { failedTaskOf, workUnitInfoOf } from '../rows.ts';
 import {
   CANCELLED_ERROR,
   type CancelResult,
@@ -56,7 +56,6 @@ export function retryFailed(
   filter: UnitFilter,
   taskIds: readonly number[] | undefined,
   now: number,
-  changed: UnitCounters[],
 ): number {
   const only = taskIds ? new Set(taskIds) : null;
   let retried = 0;
@@ -72,7 +71,7 @@ export function retryFailed(
       first ??= id ?? null;
     }
     const n = tasks.length;
-    const row = sql.adjustUnit.get({
+    sql.adjustUnit.get({
       ...zeroCounters(),
       pending: n,
       completed: -n,
@@ -82,18 +81,12 @@ export function retryFailed(
       headId: first,
       keepHead: unit.head_task_id === null ? 0 : 1,
     });
-    if (row) changed.push(unitCounters(row));
     retried += n;
   }
   return retried;
 }
 
-export function cancelPending(
-  sql: Statements,
-  filter: UnitFilter,
-  now: number,
-  changed: UnitCounters[],
-): CancelResult {
+export function cancelPending(sql: Statements, filter: UnitFilter, now: number): CancelResult {
   let cancelled = 0;
   let leftWithWorkers = 0;
   for (const unit of sql.filteredUnits.all(paramsOf(filter))) {
@@ -104,7 +97,7 @@ export function cancelPending(
     const n = sql.cancelPending.run(CANCELLED_ERROR, now, unit.id, through).changes;
     if (leased) leftWithWorkers += sql.countPendingThrough.get(unit.id, unit.head_task_id, through)?.n ?? 0;
     if (n === 0) continue;
-    const row = sql.adjustUnit.get({
+    sql.adjustUnit.get({
       ...zeroCounters(),
       pending: -n,
       completed: n,
@@ -114,7 +107,6 @@ export function cancelPending(
       headId: null,
       keepHead: leased ? 1 : 0,
     });
-    if (row) changed.push(unitCounters(row));
     cancelled += n;
   }
   return { cancelled, leftWithWorkers };

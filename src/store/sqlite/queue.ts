@@ -3,7 +3,7 @@
  * function runs inside the caller's transaction; SQLite's write lock (`BEGIN IMMEDIATE`) makes each
  * transaction the only writer, across processes too.
  */
-import { type Counters, type UnitCounters, zeroCounters } from '../../domain/counters.ts';
+import { type Counters, zeroCounters } from '../../domain/counters.ts';
 import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import {
@@ -18,7 +18,6 @@ import {
   releaseReason,
   taskRecordOf,
   type UnitRow,
-  unitCounters,
 } from '../rows.ts';
 import {
   type Attempt,
@@ -69,7 +68,6 @@ export function recoverLeases(
   request: RecoveryRequest,
   /** Whose leases to recover whatever their expiry (a restarted process), or only expired ones. */
   owner: string | null,
-  changed: UnitCounters[],
 ): number {
   const units = sql.leasesToRecover.all(now, owner);
   for (const { id, head_task_id } of units) {
@@ -86,18 +84,12 @@ export function recoverLeases(
         delta.pending = 1;
       }
     }
-    const row = sql.releaseUnit.get({ ...delta, ...headColumns(head), unitId: id });
-    if (row) changed.push(unitCounters(row));
+    sql.releaseUnit.get({ ...delta, ...headColumns(head), unitId: id });
   }
   return units.length;
 }
 
-export function claimReady(
-  sql: Statements,
-  request: ClaimRequest,
-  now: number,
-  changed: UnitCounters[],
-): ClaimedUnit[] {
+export function claimReady(sql: Statements, request: ClaimRequest, now: number): ClaimedUnit[] {
   const claimed: ClaimedUnit[] = [];
   if (request.max <= 0) return claimed;
   for (const { id, head_task_id, interruptions } of sql.readyUnits.all(now, request.max)) {
@@ -109,7 +101,6 @@ export function claimReady(
     const unit = sql.leaseUnit.get(request.owner, now + request.leaseMs, claimedThrough, id);
     const head = sql.startTask.get(now, head_task_id);
     if (!unit || !head) throw new Error(`work unit ${id} changed under its claim`);
-    changed.push(unitCounters(unit));
     claimed.push({
       lease: { unitId: id, token: unit.lease_token },
       key: keyOf(unit),
@@ -125,13 +116,7 @@ export function claimReady(
  * ended between two reports, so the store still holds it as pending. Each task update names the
  * state it expects, so a report that does not fit the stored state aborts the transaction.
  */
-export function applyReport(
-  sql: Statements,
-  report: UnitReport,
-  owner: string,
-  now: number,
-  changed: UnitCounters[],
-): ReportResult {
+export function applyReport(sql: Statements, report: UnitReport, owner: string, now: number): ReportResult {
   const { unitId } = report.lease;
   const unit = sql.getUnitLease.get(unitId);
   if (!unit || !leaseHeld(unit, report.lease, owner, now)) return { kind: 'lease-lost' };
@@ -195,7 +180,6 @@ export function applyReport(
     row = sql.releaseUnit.get({ ...delta, ...headColumns(head), unitId });
   }
   if (!row) throw new Error(`work unit ${unitId} vanished while settling`);
-  changed.push(unitCounters(row));
   return result;
 }
 

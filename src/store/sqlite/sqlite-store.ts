@@ -5,11 +5,15 @@
  * sessions, messages), `queue.ts` (claims, leases, reports), `queue-admin.ts` (inspection, retry and cancel), and `../rows.ts` (row mapping shared
  * with the PostgreSQL store, which mirrors this layout).
  */
-import type { UnitCounters } from '../../domain/counters.ts';
+
+import type Database from 'better-sqlite3';
+import type { Counters } from '../../domain/counters.ts';
 import type { Peer, Workspace } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
+import type { TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
-import { messageOf, taskRowOf, unitCounters } from '../rows.ts';
+import { counterQuery, LIVE_COUNTS_SQL } from '../counter-sql.ts';
+import { countersOf, messageOf, sumOf, taskRowOf } from '../rows.ts';
 import type {
   ClaimedUnit,
   ClaimRequest,
@@ -44,11 +48,22 @@ export interface SqliteStoreOptions {
 
 export function createSqliteStore(options: SqliteStoreOptions): Store {
   const clock = options.clock ?? Date.now;
-  const { db, sql, durable, bookkeeping } = openSqlite(options.path, options.busyTimeoutMs ?? 5000);
   const events = new TypedEmitter<StoreEvents>();
+  const { db, sql, durable, bookkeeping, snapshot } = openSqlite(
+    options.path,
+    options.busyTimeoutMs ?? 5000,
+    (changes) => events.emit('units:changed', changes),
+  );
   const messages = createGroupCommit({ db, durable });
-  const announce = (changed: UnitCounters[]): void => {
-    if (changed.length > 0) events.emit('units:changed', changed);
+  /** Statements of the counter aggregates, prepared once per shape of filter. */
+  const aggregates = new Map<string, Database.Statement>();
+  const prepared = (text: string) => {
+    let statement = aggregates.get(text);
+    if (!statement) {
+      statement = db.prepare(text);
+      aggregates.set(text, statement);
+    }
+    return statement;
   };
 
   const store: Store = {
@@ -95,9 +110,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     async appendMessages(request, plan) {
       // Concurrent calls share one fsync (see group-commit.ts); each is still all or nothing.
       const result = await messages.run(() => appendMessages(sql, request, plan, clock()));
-      announce(result.changed);
       if (result.enqueuedTasks > 0) events.emit('tasks:enqueued', { count: result.enqueuedTasks });
-      return { messages: result.messages, enqueuedTasks: result.enqueuedTasks };
+      return result;
     },
 
     async listMessages(workspaceId, sessionId, options = {}) {
@@ -111,28 +125,20 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     },
 
     async settle(request: SettleRequest): Promise<SettleResponse> {
-      const changed: UnitCounters[] = [];
-      const response = bookkeeping(() => {
+      return bookkeeping(() => {
         const now = clock();
-        const results = request.reports.map((report) =>
-          applyReport(sql, report, request.owner, now, changed),
-        );
+        const results = request.reports.map((report) => applyReport(sql, report, request.owner, now));
         let claimed: ClaimedUnit[] = [];
         if (request.max > 0) {
-          recoverLeases(sql, now, request, null, changed);
-          claimed = claimReady(sql, request, now, changed);
+          recoverLeases(sql, now, request, null);
+          claimed = claimReady(sql, request, now);
         }
         return { results, claimed };
       });
-      announce(changed);
-      return response;
     },
 
     async recoverLeases(request) {
-      const changed: UnitCounters[] = [];
-      const recovered = bookkeeping(() => recoverLeases(sql, clock(), request, request.owner, changed));
-      announce(changed);
-      return recovered;
+      return bookkeeping(() => recoverLeases(sql, clock(), request, request.owner));
     },
 
     async renewLeases({ owner, leaseMs, leases }: WorkerRequest & { leases: readonly Lease[] }) {
@@ -144,9 +150,24 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       });
     },
 
-    async loadUnitCounters(unitIds) {
-      const rows = unitIds ? sql.someUnits.all(JSON.stringify(unitIds)) : sql.allUnits.all();
-      return rows.map(unitCounters);
+    async sumCounters(filter, { sessions }) {
+      const query = counterQuery(filter, () => '?');
+      const seen = snapshot(); // reads are synchronous: the statement below sees exactly these
+      if (!sessions) {
+        const total = countersOf(prepared(query.total).get(...query.values) as Counters);
+        return { snapshot: seen, total, sessions: null };
+      }
+      const rows = prepared(query.bySession).all(...query.values) as (Counters & { session_id: string })[];
+      return {
+        snapshot: seen,
+        total: sumOf(rows),
+        sessions: rows.map((row) => [row.session_id, countersOf(row)] as const),
+      };
+    },
+
+    async liveCountsByTaskType() {
+      const rows = prepared(LIVE_COUNTS_SQL).all() as (Counters & { task_type: TaskType })[];
+      return new Map(rows.map((row) => [row.task_type, countersOf(row)]));
     },
 
     async listWorkUnits(filter, page) {
@@ -158,18 +179,13 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     },
 
     async retryFailedTasks(filter, taskIds) {
-      const changed: UnitCounters[] = [];
-      const retried = durable(() => retryFailed(sql, filter, taskIds, clock(), changed));
-      announce(changed);
+      const retried = durable(() => retryFailed(sql, filter, taskIds, clock()));
       if (retried > 0) events.emit('tasks:enqueued', { count: retried });
       return retried;
     },
 
     async cancelPendingTasks(filter) {
-      const changed: UnitCounters[] = [];
-      const result = durable(() => cancelPending(sql, filter, clock(), changed));
-      announce(changed);
-      return result;
+      return durable(() => cancelPending(sql, filter, clock()));
     },
 
     async oldestPendingAt() {

@@ -34,8 +34,6 @@ export interface JoinedMessage {
   m_created_at: number | null;
 }
 
-const UNIT = 'work_units.*';
-
 /** Parameters of `UNIT_FILTER`: `null` matches any value. */
 export interface UnitFilterParams {
   workspaceId: string;
@@ -139,12 +137,6 @@ export function prepareStatements(db: Database.Database) {
       `INSERT INTO tasks (unit_id, message_id, state, payload, created_at) VALUES (?, ?, 'pending', ?, ?)`,
     ),
     setUnitHead: p<[number, number]>('UPDATE work_units SET head_task_id = ?, available_at = 0 WHERE id = ?'),
-    getUnit: p<[number], UnitRow>(`SELECT ${UNIT} FROM work_units WHERE id = ?`),
-    allUnits: p<[], UnitRow>(`SELECT ${UNIT} FROM work_units ORDER BY id`),
-    /** `ids` is a JSON array of unit ids. */
-    someUnits: p<[string], UnitRow>(
-      `SELECT ${UNIT} FROM work_units WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id`,
-    ),
 
     // queue: claims and leases
     /** Leases that expired, and every lease of an owner (a restarted process), to recover. */

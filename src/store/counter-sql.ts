@@ -1,0 +1,48 @@
+/**
+ * The aggregate both stores answer a status with: the counters of the units a filter matches,
+ * summed (and grouped by session for a breakdown). The filter's fields combine with AND; naming a
+ * peer leaves summary units out by itself (their observer and sender are NULL). Each shape of
+ * filter gets its own statement text, so each is planned on its index (migrations
+ * `work_units_by_session`, `work_units_by_observer`, `work_units_by_sender`).
+ */
+import type { CounterFilter } from './store.ts';
+
+const SUMS =
+  'coalesce(sum(pending), 0) AS pending, coalesce(sum(running), 0) AS running, ' +
+  'coalesce(sum(completed), 0) AS completed, coalesce(sum(failed), 0) AS failed, ' +
+  'coalesce(sum(retrying), 0) AS retrying';
+
+export interface CounterQuery {
+  /** `SELECT <sums> FROM work_units WHERE ...` (one row). */
+  readonly total: string;
+  /** `SELECT session_id, <sums> ... GROUP BY session_id ORDER BY session_id`. */
+  readonly bySession: string;
+  /** The values of the placeholders, in order. */
+  readonly values: readonly string[];
+}
+
+/** The statements for `filter`; `placeholder(n)` writes the store's n-th (1-based) parameter. */
+export function counterQuery(filter: CounterFilter, placeholder: (n: number) => string): CounterQuery {
+  const values: string[] = [filter.workspaceId];
+  const where = [`workspace_id = ${placeholder(1)}`];
+  for (const [column, value] of [
+    ['session_id', filter.sessionId],
+    ['observer_id', filter.observerId],
+    ['sender_id', filter.senderId],
+  ] as const) {
+    if (value === undefined) continue;
+    values.push(value);
+    where.push(`${column} = ${placeholder(values.length)}`);
+  }
+  const from = `FROM work_units WHERE ${where.join(' AND ')}`;
+  return {
+    total: `SELECT ${SUMS} ${from}`,
+    bySession: `SELECT session_id, ${SUMS} ${from} GROUP BY session_id ORDER BY session_id`,
+    values,
+  };
+}
+
+/** Pending, retrying and running per task type, over the units with work left (head set). */
+export const LIVE_COUNTS_SQL =
+  'SELECT task_type, coalesce(sum(pending), 0) AS pending, coalesce(sum(running), 0) AS running, ' +
+  'coalesce(sum(retrying), 0) AS retrying FROM work_units WHERE head_task_id IS NOT NULL GROUP BY task_type';
