@@ -67,6 +67,10 @@ export async function createHarness(
     deriver,
     startScheduler(schedulerOptions) {
       const scheduler = createScheduler({ store, ...schedulerOptions });
+      // A store fault inside a test is worth seeing even when the test only looks at results.
+      scheduler.events.on('error', ({ error, operation }) => {
+        process.stderr.write(`scheduler ${operation} error: ${error.stack ?? error.message}\n`);
+      });
       harness.scheduler = scheduler;
       scheduler.start();
       return scheduler;

@@ -22,6 +22,12 @@
  * A process started with a dead one's `workerId` recovers that one's leases at `start()`: their
  * interrupted tasks run again at once (or fail on their `maxInterruptions`-th interruption).
  *
+ * ## Modes
+ * `created` -> `recovering` (`start()`: this identity's old leases are being taken back; nothing is
+ * claimed, since a claim committed before the recovery would be recovered as if it were old) ->
+ * `running` (claims) -> `stopping` (`stop()`: no more claims; running attempts finish or are put
+ * back). `stop()` from `created` or `recovering` goes straight to `stopping`.
+ *
  * ## Wake-ups
  * Enqueueing in this process wakes the pump at once. A timer covers retries that come due, and a
  * fallback poll every `pollMs` covers work and expired leases of other processes.
@@ -103,8 +109,12 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   let claimWanted = false;
   let busy = false;
   let pumpScheduled = false;
-  let started = false;
-  let stopping = false;
+  type Mode = 'created' | 'recovering' | 'running' | 'stopping';
+  let mode: Mode = 'created';
+  const enter = (next: Mode, from: readonly Mode[]): void => {
+    if (!from.includes(mode)) throw new Error(`scheduler: ${mode} -> ${next} is not a transition`);
+    mode = next;
+  };
   let stopPromise: Promise<void> | undefined;
   let idleWaiters: (() => void)[] = [];
   let pollTimer: NodeJS.Timeout | undefined;
@@ -120,9 +130,9 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   };
 
   const wantClaim = (): void => {
-    if (stopping) return;
+    if (mode === 'stopping') return;
     claimWanted = true;
-    schedulePump();
+    if (mode === 'running') schedulePump(); // while recovering, remembered for when it is done
   };
 
   function schedulePump(delayMs = 0): void {
@@ -137,7 +147,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   }
 
   function wakeAt(at: number): void {
-    if (stopping || (wakeTimer && wakeTimer.at <= at)) return;
+    if (mode === 'stopping' || (wakeTimer && wakeTimer.at <= at)) return;
     if (wakeTimer) clearTimeout(wakeTimer.timer);
     const timer = setTimeout(
       () => {
@@ -154,7 +164,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     if (busy) return;
     const moved = [...active.values()].filter((u) => u.ended.length > 0 || u.current === null);
     const releasing = moved.filter((u) => u.current === null).length;
-    const max = stopping ? 0 : concurrency - active.size + releasing;
+    const max = mode === 'running' ? concurrency - active.size + releasing : 0;
     if (moved.length === 0 && !(claimWanted && max > 0)) {
       notifyIdle();
       return;
@@ -277,7 +287,12 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       unit.current = null;
       unit.controller = null;
       const next = unit.queue[0];
-      if (next && !stopping && !unit.lost && (outcome.kind === 'succeeded' || outcome.kind === 'failed')) {
+      if (
+        next &&
+        mode !== 'stopping' &&
+        !unit.lost &&
+        (outcome.kind === 'succeeded' || outcome.kind === 'failed')
+      ) {
         unit.queue.shift();
         launch(unit, next);
       }
@@ -332,12 +347,15 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       return active.size;
     },
     wake() {
-      if (started) wantClaim();
+      if (mode === 'recovering' || mode === 'running') wantClaim();
     },
     start() {
-      if (started || stopping) return;
-      started = true;
-      if (concurrency === 0) return;
+      if (mode !== 'created') return;
+      enter('recovering', ['created']);
+      if (concurrency === 0) {
+        enter('running', ['recovering']);
+        return;
+      }
       unsubscribeEnqueued = store.events.on('tasks:enqueued', wantClaim);
       pollTimer = setInterval(wantClaim, options.pollMs).unref();
       heartbeatTimer = setInterval(() => void heartbeat(), options.heartbeatMs).unref();
@@ -346,11 +364,15 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       store
         .recoverLeases({ owner: options.workerId, maxInterruptions: options.maxInterruptions })
         .catch((error: unknown) => reportError(error, 'recoverLeases'))
-        .finally(wantClaim);
+        .finally(() => {
+          if (mode !== 'recovering') return; // stopped meanwhile
+          enter('running', ['recovering']);
+          wantClaim();
+        });
     },
     stop({ deadlineMs = options.shutdownDeadlineMs } = {}) {
       stopPromise ??= (async () => {
-        stopping = true;
+        enter('stopping', ['created', 'recovering', 'running']);
         claimWanted = false;
         unsubscribeEnqueued?.();
         clearInterval(pollTimer);
