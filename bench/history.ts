@@ -99,6 +99,11 @@ const summary = {
   firstEventMs: {} as Record<string, Record<string, number>>,
 };
 
+/** `table[store][size] = value`. */
+function put<T>(table: Record<string, Record<string, T>>, store: string, size: string, value: T): void {
+  table[store] = { ...table[store], [size]: value };
+}
+
 async function measure(store: string, size: number, databaseUrl: string): Promise<void> {
   const fillStart = performance.now();
   const sessions = await fillHistory(databaseUrl, { units: size, active: ACTIVE });
@@ -155,10 +160,10 @@ async function measure(store: string, size: number, databaseUrl: string): Promis
     firstEventMs: first,
   });
   const key = label(size);
-  (summary.startSeconds[store] ??= {})[key] = round(server.seconds, 2);
-  (summary.rssMb[store] ??= {})[key] = round(rss, 1);
-  (summary.p99Ms[store] ??= {})[key] = latencies;
-  (summary.firstEventMs[store] ??= {})[key] = first.p99;
+  put(summary.startSeconds, store, key, round(server.seconds, 2));
+  put(summary.rssMb, store, key, round(rss, 1));
+  put(summary.p99Ms, store, key, latencies);
+  put(summary.firstEventMs, store, key, first.p99);
   server.child.kill('SIGTERM');
   await new Promise((resolve) => server.child.once('exit', resolve));
 }

@@ -58,10 +58,24 @@ async function scheduler(url: string): Promise<number> {
     concurrency: CONCURRENCY,
     handlers: { representation: () => {}, summary: () => {} },
   });
+  // What the change feed carries while tasks run (on PostgreSQL: NOTIFYs every instance hears).
+  let messages = 0;
+  let unitChanges = 0;
+  let payloadBytes = 0;
+  feed.events.on('changes', (changes) => {
+    messages++;
+    unitChanges += changes.units.length;
+    // The NOTIFY payload's size as the trigger writes it (migration 004): a header and one array a unit.
+    payloadBytes += 40;
+    for (const { unitId, key, delta } of changes.units)
+      payloadBytes += JSON.stringify([unitId, ...Object.values(key), ...Object.values(delta)]).length + 1;
+  });
+  const cpuStart = process.cpuUsage();
   const start = performance.now();
   scheduler.start();
   await done;
   const ms = performance.now() - start;
+  const cpu = process.cpuUsage(cpuStart);
   await scheduler.stop();
   status.close();
   await feed.close();
@@ -73,6 +87,10 @@ async function scheduler(url: string): Promise<number> {
     tasks: total,
     concurrency: CONCURRENCY,
     ms: round(ms, 1),
+    cpuMsPerTask: round((cpu.user + cpu.system) / 1000 / total, 4),
+    feedMessagesPerTask: round(messages / total, 3),
+    unitChangesPerMessage: round(unitChanges / Math.max(1, messages), 2),
+    feedPayloadBytesPerTask: round(payloadBytes / total, 1),
     tasksPerSecond: Math.round(perSecond),
   });
   return perSecond;
