@@ -64,8 +64,11 @@ export interface StatusWatch {
 
 export interface StatusEngine {
   readonly events: TypedEmitter<StatusEvents>;
-  /** The counts for `filter` (unknown ids give zeros): from memory when hot, else one store read. */
-  get(filter: StatusQuery): Promise<StatusCounts>;
+  /**
+   * The counts for `filter` (unknown ids give zeros): from memory when hot, else one store read.
+   * With `sessions`, a cold read also takes the per-session breakdown, for a `sessions()` to follow.
+   */
+  get(filter: StatusQuery, options?: { readonly sessions?: boolean }): Promise<StatusCounts>;
   /** Per-session breakdown for a filter without `sessionId`, ordered by session id. */
   sessions(filter: StatusQuery): Promise<SessionStatusCounts[]>;
   /** Throughput and estimated time to idle for `filter`, given its counts now. */
@@ -130,8 +133,11 @@ export function createStatusEngine(options: StatusEngineOptions): StatusEngine {
     entries += 1;
     return rollup;
   };
+  /** Roll-ups whose entries were given back (a failed read drops itself: counted here once). */
+  const forgotten = new WeakSet<Rollup>();
   const forget = (rollup: Rollup | null): void => {
-    if (!rollup || rollup.mode === 'dropped') return;
+    if (!rollup || forgotten.has(rollup)) return;
+    forgotten.add(rollup);
     entries -= rollup.entries;
     rollup.drop();
   };
@@ -162,10 +168,8 @@ export function createStatusEngine(options: StatusEngineOptions): StatusEngine {
         events.emit('status:reloaded', [key]);
       },
       (error: unknown) => {
-        if (slot.next === rollup) {
-          slot.next = null;
-          entries -= 1;
-        }
+        if (slot.next === rollup) slot.next = null;
+        forget(rollup);
         throw error;
       },
     );
@@ -272,7 +276,10 @@ export function createStatusEngine(options: StatusEngineOptions): StatusEngine {
   return {
     events,
 
-    get: (filter) => answer(filter, false, (rollup) => rollup.counts()),
+    get: (filter, getOptions = {}) =>
+      answer(filter, getOptions.sessions === true && filter.sessionId === undefined, (rollup) =>
+        rollup.counts(),
+      ),
 
     sessions: (filter) => answer(filter, filter.sessionId === undefined, (rollup) => rollup.sessions()),
 
