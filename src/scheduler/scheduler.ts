@@ -317,8 +317,10 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     try {
       const lost = await store.renewLeases({ owner: options.workerId, leaseMs: options.leaseMs, leases });
       for (const lease of lost) {
+        // The renewal was sent before its answer came: a unit released and claimed again meanwhile
+        // holds a new lease, which this answer says nothing about.
         const unit = active.get(lease.unitId);
-        if (!unit) continue;
+        if (!unit || unit.lease.token !== lease.token) continue;
         unit.lost = true;
         unit.controller?.abort(new LeaseLostError(lease.unitId));
       }
