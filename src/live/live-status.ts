@@ -341,6 +341,10 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
       const withProgress = subscribeOptions.withProgress === true;
       const fKey = filterKey(filter);
       const key = `${fKey}\u0000${windowMs}\u0000${withSessions ? 1 : 0}${withProgress ? 1 : 0}`;
+      // A joiner's first view holds every change committed before it subscribed (on PostgreSQL an
+      // open topic may not have heard the latest yet): `untilIdle` right after a write must see it.
+      // A new topic's read of the store is as of now by itself.
+      if (topics.has(key)) await status.sync();
       let opened = await topicFor(key, fKey, filter, { windowMs, withSessions, withProgress });
       // Its last subscriber may have left (and closed it) while this one waited for it.
       while (topics.get(key) !== opened.topic)

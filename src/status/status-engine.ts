@@ -75,6 +75,8 @@ export interface StatusEngine {
   progress(filter: StatusQuery, counts: StatusCounts): Progress;
   /** Holds `filter` hot (with its breakdown when `sessions`) until released; resolves once read. */
   watch(filter: StatusQuery, options?: { readonly sessions?: boolean }): Promise<StatusWatch>;
+  /** Resolves once every change committed before the call has been applied (the feed's barrier). */
+  sync(): Promise<void>;
   /** Applies a committed transaction's changes (the feed's `changes` come here). */
   apply(changes: UnitChanges): void;
   /** Changes may have been missed: reads the watched filters again, forgets the others (on `resync`). */
@@ -182,6 +184,9 @@ export function createStatusEngine(options: StatusEngineOptions): StatusEngine {
   const hold = async (filter: StatusQuery, withSessions: boolean): Promise<Slot> => {
     if (closed) throw new Error('the status engine is closed');
     const key = filterKey(filter);
+    // A roll-up kept from the feed answers once the feed has caught up with the call (a fresh
+    // read of the store is as of the call by itself).
+    if (slots.get(key)?.current.mode === 'ready') await options.feed.sync();
     let slot = slots.get(key);
     if (slot) {
       slots.delete(key); // most recently used: to the end
@@ -215,9 +220,6 @@ export function createStatusEngine(options: StatusEngineOptions): StatusEngine {
     withSessions: boolean,
     take: (r: Rollup) => T,
   ): Promise<T> => {
-    // A roll-up kept from the feed answers once the feed has caught up with the call; a fresh read
-    // of the store is as of the call by itself.
-    if (slots.get(filterKey(filter))?.current.mode === 'ready') await options.feed.sync();
     const slot = await hold(filter, withSessions);
     try {
       return take(slot.current);
@@ -306,6 +308,7 @@ export function createStatusEngine(options: StatusEngineOptions): StatusEngine {
       };
     },
 
+    sync: () => options.feed.sync(),
     apply,
     resync,
 
