@@ -7,11 +7,11 @@ import { wakeOnStoredWork } from '../src/feed/wake-on-stored-work.ts';
 import type { SchedulerOptions } from '../src/scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../src/scheduler/scheduler.ts';
 import { createDeriver, type Deriver } from '../src/service/deriver.ts';
-import { isIdle } from '../src/status/counts.ts';
+import { isIdle, type StatusCounts } from '../src/status/counts.ts';
 import { createStatusEngine, type StatusEngine } from '../src/status/status-engine.ts';
 import type { StatusQuery } from '../src/status/status-filter.ts';
 import { openStore } from '../src/store/open-store.ts';
-import type { Store } from '../src/store/store.ts';
+import type { Store, TaskRow } from '../src/store/store.ts';
 import { SQLITE, type StoreBackend } from './support/stores.ts';
 
 /** A fresh folder for database files; removed by the returned function. */
@@ -135,6 +135,16 @@ export async function sendMessages(
     });
   }
 }
+
+/** The status counts of raw task rows, recounted the slow and obvious way. */
+export const recount = (rows: readonly TaskRow[]): StatusCounts => ({
+  totalWorkUnits: rows.length,
+  completedWorkUnits: rows.filter((r) => r.state === 'succeeded' || r.state === 'failed').length,
+  inProgressWorkUnits: rows.filter((r) => r.state === 'running').length,
+  pendingWorkUnits: rows.filter((r) => r.state === 'pending').length,
+  failedWorkUnits: rows.filter((r) => r.state === 'failed').length,
+  retryingWorkUnits: rows.filter((r) => r.state === 'pending' && r.failures > 0).length,
+});
 
 /** The summary handler of tests that create no summary task: one that runs anyway fails loudly. */
 export const unexpectedSummary = (): never => {

@@ -16,7 +16,7 @@ import { type App, startApp } from '../src/server/app.ts';
 import { loadConfig } from '../src/server/config.ts';
 import type { StatusCounts } from '../src/status/counts.ts';
 import type { TaskRow } from '../src/store/store.ts';
-import { sendMessages, tempDir } from './helpers.ts';
+import { recount, sendMessages, tempDir } from './helpers.ts';
 import { listeningUrl } from './support/processes.ts';
 import { POSTGRES } from './support/stores.ts';
 
@@ -26,15 +26,6 @@ const MAIN = fileURLToPath(new URL('../src/server/main.ts', import.meta.url));
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-const recount = (rows: readonly TaskRow[]): StatusCounts => ({
-  totalWorkUnits: rows.length,
-  completedWorkUnits: rows.filter((r) => r.state === 'succeeded' || r.state === 'failed').length,
-  inProgressWorkUnits: rows.filter((r) => r.state === 'running').length,
-  pendingWorkUnits: rows.filter((r) => r.state === 'pending').length,
-  failedWorkUnits: rows.filter((r) => r.state === 'failed').length,
-  retryingWorkUnits: rows.filter((r) => r.state === 'pending' && r.failures > 0).length,
 });
 
 function exited(child: ChildProcess): Promise<NodeJS.Signals | number | null> {

@@ -7,17 +7,8 @@ import { PermanentTaskError } from '../src/errors.ts';
 import type { TaskHandler } from '../src/scheduler/options.ts';
 import type { StatusCounts } from '../src/status/counts.ts';
 import { CANCELLED_ERROR, type TaskRow, type WorkUnitInfo } from '../src/store/store.ts';
-import { createHarness, deferred, type Harness, sendMessages } from './helpers.ts';
+import { createHarness, deferred, type Harness, recount, sendMessages } from './helpers.ts';
 import { STORES } from './support/stores.ts';
-
-const recount = (rows: readonly TaskRow[]): StatusCounts => ({
-  totalWorkUnits: rows.length,
-  completedWorkUnits: rows.filter((r) => r.state === 'succeeded' || r.state === 'failed').length,
-  inProgressWorkUnits: rows.filter((r) => r.state === 'running').length,
-  pendingWorkUnits: rows.filter((r) => r.state === 'pending').length,
-  failedWorkUnits: rows.filter((r) => r.state === 'failed').length,
-  retryingWorkUnits: rows.filter((r) => r.state === 'pending' && r.failures > 0).length,
-});
 
 async function expectExact(h: Harness): Promise<void> {
   expect(await h.status.get({ workspaceId: 'default' })).toEqual(recount(await h.store.listTasks()));
