@@ -14,8 +14,6 @@ import { fillHistory, UNITS_PER_SESSION, WORKSPACES } from '../bench/history-fil
 import type { StatusView } from '../src/live/status-view.ts';
 import { type App, startApp } from '../src/server/app.ts';
 import { loadConfig } from '../src/server/config.ts';
-import type { StatusCounts } from '../src/status/counts.ts';
-import type { TaskRow } from '../src/store/store.ts';
 import { recount, sendMessages, tempDir } from './helpers.ts';
 import { listeningUrl } from './support/processes.ts';
 import { POSTGRES } from './support/stores.ts';

@@ -5,8 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { PermanentTaskError } from '../src/errors.ts';
 import type { TaskHandler } from '../src/scheduler/options.ts';
-import type { StatusCounts } from '../src/status/counts.ts';
-import { CANCELLED_ERROR, type TaskRow, type WorkUnitInfo } from '../src/store/store.ts';
+import { CANCELLED_ERROR, type WorkUnitInfo } from '../src/store/store.ts';
 import { createHarness, deferred, type Harness, recount, sendMessages } from './helpers.ts';
 import { STORES } from './support/stores.ts';
 

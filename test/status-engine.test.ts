@@ -80,7 +80,10 @@ describe('the status engine', () => {
         },
       },
     });
-    return { status, reads, events, fail: (on: boolean) => void (failing = on) };
+    const fail = (on: boolean): void => {
+      failing = on;
+    };
+    return { status, reads, events, fail };
   }
   const q = (sessionId: string) => ({ workspaceId: 'w', sessionId });
 
