@@ -32,4 +32,5 @@ run "SESSIONS=200 QUERIES=500" bench:status
 run "SUBSCRIBERS=50 LATENCY_ROUNDS=15 SUBSCRIBERS_CROSS=20" bench:live
 run "PHASE_MS=500 GARBAGE_CLIENTS=4" bench:hostile
 run "INGEST_SECONDS=1 INGEST_CONNECTIONS=4" bench:ingest
+run "SIZES=2000 QUERIES=5 ACTIVE=10" bench:history
 exit $failed
