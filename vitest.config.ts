@@ -16,7 +16,5 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Memory assertions (slow consumer, subscription leaks) measure what survives a full GC.
-    execArgv: ['--expose-gc'],
   },
 });

@@ -186,14 +186,12 @@ describe('multiplexing', () => {
       await stream.next();
       await stream.return();
     };
-    for (let i = 0; i < 1_000; i++) await cycle(i);
-    const gc = (globalThis as { gc?: () => void }).gc!;
-    gc();
-    const before = process.memoryUsage().heapUsed;
     for (let i = 0; i < 10_000; i++) await cycle(i);
-    expect(live.stats()).toMatchObject({ topics: 0, subscribers: 0 });
-    gc();
-    expect(process.memoryUsage().heapUsed - before).toBeLessThan(2 * 2 ** 20);
+    // What is held afterwards, counted: no topic, subscriber or undelivered view; no filter still
+    // watched; one kept sum per distinct filter (2 sessions x 7 observers), each read from the
+    // store once however many cycles asked for it.
+    expect(live.stats()).toMatchObject({ topics: 0, subscribers: 0, held: 0 });
+    expect(h.status.stats()).toEqual({ rollups: 14, entries: 14, pinned: 0, reads: 14 });
   });
 
   it('frees topics over graphql-ws when clients unsubscribe or disconnect', async () => {
