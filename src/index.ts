@@ -33,6 +33,8 @@ export {
   TaskTimeoutError,
   UnauthenticatedError,
 } from './errors.ts';
+export type { ChangeFeed, ChangeFeedEvents } from './feed/change-feed.ts';
+export { openFeed } from './feed/open-feed.ts';
 export { createDemoHandler } from './handlers/demo-handler.ts';
 export {
   createLiveStatus,
