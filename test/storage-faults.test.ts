@@ -1,11 +1,14 @@
 /**
- * Storage faults on a real file: a read-only or full filesystem (a small tmpfs the test mounts: it
- * needs root, as the test command's chromium install does), a database file deleted while the
+ * Storage faults on a real file: a read-only or full filesystem, a database file deleted while the
  * server runs, a database from a newer version, a corrupted file. In each case writes are refused
  * with `STORE_UNAVAILABLE` (HTTP 503), readiness says which part failed, and nothing acknowledged is
  * lost.
+ *
+ * The small filesystems are tmpfs mounts made inside a user and mount namespace of their own
+ * (`unshare --user --map-root-user --mount`): the servers run there as real `npm start` processes,
+ * an ordinary user can do it as well as root, and the mount vanishes with the processes.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
@@ -16,25 +19,89 @@ import { startTestServer, type TestServer } from './server-helpers.ts';
 import { send } from './transports.ts';
 
 const MAIN = fileURLToPath(new URL('../src/server/main.ts', import.meta.url));
+const SQLITE_STORE = fileURLToPath(new URL('../src/store/sqlite/sqlite-store.ts', import.meta.url));
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A fresh tmpfs of `size` (e.g. `4m`), unmounted after the test. */
-function smallFilesystem(size: string): string {
+/** A child's stdout, and the `nth` capture of `pattern` (global) in it once printed. */
+function watchOutput(child: ChildProcess) {
+  let stdout = '';
+  let stderr = '';
+  const checks = new Set<() => void>();
+  child.stdout?.on('data', (chunk) => {
+    stdout += chunk;
+    for (const check of checks) check();
+  });
+  child.stderr?.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const exit = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return {
+    exit,
+    stderr: () => stderr,
+    nth(pattern: RegExp, nth: number): Promise<string> {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const found = [...stdout.matchAll(pattern)][nth - 1]?.[1];
+          if (found === undefined) return;
+          checks.delete(check);
+          resolve(found);
+        };
+        checks.add(check);
+        check();
+        void exit.then((code) =>
+          reject(new Error(`exited with ${code} before printing ${pattern} (${nth}):\n${stdout}${stderr}`)),
+        );
+      });
+    },
+  };
+}
+
+/**
+ * Runs the shell `script` with a fresh tmpfs of `size` (e.g. `4m`) mounted at `$DIR`, in a user
+ * and mount namespace of its own; `$NODE`, `$MAIN` (the `npm start` entry) and `$DB` (a file in
+ * `$DIR`) are set, and so is `DATABASE_URL` for the servers it starts.
+ */
+function withSmallFilesystem(size: string, script: string, env: Record<string, string> = {}) {
   const temp = tempDir();
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', temp.dir], { stdio: 'pipe' });
-  } catch (error) {
-    temp.remove();
-    throw new Error(`these tests mount a small tmpfs and need root (mount failed: ${String(error)})`);
-  }
-  cleanups.push(() => {
-    execFileSync('umount', ['-l', temp.dir]);
+  const db = `${temp.dir}/deriver.db`;
+  const child = spawn(
+    'unshare',
+    [
+      '--user',
+      '--map-root-user',
+      '--mount',
+      '--',
+      'sh',
+      '-c',
+      `mount -t tmpfs -o size=${size} tmpfs "$DIR" || exit 97\n${script}`,
+    ],
+    {
+      env: {
+        ...process.env,
+        ...env,
+        DIR: temp.dir,
+        DB: db,
+        NODE: process.execPath,
+        MAIN,
+        SQLITE_STORE,
+        DATABASE_URL: `file:${db}`,
+        PORT: '0',
+        LOG_LEVEL: 'silent',
+        TSX_DISABLE_CACHE: '1', // tsx's cache folder belongs to the real user, not the namespace's root
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const output = watchOutput(child);
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await output.exit;
     temp.remove();
   });
-  return temp.dir;
+  return { child, ...output };
 }
 
 async function serverOn(dbPath: string): Promise<TestServer> {
@@ -45,38 +112,50 @@ async function serverOn(dbPath: string): Promise<TestServer> {
   return server;
 }
 
-const readiness = async (server: TestServer) => {
-  const response = await fetch(server.url.replace('/graphql', '/readyz'));
+const readiness = async (url: string) => {
+  const response = await fetch(url.replace('/graphql', '/readyz'));
   return {
     status: response.status,
     body: (await response.json()) as { checks: { store: { ok: boolean; error?: string } } },
   };
 };
 
-const addMessage = (server: TestServer, content = 'x') =>
-  send('http', server.url, {
+const addMessage = (url: string, content = 'x') =>
+  send('http', url, {
     query:
       'mutation($c:String!){addMessages(sessionId:"s",messages:[{peerId:"a",content:$c}]){messages{seq}}}',
     variables: { c: content },
   });
 
-const messageCount = async (server: TestServer) =>
-  (
-    (await send('http', server.url, { query: '{session(id:"s"){messageCount}}' })).data as {
-      session: { messageCount: number };
-    }
-  ).session.messageCount;
+/** What a restarted server holds: messages of session `s`, and its pending representation tasks. */
+const stored = async (url: string) => {
+  const { data } = await send('http', url, {
+    query:
+      '{session(id:"s"){messageCount} workUnits(sessionId:"s",taskType:representation){nodes{pendingTasks}}}',
+  });
+  const { session, workUnits } = data as {
+    session: { messageCount: number };
+    workUnits: { nodes: { pendingTasks: number }[] };
+  };
+  const pendingTasks = workUnits.nodes.reduce((sum, unit) => sum + unit.pendingTasks, 0);
+  return { messages: session.messageCount, representationTasks: pendingTasks };
+};
 
 describe('storage faults are visible', () => {
   it('a full disk: writes answer 503 STORE_UNAVAILABLE, and a restart finds exactly the acknowledged writes', async () => {
-    const dir = smallFilesystem('4m');
-    const dbPath = `${dir}/deriver.db`;
-    let server = await serverOn(dbPath);
-    await send('http', server.url, { query: 'mutation{upsertSession(id:"s",peers:[{peerId:"a"}]){id}}' });
+    // Two `npm start` servers in turn on the same 4 MB filesystem: the first is filled, then
+    // stopped with SIGTERM; the second opens what the first left.
+    const run = withSmallFilesystem(
+      '4m',
+      '"$NODE" --import tsx "$MAIN" & echo "server-pid $!"; wait $!; exec "$NODE" --import tsx "$MAIN"',
+      { WORKER_CONCURRENCY: '0' },
+    );
+    const first = await run.nth(/listening on (\S+)/g, 1);
+    await send('http', first, { query: 'mutation{upsertSession(id:"s",peers:[{peerId:"a"}]){id}}' });
     let acknowledged = 0;
     let refusal: Awaited<ReturnType<typeof addMessage>> | undefined;
     for (let i = 0; i < 200 && !refusal; i++) {
-      const outcome = await addMessage(server, 'y'.repeat(60_000));
+      const outcome = await addMessage(first, 'y'.repeat(60_000));
       if (outcome.code === 'OK') acknowledged++;
       else refusal = outcome;
     }
@@ -84,29 +163,29 @@ describe('storage faults are visible', () => {
     expect(refusal?.message).toMatch(/disk holding the database is full/);
     expect(acknowledged).toBeGreaterThan(10);
     // Restart on the same file: every acknowledged message is there, nothing half-written.
-    await server.close();
-    cleanups.pop();
-    server = await serverOn(dbPath);
-    expect(await messageCount(server)).toBe(acknowledged);
-    const tasks = await server.app.store.listTasks();
-    expect(tasks.filter((t) => t.key.taskType === 'representation').length).toBe(acknowledged);
+    process.kill(Number(await run.nth(/server-pid (\d+)/g, 1)), 'SIGTERM');
+    const second = await run.nth(/listening on (\S+)/g, 2);
+    expect(await stored(second)).toEqual({
+      messages: acknowledged,
+      representationTasks: acknowledged,
+    });
   });
 
   it('a database file deleted while running: writes are refused from then on, never silently lost', async () => {
     const temp = tempDir();
     cleanups.push(() => temp.remove());
     const dbPath = temp.path('deriver.db');
-    const server = await serverOn(dbPath);
-    await send('http', server.url, { query: 'mutation{upsertSession(id:"s",peers:[{peerId:"a"}]){id}}' });
-    expect((await addMessage(server)).code).toBe('OK');
+    const { url } = await serverOn(dbPath);
+    await send('http', url, { query: 'mutation{upsertSession(id:"s",peers:[{peerId:"a"}]){id}}' });
+    expect((await addMessage(url)).code).toBe('OK');
     for (const suffix of ['', '-wal', '-shm']) rmSync(`${dbPath}${suffix}`, { force: true });
-    const refused = await addMessage(server);
+    const refused = await addMessage(url);
     expect(refused).toMatchObject({ code: 'STORE_UNAVAILABLE', status: 503 });
     expect(refused.message).toMatch(/was removed while the server was running; restart the server/);
-    const unready = await readiness(server);
+    const unready = await readiness(url);
     expect(unready.status).toBe(503);
     expect(unready.body.checks.store.error).toMatch(/removed/);
-    expect((await addMessage(server)).code).toBe('STORE_UNAVAILABLE');
+    expect((await addMessage(url)).code).toBe('STORE_UNAVAILABLE');
   });
 });
 
@@ -126,13 +205,17 @@ describe('start-up refuses a database it cannot trust', () => {
   }
 
   it('a database on a read-only filesystem', async () => {
-    const dir = smallFilesystem('16m');
-    const dbPath = `${dir}/deriver.db`;
-    await createSqliteStore({ path: dbPath }).close();
-    execFileSync('mount', ['-o', 'remount,ro', dir]);
-    const { code, stderr } = await start(dbPath);
-    expect(code).toBe(1);
-    expect(stderr.trim().split('\n')).toEqual([
+    const run = withSmallFilesystem(
+      '16m',
+      [
+        '"$NODE" --import tsx --input-type=module -e "await (await import(process.env.SQLITE_STORE)).createSqliteStore({ path: process.env.DB }).close()" || exit 98',
+        'mount -o remount,ro,size=16m -t tmpfs tmpfs "$DIR" || exit 99',
+        'exec "$NODE" --import tsx "$MAIN"',
+      ].join('\n'),
+    );
+    run.child.stdout?.on('data', () => run.child.kill('SIGKILL')); // it started: a failure here
+    expect(await run.exit).toBe(1);
+    expect(run.stderr().trim().split('\n')).toEqual([
       expect.stringMatching(/^deriver-live: could not start: .*read-only/),
     ]);
   });
