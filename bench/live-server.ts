@@ -122,7 +122,7 @@ process.on('message', async (command: ServerCommand) => {
     }
     reply(command.id, {});
   } else if (command.op === 'quiesce') {
-    const open = () => app.server.webSocketServer.clients.size + raw.clients.size;
+    const open = () => app.server.webSockets.size + raw.clients.size;
     while (open() !== command.sockets) await sleep(10);
     (globalThis as { gc?: () => void }).gc?.();
     reply(command.id, {});

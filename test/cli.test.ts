@@ -6,6 +6,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createKeyring } from '../src/auth/keyring.ts';
+import { keyCommand } from '../src/cli/key.ts';
 import { flagOf, helpText, parseArgs, SETTINGS } from '../src/server/cli.ts';
 import { CONFIG_VARIABLES, loadConfig } from '../src/server/config.ts';
 import { tempDir } from './helpers.ts';
@@ -115,5 +117,73 @@ describe('the server process', () => {
     } finally {
       temp.remove();
     }
+  });
+});
+
+describe('deriver-live key create', () => {
+  const SECRET = 'cli-test-secret-0123456789-abcdefgh';
+  const NOW = Date.UTC(2026, 0, 1);
+  const mint = (args: string[], env: NodeJS.ProcessEnv = { AUTH_JWT_SECRET: SECRET }) =>
+    keyCommand(['create', ...args], env, () => NOW);
+
+  it.each([
+    [['--admin'], { kind: 'admin' }],
+    [['--workspace', 'acme'], { kind: 'workspace', workspaceId: 'acme' }],
+    [['--workspace', 'acme', '--session', 's1'], { kind: 'session', workspaceId: 'acme', sessionId: 's1' }],
+    [['--workspace', 'acme', '--peer', 'p1'], { kind: 'peer', workspaceId: 'acme', peerId: 'p1' }],
+  ])('%o mints a key the server accepts for exactly that scope', async (args, scope) => {
+    const result = await mint(args);
+    expect(result.code).toBe(0);
+    const principal = await createKeyring({ secret: SECRET, clock: () => NOW }).verify(result.stdout.trim());
+    expect(principal).toEqual({ kind: 'key', scope, expiresAt: null });
+    expect(result.stderr).toMatch(/^deriver-live key: a key for .*; it does not expire\n$/);
+  });
+
+  it('--expires-in sets the expiry; --json prints the key with its scope and expiry', async () => {
+    const result = await mint(['--workspace', 'acme', '--expires-in', '12h', '--json']);
+    const printed = JSON.parse(result.stdout) as { key: string; expiresAt: string };
+    expect(printed.expiresAt).toBe(new Date(NOW + 12 * 3600_000).toISOString());
+    const later = createKeyring({ secret: SECRET, clock: () => NOW + 13 * 3600_000 });
+    await expect(later.verify(printed.key)).rejects.toThrow(/expired/);
+  });
+
+  it.each([
+    [[], 'a key names a workspace (--workspace W), or is an admin key (--admin)'],
+    [['--admin', '--workspace', 'w'], '--workspace: an admin key takes no --workspace, --session or --peer'],
+    [
+      ['--workspace', 'w', '--session', 's', '--peer', 'p'],
+      '--peer: a key names a session or a peer, not both',
+    ],
+    [['--workspace', 'no spaces'], '--workspace: may contain only letters, digits, "_" and "-"'],
+    [['--workspace', 'w', '--expires-in', 'soon'], '--expires-in must be a duration such as 90s'],
+    [['--workspace'], 'needs a value'],
+    [['--wrokspace', 'w'], 'unknown argument "--wrokspace"'],
+  ])('%o is refused in one line naming the flag', async (args, message) => {
+    const result = await mint(args);
+    expect(result).toMatchObject({ code: 1, stdout: '' });
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toContain(message);
+  });
+
+  it('without AUTH_JWT_SECRET, or with a short one, it says what to set', async () => {
+    expect((await mint(['--admin'], {})).stderr).toMatch(
+      /AUTH_JWT_SECRET is not set: set it to the secret the server runs with/,
+    );
+    expect((await mint(['--admin'], { AUTH_JWT_SECRET: 'short' })).stderr).toMatch(/at least 32 bytes/);
+  });
+
+  it('runs from a clone as `npm run -s cli -- key create`, printing only the key on stdout', async () => {
+    const child = run('npm', ['run', '-s', 'cli', '--', 'key', 'create', '--admin'], {
+      AUTH_JWT_SECRET: SECRET,
+    });
+    let stdout = '';
+    child.stdout?.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+    expect(await createKeyring({ secret: SECRET }).verify(stdout.trim())).toMatchObject({
+      scope: { kind: 'admin' },
+    });
   });
 });

@@ -64,8 +64,7 @@ it('a client that stops reading keeps server memory bounded and gets the latest 
   let maxBuffered = 0;
   let maxHeld = 0;
   const sample = () => {
-    for (const client of app.server.webSocketServer.clients)
-      maxBuffered = Math.max(maxBuffered, client.bufferedAmount);
+    for (const client of app.server.webSockets) maxBuffered = Math.max(maxBuffered, client.bufferedAmount);
     maxHeld = Math.max(maxHeld, app.live.stats().held);
   };
   const sampler = setInterval(sample, 5);

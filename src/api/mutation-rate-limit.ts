@@ -7,7 +7,7 @@
 import { GraphQLError, getOperationAST } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { TokenBuckets } from '../util/token-bucket.ts';
-import type { ApiContext } from './builder.ts';
+import type { ApiContext } from './context.ts';
 
 export function useMutationRateLimit(buckets: TokenBuckets): Plugin {
   return {

@@ -7,7 +7,8 @@ import type { Progress } from '../status/completion-rate.ts';
 import type { SessionStatusCounts, StatusCounts } from '../status/counts.ts';
 import type { StatusQuery } from '../status/status-filter.ts';
 import type { AppendMessagesResult } from '../store/store.ts';
-import { type ApiContext, builder } from './builder.ts';
+import { builder } from './builder.ts';
+import type { ApiContext } from './context.ts';
 
 export const PeerType = builder.objectRef<Peer>('Peer').implement({
   description: 'A participant (user or agent).',

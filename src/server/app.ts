@@ -153,7 +153,7 @@ async function assemble(
       store,
       live,
       schedulerEvents: scheduler.events,
-      webSocketConnections: () => server?.webSocketServer.clients.size ?? 0,
+      webSocketConnections: () => server?.webSockets.size ?? 0,
     }),
     (m) => m.close(),
   );

@@ -3,6 +3,7 @@
  * flag of the same name in kebab case sets it too (`--port 4000`, `--database-url=file:x.db`), the
  * flag winning. `--help` lists them all with their defaults.
  */
+import { parseArgs as parseArgv } from 'node:util';
 import { loadConfig } from './config.ts';
 
 export interface Setting {
@@ -139,19 +140,38 @@ export type ParsedArgs =
 
 /** Reads `argv` (without node and the script) over `env`; flags win over the environment. */
 export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ParsedArgs {
-  const byFlag = new Map(SETTINGS.map((s) => [flagOf(s.env), s.env]));
+  const options: Record<string, { type: 'string' } | { type: 'boolean'; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+  };
+  for (const setting of SETTINGS) options[flagOf(setting.env).slice(2)] = { type: 'string' };
+  let parsed: ReturnType<typeof parseArgv>;
+  try {
+    parsed = parseArgv({ args: [...argv], options, strict: true, allowPositionals: false });
+  } catch (error) {
+    return { kind: 'error', message: argumentError(error, argv) };
+  }
+  if (parsed.values.help) return { kind: 'help' };
   const out: NodeJS.ProcessEnv = { ...env };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    if (arg === '--help' || arg === '-h') return { kind: 'help' };
-    const [flag = '', inline] = arg.split(/=(.*)/s, 2);
-    const name = byFlag.get(flag);
-    if (!name) return { kind: 'error', message: `unknown argument "${arg}" (see --help)` };
-    const value = inline ?? argv[++i];
-    if (value === undefined) return { kind: 'error', message: `${flag} needs a value (see --help)` };
-    out[name] = value;
+  for (const setting of SETTINGS) {
+    const value = parsed.values[flagOf(setting.env).slice(2)];
+    if (typeof value === 'string') out[setting.env] = value;
   }
   return { kind: 'run', env: out };
+}
+
+/** `node:util` `parseArgs`'s refusal as one line naming the argument: "unknown argument ...". */
+export function argumentError(error: unknown, argv: readonly string[], help = '--help'): string {
+  const code = (error as { code?: string }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  const named = /'(-[^' ]*)/.exec(message)?.[1] ?? '';
+  const flag = named.split('=')[0] ?? named;
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown argument "${flag}" (see ${help})`;
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return `${flag} needs a value (see ${help})`;
+  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+    const extra = argv.find((arg) => !arg.startsWith('-')) ?? '';
+    return `unexpected argument "${extra}" (see ${help})`;
+  }
+  throw error;
 }
 
 /** The `--help` text. */
@@ -159,7 +179,7 @@ export function helpText(): string {
   return [
     'Deriver Live: a work-unit scheduler for agent-memory derivers, with live task status over GraphQL.',
     '',
-    'Usage: npm start -- [flags]    (from a build: node dist/server/main.js [flags])',
+    'Usage: deriver-live start [flags]    (in a clone: npm start -- [flags])',
     '',
     'Every setting is an environment variable; the flag of the same name sets it too and wins.',
     '',

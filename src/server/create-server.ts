@@ -31,7 +31,7 @@ import { type ExecutionArgs, type ExecutionResult, type GraphQLError, getOperati
 import { createYoga, type Plugin } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import { type WebSocket, WebSocketServer } from 'ws';
-import type { ApiContext, ApiServices } from '../api/builder.ts';
+import type { ApiContext, ApiServices } from '../api/context.ts';
 import { createMaskError, useErrorCodes, withoutHttpExtensions } from '../api/errors.ts';
 import { useMutationRateLimit } from '../api/mutation-rate-limit.ts';
 import { useRequestBodyLimits } from '../api/request-body.ts';
@@ -80,8 +80,8 @@ export interface DeriverServerOptions {
 
 export interface DeriverServer {
   readonly httpServer: Server;
-  /** The WebSocket side (graphql-transport-ws), for inspection. */
-  readonly webSocketServer: WebSocketServer;
+  /** The open WebSockets (graphql-transport-ws), for inspection: how many, and what each has queued. */
+  readonly webSockets: ReadonlySet<{ readonly bufferedAmount: number }>;
   /** Listens and resolves with the GraphQL URL (`http://host:port/graphql`). */
   listen(port: number, host: string): Promise<string>;
   /** Closes WebSocket clients (1001), ends open SSE streams and stops listening. */
@@ -371,7 +371,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
 
   return {
     httpServer,
-    webSocketServer: wss,
+    webSockets: wss.clients,
     listen(port, host) {
       return new Promise((resolve, reject) => {
         httpServer.once('error', reject);

@@ -25,7 +25,7 @@ import type { IncomingMessage } from 'node:http';
 import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
 import type { Logger } from 'pino';
 import type { RawData, WebSocket, WebSocketServer } from 'ws';
-import type { ApiContext } from '../api/builder.ts';
+import type { ApiContext } from '../api/context.ts';
 import type { Principal } from '../auth/scope.ts';
 
 /** What graphql-ws's context carries for each socket (`ctx.extra`). */

@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+/**
+ * The `deriver-live` command: `start` runs the server, `key create` mints a key; `--help` and
+ * `--version`. Each subcommand reads its own arguments (`serve.ts`, `key.ts`).
+ */
+import { readFileSync } from 'node:fs';
+
+const HELP = `Usage: deriver-live <command> [options]
+
+Commands:
+  start [flags]        run the server (dashboard at /, GraphQL and GraphiQL at /graphql);
+                       deriver-live start --help lists every setting
+  key create ...       mint a key with AUTH_JWT_SECRET; deriver-live key --help for the options
+
+Options:
+  -h, --help           this text
+  -v, --version        the version
+`;
+
+const [command, ...rest] = process.argv.slice(2);
+switch (command) {
+  case 'start': {
+    const { serve } = await import('./serve.ts');
+    await serve(rest);
+    break;
+  }
+  case 'key': {
+    const { keyCommand } = await import('./key.ts');
+    const result = await keyCommand(rest, process.env);
+    process.stdout.write(result.stdout);
+    process.stderr.write(result.stderr);
+    process.exitCode = result.code;
+    break;
+  }
+  case undefined:
+  case 'help':
+  case '--help':
+  case '-h':
+    process.stdout.write(HELP);
+    break;
+  case '--version':
+  case '-v': {
+    const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    process.stdout.write(`${manifest.version}\n`);
+    break;
+  }
+  default:
+    process.stderr.write(`deriver-live: unknown command "${command}" (see deriver-live --help)\n`);
+    process.exitCode = 1;
+}
