@@ -53,6 +53,8 @@ export class NotFoundError extends DeriverError {
   constructor(
     readonly resource: 'workspace' | 'session' | 'peer',
     readonly id: string,
+    /** The argument that named it, when one did (`sessionId`, `observerId`, ...). */
+    readonly argument?: string,
   ) {
     super(`${resource} "${id}" does not exist`);
   }

@@ -135,22 +135,30 @@ describe('through the typed client (subscriptions over graphql-ws, mutations ove
   it('untilIdle completes at once when already idle, and after the work otherwise', async () => {
     const g = gate();
     const { client } = await setup({ handlers: { representation: g.handler, summary: unexpectedSummary } });
-    const empty = await client.waitForIdle({ sessionId: 'nothing-here' });
+    await client.upsertSession({ id: 'empty', peers: [{ peerId: 'a' }] });
+    const empty = await client.waitForIdle({ sessionId: 'empty' });
     expect(empty.totalWorkUnits).toBe(0);
     await client.upsertSession({ id: 's', peers: [{ peerId: 'a' }] });
     await client.session('s').addMessages([{ peerId: 'a', content: 'x' }]);
-    let resolved = false;
+    let opened = false;
+    let openedWhenResolved: boolean | undefined;
     const waiting = client
       .session('s')
       .waitForIdle()
       .then((s) => {
-        resolved = true;
+        openedWhenResolved = opened;
         return s;
       });
-    await new Promise((r) => setTimeout(r, 50));
-    expect(resolved).toBe(false);
+    // The marker after which an early answer would have come: a second subscription on the same
+    // socket sees the task running.
+    for await (const status of client.watchDeriverStatus({ sessionId: 's' })) {
+      if (status.inProgressWorkUnits === 1) break;
+    }
+    expect(openedWhenResolved).toBeUndefined();
+    opened = true;
     g.open();
     expect((await waiting).completedWorkUnits).toBe(1);
+    expect(openedWhenResolved).toBe(true);
   });
 
   it('waitForIdle rejects on timeout with a typed error carrying the last status', async () => {

@@ -23,7 +23,13 @@ import {
   validate,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import { DeriverError, type ErrorCode, InvalidInputError, RateLimitedError } from '../errors.ts';
+import {
+  DeriverError,
+  type ErrorCode,
+  InvalidInputError,
+  NotFoundError,
+  RateLimitedError,
+} from '../errors.ts';
 
 const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   UNAUTHENTICATED: 401,
@@ -39,7 +45,9 @@ function extensionsOf(error: DeriverError): Record<string, unknown> {
       ? { argumentPath: error.argumentPath, issues: error.issues }
       : error instanceof RateLimitedError && error.retryAfterSeconds !== null
         ? { retryAfterSeconds: error.retryAfterSeconds }
-        : {};
+        : error instanceof NotFoundError && error.argument !== undefined
+          ? { argumentPath: [error.argument] }
+          : {};
   const status = HTTP_STATUS[error.code];
   if (status !== undefined) {
     const headers =

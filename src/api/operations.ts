@@ -220,7 +220,7 @@ builder.subscriptionType({
     deriverStatus: t.field({
       type: DeriverStatusType,
       description:
-        'The current status at once, then a new one whenever it changes (at most one per coalescing window, never two equal in a row, the last state always delivered). With untilIdle the subscription completes once nothing is pending or running.',
+        'The current status at once, then a new one whenever it changes (at most one per coalescing window, never two equal in a row, the last state always delivered). With untilIdle the subscription completes once nothing is pending or running, and a session or peer that does not exist is an error (NOT_FOUND, naming the argument) rather than an idle status.',
       args: t.validate(
         {
           workspaceId: t.arg.id(),
@@ -237,6 +237,7 @@ builder.subscriptionType({
       subscribe: async (_root, args, ctx, info) => {
         const filter = toQuery(args);
         authorize(ctx.principal, { kind: 'status', ...filter });
+        if (args.untilIdle === true) await ctx.deriver.assertFilterNamesKnown(filter);
         const views = await ctx.live.subscribe(filter, {
           untilIdle: args.untilIdle === true,
           windowMs: args.coalesceMs ?? undefined,

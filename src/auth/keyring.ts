@@ -26,11 +26,18 @@ export const MIN_SECRET_BYTES = 32;
 
 const ALGORITHM = 'HS256';
 
-/** Reads `Bearer <token>` (any case); `null` when the value is absent or has another scheme. */
+/**
+ * Reads `Bearer <token>` (any case); `null` when the value is absent. A value in another shape
+ * (another scheme, the prefix twice, no prefix) throws `UnauthenticatedError` saying so, rather
+ * than "a key is required" to someone who sent one.
+ */
 export function bearerToken(value: unknown): string | null {
-  if (typeof value !== 'string') return null;
+  if (typeof value !== 'string' || value.trim() === '') return null;
   const match = /^\s*bearer\s+(\S+)\s*$/i.exec(value);
-  return match?.[1] ?? null;
+  if (match?.[1] && !/^bearer$/i.test(match[1])) return match[1];
+  throw new UnauthenticatedError(
+    'the Authorization header must be "Bearer <key>": the word Bearer once, a space, then the key',
+  );
 }
 
 function claimsOf(scope: Scope): Record<string, unknown> {

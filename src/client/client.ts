@@ -62,46 +62,139 @@ export interface WatchOptions {
 }
 
 export interface WaitForIdleOptions extends WatchOptions {
-  /** Give up after this long and reject with `WaitForIdleTimeoutError`. @default no limit */
+  /** Give up after this long and reject with `WaitForIdleTimeoutError` (code `TIMEOUT`). @default no limit */
   readonly timeoutMs?: number;
-  /** Abort the wait; rejects with the signal's reason. */
+  /** Abort the wait; rejects with code `ABORTED`, the signal's reason as `cause`. */
   readonly signal?: AbortSignal;
 }
 
 export interface DeriverClientOptions {
   /** The server's GraphQL URL (`http(s)://` or `ws(s)://`, path `/graphql`). */
   readonly url: string;
-  /** A JWT, sent as `connectionParams.authorization: "Bearer <token>"`. */
+  /** A key (a JWT), with or without its `Bearer ` prefix; sent as `Authorization: Bearer <key>`. */
   readonly token?: string;
+  /** The workspace of every call that names none. @default "default" (the server's) */
+  readonly workspaceId?: string;
   /** WebSocket implementation. @default globalThis.WebSocket, else the `ws` package */
   readonly webSocketImpl?: unknown;
 }
 
-/** A GraphQL error answer, with the server's `extensions.code` of the first error. */
+/** One GraphQL error as the server sent it. */
+export interface GraphQLErrorEntry {
+  readonly message: string;
+  readonly extensions?: Record<string, unknown>;
+}
+
+/**
+ * Every way a call can fail, as one class: the server's `extensions.code` (`BAD_USER_INPUT`,
+ * `NOT_FOUND`, `UNAUTHENTICATED`, `FORBIDDEN`, `RATE_LIMITED`, ...) for a GraphQL error, and the
+ * client's own codes: `NETWORK` (the server could not be reached, or the connection failed),
+ * `BAD_RESPONSE` (an answer that is not GraphQL: often a URL without `/graphql`), `TIMEOUT`
+ * (`waitForIdle`'s `timeoutMs`), `ABORTED` (its `signal`). `cause` holds what the transport threw.
+ */
 export class DeriverClientError extends Error {
   readonly code: string;
-  readonly errors: readonly { message: string; extensions?: Record<string, unknown> }[];
-  constructor(errors: readonly { message: string; extensions?: Record<string, unknown> }[]) {
-    super(errors.map((e) => e.message).join('; ') || 'GraphQL request failed');
+  readonly errors: readonly GraphQLErrorEntry[];
+  constructor(
+    message: string,
+    code: string,
+    details: { errors?: readonly GraphQLErrorEntry[]; cause?: unknown } = {},
+  ) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'DeriverClientError';
-    this.errors = errors;
-    this.code = String(errors[0]?.extensions?.code ?? 'UNKNOWN');
+    this.code = code;
+    this.errors = details.errors ?? [];
   }
-  /** The offending argument path for `BAD_USER_INPUT` errors from the domain. */
+  /** A GraphQL error answer: the messages joined, the first error's code. */
+  static fromGraphQL(errors: readonly GraphQLErrorEntry[]): DeriverClientError {
+    return new DeriverClientError(
+      errors.map((e) => e.message).join('; ') || 'GraphQL request failed',
+      String(errors[0]?.extensions?.code ?? 'INTERNAL_SERVER_ERROR'),
+      { errors },
+    );
+  }
+  /** The argument at fault, for `BAD_USER_INPUT` and `NOT_FOUND` errors that name one. */
   get argumentPath(): readonly (string | number)[] | undefined {
     return this.errors[0]?.extensions?.argumentPath as (string | number)[] | undefined;
   }
 }
 
-/** `waitForIdle` gave up: `lastStatus` is the last status received before the deadline. */
-export class WaitForIdleTimeoutError extends Error {
+/** `waitForIdle` gave up (`code` `TIMEOUT`): `lastStatus` is the last status received before the deadline. */
+export class WaitForIdleTimeoutError extends DeriverClientError {
   constructor(
     readonly timeoutMs: number,
     readonly lastStatus: DeriverStatus | null,
   ) {
-    super(`the deriver did not become idle within ${timeoutMs} ms`);
+    super(`the deriver did not become idle within ${timeoutMs} ms`, 'TIMEOUT');
     this.name = 'WaitForIdleTimeoutError';
   }
+}
+
+/** Close codes of the WebSocket protocol, as the client's error codes. */
+const CLOSE_CODES: Record<number, string> = {
+  4400: 'BAD_REQUEST',
+  4401: 'UNAUTHENTICATED',
+  4403: 'UNAUTHENTICATED',
+  4408: 'TIMEOUT',
+  4429: 'RATE_LIMITED',
+  4500: 'INTERNAL_SERVER_ERROR',
+};
+
+/** A close the server meant (a `44xx` code): the same request would be refused again. */
+const isRefusal = (event: unknown): boolean => {
+  const { code, message } = (event ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'number') return code >= 4400 && code < 4500 && code !== 4408;
+  // The HTTP upgrade itself refused (`ws`'s "Unexpected server response: 404"): a wrong URL.
+  return typeof message === 'string' && /Unexpected server response: 4\d\d/.test(message);
+};
+
+/** A hint for a URL that is probably not the GraphQL endpoint. */
+const urlHint = (url: string): string =>
+  /\/graphql\/?$/.test(new URL(url).pathname)
+    ? ''
+    : ` (the GraphQL endpoint is ${new URL('/graphql', url).href}: is the URL missing "/graphql"?)`;
+
+/** Whatever a transport threw (a `TypeError` from fetch, a `CloseEvent`, an `ErrorEvent`, GraphQL errors) as a `DeriverClientError`. */
+export function toClientError(error: unknown, url: string): DeriverClientError {
+  if (error instanceof DeriverClientError) return error;
+  if (Array.isArray(error)) return DeriverClientError.fromGraphQL(error as GraphQLErrorEntry[]);
+  const event = error as {
+    type?: unknown;
+    code?: unknown;
+    reason?: unknown;
+    message?: unknown;
+    error?: unknown;
+  };
+  if (typeof event?.code === 'number' && typeof event.reason === 'string') {
+    // A CloseEvent: the server closed the socket, with a code and a reason a person can read.
+    const code = CLOSE_CODES[event.code] ?? 'NETWORK';
+    const reason = event.reason || `the connection closed (code ${event.code})`;
+    return new DeriverClientError(code === 'NETWORK' ? `${reason}${urlHint(url)}` : reason, code, {
+      cause: error,
+    });
+  }
+  if (error instanceof TypeError || event?.type === 'error') {
+    // fetch's "fetch failed" (the reason is in `cause`), or a WebSocket's ErrorEvent.
+    const inner =
+      (error as { cause?: { message?: string; code?: string } }).cause ??
+      (event.error as { message?: string } | undefined);
+    const detail = inner?.message ?? (typeof event.message === 'string' ? event.message : String(error));
+    const refused = /Unexpected server response: (\d+)/.exec(detail);
+    return new DeriverClientError(
+      refused
+        ? `the server at ${url} refused the WebSocket with HTTP ${refused[1]}${urlHint(url)}`
+        : `could not reach the server at ${url}: ${detail}`,
+      'NETWORK',
+      { cause: error },
+    );
+  }
+  return new DeriverClientError(
+    error instanceof Error ? error.message : String(error),
+    'INTERNAL_CLIENT_ERROR',
+    {
+      cause: error,
+    },
+  );
 }
 
 /** The same operations, bound to one session. */
@@ -123,7 +216,10 @@ export interface DeriverClient {
   getDeriverStatus(filter?: StatusFilter): Promise<DeriverStatusWithSessions>;
   /** The current status at once, then every (coalesced) change. `return()` unsubscribes. */
   watchDeriverStatus(filter?: StatusFilter, options?: WatchOptions): StatusStream;
-  /** Resolves with the status once nothing matching is pending or running (at once if so already). */
+  /**
+   * Resolves with the status once nothing matching is pending or running (at once if so already).
+   * A session or peer in the filter that does not exist rejects with `NOT_FOUND`, never "idle".
+   */
   waitForIdle(filter?: StatusFilter, options?: WaitForIdleOptions): Promise<DeriverStatus>;
   upsertWorkspace(
     variables: UpsertWorkspaceMutationVariables,
@@ -149,22 +245,31 @@ export interface DeriverClient {
 
 export function createDeriverClient(options: DeriverClientOptions): DeriverClient {
   const httpUrl = options.url.replace(/^ws/, 'http');
+  const token = options.token?.replace(/^\s*bearer\s+/i, '').trim();
+  const authorization = token ? `Bearer ${token}` : undefined;
   const client: Client = createClient({
     url: options.url.replace(/^http/, 'ws'),
     lazy: true,
     retryAttempts: 3,
+    // A refused key or a bad request stays refused: retrying only delays the error (4400-4499).
+    shouldRetry: (event) => !isRefusal(event),
     webSocketImpl: options.webSocketImpl ?? globalThis.WebSocket ?? NodeWebSocket,
-    connectionParams: options.token ? { authorization: `Bearer ${options.token}` } : undefined,
+    connectionParams: authorization ? { authorization } : undefined,
   });
+  /** `variables` with the client's default workspace when they name none. */
+  const inWorkspace = <V extends object>(variables: V): V =>
+    options.workspaceId === undefined || (variables as { workspaceId?: unknown }).workspaceId != null
+      ? variables
+      : { ...variables, workspaceId: options.workspaceId };
 
   function iterate<R, V extends Record<string, unknown>>(
     document: TypedDocumentNode<R, V>,
     variables: V,
   ): AsyncIterableIterator<R> {
-    const source = client.iterate<R>({ query: print(document), variables });
+    const source = client.iterate<R>({ query: print(document), variables: inWorkspace(variables) });
     const unwrap = (result: FormattedExecutionResult<R, unknown>): R => {
-      if (result.errors?.length) throw new DeriverClientError(result.errors as DeriverClientError['errors']);
-      if (!result.data) throw new DeriverClientError([{ message: 'the server sent no data' }]);
+      if (result.errors?.length) throw DeriverClientError.fromGraphQL(result.errors as GraphQLErrorEntry[]);
+      if (!result.data) throw new DeriverClientError('the server sent no data', 'BAD_RESPONSE');
       return result.data;
     };
     return {
@@ -173,7 +278,7 @@ export function createDeriverClient(options: DeriverClientOptions): DeriverClien
           const step = await source.next();
           return step.done ? { done: true, value: undefined } : { done: false, value: unwrap(step.value) };
         } catch (error) {
-          throw Array.isArray(error) ? new DeriverClientError(error) : error;
+          throw toClientError(error, options.url);
         }
       },
       async return() {
@@ -194,28 +299,32 @@ export function createDeriverClient(options: DeriverClientOptions): DeriverClien
     document: TypedDocumentNode<R, V>,
     variables: V,
   ): Promise<R> {
-    const response = await fetch(httpUrl, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: 'application/graphql-response+json, application/json',
-        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-      },
-      body: JSON.stringify({ query: print(document), variables }),
-    });
+    let response: Response;
+    try {
+      response = await fetch(httpUrl, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/graphql-response+json, application/json',
+          ...(authorization ? { authorization } : {}),
+        },
+        body: JSON.stringify({ query: print(document), variables: inWorkspace(variables) }),
+      });
+    } catch (error) {
+      throw toClientError(error, httpUrl);
+    }
     let body: FormattedExecutionResult<R, unknown>;
     try {
       body = (await response.json()) as FormattedExecutionResult<R, unknown>;
-    } catch {
-      throw new DeriverClientError([
-        {
-          message: `the server answered HTTP ${response.status} without a GraphQL result`,
-          extensions: { code: 'BAD_RESPONSE' },
-        },
-      ]);
+    } catch (error) {
+      throw new DeriverClientError(
+        `the server at ${httpUrl} answered HTTP ${response.status} without a GraphQL result${urlHint(httpUrl)}`,
+        'BAD_RESPONSE',
+        { cause: error },
+      );
     }
-    if (body.errors?.length) throw new DeriverClientError(body.errors as DeriverClientError['errors']);
-    if (!body.data) throw new DeriverClientError([{ message: 'the server sent no data' }]);
+    if (body.errors?.length) throw DeriverClientError.fromGraphQL(body.errors as GraphQLErrorEntry[]);
+    if (!body.data) throw new DeriverClientError('the server sent no data', 'BAD_RESPONSE');
     return body.data;
   }
 
@@ -256,7 +365,12 @@ export function createDeriverClient(options: DeriverClientOptions): DeriverClien
         );
       }
       if (waitOptions.signal) {
-        onAbort = () => reject(waitOptions.signal?.reason);
+        onAbort = () =>
+          reject(
+            new DeriverClientError('waitForIdle was aborted', 'ABORTED', {
+              cause: waitOptions.signal?.reason,
+            }),
+          );
         if (waitOptions.signal.aborted) onAbort();
         else waitOptions.signal.addEventListener('abort', onAbort, { once: true });
       }
@@ -267,7 +381,7 @@ export function createDeriverClient(options: DeriverClientOptions): DeriverClien
         if (step.done) break;
         last = step.value;
       }
-      if (!last) throw new DeriverClientError([{ message: 'the subscription ended without a status' }]);
+      if (!last) throw new DeriverClientError('the subscription ended without a status', 'BAD_RESPONSE');
       return last;
     })();
     try {

@@ -6,6 +6,7 @@ export {
   type DeriverClientOptions,
   type DeriverStatus,
   type DeriverStatusWithSessions,
+  type GraphQLErrorEntry,
   type Peer,
   type Session,
   type SessionClient,

@@ -22,6 +22,7 @@ import {
 import type { Peer, Session, Workspace } from '../domain/model.ts';
 import { planMessages, planSessionPeers } from '../domain/task-generation.ts';
 import { NotFoundError } from '../errors.ts';
+import type { StatusQuery } from '../status/status-filter.ts';
 import type { AppendMessagesResult, Store } from '../store/store.ts';
 
 export interface Deriver {
@@ -39,6 +40,12 @@ export interface Deriver {
    * the session join it. Throws `NotFoundError` when the session does not exist.
    */
   addMessages(input: AddMessagesInput): Promise<AppendMessagesResult>;
+  /**
+   * Throws `NotFoundError` (naming the argument) when `filter` names a session or peer that does
+   * not exist. Status reads answer zeros for those (as Honcho does); waiting for idle checks first,
+   * so a typo is never "done" at once.
+   */
+  assertFilterNamesKnown(filter: StatusQuery): Promise<void>;
 }
 
 export function createDeriver(options: { readonly store: Store }): Deriver {
@@ -86,6 +93,20 @@ export function createDeriver(options: { readonly store: Store }): Deriver {
       return store.appendMessages({ workspaceId, sessionId, messages }, (snapshot) =>
         planMessages(snapshot, messages),
       );
+    },
+
+    async assertFilterNamesKnown({ workspaceId, sessionId, observerId, senderId }) {
+      if (sessionId !== undefined && !(await store.getSession(workspaceId, sessionId))) {
+        throw new NotFoundError('session', sessionId, 'sessionId');
+      }
+      for (const [argument, peerId] of [
+        ['observerId', observerId],
+        ['senderId', senderId],
+      ] as const) {
+        if (peerId !== undefined && !(await store.getPeer(workspaceId, peerId))) {
+          throw new NotFoundError('peer', peerId, argument);
+        }
+      }
     },
   };
 }
