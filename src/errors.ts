@@ -105,6 +105,19 @@ export class PermanentTaskError extends Error {
   }
 }
 
+/**
+ * Thrown by a task handler when the deriver refuses the work for a reason that is not the task's
+ * (the HTTP handler throws it on 401 and 403: a wrong `HANDLER_SECRET` or credentials). The task
+ * goes back to pending with no failure counted, and the scheduler pauses dispatch with backoff
+ * until an attempt succeeds again: a deployment mistake must not fail the whole queue.
+ */
+export class HandlerRefusedError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'HandlerRefusedError';
+  }
+}
+
 /** Reason given to a handler's `AbortSignal` when its attempt outlived `timeoutMs`. */
 export class TaskTimeoutError extends Error {
   constructor(readonly timeoutMs: number) {

@@ -22,6 +22,7 @@ export {
   DeriverError,
   type ErrorCode,
   ForbiddenError,
+  HandlerRefusedError,
   type InputIssue,
   InvalidInputError,
   LeaseLostError,

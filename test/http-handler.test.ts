@@ -2,7 +2,9 @@
  * A deriver in another language (SPEC section 10), for real: the example Python worker under
  * `examples/` as a child process, Deriver Live POSTing tasks to it over HTTP.
  */
-import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { type AddressInfo, createServer } from 'node:net';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDeriverClient, type DeriverClient } from '../src/client/index.ts';
 import type { TaskRow } from '../src/store/store.ts';
@@ -124,22 +126,80 @@ describe('HANDLER_URL: a deriver in Python', () => {
     expect(connections.size).toBeLessThan(records.length);
   }, 60_000);
 
-  it('a worker that checks signatures refuses a wrongly signed task: it fails for good with the reason', async () => {
+  it('a worker that refuses our signature (401) pauses dispatch: tasks stay pending, /readyz and a metric say why, one error line; fixed, everything runs', async () => {
     const temp = tempDir();
     cleanups.push(() => temp.remove());
-    const python = await worker({ output: temp.path('out.jsonl'), secret: SECRET });
-    const s = await server(python.url, 'not-the-secret-the-worker-knows');
+    const port = await freePort();
+    let python = await worker({ output: temp.path('out.jsonl'), secret: SECRET, port });
+    const lines: { level: number; msg: string; error?: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const wrongSecret = 'not-the-secret-the-worker-knows';
+    const s = await startTestServer({
+      config: { handlerUrl: python.url, handlerSecret: wrongSecret, workerConcurrency: 4, maxAttempts: 3 },
+      logger,
+    });
+    cleanups.push(() => s.close());
+    const c = client(s);
+    await c.upsertSession({
+      id: 'chat',
+      peers: [{ peerId: 'alice', observeOthers: true }, { peerId: 'bob' }],
+    });
+    await c.addMessages({
+      sessionId: 'chat',
+      messages: Array.from({ length: 12 }, (_, i) => ({ peerId: i % 2 ? 'bob' : 'alice', content: `m${i}` })),
+    });
+    const readyz = async () => {
+      const response = await fetch(s.url.replace('/graphql', '/readyz'));
+      return {
+        status: response.status,
+        body: (await response.json()) as { checks: Record<string, { ok: boolean; error?: string }> },
+      };
+    };
+    await expect.poll(async () => (await readyz()).status).toBe(503);
+    expect((await readyz()).body.checks.handler?.error).toMatch(
+      /dispatch paused since .*refused the request with HTTP 401 \(invalid signature: check HANDLER_SECRET on both sides\): check that HANDLER_SECRET is the secret the handler verifies with/,
+    );
+    const metrics = await (await fetch(s.url.replace('/graphql', '/metrics'))).text();
+    expect(metrics).toMatch(/^deriver_dispatch_paused 1$/m);
+    const paused = await c.getDeriverStatus({ sessionId: 'chat' });
+    expect(paused).toMatchObject({ failedWorkUnits: 0, retryingWorkUnits: 0, completedWorkUnits: 0 });
+    expect(paused.pendingWorkUnits + paused.inProgressWorkUnits).toBe(paused.totalWorkUnits);
+    expect(lines.filter((line) => line.level >= 50)).toEqual([
+      expect.objectContaining({
+        msg: 'the handler refuses this service: dispatch paused, tasks stay pending',
+      }),
+    ]);
+    expect(python.records()).toEqual([]);
+
+    // The operator fixes the worker's secret (restarted on the same port): the pause ends by itself.
+    await python.stop();
+    python = await worker({ output: temp.path('out2.jsonl'), secret: wrongSecret, port });
+    const final = await c.waitForIdle({ sessionId: 'chat' }, { timeoutMs: 60_000 });
+    expect(final).toMatchObject({ totalWorkUnits: paused.totalWorkUnits, failedWorkUnits: 0 });
+    expect(final.completedWorkUnits).toBe(paused.totalWorkUnits);
+    expect((await readyz()).status).toBe(200);
+    expect(await (await fetch(s.url.replace('/graphql', '/metrics'))).text()).toMatch(
+      /^deriver_dispatch_paused 0$/m,
+    );
+    expect(lines.filter((line) => line.level >= 50)).toHaveLength(1);
+    expect(lines.some((line) => line.msg === 'the handler accepts tasks again: dispatch resumed')).toBe(true);
+  }, 90_000);
+
+  it('other 4xx answers stay final for the task', async () => {
+    const refusing = createHttpServer((request, response) => {
+      request.resume();
+      request.on('end', () => response.writeHead(422).end('this message cannot be derived'));
+    });
+    await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => refusing.close(() => resolve())));
+    const s = await server(`http://127.0.0.1:${(refusing.address() as AddressInfo).port}/`, null);
     const c = client(s);
     await c.upsertSession({ id: 'chat', peers: [{ peerId: 'alice' }] });
     await c.addMessages({ sessionId: 'chat', messages: [{ peerId: 'alice', content: 'hi' }] });
     const final = await c.waitForIdle({ sessionId: 'chat' }, { timeoutMs: 20_000 });
     expect(final).toMatchObject({ totalWorkUnits: 1, failedWorkUnits: 1 });
     const [row] = await s.app.store.listTasks();
-    expect(row).toMatchObject({
-      runs: 1,
-      lastError: 'invalid signature: check HANDLER_SECRET on both sides',
-    });
-    expect(python.records()).toEqual([]);
+    expect(row).toMatchObject({ runs: 1, lastError: 'this message cannot be derived' });
   }, 30_000);
 
   it('a worker that is down for a while: attempts are retried (and counted as retrying) until it is up', async () => {

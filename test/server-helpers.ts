@@ -26,6 +26,8 @@ export async function startTestServer(
     scheduler?: Omit<SchedulerOptions, 'store' | 'handlers' | 'concurrency'>;
     server?: StartOptions['server'];
     retention?: StartOptions['retention'];
+    /** @default silent */
+    logger?: StartOptions['logger'];
   } = {},
 ): Promise<TestServer> {
   const temp = tempDir();
@@ -40,7 +42,7 @@ export async function startTestServer(
     ...options.config,
   };
   const app = await startApp(config, {
-    logger: pino({ level: 'silent' }),
+    logger: options.logger ?? pino({ level: 'silent' }),
     handlers: options.handlers,
     scheduler: { pollMs: 50, ...options.scheduler },
     server: options.server,

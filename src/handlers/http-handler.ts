@@ -7,7 +7,9 @@
  *   idempotency key), `X-Deriver-Attempt`, and with a secret `X-Deriver-Signature:
  *   sha256=<hex HMAC-SHA256 of the exact body bytes>`.
  * - 2xx: the task is done. 4xx: the task fails for good, the response text is kept as its error
- *   (except 408 and 429, which ask to come back later: a failed attempt). 5xx, a timeout (the
+ *   (except 408 and 429, which ask to come back later: a failed attempt; and 401 and 403, which
+ *   refuse this service, not the task: `HandlerRefusedError`, so the task stays pending and the
+ *   scheduler pauses dispatch until the handler answers again). 5xx, a timeout (the
  *   task's `timeoutMs`, through the attempt's `AbortSignal`), a refused or reset connection: a
  *   failed attempt, retried with backoff by the scheduler.
  * - Order per work unit holds because the scheduler sends a unit's next task only after the
@@ -17,7 +19,7 @@
 import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { PermanentTaskError } from '../errors.ts';
+import { HandlerRefusedError, PermanentTaskError } from '../errors.ts';
 import type { TaskHandler } from '../scheduler/options.ts';
 import { taskBody } from './task-body.ts';
 
@@ -79,6 +81,17 @@ export function createHttpHandler(options: HttpHandlerOptions): HttpHandler {
           if (status >= 200 && status < 300) return resolve();
           const text = Buffer.concat(chunks).toString('utf8').trim().slice(0, maxErrorChars);
           const error = text || `HTTP ${status} ${response.statusMessage ?? ''}`.trim();
+          if (status === 401 || status === 403) {
+            return reject(
+              new HandlerRefusedError(
+                `the handler at ${url.origin} refused the request with HTTP ${status} (${error.slice(0, 200)}): ${
+                  secret === null
+                    ? 'it may expect signed requests: set HANDLER_SECRET'
+                    : 'check that HANDLER_SECRET is the secret the handler verifies with'
+                }`,
+              ),
+            );
+          }
           if (status >= 400 && status < 500 && !RETRYABLE_4XX.has(status))
             return reject(new PermanentTaskError(error));
           reject(new Error(`the handler at ${url.origin} answered HTTP ${status}: ${error}`));

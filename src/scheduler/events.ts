@@ -25,6 +25,13 @@ export interface SchedulerEvents {
     readonly delayMs: number;
     readonly durationMs: number;
   };
+  /**
+   * The handler refused an attempt (`HandlerRefusedError`): nothing is claimed until `until`
+   * (epoch ms), then one attempt tries again, with doubling pauses up to a minute. Emitted once
+   * per episode; `dispatch:resumed` when an attempt succeeds again.
+   */
+  'dispatch:paused': { readonly error: string; readonly until: number };
+  'dispatch:resumed': { readonly pausedMs: number };
   /** A store call failed (the loop retries on its own), or a listener threw. */
   error: { readonly error: Error; readonly operation: string };
 }

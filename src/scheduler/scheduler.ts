@@ -32,12 +32,24 @@
  * Enqueueing in this process wakes the pump at once. A timer covers retries that come due, and a
  * fallback poll every `pollMs` covers work and expired leases of other processes.
  *
+ * ## Refusals
+ * A handler that throws `HandlerRefusedError` (the HTTP handler on 401/403) refuses the service,
+ * not the task: the task is put back (no failure counted) and claiming pauses, 1 s the first time,
+ * doubling up to a minute while attempts keep being refused; the first success ends the episode.
+ *
  * ## Shutdown
  * `stop()` stops claiming, lets running attempts finish until the deadline, aborts the rest with
  * `ShutdownError` (put back as pending, no failure counted), and releases every claim.
  */
 import type { WorkUnitKey } from '../domain/work-unit-key.ts';
-import { LeaseLostError, PermanentTaskError, ShutdownError, TaskTimeoutError, toError } from '../errors.ts';
+import {
+  HandlerRefusedError,
+  LeaseLostError,
+  PermanentTaskError,
+  ShutdownError,
+  TaskTimeoutError,
+  toError,
+} from '../errors.ts';
 import type {
   ClaimedUnit,
   Lease,
@@ -65,9 +77,15 @@ export interface Scheduler {
   start(): void;
   /** Looks for work now (another process enqueued some); nothing once stopping. */
   wake(): void;
+  /** Whether claiming is paused because the handler refused (see "Refusals"), and why. */
+  readonly dispatch: DispatchState;
   /** Graceful shutdown; see the module comment. Resolves when every claim is released. */
   stop(options?: { deadlineMs?: number }): Promise<void>;
 }
+
+export type DispatchState =
+  | { readonly paused: false }
+  | { readonly paused: true; readonly since: number; readonly until: number; readonly error: string };
 
 interface ActiveUnit {
   readonly lease: Lease;
@@ -122,6 +140,9 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   let wakeTimer: { at: number; timer: NodeJS.Timeout } | undefined;
   let unsubscribeEnqueued: (() => void) | undefined;
   let storeFailures = 0;
+  /** Refusals in a row (0: not paused), when the episode began, and until when nothing is claimed. */
+  let refusal = { count: 0, since: 0, until: 0, error: '' };
+  const claimingPaused = (): boolean => refusal.count > 0 && Date.now() < refusal.until;
   const request = {
     owner: options.workerId,
     leaseMs: options.leaseMs,
@@ -164,7 +185,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     if (busy) return;
     const moved = [...active.values()].filter((u) => u.ended.length > 0 || u.current === null);
     const releasing = moved.filter((u) => u.current === null).length;
-    const max = mode === 'running' ? concurrency - active.size + releasing : 0;
+    const max = mode === 'running' && !claimingPaused() ? concurrency - active.size + releasing : 0;
     if (moved.length === 0 && !(claimWanted && max > 0)) {
       notifyIdle();
       return;
@@ -301,14 +322,36 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   }
 
   function outcomeOf(task: TaskRecord, error: unknown): TaskOutcome {
-    if (error === null) return { kind: 'succeeded' };
+    if (error === null) {
+      if (refusal.count > 0) {
+        const pausedMs = Date.now() - refusal.since;
+        refusal = { count: 0, since: 0, until: 0, error: '' };
+        events.emit('dispatch:resumed', { pausedMs });
+      }
+      return { kind: 'succeeded' };
+    }
     if (error instanceof ShutdownError || error instanceof LeaseLostError) return { kind: 'requeue' };
+    if (error instanceof HandlerRefusedError) {
+      refused(error.message);
+      return { kind: 'requeue' };
+    }
     const message = toError(error).message;
     const attempts = task.failures + 1;
     if (error instanceof PermanentTaskError || attempts >= options.maxAttempts)
       return { kind: 'failed', error: message };
     const delay = retryDelay(attempts, options.retryBaseMs, options.retryMaxMs, options.random);
     return { kind: 'retry', error: message, delayMs: delay };
+  }
+
+  /** One more refusal: pause claiming (again, for twice as long while inside the episode). */
+  function refused(message: string): void {
+    const now = Date.now();
+    if (refusal.count > 0 && now < refusal.until) return; // the attempts already in flight
+    const count = refusal.count + 1;
+    const until = now + Math.min(60_000, 1_000 * 2 ** (count - 1));
+    refusal = { count, since: count === 1 ? now : refusal.since, until, error: message };
+    if (count === 1) events.emit('dispatch:paused', { error: message, until });
+    wakeAt(until);
   }
 
   async function heartbeat(): Promise<void> {
@@ -347,6 +390,11 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     workerId: options.workerId,
     get activeUnits() {
       return active.size;
+    },
+    get dispatch(): DispatchState {
+      return refusal.count === 0
+        ? { paused: false }
+        : { paused: true, since: refusal.since, until: refusal.until, error: refusal.error };
     },
     wake() {
       if (mode === 'recovering' || mode === 'running') wantClaim();

@@ -144,6 +144,13 @@ async function assemble(
   scheduler.events.on('task:failed', ({ task, error }) =>
     logger.warn({ taskId: task.id, error }, 'task failed'),
   );
+  // One line per episode, not one per task: the tasks stay pending until the handler answers.
+  scheduler.events.on('dispatch:paused', ({ error }) =>
+    logger.error({ error }, 'the handler refuses this service: dispatch paused, tasks stay pending'),
+  );
+  scheduler.events.on('dispatch:resumed', ({ pausedMs }) =>
+    logger.info({ pausedMs }, 'the handler accepts tasks again: dispatch resumed'),
+  );
   const keys = config.authJwtSecret ? createKeyring({ secret: config.authJwtSecret }) : null;
   // The server counts its WebSocket connections; it is created just below, before any scrape.
   let server: DeriverServer | undefined;
@@ -154,6 +161,7 @@ async function assemble(
       live,
       schedulerEvents: scheduler.events,
       webSocketConnections: () => server?.webSockets.size ?? 0,
+      dispatchPaused: () => scheduler.dispatch.paused,
     }),
     (m) => m.close(),
   );
@@ -170,6 +178,14 @@ async function assemble(
       store: () => store.probe(),
       feed: async () => {
         if (!feed.connected) throw new Error('the change feed is not connected (reconnecting)');
+      },
+      handler: async () => {
+        const dispatch = scheduler.dispatch;
+        if (dispatch.paused) {
+          throw new Error(
+            `dispatch paused since ${new Date(dispatch.since).toISOString()}, next try ${new Date(dispatch.until).toISOString()}: ${dispatch.error}`,
+          );
+        }
       },
     },
   });

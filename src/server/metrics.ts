@@ -36,6 +36,8 @@ export interface MetricsOptions {
   readonly schedulerEvents: TypedEmitter<SchedulerEvents>;
   /** Open WebSocket connections now. */
   readonly webSocketConnections: () => number;
+  /** Whether dispatch is paused because the handler refuses this service (401/403). */
+  readonly dispatchPaused: () => boolean;
 }
 
 export interface Metrics {
@@ -137,6 +139,15 @@ export function createMetrics(options: MetricsOptions): Metrics {
     registers: [registry],
     collect() {
       this.set(options.webSocketConnections());
+    },
+  });
+
+  new Gauge({
+    name: 'deriver_dispatch_paused',
+    help: 'Whether this process has paused claiming tasks because its handler refused them (HTTP 401/403): 1 paused, 0 not.',
+    registers: [registry],
+    collect() {
+      this.set(options.dispatchPaused() ? 1 : 0);
     },
   });
 
