@@ -1,4 +1,4 @@
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterEach, expect, it } from 'vitest';
 import { tempDir, unexpectedSummary } from './helpers.ts';
 import { gate, startTestServer, type TestServer } from './server-helpers.ts';
@@ -83,3 +83,33 @@ it('with auth on, GraphiQL sends the key from its Headers tab and the subscripti
   await expect.poll(shown, { timeout: 15_000 }).toMatch(/"completedWorkUnits": 2/);
   expect(await shown()).not.toMatch(/UNAUTHENTICATED/);
 });
+
+it('the walkthrough as written, in two browser tabs: Setup and Watch in the first, Chat in a second; the first shows the counts move', async () => {
+  server = await startTestServer();
+  browser = await launchChromium();
+  const context = await browser.newContext();
+  /** Picks `name` from the run button's menu, as step 1 says. */
+  const run = async (page: Page, name: string) => {
+    await page.locator('.graphiql-execute-button').click();
+    await page.getByRole('menuitem', { name }).click();
+  };
+  // biome-ignore lint/performance/useDomNodeTextContent: the rendered text is the point
+  const shown = async (page: Page) => (await page.locator('.result-window').innerText()).replace(/\s+/g, ' ');
+  const first = await context.newPage();
+  await first.goto(server.url);
+  await run(first, 'Setup');
+  await expect.poll(() => shown(first), { timeout: 15_000 }).toMatch(/"upsertSession"/);
+  await run(first, 'Watch');
+  await expect.poll(() => shown(first), { timeout: 15_000 }).toMatch(/"totalWorkUnits": 0/);
+
+  const second = await context.newPage();
+  await second.goto(server.url);
+  // It opens on the walkthrough (not an empty tab), and Chat runs there.
+  expect(await second.locator('.graphiql-tab').allInnerTexts()).toEqual(['Setup']);
+  await run(second, 'Chat');
+  await expect.poll(() => shown(second), { timeout: 15_000 }).toMatch(/"enqueuedTasks": 54/);
+
+  await expect.poll(() => shown(first), { timeout: 30_000 }).toMatch(/"totalWorkUnits": 54/);
+  await expect.poll(() => shown(first), { timeout: 60_000 }).toMatch(/"completedWorkUnits": 54/);
+  await context.close();
+}, 120_000);

@@ -8,6 +8,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { brotliCompressSync, gzipSync, constants as zlibConstants } from 'node:zlib';
 import { createTokenBuckets } from '../util/token-bucket.ts';
 
+/**
+ * Run before GraphiQL starts: it does not read the tabs another page saved. GraphiQL shares its
+ * tab state between browser tabs through localStorage (and a page with a running subscription
+ * rewrites it at every event), so a second browser tab (step 3 of the walkthrough) opened on an
+ * empty, active "<untitled>" tab. Each page now starts on the walkthrough, or on the query in its
+ * URL (`?query=`, which the page keeps up to date as you edit, so a reload restores it); headers
+ * (the key) are stored apart and still shared.
+ */
+const OWN_TABS = `<script>(function(){var read=Storage.prototype.getItem;Storage.prototype.getItem=function(key){return key==='graphiql:tabState'&&this===window.localStorage?null:read.apply(this,arguments)}})()</script>`;
+
 export interface GraphiqlPageOptions {
   /** Options handed to Yoga's GraphiQL renderer (title, default query, protocol). */
   readonly render: Record<string, unknown>;
@@ -35,7 +45,8 @@ export function createGraphiqlPage(options: GraphiqlPageOptions): GraphiqlPage {
 
   const render = async (): Promise<Rendered> => {
     const { renderGraphiQL } = await import('@graphql-yoga/render-graphiql');
-    const identity = Buffer.from(renderGraphiQL(options.render as Parameters<typeof renderGraphiQL>[0]));
+    const html = renderGraphiQL(options.render as Parameters<typeof renderGraphiQL>[0]);
+    const identity = Buffer.from(html.replace(/<head>/i, `<head>${OWN_TABS}`));
     return {
       etag: `"${createHash('sha256').update(identity).digest('base64url').slice(0, 27)}"`,
       identity,
