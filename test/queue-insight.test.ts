@@ -32,6 +32,17 @@ describe.each(STORES)('inside the queue ($name)', (backend) => {
   const all = { workspaceId: 'default' };
   const fast = { pollMs: 10, retryBaseMs: 1, retryMaxMs: 2 };
 
+  it('lists the workspaces that have work, by id, up to a limit', async () => {
+    h = await createHarness({ backend });
+    await h.deriver.upsertWorkspace({ id: 'no-work-here' });
+    for (const workspaceId of ['zeta', 'alpha', 'mid']) {
+      await h.deriver.upsertSession({ workspaceId, id: 's', peers: [{ peerId: 'alice' }] });
+      await sendMessages(h.deriver, { workspaceId, sessionId: 's', peerId: 'alice', count: 1 });
+    }
+    expect(await h.store.listWorkspaces(10)).toEqual(['alpha', 'mid', 'zeta']);
+    expect(await h.store.listWorkspaces(2)).toEqual(['alpha', 'mid']);
+  });
+
   it('counts a task waiting for its retry apart from tasks never started, and shows when it runs again', async () => {
     await setup(1, 2);
     const failedOnce = deferred();

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { authorize } from '../auth/authorize.ts';
 import { PAGE_SIZE, pageSizeSchema, retryFailedTasksInput, unitFilterInput } from '../domain/inputs.ts';
 import { TASK_TYPES, type TaskType } from '../domain/work-unit-key.ts';
-import type { PageOf } from '../service/queue.ts';
+import { type PageOf, WORKSPACE_LIST_LIMIT } from '../service/queue.ts';
 import type { FailedTask, WorkUnitInfo } from '../store/store.ts';
 import { builder } from './builder.ts';
 import { toUnitFilter, workspaceOf } from './filter-args.ts';
@@ -201,6 +201,14 @@ const pageArgs = (arg: ArgBuilder<Types>) => ({
 });
 
 builder.queryFields((t) => ({
+  workspaces: t.idList({
+    description: `Workspaces that have work (finished work too), by id, at most ${WORKSPACE_LIST_LIMIT}. A key of one workspace (or of a session or peer in it) sees only its own.`,
+    resolve: async (_root, _args, ctx) => {
+      const { principal } = ctx;
+      if (principal.kind === 'key' && principal.scope.kind !== 'admin') return [principal.scope.workspaceId];
+      return ctx.queue.workspaces();
+    },
+  }),
   workUnits: t.field({
     type: WorkUnitConnection,
     description:

@@ -24,7 +24,12 @@ export interface QueueService {
   retryFailedTasks(filter: UnitFilter, taskIds?: readonly number[]): Promise<number>;
   /** Cancels the pending tasks of matching units, except what workers hold. */
   cancelPendingTasks(filter: UnitFilter): Promise<CancelResult>;
+  /** Ids of the workspaces that have work, by id, at most `WORKSPACE_LIST_LIMIT`. */
+  workspaces(): Promise<string[]>;
 }
+
+/** Workspaces listed at most (the dashboard's picker). */
+export const WORKSPACE_LIST_LIMIT = 200;
 
 export function createQueueService(options: { readonly store: Store }): QueueService {
   const { store } = options;
@@ -38,6 +43,7 @@ export function createQueueService(options: { readonly store: Store }): QueueSer
       paged(page, (p) => store.listWorkUnits(filter, { ...p, includeIdle: page.includeIdle === true })),
     failedTasks: (filter, page) => paged(page, (p) => store.listFailedTasks(filter, p)),
     retryFailedTasks: (filter, taskIds) => store.retryFailedTasks(filter, taskIds),
+    workspaces: () => store.listWorkspaces(WORKSPACE_LIST_LIMIT),
     cancelPendingTasks: (filter) => store.cancelPendingTasks(filter),
   };
 }

@@ -246,6 +246,10 @@ export const OLDEST_PENDING_SQL = `SELECT min(oldest) AS oldest FROM (
   SELECT ${OLDEST_PENDING_OF_UNIT} AS oldest FROM work_units u
   WHERE u.head_task_id IS NOT NULL AND u.pending > 0) AS heads`;
 
+/** Ids of the workspaces that have work units, by id (`Store.listWorkspaces`); one parameter: the limit. */
+export const WORKSPACES_WITH_WORK_SQL = (limit: string) => `SELECT w.id FROM workspaces w
+  WHERE EXISTS (SELECT 1 FROM work_units u WHERE u.workspace_id = w.id) ORDER BY w.id LIMIT ${limit}`;
+
 /** A work unit row with what an inspection adds (`Store.listWorkUnits`). */
 export interface WorkUnitInfoRow extends UnitRow {
   oldest_pending_at: number | null;

@@ -336,6 +336,9 @@ export interface Store {
   /** When the oldest pending task of any unit was created (epoch ms); `null` when none is pending. */
   oldestPendingAt(): Promise<number | null>;
 
+  /** Ids of the workspaces that have work units (any, finished too), by id, at most `limit`. */
+  listWorkspaces(limit: number): Promise<string[]>;
+
   /**
    * Deletes up to `limit` task rows finished before `finishedBefore` (one short transaction, so
    * pruning in batches never holds the queue up); counters are untouched. Returns how many.

@@ -23,6 +23,7 @@ import {
   type MessageRow,
   messageOf,
   OLDEST_PENDING_SQL,
+  WORKSPACES_WITH_WORK_SQL,
   sumOf,
   taskRowOf,
   type UnitRow,
@@ -193,6 +194,11 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     async oldestPendingAt() {
       const rows = await connection.query<{ oldest: number | null }>(OLDEST_PENDING_SQL);
       return rows[0]?.oldest ?? null;
+    },
+
+    async listWorkspaces(limit) {
+      const rows = await connection.query<{ id: string }>(WORKSPACES_WITH_WORK_SQL('$1'), [limit]);
+      return rows.map((row) => row.id);
     },
 
     async pruneFinished(finishedBefore, limit) {

@@ -192,6 +192,10 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
       return sql.oldestPending.get()?.oldest ?? null;
     },
 
+    async listWorkspaces(limit) {
+      return sql.workspacesWithWork.all(limit).map((row) => row.id);
+    },
+
     async pruneFinished(finishedBefore, limit) {
       return bookkeeping(() => sql.pruneFinished.run(finishedBefore, limit).changes);
     },

@@ -7,6 +7,7 @@ import {
   type headColumns,
   type MessageRow,
   OLDEST_PENDING_SQL,
+  WORKSPACES_WITH_WORK_SQL,
   type TaskRowOf,
   type UnitRow,
   type WorkUnitInfoRow,
@@ -250,6 +251,7 @@ export function prepareStatements(db: Database.Database) {
        ORDER BY t.id LIMIT @limit`,
     ),
     oldestPending: p<[], { oldest: number | null }>(OLDEST_PENDING_SQL),
+    workspacesWithWork: p<[number], { id: string }>(WORKSPACES_WITH_WORK_SQL('?')),
     /** Units an admin call reaches, locked by the transaction (SQLite: the write lock). */
     filteredUnits: p<[UnitFilterParams], UnitRow>(
       `SELECT u.* FROM work_units u WHERE ${UNIT_FILTER} ORDER BY u.id`,
