@@ -23,10 +23,10 @@ import {
   type MessageRow,
   messageOf,
   OLDEST_PENDING_SQL,
-  WORKSPACES_WITH_WORK_SQL,
   sumOf,
   taskRowOf,
   type UnitRow,
+  WORKSPACES_WITH_WORK_SQL,
 } from '../rows.ts';
 import type { Store, StoreEvents } from '../store.ts';
 import { connect } from './connection.ts';

@@ -7,9 +7,9 @@ import {
   type headColumns,
   type MessageRow,
   OLDEST_PENDING_SQL,
-  WORKSPACES_WITH_WORK_SQL,
   type TaskRowOf,
   type UnitRow,
+  WORKSPACES_WITH_WORK_SQL,
   type WorkUnitInfoRow,
   workUnitInsightColumns,
 } from '../rows.ts';
