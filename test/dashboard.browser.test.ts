@@ -71,17 +71,28 @@ it('shows counts moving while tasks run, failed tasks with their error, and retr
 
   // Counts move on the page: seen part-way, then at the end.
   await page.waitForFunction(() => {
-    const done = Number(document.querySelector('[data-testid="completed"]')?.textContent);
-    return done > 0 && done < 60;
+    const done = Number(document.querySelector('[data-testid="succeeded"]')?.textContent);
+    return done > 0 && done < 56;
   });
-  const partWay = await number(page, 'completed');
+  const partWay = await number(page, 'succeeded');
   mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: `${SHOTS}dashboard-running.png`, fullPage: true });
   expect(await number(page, 'total')).toBe(60);
   await page.locator('tr[data-session="support-42"]').waitFor();
-  await page.waitForFunction(() => document.querySelector('[data-testid="completed"]')?.textContent === '60');
+  await page.waitForFunction(() => document.querySelector('[data-testid="succeeded"]')?.textContent === '56');
   expect(partWay).toBeGreaterThan(0);
   expect(await number(page, 'failed')).toBe(4);
+  // Finished counts the failed ones too, and says so; succeeded and failed are shown apart.
+  expect(await page.locator('[data-testid="percent"]').textContent()).toBe('100%');
+  expect(await page.locator('[data-testid="percent-label"]').textContent()).toBe(
+    'finished, 4 of them failed',
+  );
+  // The chart drew the backlog and the throughput while the tasks ran.
+  expect((await page.locator('#chart .backlog').getAttribute('points'))?.split(' ').length).toBeGreaterThan(
+    1,
+  );
+  expect(await number(page, 'backlog-peak')).toBeGreaterThan(0);
+  expect(await number(page, 'rate-peak')).toBeGreaterThan(0);
   expect(await number(page, 'rate')).toBeGreaterThan(0);
   await expect.poll(() => page.locator('[data-testid="eta"]').textContent()).toBe('0 s');
   const failedRows = page.locator('#failed tr[data-task]');
@@ -94,7 +105,7 @@ it('shows counts moving while tasks run, failed tasks with their error, and retr
   await failedRows.first().locator('button').click();
   await page.waitForFunction(() => document.querySelector('[data-testid="failed"]')?.textContent === '3');
   await expect.poll(() => failedRows.count()).toBe(3);
-  await page.waitForFunction(() => document.querySelector('[data-testid="completed"]')?.textContent === '60');
+  await page.waitForFunction(() => document.querySelector('[data-testid="succeeded"]')?.textContent === '57');
   expect(errors).toEqual([]);
 });
 
@@ -121,3 +132,85 @@ it('with auth on, asks for a key and works once one is entered', async () => {
   await page.waitForFunction(() => document.querySelector('[data-testid="total"]')?.textContent === '1');
   expect(await page.locator('tr[data-session="x"]').count()).toBe(1);
 });
+
+it("a workspace picker lists the workspaces with work; the demo's link opens its workspace; an empty one shows no percent", async () => {
+  server = await startTestServer({ config: { demoTaskMs: 1 } });
+  const empty = await startTestServer();
+  try {
+    for (const workspace of ['default', 'demo-abc']) {
+      await run(
+        server,
+        `mutation{upsertSession(workspaceId:"${workspace}",id:"s",peers:[{peerId:"a"}]){id}}`,
+      );
+    }
+    await run(
+      server,
+      'mutation{addMessages(workspaceId:"demo-abc",sessionId:"s",messages:[{peerId:"a",content:"x"},{peerId:"a",content:"y"}]){enqueuedTasks}}',
+    );
+    browser = await launchChromium();
+    const page = await browser.newPage();
+    await page.goto(server.url.replace(/\/graphql$/, '/'));
+    await page.locator('#state.live').waitFor();
+    await expect
+      .poll(() => page.locator('#workspace option').allTextContents())
+      .toEqual(['default', 'demo-abc']);
+    expect(await page.locator('[data-testid="percent"]').textContent()).toBe('–');
+    expect(await page.locator('[data-testid="percent-label"]').textContent()).toBe('no tasks yet');
+    await page.locator('#workspace').selectOption('demo-abc');
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid="succeeded"]')?.textContent === '2',
+    );
+    expect(new URL(page.url()).searchParams.get('workspace')).toBe('demo-abc');
+    // The link the demo prints opens its workspace directly.
+    const linked = await browser.newPage();
+    await linked.goto(`${server.url.replace(/\/graphql$/, '/')}?workspace=demo-abc`);
+    await linked.waitForFunction(() => document.querySelector('[data-testid="total"]')?.textContent === '2');
+    expect(await linked.locator('#workspace').inputValue()).toBe('demo-abc');
+    // A server with no work at all: the picker still names the workspace shown.
+    const none = await browser.newPage();
+    await none.goto(empty.url.replace(/\/graphql$/, '/'));
+    await none.locator('#state.live').waitFor();
+    expect(await none.locator('#workspace option').allTextContents()).toEqual(['default']);
+  } finally {
+    await empty.close();
+  }
+});
+
+it.each([
+  ['phone', 360, 740, 'light'],
+  ['phone', 390, 844, 'dark'],
+  ['desktop', 1440, 900, 'light'],
+  ['wide', 2560, 1300, 'dark'],
+] as const)(
+  'fits a %s screen (%i × %i px) in %s mode, with no sideways scroll',
+  async (name, width, height, scheme) => {
+    server = await startTestServer({ config: { workerConcurrency: 0 } });
+    await run(
+      server,
+      'mutation{upsertSession(id:"a-session-with-a-rather-long-name-0001",peers:[{peerId:"alice",observeOthers:true},{peerId:"bob"}]){id}}',
+    );
+    await run(
+      server,
+      'mutation{addMessages(sessionId:"a-session-with-a-rather-long-name-0001",messages:[{peerId:"alice",content:"x"},{peerId:"bob",content:"y"}]){enqueuedTasks}}',
+    );
+    browser = await launchChromium();
+    const page = await browser.newPage({ viewport: { width, height }, colorScheme: scheme });
+    await page.goto(server.url.replace(/\/graphql$/, '/'));
+    await page.locator('tr[data-session]').waitFor();
+    const layout = await page.evaluate(() => ({
+      scrollWidth: document.documentElement.scrollWidth,
+      innerWidth: window.innerWidth,
+      background: getComputedStyle(document.body).backgroundColor,
+      mainWidth: document.querySelector('main')?.getBoundingClientRect().width ?? 0,
+    }));
+    expect(layout.scrollWidth).toBeLessThanOrEqual(layout.innerWidth);
+    const [r = 0, g = 0, b = 0] = (layout.background.match(/\d+/g) ?? []).map(Number);
+    const luminance = (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+    if (scheme === 'dark') expect(luminance).toBeLessThan(0.2);
+    else expect(luminance).toBeGreaterThan(0.8);
+    // A wide screen is used, not left a third empty.
+    expect(layout.mainWidth).toBeGreaterThan(Math.min(width, 2400) * 0.9);
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: `${SHOTS}dashboard-${name}-${width}-${scheme}.png`, fullPage: true });
+  },
+);
