@@ -11,6 +11,7 @@ import { keyCommand } from '../src/cli/key.ts';
 import { flagOf, helpText, parseArgs, SETTINGS } from '../src/server/cli.ts';
 import { CONFIG_VARIABLES, loadConfig } from '../src/server/config.ts';
 import { tempDir } from './helpers.ts';
+import { startTestServer } from './server-helpers.ts';
 import { listeningUrl } from './support/processes.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -186,4 +187,58 @@ describe('deriver-live key create', () => {
       scope: { kind: 'admin' },
     });
   });
+});
+
+describe('npm run demo', () => {
+  const SECRET = 'demo-test-secret-0123456789-abcdefgh';
+  async function demo(args: string[]) {
+    const child = run('npm', ['run', '-s', 'demo', '--', ...args], {});
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr?.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const [code] = await once(child, 'exit');
+    return { code, stdout, stderr };
+  }
+
+  it('with no server: one line saying to start it, exit 1', async () => {
+    const { code, stdout, stderr } = await demo(['--url', 'http://127.0.0.1:9/graphql']);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^demo: could not reach the server at .*Start it with `npm start`/),
+    ]);
+  });
+
+  it('with auth on: refused without a key (saying how to make one), runs to idle with one, and links its workspace', async () => {
+    const server = await startTestServer({ config: { authJwtSecret: SECRET, demoTaskMs: 1 } });
+    try {
+      const refused = await demo(['--url', server.url]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/\(UNAUTHENTICATED\)\. Pass a key: npm run demo -- --token/);
+      const key = (await keyCommand(['create', '--admin'], { AUTH_JWT_SECRET: SECRET })).stdout.trim();
+      const { code, stdout } = await demo([
+        '--url',
+        server.url,
+        '--token',
+        key,
+        '--workspace',
+        'demo-test',
+        '--sessions',
+        '2',
+        '--messages',
+        '6',
+      ]);
+      expect(code).toBe(0);
+      expect(stdout).toContain(`dashboard: ${server.url.replace(/\/graphql$/, '')}/?workspace=demo-test`);
+      expect(stdout).toMatch(/idle after \d+ ms: \d+ tasks done, 0 failed/);
+      expect((await server.app.status.get({ workspaceId: 'demo-test' })).pendingWorkUnits).toBe(0);
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
 });
