@@ -1,5 +1,5 @@
 /**
- * Inside the queue (SPEC section 11) in GraphQL: `workUnits` and `failedTasks` (cursor paging by a
+ * Inside the queue (docs/api.md) in GraphQL: `workUnits` and `failedTasks` (cursor paging by a
  * stable id), and the admin mutations `retryFailedTasks` and `cancelPendingTasks`. Reads need the
  * same key as the status of that filter; the mutations an admin key or a key of the workspace.
  */

@@ -85,7 +85,7 @@ const COUNT_FIELDS: Record<keyof StatusCounts, string> = {
     'The part of pendingWorkUnits that failed before and waits to run again (a retry); the rest of pendingWorkUnits never started, or was put back by a shutdown or crash without failing.',
 };
 
-/** The count fields (SPEC section 3, and the retry count), shared by DeriverStatus and SessionDeriverStatus. */
+/** The count fields (docs/api.md, and the retry count), shared by DeriverStatus and SessionDeriverStatus. */
 function countFields<T>(
   t: PothosSchemaTypes.ObjectFieldBuilder<Types, T>,
   counts: (parent: T) => StatusCounts,

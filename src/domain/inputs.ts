@@ -1,6 +1,6 @@
 /**
  * Input schemas of every write and of the status filter. They are the single source of the rules
- * in SPEC section 1; the GraphQL layer validates its arguments with these same schemas.
+ * in docs/api.md; the GraphQL layer validates its arguments with these same schemas.
  */
 import { z } from 'zod';
 import { type InputIssue, InvalidInputError } from '../errors.ts';

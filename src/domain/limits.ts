@@ -1,4 +1,4 @@
-/** Limits of the behaviour contract (SPEC sections 1 and 2). */
+/** Limits of the behaviour contract (docs/api.md). */
 export const limits = {
   idMinLength: 1,
   idMaxLength: 100,
@@ -13,7 +13,7 @@ export const limits = {
    * handed an unbounded range whatever `messagesPerLongSummary` says.
    */
   messagesPerSummary: 1_000,
-  /** The longest coalescing window of a status subscription, in ms (SPEC section 5). */
+  /** The longest coalescing window of a status subscription, in ms (docs/api.md). */
   coalesceMaxMs: 10_000,
 } as const;
 

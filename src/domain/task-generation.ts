@@ -1,5 +1,5 @@
 /**
- * Which tasks a message creates (SPEC section 2), as pure functions over a snapshot of the session
+ * Which tasks a message creates (docs/api.md, "What a message creates"), as pure functions over a snapshot of the session
  * that the store loads inside its transaction. The store writes exactly the plan returned here.
  */
 import { InvalidInputError } from '../errors.ts';

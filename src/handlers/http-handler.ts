@@ -1,5 +1,5 @@
 /**
- * A task handler that hands each task to a deriver written in any language (SPEC section 10): the
+ * A task handler that hands each task to a deriver written in any language (docs/deriver.md): the
  * task is POSTed as JSON (`task-body.ts`) and the answer decides the attempt.
  *
  * ## Protocol

@@ -1,5 +1,5 @@
 /**
- * The JSON a task is sent as to a deriver in another language (SPEC section 10). Fields may be
+ * The JSON a task is sent as to a deriver in another language (docs/deriver.md). Fields may be
  * added in later versions; none is renamed.
  */
 import type { SummaryRange } from '../domain/task-generation.ts';

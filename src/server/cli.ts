@@ -1,5 +1,5 @@
 /**
- * The command line of the server: every setting is an environment variable (README table), and a
+ * The command line of the server: every setting is an environment variable (docs/configuration.md), and a
  * flag of the same name in kebab case sets it too (`--port 4000`, `--database-url=file:x.db`), the
  * flag winning. `--help` lists them all with their defaults.
  */

@@ -1,5 +1,5 @@
 /**
- * Start-up configuration from environment variables (SPEC section 8). Every value is validated at
+ * Start-up configuration from environment variables (docs/configuration.md). Every value is validated at
  * once; a bad one stops start-up with one line naming the variable and what is expected.
  */
 
@@ -41,7 +41,7 @@ export interface Config {
   readonly limits: ServerLimits;
   /** Serve the GraphQL API; `false` runs a worker-only process (health checks only). @default true */
   readonly serveApi: boolean;
-  /** POST every task to this URL (a deriver in any language, SPEC 10); `null`: in-process handlers. @default null */
+  /** POST every task to this URL (a deriver in any language, docs/deriver.md); `null`: in-process handlers. @default null */
   readonly handlerUrl: string | null;
   /** Key of the `X-Deriver-Signature` HMAC on those requests; `null`: unsigned. @default null */
   readonly handlerSecret: string | null;

@@ -18,7 +18,7 @@ export interface DeriverLiveOptions {
    * `DATABASE_URL` is `databaseUrl`, and so on; see `Config`).
    */
   readonly config?: Partial<Config>;
-  /** Where the settings are read from, by the names of README's table. @default process.env */
+  /** Where the settings are read from, by the names of docs/configuration.md. @default process.env */
   readonly env?: NodeJS.ProcessEnv;
   /** @default pino at the configured level, JSON lines on stdout */
   readonly logger?: Logger;

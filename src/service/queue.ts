@@ -1,5 +1,5 @@
 /**
- * Inside the queue (SPEC section 11), the application service: pages the store's lists and runs
+ * Inside the queue (docs/api.md), the application service: pages the store's lists and runs
  * the admin changes, on filters the API validated with the shared schemas (`unitFilterInput`,
  * `retryFailedTasksInput`). Every change goes through the store, which announces it like any
  * other, so status counts and subscribers follow.

@@ -1,6 +1,6 @@
 import type { Counters } from '../domain/counters.ts';
 
-/** The public shape of a status (SPEC section 3); field names keep Honcho's wording. */
+/** The public shape of a status (docs/api.md); field names keep Honcho's wording. */
 export interface StatusCounts {
   readonly totalWorkUnits: number;
   readonly completedWorkUnits: number;

@@ -50,7 +50,7 @@ export interface StoreEvents {
 }
 
 /**
- * A task as handed to a worker, with what its handler needs (SPEC section 10): its work unit's key
+ * A task as handed to a worker, with what its handler needs (docs/deriver.md): its work unit's key
  * (type, workspace, session, observer, sender) and the messages it covers with their content.
  */
 export interface TaskRecord {
@@ -198,7 +198,7 @@ export interface Page {
   readonly limit: number;
 }
 
-/** A work unit as seen from outside (SPEC section 11). */
+/** A work unit as seen from outside (docs/api.md). */
 export interface WorkUnitInfo {
   readonly id: number;
   readonly key: WorkUnitKey;

@@ -1,5 +1,5 @@
 /**
- * Inside the queue (SPEC section 11) on PostgreSQL: the same rules as the SQLite store's
+ * Inside the queue (docs/api.md) on PostgreSQL: the same rules as the SQLite store's
  * `queue-admin.ts` (a retried task is written again at the end of its unit; cancelling spares what
  * a worker's claim holds). The admin changes lock the units they touch (`FOR UPDATE`), as reports
  * do, so they never interleave with a worker's report on the same unit.

@@ -1,5 +1,5 @@
 /**
- * Inside the queue (SPEC section 11) in the embedded store: what the units hold, failed tasks, and
+ * Inside the queue (docs/api.md) in the embedded store: what the units hold, failed tasks, and
  * the two admin changes. Both changes keep the queue's rule that a unit's tasks finish in id order
  * from its head:
  * - a retried task is deleted and written again as a new pending task at the end of its unit (the

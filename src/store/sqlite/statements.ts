@@ -233,7 +233,7 @@ export function prepareStatements(db: Database.Database) {
        WHERE id = @unitId RETURNING *`,
     ),
 
-    // inside the queue: inspection and admin (SPEC section 11)
+    // inside the queue: inspection and admin (docs/api.md)
     listWorkUnits: p<
       [UnitFilterParams & { includeIdle: number; afterId: number; limit: number }],
       WorkUnitInfoRow
