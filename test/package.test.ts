@@ -8,7 +8,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { cpSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDeriverLive } from '../src/server/index.ts';
@@ -137,6 +137,8 @@ describe('the deriver-live command, from the installed package', () => {
     expect(help).toMatch(/^Usage: deriver-live <command>/);
     expect(help).toContain('key create');
     expect(npx(['start', '--help'])).toContain('--database-url, DATABASE_URL');
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(npx(['--version']).trim()).toBe(version);
   });
 
   it('starts the compiled server with auth on; a key from `deriver-live key create` is let in, no key is not; SIGTERM exits 0', async () => {
