@@ -35,7 +35,8 @@
  * ## Refusals
  * A handler that throws `HandlerRefusedError` (the HTTP handler on 401/403) refuses the service,
  * not the task: the task is put back (no failure counted) and claiming pauses, 1 s the first time,
- * doubling up to a minute while attempts keep being refused; the first success ends the episode.
+ * doubling up to a minute while attempts keep being refused. After each pause one unit is claimed
+ * alone, as a probe; the first success ends the episode and claiming goes back to full width.
  *
  * ## Shutdown
  * `stop()` stops claiming, lets running attempts finish until the deadline, aborts the rest with
@@ -185,7 +186,14 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     if (busy) return;
     const moved = [...active.values()].filter((u) => u.ended.length > 0 || u.current === null);
     const releasing = moved.filter((u) => u.current === null).length;
-    const max = mode === 'running' && !claimingPaused() ? concurrency - active.size + releasing : 0;
+    const free = concurrency - active.size + releasing;
+    // After a refusal's pause, one unit tries alone until an attempt succeeds (see "Refusals").
+    const max =
+      mode !== 'running' || claimingPaused()
+        ? 0
+        : refusal.count > 0
+          ? Math.min(free, active.size === releasing ? 1 : 0)
+          : free;
     if (moved.length === 0 && !(claimWanted && max > 0)) {
       notifyIdle();
       return;
