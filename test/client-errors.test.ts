@@ -4,12 +4,11 @@
  * without `/graphql`), a `Bearer `-prefixed token works, and a default workspace applies to every
  * call. Real servers on port 0, the real client.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createKeyring } from '../src/auth/keyring.ts';
 import { createDeriverClient, type DeriverClient, DeriverClientError } from '../src/client/index.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
+import { freePort } from './support/processes.ts';
 
 const SECRET = 'client-errors-secret-0123456789-abcdef';
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -37,14 +36,8 @@ const failure = (promise: Promise<unknown>) =>
     (error: unknown) => error as DeriverClientError,
   );
 
-/** A URL where nothing listens: a port that was free a moment ago. */
-async function deadUrl(): Promise<string> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return `http://127.0.0.1:${port}/graphql`;
-}
+/** A URL where nothing listens. */
+const deadUrl = async () => `http://127.0.0.1:${await freePort()}/graphql`;
 
 describe('a filter naming what does not exist', () => {
   it('answers zeros to a query, but waitForIdle rejects with NOT_FOUND naming the id and the argument', async () => {

@@ -3,13 +3,14 @@
  * `examples/` as a child process, Deriver Live POSTing tasks to it over HTTP.
  */
 import { createServer as createHttpServer } from 'node:http';
-import { type AddressInfo, createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDeriverClient, type DeriverClient } from '../src/client/index.ts';
 import type { TaskRow } from '../src/store/store.ts';
 import { tempDir } from './helpers.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
+import { freePort } from './support/processes.ts';
 import { type PythonWorker, startPythonWorker } from './support/python-worker.ts';
 
 const SECRET = 'a-shared-secret-for-the-python-worker';
@@ -39,15 +40,6 @@ function client(s: TestServer): DeriverClient {
   const c = createDeriverClient({ url: s.url });
   cleanups.push(() => c.close());
   return c;
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const address = probe.address();
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 const byId = (rows: readonly TaskRow[]) => new Map(rows.map((r) => [String(r.id), r]));

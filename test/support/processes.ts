@@ -1,6 +1,7 @@
 /** Helpers for tests and benchmarks that run servers as real child processes. */
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 
 /** The URL a server process prints (`... listening on URL`); rejects if it exits before. */
 export function listeningUrl(child: ChildProcess): Promise<string> {
@@ -39,4 +40,13 @@ export function printed(child: ChildProcess, pattern: RegExp): Promise<void> {
 export function rssMb(pid: number): number {
   const match = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
   return Number(match?.[1]) / 1024;
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a server to start on, or nothing to answer). */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
 }
