@@ -75,7 +75,11 @@ export interface DeriverClientOptions {
   readonly token?: string;
   /** The workspace of every call that names none. @default "default" (the server's) */
   readonly workspaceId?: string;
-  /** WebSocket implementation. @default globalThis.WebSocket, else the `ws` package */
+  /**
+   * WebSocket implementation. @default the `ws` package in Node.js (its errors say why a connection
+   * failed, e.g. the HTTP status of a refused upgrade; Node's built-in WebSocket does not), else
+   * `globalThis.WebSocket`
+   */
   readonly webSocketImpl?: unknown;
 }
 
@@ -140,6 +144,8 @@ const CLOSE_CODES: Record<number, string> = {
   4500: 'INTERNAL_SERVER_ERROR',
 };
 
+const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+
 /** A close the server meant (a `44xx` code): the same request would be refused again. */
 const isRefusal = (event: unknown): boolean => {
   const { code, message } = (event ?? {}) as { code?: unknown; message?: unknown };
@@ -183,7 +189,7 @@ export function toClientError(error: unknown, url: string): DeriverClientError {
     return new DeriverClientError(
       refused
         ? `the server at ${url} refused the WebSocket with HTTP ${refused[1]}${urlHint(url)}`
-        : `could not reach the server at ${url}: ${detail}`,
+        : `could not reach the server at ${url}${detail ? `: ${detail}` : ''}${urlHint(url)}`,
       'NETWORK',
       { cause: error },
     );
@@ -253,7 +259,7 @@ export function createDeriverClient(options: DeriverClientOptions): DeriverClien
     retryAttempts: 3,
     // A refused key or a bad request stays refused: retrying only delays the error (4400-4499).
     shouldRetry: (event) => !isRefusal(event),
-    webSocketImpl: options.webSocketImpl ?? globalThis.WebSocket ?? NodeWebSocket,
+    webSocketImpl: options.webSocketImpl ?? (isNode ? NodeWebSocket : globalThis.WebSocket),
     connectionParams: authorization ? { authorization } : undefined,
   });
   /** `variables` with the client's default workspace when they name none. */
