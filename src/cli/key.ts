@@ -10,6 +10,7 @@ import { createKeyring } from '../auth/keyring.ts';
 import { describeScope } from '../auth/scope.ts';
 import { argumentError } from '../server/cli.ts';
 import { loadConfig } from '../server/config.ts';
+import { parseDurationMs } from '../util/duration.ts';
 
 /** What a command prints and its exit status; `bin.ts` writes it out. */
 export interface CommandResult {
@@ -33,15 +34,6 @@ prints it on stdout. Clients send it as "Authorization: Bearer <key>".
 Example:  export AUTH_JWT_SECRET=$(openssl rand -hex 32)
           deriver-live key create --workspace acme --expires-in 30d
 `;
-
-const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
-
-/** `90s`, `30m`, `12h`, `7d`, `52w` (or plain seconds) in seconds; `null` when it is not one. */
-export function parseDuration(text: string): number | null {
-  const match = /^\s*(\d+)\s*([smhdw]?)\s*$/.exec(text);
-  if (!match) return null;
-  return Number(match[1]) * (UNIT_SECONDS[match[2] || 's'] ?? 1);
-}
 
 const FLAG_OF: Record<string, string> = {
   admin: '--admin',
@@ -79,7 +71,8 @@ export async function keyCommand(
   }
   let expiresInSeconds: number | null = null;
   if (values['expires-in'] !== undefined) {
-    expiresInSeconds = parseDuration(values['expires-in']);
+    const ms = parseDurationMs(values['expires-in']);
+    expiresInSeconds = ms === null ? null : ms / 1000;
     if (expiresInSeconds === null) {
       return refuse(
         `--expires-in must be a duration such as 90s, 30m, 12h, 7d or 52w (got "${values['expires-in']}")`,

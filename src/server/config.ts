@@ -8,6 +8,7 @@ import { MIN_SECRET_BYTES } from '../auth/keyring.ts';
 import { limits } from '../domain/limits.ts';
 import { DEFAULT_STATUS_ENTRIES } from '../status/status-engine.ts';
 import { parseStoreUrl } from '../store/open-store.ts';
+import { parseDurationMs } from '../util/duration.ts';
 import { normalizeOrigin } from './guards/origin-policy.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './server-limits.ts';
 
@@ -69,7 +70,6 @@ export class ConfigError extends Error {
 }
 
 const DAY_MS = 86_400_000;
-const DURATION_UNITS = { s: 1_000, m: 60_000, h: 3_600_000, d: DAY_MS } as const;
 
 const integer = (name: string, min: number, max: number, fallback: number) =>
   z
@@ -221,15 +221,15 @@ const envSchema = z.object({
     .transform((raw, ctx) => {
       if (raw === undefined || raw === '') return 7 * DAY_MS;
       if (raw === 'off') return null;
-      const match = /^(\d+)(s|m|h|d)$/.exec(raw.trim());
-      if (!match) {
+      const ms = parseDurationMs(raw);
+      if (ms === null) {
         ctx.addIssue({
           code: 'custom',
           message: `RETENTION must be a duration like 30m, 12h or 7d, or off (got "${raw}")`,
         });
         return z.NEVER;
       }
-      return Number(match[1]) * DURATION_UNITS[match[2] as keyof typeof DURATION_UNITS];
+      return ms;
     }),
   DEMO_TASK_MS: integer('DEMO_TASK_MS', 0, 3_600_000, 250),
   COALESCE_MS: integer('COALESCE_MS', 0, limits.coalesceMaxMs, 100),
