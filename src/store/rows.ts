@@ -3,16 +3,7 @@ import { addCounters, type Counters, zeroCounters } from '../domain/counters.ts'
 import type { Message } from '../domain/model.ts';
 import { summaryRangeOf, type TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
-import type {
-  Attempt,
-  FailedTask,
-  Lease,
-  ReleaseReason,
-  TaskRecord,
-  TaskRow,
-  TaskState,
-  WorkUnitInfo,
-} from './store.ts';
+import type { FailedTask, ReleaseReason, TaskRecord, TaskRow, TaskState, WorkUnitInfo } from './store.ts';
 
 export interface UnitRow {
   id: number;
@@ -65,36 +56,13 @@ export function sumOf(rows: readonly Partial<Counters>[]): Counters {
   return total;
 }
 
-/**
- * Where a released unit's head is, given the last attempt its final report carried: a task that was
- * put back (retry or requeue) is itself the head, with its retry time; otherwise the first
- * unfinished task from a bound (after the last finished task, or the stored lower bound); none when
- * there is no bound. Looking for the first *unfinished* task skips tasks cancelled while the unit
- * was leased.
- */
-export type HeadAfterReport =
-  | { readonly kind: 'task'; readonly id: number; readonly runAt: number }
-  | { readonly kind: 'from'; readonly id: number }
-  | { readonly kind: 'none' };
-
-export function headAfterReport(
-  last: Attempt | undefined,
-  storedHead: number | null,
-  now: number,
-): HeadAfterReport {
-  if (last?.outcome.kind === 'retry')
-    return { kind: 'task', id: last.taskId, runAt: now + last.outcome.delayMs };
-  if (last?.outcome.kind === 'requeue') return { kind: 'task', id: last.taskId, runAt: 0 };
-  if (last) return { kind: 'from', id: last.taskId + 1 };
-  return storedHead === null ? { kind: 'none' } : { kind: 'from', id: storedHead };
-}
-
 /** A unit's head as a release records it. */
 export interface Head {
   readonly id: number;
   readonly run_at: number;
   /** Failed attempts so far: more than 0 means the head waits for a retry. */
   readonly failures: number;
+  readonly created_at: number;
 }
 
 /** The unit columns a release writes from its head (none: drained). */
@@ -107,21 +75,6 @@ export const headColumns = (head: Head | undefined) => ({
 /** Why a unit was released, from its head (none: drained; later than now: waiting for a retry). */
 export function releaseReason(head: { readonly run_at: number } | undefined, now: number): ReleaseReason {
   return !head ? 'drained' : head.run_at > now ? 'waiting' : 'yielded';
-}
-
-/** Whether a unit row still holds `owner`'s lease `lease` at `now` (fencing: else nothing is written). */
-export function leaseHeld(
-  unit: Pick<UnitRow, 'lease_owner' | 'lease_token' | 'lease_expires_at'> | undefined,
-  lease: Lease,
-  owner: string,
-  now: number,
-): boolean {
-  return (
-    unit !== undefined &&
-    unit.lease_owner === owner &&
-    unit.lease_token === lease.token &&
-    (unit.lease_expires_at ?? 0) >= now
-  );
 }
 
 export interface MessageRow {

@@ -4,16 +4,14 @@
  * units another transaction holds (`SKIP LOCKED`), so two processes never claim the same unit, and
  * a report re-reads its unit's lease under the lock, so a stale or expired lease writes nothing.
  */
-import { type Counters, zeroCounters } from '../../domain/counters.ts';
+import type { Counters } from '../../domain/counters.ts';
 import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
+import { type HeadAfterReport, planRecovery, planReport, type TaskWrite } from '../queue-plan.ts';
 import {
   type Head,
-  type HeadAfterReport,
-  headAfterReport,
   headColumns,
   keyOf,
-  leaseHeld,
   type MessageRow,
   messageOf,
   messagesOfTask,
@@ -22,15 +20,14 @@ import {
   taskRecordOf,
   type UnitRow,
 } from '../rows.ts';
-import {
-  type ClaimedUnit,
-  type ClaimRequest,
-  interruptedError,
-  type Lease,
-  type RecoveryRequest,
-  type ReportResult,
-  type UnitReport,
-  type WorkerRequest,
+import type {
+  ClaimedUnit,
+  ClaimRequest,
+  Lease,
+  RecoveryRequest,
+  ReportResult,
+  UnitReport,
+  WorkerRequest,
 } from '../store.ts';
 import type { Db } from './connection.ts';
 
@@ -84,9 +81,9 @@ async function one<R>(db: Db, text: string, values: unknown[]): Promise<R | unde
 
 /** The first unfinished task at or after a lower bound of the head. */
 const firstUnfinished = (db: Db, unitId: number, from: number) =>
-  one<Head & { state: string; interruptions: number }>(
+  one<Head>(
     db,
-    `SELECT id, run_at, failures, state, interruptions FROM tasks WHERE unit_id = $1 AND id >= $2 AND finished_at IS NULL
+    `SELECT id, run_at, failures, created_at FROM tasks WHERE unit_id = $1 AND id >= $2 AND finished_at IS NULL
      ORDER BY id LIMIT 1`,
     [unitId, from],
   );
@@ -105,9 +102,8 @@ const releaseUnit = (db: Db, unitId: number, delta: Counters, head: Head | undef
 };
 
 /**
- * Frees units whose lease expired, or every unit `owner` leased (a restarted process): their running
- * task goes back to pending and runs again, one crash interruption counted, or is failed on its
- * `maxInterruptions`-th (rules as in the SQLite store).
+ * Frees units whose lease expired, or every unit `owner` leased (a restarted process), as
+ * `planRecovery` says (rules and head as in the SQLite store).
  */
 export async function recoverLeases(
   db: Db,
@@ -123,29 +119,37 @@ export async function recoverLeases(
     [now, owner],
   );
   for (const { id, head_task_id } of units.rows) {
-    let head = head_task_id === null ? undefined : await firstUnfinished(db, id, head_task_id);
-    const delta = zeroCounters();
-    if (head?.state === 'running') {
-      delta.running = -1;
-      if (head.interruptions + 1 >= request.maxInterruptions) {
-        await db.query(
-          `UPDATE tasks SET state = 'failed', interruptions = interruptions + 1, last_error = $1, finished_at = $2
-           WHERE id = $3 AND state = 'running'`,
-          [interruptedError(head.interruptions + 1), now, head.id],
-        );
-        delta.completed = 1;
-        delta.failed = 1;
-        head = await firstUnfinished(db, id, head.id + 1);
-      } else {
-        const requeued = await db.query(
-          `UPDATE tasks SET state = 'pending', started_at = NULL, interruptions = interruptions + 1
-           WHERE id = $1 AND state = 'running'`,
-          [head.id],
-        );
-        delta.pending = requeued.rowCount ?? 0;
-      }
-    }
-    await releaseUnit(db, id, delta, head);
+    const running =
+      head_task_id === null
+        ? []
+        : (
+            await db.query<{ id: number; interruptions: number }>(
+              `SELECT id, interruptions FROM tasks WHERE unit_id = $1 AND id >= $2 AND state = 'running'
+               ORDER BY id`,
+              [id, head_task_id],
+            )
+          ).rows;
+    const plan = planRecovery(running, head_task_id, request.maxInterruptions);
+    const failed = plan.writes.filter((w) => w.op === 'fail-interrupted');
+    const interrupted = plan.writes.filter((w) => w.op === 'interrupt');
+    const changed = await db.query(
+      `UPDATE tasks t SET interruptions = t.interruptions + 1,
+         state = CASE WHEN w.error IS NULL THEN 'pending' ELSE 'failed' END,
+         started_at = CASE WHEN w.error IS NULL THEN NULL ELSE t.started_at END,
+         last_error = coalesce(w.error, t.last_error),
+         finished_at = CASE WHEN w.error IS NULL THEN NULL ELSE $3::bigint END
+       FROM unnest($1::bigint[], $2::text[]) AS w(id, error)
+       WHERE t.id = ANY($1::bigint[]) AND t.id = w.id AND t.state = 'running'`,
+      [
+        [...failed.map((w) => w.id), ...interrupted.map((w) => w.id)],
+        [...failed.map((w) => w.error), ...interrupted.map(() => null)],
+        now,
+      ],
+    );
+    if (changed.rowCount !== plan.writes.length)
+      throw new Error(`work unit ${id} changed under its recovery`);
+    const head = plan.head.kind === 'from' ? await firstUnfinished(db, id, plan.head.id) : undefined;
+    await releaseUnit(db, id, plan.delta, head);
   }
   return units.rows.length;
 }
@@ -223,8 +227,8 @@ interface UnitChange {
 function releaseOf(where: HeadAfterReport): Release {
   switch (where.kind) {
     case 'task':
-      // Its failures are known once the task is put back (below).
-      return { head: { id: where.id, run_at: where.runAt, failures: 0 } };
+      // Its failures and creation time are known once the task is put back (below).
+      return { head: { id: where.id, run_at: where.runAt, failures: 0, created_at: 0 } };
     case 'from':
       return { head: undefined, lookupFrom: where.id };
     case 'none':
@@ -233,10 +237,9 @@ function releaseOf(where: HeadAfterReport): Release {
 }
 
 /**
- * Applies unit reports, all units at once: a fixed number of statements however many units moved.
- * Rules as in the SQLite store: the unit's `running` counter tells whether the store holds the
- * first reported attempt as running; every later one is still pending in the store; each task
- * update names the state it expects and the transaction fails when a report does not fit.
+ * Applies unit reports, all units at once, as `planReport` says: a fixed number of statements
+ * however many units moved; each task update names the state it expects and the transaction fails
+ * when a report does not fit.
  */
 export async function applyReports(
   db: Db,
@@ -250,75 +253,22 @@ export async function applyReports(
     [reports.map((r) => r.lease.unitId)],
   );
   const units = new Map(locked.rows.map((u) => [u.id, u]));
-  const finished: {
-    id: number;
-    unitId: number;
-    state: string;
-    failed: number;
-    error: string | null;
-    expected: string;
-  }[] = [];
-  const putBack: {
-    id: number;
-    unitId: number;
-    failed: number;
-    error: string | null;
-    runAt: number;
-    expected: string;
-  }[] = [];
+  const finished: (TaskWrite & { op: 'finish' } & { unitId: number })[] = [];
+  const putBack: (TaskWrite & { op: 'put-back' } & { unitId: number })[] = [];
   const starts: { id: number; unitId: number }[] = [];
   const changes: UnitChange[] = [];
   /** Per report: lost, or the unit change it makes (kept or released, settled at the end). */
   const outcomes = reports.map((report): UnitChange | { readonly kind: 'lease-lost' } => {
-    const { unitId } = report.lease;
-    const unit = units.get(unitId);
-    if (!unit || !leaseHeld(unit, report.lease, owner, now)) return { kind: 'lease-lost' } as const;
-    const delta = zeroCounters();
-    let storedRunning = unit.running === 1;
-    for (const { taskId, outcome } of report.attempts) {
-      const expected = storedRunning ? 'running' : 'pending';
-      if (storedRunning) delta.running -= 1;
-      else delta.pending -= 1;
-      storedRunning = false;
-      if (outcome.kind === 'succeeded' || outcome.kind === 'failed') {
-        const failed = outcome.kind === 'failed';
-        finished.push({
-          id: taskId,
-          unitId,
-          state: outcome.kind,
-          failed: failed ? 1 : 0,
-          error: failed ? outcome.error : null,
-          expected,
-        });
-        delta.completed += 1;
-        if (failed) delta.failed += 1;
-      } else {
-        const runAt = outcome.kind === 'retry' ? now + outcome.delayMs : 0;
-        const error = outcome.kind === 'retry' ? outcome.error : null;
-        putBack.push({
-          id: taskId,
-          unitId,
-          failed: outcome.kind === 'retry' ? 1 : 0,
-          error,
-          runAt,
-          expected,
-        });
-        delta.pending += 1;
-      }
+    const plan = planReport(units.get(report.lease.unitId), report, owner, now);
+    if (plan.kind === 'lease-lost') return plan;
+    const { unitId, delta } = plan;
+    for (const write of plan.writes) {
+      if (write.op === 'finish') finished.push({ ...write, unitId });
+      else if (write.op === 'put-back') putBack.push({ ...write, unitId });
+      else starts.push({ id: write.id, unitId });
     }
-    let change: UnitChange;
-    if (report.running !== null) {
-      if (!storedRunning) {
-        starts.push({ id: report.running, unitId });
-        delta.pending -= 1;
-        delta.running += 1;
-      }
-      change = { unitId, delta };
-    } else {
-      if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
-      const where = headAfterReport(report.attempts.at(-1), unit.head_task_id, now);
-      change = { unitId, delta, release: releaseOf(where) };
-    }
+    const change: UnitChange =
+      plan.release === null ? { unitId, delta } : { unitId, delta, release: releaseOf(plan.release) };
     changes.push(change);
     return change;
   });
@@ -336,7 +286,7 @@ export async function applyReports(
         finished.map((f) => f.id),
         finished.map((f) => f.unitId),
         finished.map((f) => f.state),
-        finished.map((f) => f.failed),
+        finished.map((f) => (f.state === 'failed' ? 1 : 0)),
         finished.map((f) => f.error),
         finished.map((f) => f.expected),
       ],
@@ -345,14 +295,14 @@ export async function applyReports(
       throw new Error(`a reported task is not ${finished[0]?.expected} in its work unit`);
   }
   if (putBack.length > 0) {
-    const requeued = await db.query<{ id: number; failures: number }>(
+    const requeued = await db.query<{ id: number; failures: number; created_at: number }>(
       `UPDATE tasks t SET failures = t.failures + a.failed, last_error = coalesce(a.error, t.last_error),
          run_at = a.run_at, started_at = NULL, runs = t.runs + (CASE WHEN t.state = 'pending' THEN 1 ELSE 0 END),
          state = 'pending'
        FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::text[], $5::bigint[], $6::text[])
          AS a(id, unit_id, failed, error, run_at, expected)
        WHERE t.id = ANY($1::bigint[]) AND t.id = a.id AND t.unit_id = a.unit_id AND t.state = a.expected
-       RETURNING t.id, t.failures`,
+       RETURNING t.id, t.failures, t.created_at`,
       [
         putBack.map((p) => p.id),
         putBack.map((p) => p.unitId),
@@ -364,10 +314,11 @@ export async function applyReports(
     );
     if (requeued.rowCount !== putBack.length)
       throw new Error('a task put back is not in the state its report says');
-    const failures = new Map(requeued.rows.map((r) => [r.id, r.failures]));
+    const byId = new Map(requeued.rows.map((r) => [r.id, r]));
     for (const { release } of changes) {
-      if (release?.head && failures.has(release.head.id))
-        release.head = { ...release.head, failures: failures.get(release.head.id) ?? 0 };
+      const row = release?.head && byId.get(release.head.id);
+      if (release?.head && row)
+        release.head = { ...release.head, failures: row.failures, created_at: row.created_at };
     }
   }
   if (starts.length > 0) {
@@ -381,9 +332,16 @@ export async function applyReports(
   }
   const lookups = changes.filter((c) => c.release?.lookupFrom !== undefined);
   if (lookups.length > 0) {
-    const found = await db.query<{ unit_id: number; id: number | null; run_at: number; failures: number }>(
-      `SELECT l.unit_id, h.id, h.run_at, h.failures FROM unnest($1::bigint[], $2::bigint[]) AS l(unit_id, from_id)
-       LEFT JOIN LATERAL (SELECT id, run_at, failures FROM tasks t
+    const found = await db.query<{
+      unit_id: number;
+      id: number | null;
+      run_at: number;
+      failures: number;
+      created_at: number;
+    }>(
+      `SELECT l.unit_id, h.id, h.run_at, h.failures, h.created_at
+       FROM unnest($1::bigint[], $2::bigint[]) AS l(unit_id, from_id)
+       LEFT JOIN LATERAL (SELECT id, run_at, failures, created_at FROM tasks t
                           WHERE t.unit_id = l.unit_id AND t.id >= l.from_id AND t.finished_at IS NULL
                           ORDER BY id LIMIT 1) h ON true`,
       [lookups.map((c) => c.unitId), lookups.map((c) => c.release?.lookupFrom)],
@@ -392,7 +350,12 @@ export async function applyReports(
     for (const change of lookups) {
       const row = byUnit.get(change.unitId);
       if (change.release && row && row.id !== null)
-        change.release.head = { id: row.id, run_at: row.run_at, failures: row.failures };
+        change.release.head = {
+          id: row.id,
+          run_at: row.run_at,
+          failures: row.failures,
+          created_at: row.created_at,
+        };
     }
   }
   if (changes.length > 0) {

@@ -3,31 +3,26 @@
  * function runs inside the caller's transaction; SQLite's write lock (`BEGIN IMMEDIATE`) makes each
  * transaction the only writer, across processes too.
  */
-import { type Counters, zeroCounters } from '../../domain/counters.ts';
 import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
+import { type HeadAfterReport, planRecovery, planReport } from '../queue-plan.ts';
 import {
   type Head,
-  type HeadAfterReport,
-  headAfterReport,
   headColumns,
   keyOf,
-  leaseHeld,
   messageOf,
   messagesOfTask,
   releaseReason,
   taskRecordOf,
   type UnitRow,
 } from '../rows.ts';
-import {
-  type Attempt,
-  type ClaimedUnit,
-  type ClaimRequest,
-  interruptedError,
-  type RecoveryRequest,
-  type ReportResult,
-  type TaskRecord,
-  type UnitReport,
+import type {
+  ClaimedUnit,
+  ClaimRequest,
+  RecoveryRequest,
+  ReportResult,
+  TaskRecord,
+  UnitReport,
 } from '../store.ts';
 import type { JoinedMessage, Statements, TaskRowData } from './statements.ts';
 
@@ -57,10 +52,9 @@ function taskRecord(sql: Statements, row: TaskRowData & Partial<JoinedMessage>, 
 }
 
 /**
- * Frees units whose lease expired, or every unit `owner` leased (a restarted process): the task
- * that was running goes back to pending and runs again, one crash interruption counted, or is
- * failed on its `maxInterruptions`-th; the unit's exact head is written, since a leased unit only
- * keeps a lower bound of it.
+ * Frees units whose lease expired, or every unit `owner` leased (a restarted process), as
+ * `planRecovery` says; the unit's exact head is written, since a leased unit only keeps a lower
+ * bound of it.
  */
 export function recoverLeases(
   sql: Statements,
@@ -71,20 +65,17 @@ export function recoverLeases(
 ): number {
   const units = sql.leasesToRecover.all(now, owner);
   for (const { id, head_task_id } of units) {
-    let head = head_task_id === null ? undefined : sql.firstUnfinished.get(id, head_task_id);
-    const delta = zeroCounters();
-    if (head?.state === 'running') {
-      delta.running = -1;
-      if (head.interruptions + 1 >= request.maxInterruptions) {
-        sql.failInterruptedTask.run(interruptedError(head.interruptions + 1), now, head.id);
-        delta.completed = 1;
-        delta.failed = 1;
-        head = sql.firstUnfinished.get(id, head.id + 1);
-      } else if (sql.interruptTask.get(head.id)) {
-        delta.pending = 1;
-      }
+    const running = head_task_id === null ? [] : sql.runningTasks.all(id, head_task_id);
+    const plan = planRecovery(running, head_task_id, request.maxInterruptions);
+    for (const write of plan.writes) {
+      const changed =
+        write.op === 'fail-interrupted'
+          ? sql.failInterruptedTask.run(write.error, now, write.id).changes
+          : sql.interruptTask.run(write.id).changes;
+      if (changed !== 1) throw new Error(`task ${write.id} is not running in work unit ${id}`);
     }
-    sql.releaseUnit.get({ ...delta, ...headColumns(head), unitId: id });
+    const head = findHead(sql, id, plan.head);
+    sql.releaseUnit.get({ ...plan.delta, ...headColumns(head), unitId: id });
   }
   return units.length;
 }
@@ -110,89 +101,63 @@ export function claimReady(sql: Statements, request: ClaimRequest, now: number):
   return claimed;
 }
 
-/**
- * Applies one unit report. The unit's `running` counter (0 or 1: one task at a time) tells
- * whether the store holds the first reported attempt as running; every later one was started and
- * ended between two reports, so the store still holds it as pending. Each task update names the
- * state it expects, so a report that does not fit the stored state aborts the transaction.
- */
+/** Applies one unit report as `planReport` says; a write that does not fit aborts the transaction. */
 export function applyReport(sql: Statements, report: UnitReport, owner: string, now: number): ReportResult {
   const { unitId } = report.lease;
-  const unit = sql.getUnitLease.get(unitId);
-  if (!unit || !leaseHeld(unit, report.lease, owner, now)) return { kind: 'lease-lost' };
-  const delta: Counters = zeroCounters();
-  let storedRunning = unit.running === 1;
-  let last: Attempt | undefined;
-  /** Failed attempts of the last task put back: a head that failed before waits for a retry. */
-  let lastFailures = 0;
-  for (const attempt of report.attempts) {
-    const from = storedRunning ? 'running' : 'pending';
-    const { outcome } = attempt;
+  const plan = planReport(sql.getUnitLease.get(unitId), report, owner, now);
+  if (plan.kind === 'lease-lost') return plan;
+  /** The first task put back (its failed attempts: a head that failed before waits for a retry). */
+  let firstPutBack: PutBack | undefined;
+  for (const write of plan.writes) {
     let changes: number;
-    if (outcome.kind === 'succeeded') {
-      changes = sql.succeedTask.run({ now, id: attempt.taskId, unitId, expected: from }).changes;
-    } else if (outcome.kind === 'failed') {
-      changes = sql.failTask.run({
-        error: outcome.error,
-        now,
-        id: attempt.taskId,
-        unitId,
-        expected: from,
-      }).changes;
-    } else {
-      const putBack = sql.requeueTask.get({
-        failed: outcome.kind === 'retry' ? 1 : 0,
-        error: outcome.kind === 'retry' ? outcome.error : null,
-        runAt: outcome.kind === 'retry' ? now + outcome.delayMs : 0,
-        id: attempt.taskId,
-        unitId,
-        expected: from,
-      });
+    if (write.op === 'finish') {
+      const change = { now, id: write.id, unitId, expected: write.expected };
+      changes =
+        write.state === 'succeeded'
+          ? sql.succeedTask.run(change).changes
+          : sql.failTask.run({ ...change, error: write.error ?? '' }).changes;
+    } else if (write.op === 'put-back') {
+      const { id, failed, error, runAt, expected } = write;
+      const putBack = sql.requeueTask.get({ id, unitId, failed, error, runAt, expected });
       changes = putBack ? 1 : 0;
-      lastFailures = putBack?.failures ?? 0;
+      firstPutBack ??= putBack;
+    } else {
+      changes = sql.markRunning.get(now, write.id, unitId) ? 1 : 0;
     }
-    if (changes !== 1) throw new Error(`task ${attempt.taskId} is not ${from} in work unit ${unitId}`);
-    if (storedRunning) delta.running -= 1;
-    else delta.pending -= 1;
-    storedRunning = false;
-    if (outcome.kind === 'succeeded') delta.completed += 1;
-    else if (outcome.kind === 'failed') {
-      delta.completed += 1;
-      delta.failed += 1;
-    } else delta.pending += 1;
-    last = attempt;
-  }
-  let row: UnitRow | undefined;
-  let result: ReportResult = { kind: 'kept' };
-  if (report.running !== null) {
-    if (!storedRunning) {
-      if (!sql.markRunning.get(now, report.running, unitId)) {
-        throw new Error(`task ${report.running} is not pending in work unit ${unitId}`);
-      }
-      delta.pending -= 1;
-      delta.running += 1;
+    if (changes !== 1) {
+      const expected = write.op === 'start' ? 'pending' : write.expected;
+      throw new Error(`task ${write.id} is not ${expected} in work unit ${unitId}`);
     }
-    row = sql.updateUnitCounters.get({ ...delta, unitId });
-  } else {
-    if (storedRunning) throw new Error(`work unit ${unitId} released with its task still running`);
-    const head = findHead(sql, unitId, headAfterReport(last, unit.head_task_id, now), lastFailures);
-    result = { kind: 'released', reason: releaseReason(head, now) };
-    row = sql.releaseUnit.get({ ...delta, ...headColumns(head), unitId });
   }
-  if (!row) throw new Error(`work unit ${unitId} vanished while settling`);
-  return result;
+  if (plan.release === null) {
+    if (!sql.updateUnitCounters.get({ ...plan.delta, unitId }))
+      throw new Error(`work unit ${unitId} vanished while settling`);
+    return { kind: 'kept' };
+  }
+  const head = findHead(sql, unitId, plan.release, firstPutBack);
+  if (!sql.releaseUnit.get({ ...plan.delta, ...headColumns(head), unitId }))
+    throw new Error(`work unit ${unitId} vanished while settling`);
+  return { kind: 'released', reason: releaseReason(head, now) };
 }
 
-/** The head a `HeadAfterReport` points at; a task put back has `failures` failed attempts. */
+/** What putting a task back returns of it. */
+type PutBack = Pick<Head, 'failures' | 'created_at'>;
+
+/** The head a `HeadAfterReport` points at (a task put back: `putBack` is what that returned). */
 function findHead(
   sql: Statements,
   unitId: number,
   where: HeadAfterReport,
-  failures: number,
+  putBack?: PutBack,
 ): Head | undefined {
   switch (where.kind) {
     case 'task':
-      return { id: where.id, run_at: where.runAt, failures };
+      return {
+        id: where.id,
+        run_at: where.runAt,
+        failures: putBack?.failures ?? 0,
+        created_at: putBack?.created_at ?? 0,
+      };
     case 'from':
       return sql.firstUnfinished.get(unitId, where.id);
     case 'none':

@@ -146,9 +146,13 @@ export function prepareStatements(db: Database.Database) {
        WHERE lease_owner IS NOT NULL AND (lease_expires_at < ? OR lease_owner = ?)`,
     ),
     /** A running task whose process died: back to pending, one more interruption counted. */
-    interruptTask: p<[number], { failures: number }>(
+    interruptTask: p<[number]>(
       `UPDATE tasks SET state = 'pending', started_at = NULL, interruptions = interruptions + 1
-       WHERE id = ? AND state = 'running' RETURNING failures`,
+       WHERE id = ? AND state = 'running'`,
+    ),
+    /** The tasks a leased unit's store holds as running (the prefix of its unfinished ones). */
+    runningTasks: p<[number, number], { id: number; interruptions: number }>(
+      `SELECT id, interruptions FROM tasks WHERE unit_id = ? AND id >= ? AND state = 'running' ORDER BY id`,
     ),
     /** A running task interrupted for the last time: failed for good. */
     failInterruptedTask: p<[string, number, number]>(
@@ -156,8 +160,8 @@ export function prepareStatements(db: Database.Database) {
        WHERE id = ? AND state = 'running'`,
     ),
     /** From a lower bound of the head: at most one claim budget of finished tasks to step over. */
-    firstUnfinished: p<[number, number], Head & { state: string; interruptions: number }>(
-      `SELECT id, run_at, failures, state, interruptions FROM tasks WHERE unit_id = ? AND id >= ? AND finished_at IS NULL
+    firstUnfinished: p<[number, number], Head>(
+      `SELECT id, run_at, failures, created_at FROM tasks WHERE unit_id = ? AND id >= ? AND finished_at IS NULL
        ORDER BY id LIMIT 1`,
     ),
     /** Units to claim, oldest head first, with how often their head's runs were interrupted. */
@@ -200,10 +204,10 @@ export function prepareStatements(db: Database.Database) {
          started_at = coalesce(started_at, @now), finished_at = @now, runs = runs + (state = 'pending')
        WHERE id = @id AND unit_id = @unitId AND state = @expected`,
     ),
-    requeueTask: p<[TaskChange & { runAt: number }], { failures: number }>(
+    requeueTask: p<[TaskChange & { runAt: number }], { failures: number; created_at: number }>(
       `UPDATE tasks SET failures = failures + @failed, last_error = coalesce(@error, last_error), run_at = @runAt,
          started_at = NULL, runs = runs + (state = 'pending'), state = 'pending'
-       WHERE id = @id AND unit_id = @unitId AND state = @expected RETURNING failures`,
+       WHERE id = @id AND unit_id = @unitId AND state = @expected RETURNING failures, created_at`,
     ),
     markRunning: p<[number, number, number], { id: number }>(
       `UPDATE tasks SET state = 'running', runs = runs + 1, started_at = ?
