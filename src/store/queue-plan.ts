@@ -121,12 +121,11 @@ export function planReport(
     }
   }
   if (report.running !== null) {
+    // Still running (stored so), or started since the last report.
     if (storedRunning === 0) {
       writes.push({ op: 'start', id: report.running });
       delta.pending -= 1;
       delta.running += 1;
-    } else if (storedRunning > 1) {
-      throw new Error(`work unit ${unitId} reported one running task while ${storedRunning} are running`);
     }
     return { kind: 'apply', unitId, writes, delta, release: null };
   }
