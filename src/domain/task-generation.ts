@@ -35,7 +35,18 @@ export function summaryRangeOf(payload: TaskPayload): SummaryRange | null {
 export interface PlannedTask {
   readonly key: WorkUnitKey;
   readonly payload: TaskPayload;
+  /**
+   * Estimated input tokens (batch sizes and token rate limits): a representation task's message; a
+   * summary task's messages sent in the same call (its earlier ones are not re-read to estimate it).
+   */
+  readonly tokens: number;
 }
+
+/** Estimates a text's tokens for batching and token rate limits (replaceable: `estimateTokens`). */
+export type TokenEstimator = (text: string) => number;
+
+/** The default estimate: about one token per four characters, as OpenAI's rule of thumb says. */
+export const estimateTokens: TokenEstimator = (text) => Math.ceil(text.length / 4);
 
 /** What the store knows about the session when a batch of messages arrives. */
 export interface SessionSnapshot {
@@ -85,12 +96,17 @@ export function tasksForMessage(args: {
   const tasks: PlannedTask[] = [];
   const sender = members.find((m) => m.peerId === senderId);
   if (settings.reasoningEnabled && effectiveObserveMe(sender, peerObserveMe.get(senderId))) {
-    tasks.push({ key: representationUnit(workspaceId, sessionId, senderId, senderId), payload: { seq } });
+    tasks.push({
+      key: representationUnit(workspaceId, sessionId, senderId, senderId),
+      payload: { seq },
+      tokens: 0,
+    });
     for (const member of members) {
       if (member.peerId !== senderId && member.observeOthers) {
         tasks.push({
           key: representationUnit(workspaceId, sessionId, member.peerId, senderId),
           payload: { seq },
+          tokens: 0,
         });
       }
     }
@@ -104,22 +120,28 @@ export function tasksForMessage(args: {
       tasks.push({
         key: summaryUnit(workspaceId, sessionId),
         payload: { seq, level: long ? 'long' : 'short', fromSeq: Math.max(1, seq - covered + 1) },
+        tokens: 0,
       });
     }
   }
   return tasks;
 }
 
-/** Plans a batch of messages: sequence numbers, joins of new senders, and every message's tasks. */
+/**
+ * Plans a batch of messages: sequence numbers, joins of new senders, and every message's tasks
+ * with their estimated tokens (see `PlannedTask.tokens`).
+ */
 export function planMessages(
   snapshot: SessionSnapshot,
   messages: readonly { peerId: string; content: string }[],
+  estimate: TokenEstimator = estimateTokens,
 ): MessagePlan {
   const members = [...snapshot.members];
   const memberIds = new Set(members.map((m) => m.peerId));
   const newPeers: string[] = [];
   const joins: string[] = [];
   const planned: PlannedMessage[] = [];
+  const tokensBySeq = new Map<number, number>();
   let seq = snapshot.messageCount;
   for (const message of messages) {
     if (!snapshot.peerObserveMe.has(message.peerId) && !newPeers.includes(message.peerId)) {
@@ -131,22 +153,32 @@ export function planMessages(
       members.push({ peerId: message.peerId, observeMe: null, observeOthers: false });
     }
     seq += 1;
-    planned.push({
-      peerId: message.peerId,
-      content: message.content,
+    const tokens = estimateOf(estimate, message.content);
+    tokensBySeq.set(seq, tokens);
+    const tasks = tasksForMessage({
+      workspaceId: snapshot.workspaceId,
+      sessionId: snapshot.sessionId,
+      senderId: message.peerId,
       seq,
-      tasks: tasksForMessage({
-        workspaceId: snapshot.workspaceId,
-        sessionId: snapshot.sessionId,
-        senderId: message.peerId,
-        seq,
-        settings: snapshot.settings,
-        members,
-        peerObserveMe: snapshot.peerObserveMe,
-      }),
+      settings: snapshot.settings,
+      members,
+      peerObserveMe: snapshot.peerObserveMe,
+    }).map((task) => {
+      const range = summaryRangeOf(task.payload);
+      if (!range) return { ...task, tokens };
+      let sum = 0;
+      for (let s = range.fromSeq; s <= range.toSeq; s++) sum += tokensBySeq.get(s) ?? 0;
+      return { ...task, tokens: sum };
     });
+    planned.push({ peerId: message.peerId, content: message.content, seq, tasks });
   }
   return { newPeers, joins, messages: planned };
+}
+
+/** A user's estimate, held to a whole number of at least 0 (a bad estimator must not break a batch). */
+function estimateOf(estimate: TokenEstimator, text: string): number {
+  const tokens = estimate(text);
+  return Number.isFinite(tokens) && tokens > 0 ? Math.ceil(tokens) : 0;
 }
 
 /** A change to one member of a session; `undefined` fields keep their value (defaults on join). */

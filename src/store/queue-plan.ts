@@ -19,6 +19,7 @@
  * failed for its crash interruptions only while no earlier task of the unit was put back.
  */
 import { type Counters, zeroCounters } from '../domain/counters.ts';
+import { TASK_TYPES, type TaskType } from '../domain/work-unit-key.ts';
 import { interruptedError, type Lease, type UnitReport } from './store.ts';
 
 /** The state a task write expects to find. */
@@ -197,4 +198,90 @@ export function planRecovery(
           ? { kind: 'none' }
           : { kind: 'from', id: storedHead }),
   };
+}
+
+/**
+ * A task type's batching (docs/deriver.md, "Batches"): a unit of that type is handed to its handler
+ * as one batch of its first tasks once they reach `maxTasks` or `maxTokens`, or once its oldest
+ * pending task is `maxWaitMs` old; a batch holds at most `maxTasks` tasks and, past its first task,
+ * at most `maxTokens` tokens.
+ */
+export interface BatchPolicy {
+  readonly maxTasks: number;
+  readonly maxTokens: number;
+  readonly maxWaitMs: number;
+}
+
+export type BatchPolicies = Readonly<Partial<Record<TaskType, BatchPolicy>>>;
+
+/** A unit's head as a release or an append sees it. */
+export interface HeadTask {
+  readonly run_at: number;
+  /** Failed attempts so far: a head that failed waits for its retry only, not for its batch. */
+  readonly failures: number;
+  readonly created_at: number;
+}
+
+/** The first `maxTasks` unfinished tasks of a unit from its head: how many, and their tokens. */
+export interface BatchWindow {
+  readonly count: number;
+  readonly tokens: number;
+}
+
+/**
+ * When a unit whose head is `head` may be claimed: the head's own time (a retry's), and for a
+ * batched type not before its batch is full or its oldest task (the head) is `maxWaitMs` old.
+ */
+export function availableAt(
+  head: HeadTask,
+  policy: BatchPolicy | undefined,
+  window: BatchWindow | undefined,
+): number {
+  if (!policy || !window || head.failures > 0) return head.run_at;
+  const full = window.count >= policy.maxTasks || window.tokens >= policy.maxTokens;
+  return full ? head.run_at : Math.max(head.run_at, head.created_at + policy.maxWaitMs);
+}
+
+/**
+ * How many of a unit's first unfinished tasks (their tokens, in order) one batch takes: the head
+ * always, then while the batch stays within `maxTasks` tasks and `maxTokens` tokens.
+ */
+export function batchSize(policy: BatchPolicy, tokens: readonly number[]): number {
+  let total = tokens[0] ?? 0;
+  let size = Math.min(1, tokens.length);
+  while (size < Math.min(policy.maxTasks, tokens.length)) {
+    const next = tokens[size] ?? 0;
+    if (total + next > policy.maxTokens) break;
+    total += next;
+    size++;
+  }
+  return size;
+}
+
+/** One pass of a claim: units of `types`, at most `max`, taken as batches when `batch` is set. */
+export interface ClaimLane {
+  readonly types: readonly TaskType[];
+  readonly max: number;
+  readonly batch: BatchPolicy | null;
+}
+
+/**
+ * How a claim of `max` units is made: one lane for the task types with no batch and no limit of
+ * their own, oldest head first across them, then one lane per batched type or type with a limit
+ * (`maxByType`: this process's free slots for it; 0 claims none). Each lane takes at most what the
+ * claim has left; an executor stops when nothing is left.
+ */
+export function claimLanes(
+  max: number,
+  maxByType: Readonly<Partial<Record<TaskType, number>>> | undefined,
+  batches: BatchPolicies,
+): ClaimLane[] {
+  const plain = TASK_TYPES.filter((type) => maxByType?.[type] === undefined && !batches[type]);
+  const lanes: ClaimLane[] = plain.length > 0 ? [{ types: plain, max, batch: null }] : [];
+  for (const type of TASK_TYPES) {
+    if (plain.includes(type)) continue;
+    const limit = Math.min(max, maxByType?.[type] ?? max);
+    if (limit > 0) lanes.push({ types: [type], max: limit, batch: batches[type] ?? null });
+  }
+  return lanes;
 }

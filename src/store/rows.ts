@@ -65,16 +65,19 @@ export interface Head {
   readonly created_at: number;
 }
 
-/** The unit columns a release writes from its head (none: drained). */
-export const headColumns = (head: Head | undefined) => ({
+/**
+ * The unit columns a release writes from its head (none: drained) and when it may be claimed
+ * (`availableAt` of `queue-plan.ts`: the head's retry time, or later while its batch fills).
+ */
+export const headColumns = (head: Head | undefined, availableAt = head?.run_at ?? 0) => ({
   headId: head?.id ?? null,
-  availableAt: head?.run_at ?? 0,
+  availableAt: head ? availableAt : 0,
   headRetrying: head !== undefined && head.failures > 0 ? 1 : 0,
 });
 
-/** Why a unit was released, from its head (none: drained; later than now: waiting for a retry). */
-export function releaseReason(head: { readonly run_at: number } | undefined, now: number): ReleaseReason {
-  return !head ? 'drained' : head.run_at > now ? 'waiting' : 'yielded';
+/** Why a unit was released (no head: drained; claimable later than now: waiting for a retry or its batch). */
+export function releaseReason(head: Head | undefined, availableAt: number, now: number): ReleaseReason {
+  return !head ? 'drained' : availableAt > now ? 'waiting' : 'yielded';
 }
 
 export interface MessageRow {

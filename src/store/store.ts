@@ -84,12 +84,17 @@ export interface Lease {
   readonly token: number;
 }
 
-/** A freshly claimed unit: its head task is marked running; `tasks` also holds the ones after it. */
+/**
+ * A freshly claimed unit: its head task is marked running and `tasks` also holds the ones after it;
+ * a batched unit's `tasks` are one batch, all marked running, for one handler call.
+ */
 export interface ClaimedUnit {
   readonly lease: Lease;
   readonly key: WorkUnitKey;
-  /** The head (running) and up to `prefetch - 1` tasks after it, in order. */
+  /** The head (running) and up to `prefetch - 1` tasks after it, in order; or the batch. */
   readonly tasks: readonly TaskRecord[];
+  /** The tasks are one batch (their type is batched, `BatchPolicy`). */
+  readonly batch: boolean;
 }
 
 /** What became of an attempt. */
@@ -150,8 +155,13 @@ export interface RecoveryRequest {
 export interface ClaimRequest extends WorkerRequest, RecoveryRequest {
   /** Units to claim at most. */
   readonly max: number;
-  /** Tasks handed over per claimed unit (the claim budget). */
+  /** Tasks handed over per claimed unit (the claim budget; a batched unit's batch instead). */
   readonly prefetch: number;
+  /**
+   * Units of a task type to claim at most (this process's free slots for it; 0: none, for a type
+   * that is rate limited or at its concurrency). A type not named is limited by `max` only.
+   */
+  readonly maxByType?: Readonly<Partial<Record<TaskType, number>>>;
 }
 
 /** The error of a task failed for too many crash interruptions. */

@@ -7,10 +7,13 @@
 import type { Message, Session, SessionPeer } from '../../domain/model.ts';
 import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
-import { formatWorkUnitKey } from '../../domain/work-unit-key.ts';
+import { formatWorkUnitKey, type TaskType } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
+import type { BatchPolicies } from '../queue-plan.ts';
+import type { Head, UnitRow } from '../rows.ts';
 import type { AppendMessagesRequest, AppendMessagesResult } from '../store.ts';
 import type { Db } from './connection.ts';
+import { claimableAt } from './queue.ts';
 
 export async function ensureWorkspace(db: Db, id: string, now: number): Promise<void> {
   await db.query('INSERT INTO workspaces (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [
@@ -115,6 +118,7 @@ export async function appendMessages(
   request: AppendMessagesRequest,
   plan: (snapshot: SessionSnapshot) => MessagePlan,
   now: number,
+  batches: BatchPolicies,
 ): Promise<AppendMessagesResult> {
   const { workspaceId, sessionId } = request;
   const session = (
@@ -199,11 +203,18 @@ export async function appendMessages(
   }
   const taskUnits = tasks.map(({ task }) => unitIds.get(formatWorkUnitKey(task.key))!);
   const insertedTasks = await db.query<{ id: number; unit_id: number }>(
-    `INSERT INTO tasks (unit_id, message_id, state, payload, created_at)
-     SELECT t.unit_id, t.message_id, 'pending', t.payload, $4
-     FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) WITH ORDINALITY AS t(unit_id, message_id, payload, n)
+    `INSERT INTO tasks (unit_id, message_id, state, payload, tokens, created_at)
+     SELECT t.unit_id, t.message_id, 'pending', t.payload, t.tokens, $5
+     FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[], $4::integer[])
+       WITH ORDINALITY AS t(unit_id, message_id, payload, tokens, n)
      ORDER BY t.n RETURNING id, unit_id`,
-    [taskUnits, tasks.map((t) => t.messageId), tasks.map(({ task }) => JSON.stringify(task.payload)), now],
+    [
+      taskUnits,
+      tasks.map((t) => t.messageId),
+      tasks.map(({ task }) => JSON.stringify(task.payload)),
+      tasks.map(({ task }) => task.tokens),
+      now,
+    ],
   );
   const added = new Map<number, { n: number; first: number }>();
   for (const { id, unit_id } of insertedTasks.rows) {
@@ -214,7 +225,7 @@ export async function appendMessages(
     } else added.set(unit_id, { n: 1, first: id });
   }
   // Counters and versions of the units that grew; a unit that had no head gets its first new task.
-  await db.query(
+  const grown = await db.query<UnitRow>(
     `UPDATE work_units u SET pending = u.pending + c.n, version = u.version + 1,
        head_task_id = coalesce(u.head_task_id, c.first),
        available_at = CASE WHEN u.head_task_id IS NULL THEN 0 ELSE u.available_at END
@@ -222,6 +233,7 @@ export async function appendMessages(
      WHERE u.id = ANY($1::bigint[]) AND u.id = c.unit_id RETURNING u.*`,
     [[...added.keys()], [...added.values()].map((v) => v.n), [...added.values()].map((v) => v.first)],
   );
+  await gateBatches(db, batches, grown.rows);
   const last = planned.messages.at(-1);
   if (last) {
     await db.query('UPDATE sessions SET message_count = $3 WHERE workspace_id = $1 AND id = $2', [
@@ -231,4 +243,30 @@ export async function appendMessages(
     ]);
   }
   return { messages, enqueuedTasks: tasks.length };
+}
+
+/**
+ * Sets the claim time of units that just got tasks, where a batch is waiting to fill (a leased
+ * unit is gated at its release instead).
+ */
+async function gateBatches(db: Db, batches: BatchPolicies, units: readonly UnitRow[]): Promise<void> {
+  const gated = units.filter(
+    (u) => batches[u.task_type as TaskType] && u.lease_owner === null && u.head_task_id !== null,
+  );
+  if (gated.length === 0) return;
+  const heads = await db.query<Head & { unit_id: number }>(
+    'SELECT id, unit_id, run_at, failures, created_at FROM tasks WHERE id = ANY($1::bigint[])',
+    [gated.map((u) => u.head_task_id)],
+  );
+  const headOf = new Map(heads.rows.map((h) => [h.unit_id, h]));
+  const at = await claimableAt(
+    db,
+    batches,
+    gated.map((u) => ({ id: u.id, task_type: u.task_type, head: headOf.get(u.id) })),
+  );
+  await db.query(
+    `UPDATE work_units u SET available_at = a.at FROM unnest($1::bigint[], $2::bigint[]) AS a(id, at)
+     WHERE u.id = ANY($1::bigint[]) AND u.id = a.id AND u.lease_owner IS NULL`,
+    [[...at.keys()], [...at.values()]],
+  );
 }

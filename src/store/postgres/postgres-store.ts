@@ -18,6 +18,7 @@ import { mergeOverrides } from '../../domain/settings.ts';
 import type { TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
 import { counterQuery, LIVE_COUNTS_SQL } from '../counter-sql.ts';
+import type { BatchPolicies } from '../queue-plan.ts';
 import {
   countersOf,
   type MessageRow,
@@ -53,9 +54,12 @@ export interface PostgresStoreOptions {
   readonly clock?: () => number;
   /** Connections in the pool. @default 10 */
   readonly poolSize?: number;
+  /** Task types whose units are handed over in batches (docs/deriver.md, "Batches"). @default none */
+  readonly batches?: BatchPolicies;
 }
 
 export async function createPostgresStore(options: PostgresStoreOptions): Promise<Store> {
+  const batches = options.batches ?? {};
   const connection = await connect(options);
   const { transaction } = connection;
   // Counter changes are sent by the database itself (migration 004): no `units:changed` here.
@@ -125,7 +129,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     getSession: (workspaceId, id) => transaction((db) => readSession(db, workspaceId, id)),
 
     async appendMessages(request, plan) {
-      const result = await transaction((db, now) => appendMessages(db, request, plan, now));
+      const result = await transaction((db, now) => appendMessages(db, request, plan, now, batches));
       if (result.enqueuedTasks > 0) events.emit('tasks:enqueued', { count: result.enqueuedTasks });
       return result;
     },
@@ -145,14 +149,15 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
     settle: (request) =>
       transaction(async (db, now) => {
-        const results = await applyReports(db, request.reports, request.owner, now);
+        const results = await applyReports(db, request.reports, request.owner, now, batches);
         // Expired leases are recovered by the claims that could take their units, as in SQLite.
         if (request.max <= 0) return { results, claimed: [] };
-        await recoverLeases(db, now, request, null);
-        return { results, claimed: await claimReady(db, request, now) };
+        await recoverLeases(db, now, request, null, batches);
+        return { results, claimed: await claimReady(db, request, now, batches) };
       }),
 
-    recoverLeases: (request) => transaction((db, now) => recoverLeases(db, now, request, request.owner)),
+    recoverLeases: (request) =>
+      transaction((db, now) => recoverLeases(db, now, request, request.owner, batches)),
 
     renewLeases: (request) => transaction((db, now) => renewLeases(db, request, now)),
 

@@ -115,10 +115,10 @@ export async function retryFailed(
     `WITH picked AS (
        DELETE FROM tasks t WHERE t.unit_id = ANY($1::bigint[]) AND t.last_error IS NOT NULL
          AND t.state = 'failed' AND ($2::bigint[] IS NULL OR t.id = ANY($2::bigint[]))
-       RETURNING t.id, t.unit_id, t.message_id, t.payload, t.last_error
+       RETURNING t.id, t.unit_id, t.message_id, t.payload, t.tokens, t.last_error
      ), inserted AS (
-       INSERT INTO tasks (unit_id, message_id, state, payload, last_error, created_at)
-       SELECT unit_id, message_id, 'pending', payload, last_error, $3 FROM picked ORDER BY id
+       INSERT INTO tasks (unit_id, message_id, state, payload, tokens, last_error, created_at)
+       SELECT unit_id, message_id, 'pending', payload, tokens, last_error, $3 FROM picked ORDER BY id
        RETURNING id, unit_id
      )
      SELECT unit_id, count(*)::int AS n, min(id) AS first FROM inserted GROUP BY unit_id`,

@@ -7,7 +7,19 @@
 import type { Counters } from '../../domain/counters.ts';
 import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
-import { type HeadAfterReport, planRecovery, planReport, type TaskWrite } from '../queue-plan.ts';
+import type { TaskType } from '../../domain/work-unit-key.ts';
+import {
+  availableAt,
+  type BatchPolicies,
+  type BatchPolicy,
+  type BatchWindow,
+  batchSize,
+  claimLanes,
+  type HeadAfterReport,
+  planRecovery,
+  planReport,
+  type TaskWrite,
+} from '../queue-plan.ts';
 import {
   type Head,
   headColumns,
@@ -89,8 +101,8 @@ const firstUnfinished = (db: Db, unitId: number, from: number) =>
   );
 
 /** Ends a lease, applies counter deltas and records the unit's exact head for the claim order. */
-const releaseUnit = (db: Db, unitId: number, delta: Counters, head: Head | undefined) => {
-  const { headId, availableAt, headRetrying } = headColumns(head);
+const releaseUnit = (db: Db, unitId: number, delta: Counters, head: Head | undefined, at?: number) => {
+  const { headId, availableAt, headRetrying } = headColumns(head, at);
   return one<UnitRow>(
     db,
     `UPDATE work_units SET pending = pending + $2, running = running + $3, completed = completed + $4,
@@ -111,14 +123,15 @@ export async function recoverLeases(
   request: RecoveryRequest,
   /** Whose leases to recover whatever their expiry (a restarted process), or only expired ones. */
   owner: string | null,
+  batches: BatchPolicies,
 ): Promise<number> {
-  const units = await db.query<{ id: number; head_task_id: number | null }>(
-    `SELECT id, head_task_id FROM work_units
+  const units = await db.query<{ id: number; head_task_id: number | null; task_type: string }>(
+    `SELECT id, head_task_id, task_type FROM work_units
      WHERE lease_owner IS NOT NULL AND (lease_expires_at < $1 OR lease_owner = $2)
      ORDER BY id FOR UPDATE SKIP LOCKED`,
     [now, owner],
   );
-  for (const { id, head_task_id } of units.rows) {
+  for (const { id, head_task_id, task_type } of units.rows) {
     const running =
       head_task_id === null
         ? []
@@ -149,23 +162,52 @@ export async function recoverLeases(
     if (changed.rowCount !== plan.writes.length)
       throw new Error(`work unit ${id} changed under its recovery`);
     const head = plan.head.kind === 'from' ? await firstUnfinished(db, id, plan.head.id) : undefined;
-    await releaseUnit(db, id, plan.delta, head);
+    const at = (await claimableAt(db, batches, [{ id, task_type, head }])).get(id);
+    await releaseUnit(db, id, plan.delta, head, at);
   }
   return units.rows.length;
 }
 
 /**
- * Claims up to `max` ready units, oldest head first, skipping units other transactions hold: one
- * statement selects and leases them, starts their heads and reads the tasks after each head (none
- * after a head whose run was interrupted by a crash: it runs alone, its start committed, so a
- * further crash is pinned on it).
+ * Claims up to `request.max` ready units, lane by lane (`claimLanes`), oldest head first within a
+ * lane, skipping units other transactions hold.
  */
-export async function claimReady(db: Db, request: ClaimRequest, now: number) {
-  if (request.max <= 0) return [];
+export async function claimReady(
+  db: Db,
+  request: ClaimRequest,
+  now: number,
+  batches: BatchPolicies,
+): Promise<ClaimedUnit[]> {
+  const claimed: ClaimedUnit[] = [];
+  for (const lane of claimLanes(request.max, request.maxByType, batches)) {
+    const max = Math.min(lane.max, request.max - claimed.length);
+    if (max <= 0) break;
+    claimed.push(
+      ...(lane.batch
+        ? await claimBatches(db, request, lane.types, lane.batch, max, now)
+        : await claimUnits(db, request, lane.types, max, now)),
+    );
+  }
+  return claimed;
+}
+
+/**
+ * Claims up to `max` units of `types`: one statement selects and leases them, starts their heads
+ * and reads the tasks after each head (none after a head whose run was interrupted by a crash: it
+ * runs alone, its start committed, so a further crash is pinned on it).
+ */
+async function claimUnits(
+  db: Db,
+  request: ClaimRequest,
+  types: readonly TaskType[],
+  max: number,
+  now: number,
+): Promise<ClaimedUnit[]> {
   const result = await db.query<{ units: UnitRow[]; tasks: TaskRowData[] }>(
     `WITH ready AS (
        SELECT w.id, w.head_task_id, h.interruptions FROM work_units w JOIN tasks h ON h.id = w.head_task_id
        WHERE w.head_task_id IS NOT NULL AND w.lease_owner IS NULL AND w.available_at <= $1
+         AND w.task_type = ANY($6::text[])
        ORDER BY w.head_task_id LIMIT $2 FOR UPDATE OF w SKIP LOCKED
      ), following AS (
        SELECT f.* FROM ready CROSS JOIN LATERAL (
@@ -186,7 +228,7 @@ export async function claimReady(db: Db, request: ClaimRequest, now: number) {
             (SELECT coalesce(json_agg(t ORDER BY t.id), '[]')
                FROM (SELECT * FROM started UNION ALL SELECT * FROM following) t) AS tasks,
             (SELECT count(*) FROM started) AS started`,
-    [now, request.max, request.owner, now + request.leaseMs, Math.max(0, request.prefetch - 1)],
+    [now, max, request.owner, now + request.leaseMs, Math.max(0, request.prefetch - 1), types],
   );
   const row = result.rows[0] as { units: UnitRow[]; tasks: TaskRowData[]; started: number } | undefined;
   if (!row || row.started !== row.units.length) throw new Error('work units changed under their claim');
@@ -207,8 +249,135 @@ export async function claimReady(db: Db, request: ClaimRequest, now: number) {
       lease: { unitId: unit.id, token: unit.lease_token },
       key: keyOf(unit),
       tasks: tasks.map((t) => taskRecordOf(t, unit, t.payload, messages.get(t.id) ?? [])),
+      batch: false,
     };
   });
+}
+
+/**
+ * Claims up to `max` units of a batched type: their first unfinished tasks are read with their
+ * tokens, each unit's batch is sized (`batchSize`; an interrupted head alone), and every task of
+ * the batch starts.
+ */
+async function claimBatches(
+  db: Db,
+  request: ClaimRequest,
+  types: readonly TaskType[],
+  policy: BatchPolicy,
+  max: number,
+  now: number,
+): Promise<ClaimedUnit[]> {
+  const window = await db.query<{ unit_id: number; id: number; tokens: number; interruptions: number }>(
+    `WITH ready AS (
+       SELECT w.id, w.head_task_id FROM work_units w
+       WHERE w.head_task_id IS NOT NULL AND w.lease_owner IS NULL AND w.available_at <= $1
+         AND w.task_type = ANY($2::text[])
+       ORDER BY w.head_task_id LIMIT $3 FOR UPDATE OF w SKIP LOCKED
+     )
+     SELECT ready.id AS unit_id, t.id, t.tokens, t.interruptions FROM ready CROSS JOIN LATERAL (
+       SELECT id, tokens, interruptions FROM tasks
+       WHERE unit_id = ready.id AND id >= ready.head_task_id AND finished_at IS NULL ORDER BY id LIMIT $4
+     ) t ORDER BY t.id`,
+    [now, types, max, policy.maxTasks],
+  );
+  const byUnit = new Map<number, { id: number; tokens: number; interruptions: number }[]>();
+  for (const row of window.rows) byUnit.set(row.unit_id, [...(byUnit.get(row.unit_id) ?? []), row]);
+  const batches = [...byUnit].map(([unitId, tasks]) => {
+    const size =
+      (tasks[0]?.interruptions ?? 0) > 0
+        ? 1
+        : batchSize(
+            policy,
+            tasks.map((t) => t.tokens),
+          );
+    return { unitId, ids: tasks.slice(0, size).map((t) => t.id) };
+  });
+  if (batches.length === 0) return [];
+  const started = await db.query<TaskRowData>(
+    `UPDATE tasks t SET state = 'running', runs = t.runs + 1, started_at = $1
+     WHERE t.id = ANY($2::bigint[]) AND t.state = 'pending' RETURNING ${TASK}`,
+    [now, batches.flatMap((b) => b.ids)],
+  );
+  const leased = await db.query<UnitRow>(
+    `UPDATE work_units u SET lease_owner = $1, lease_token = u.lease_token + 1, lease_expires_at = $2,
+       claimed_through = b.last, pending = u.pending - b.n, running = u.running + b.n, retrying = 0,
+       version = u.version + 1
+     FROM unnest($3::bigint[], $4::integer[], $5::bigint[]) AS b(id, n, last)
+     WHERE u.id = ANY($3::bigint[]) AND u.id = b.id RETURNING u.*`,
+    [
+      request.owner,
+      now + request.leaseMs,
+      batches.map((b) => b.unitId),
+      batches.map((b) => b.ids.length),
+      batches.map((b) => b.ids.at(-1)),
+    ],
+  );
+  if (
+    started.rowCount !== batches.reduce((n, b) => n + b.ids.length, 0) ||
+    leased.rowCount !== batches.length
+  )
+    throw new Error('work units changed under their claim');
+  const units = new Map(leased.rows.map((u) => [u.id, u]));
+  const tasks = started.rows.sort((x, y) => x.id - y.id);
+  const messages = await loadMessages(
+    db,
+    tasks.flatMap((row) => {
+      const unit = units.get(row.unit_id);
+      return unit ? [{ row, unit }] : [];
+    }),
+  );
+  return batches.map(({ unitId }): ClaimedUnit => {
+    const unit = units.get(unitId);
+    if (!unit) throw new Error(`work unit ${unitId} changed under its claim`);
+    return {
+      lease: { unitId, token: unit.lease_token },
+      key: keyOf(unit),
+      tasks: tasks
+        .filter((t) => t.unit_id === unitId)
+        .map((t) => taskRecordOf(t, unit, t.payload, messages.get(t.id) ?? [])),
+      batch: true,
+    };
+  });
+}
+
+/** The first `limit` unfinished tasks of each unit from `headId`: how many, and their tokens. */
+async function batchWindows(
+  db: Db,
+  entries: readonly { readonly unitId: number; readonly headId: number; readonly limit: number }[],
+): Promise<Map<number, BatchWindow>> {
+  if (entries.length === 0) return new Map();
+  const found = await db.query<{ unit_id: number; count: number; tokens: number }>(
+    `SELECT l.unit_id, w.count, w.tokens FROM unnest($1::bigint[], $2::bigint[], $3::integer[]) AS l(unit_id, head_id, lim)
+     CROSS JOIN LATERAL (SELECT count(*)::int AS count, coalesce(sum(x.tokens), 0)::int AS tokens FROM (
+       SELECT tokens FROM tasks t WHERE t.unit_id = l.unit_id AND t.id >= l.head_id AND t.finished_at IS NULL
+       ORDER BY t.id LIMIT l.lim) x) w`,
+    [entries.map((e) => e.unitId), entries.map((e) => e.headId), entries.map((e) => e.limit)],
+  );
+  return new Map(found.rows.map((r) => [r.unit_id, { count: r.count, tokens: r.tokens }]));
+}
+
+/** When each unit with `head` may be claimed (`availableAt`: retries, batches filling). */
+export async function claimableAt(
+  db: Db,
+  batches: BatchPolicies,
+  units: readonly { readonly id: number; readonly task_type: string; readonly head: Head | undefined }[],
+): Promise<Map<number, number>> {
+  const policyOf = (type: string) => batches[type as TaskType];
+  const windows = await batchWindows(
+    db,
+    units.flatMap(({ id, task_type, head }) => {
+      const policy = policyOf(task_type);
+      return policy && head && head.failures === 0
+        ? [{ unitId: id, headId: head.id, limit: policy.maxTasks }]
+        : [];
+    }),
+  );
+  return new Map(
+    units.map(({ id, task_type, head }) => [
+      id,
+      head ? availableAt(head, policyOf(task_type), windows.get(id)) : 0,
+    ]),
+  );
 }
 
 /** A released unit's head: known from the report, or the first unfinished task from `lookupFrom`. */
@@ -246,6 +415,7 @@ export async function applyReports(
   reports: readonly UnitReport[],
   owner: string,
   now: number,
+  batches: BatchPolicies,
 ): Promise<ReportResult[]> {
   if (reports.length === 0) return [];
   const locked = await db.query<UnitRow>(
@@ -358,8 +528,14 @@ export async function applyReports(
         };
     }
   }
+  const released = changes.flatMap((c) =>
+    c.release
+      ? [{ id: c.unitId, task_type: units.get(c.unitId)?.task_type ?? '', head: c.release.head }]
+      : [],
+  );
+  const claimable = await claimableAt(db, batches, released);
   if (changes.length > 0) {
-    const heads = changes.map((c) => headColumns(c.release?.head));
+    const heads = changes.map((c) => headColumns(c.release?.head, claimable.get(c.unitId)));
     await db.query(
       `UPDATE work_units u SET pending = u.pending + d.dp, running = u.running + d.dr,
          completed = u.completed + d.dc, failed = u.failed + d.df, version = u.version + 1,
@@ -390,7 +566,8 @@ export async function applyReports(
   return outcomes.map((outcome): ReportResult => {
     if ('kind' in outcome) return outcome;
     if (!outcome.release) return { kind: 'kept' };
-    return { kind: 'released', reason: releaseReason(outcome.release.head, now) };
+    const { head } = outcome.release;
+    return { kind: 'released', reason: releaseReason(head, claimable.get(outcome.unitId) ?? 0, now) };
   });
 }
 

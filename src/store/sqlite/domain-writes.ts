@@ -7,7 +7,9 @@ import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../do
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
 import { formatWorkUnitKey, type WorkUnitKey } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
+import type { BatchPolicies } from '../queue-plan.ts';
 import type { AppendMessagesRequest, AppendMessagesResult, UpsertSessionRequest } from '../store.ts';
+import { gateBatches } from './queue.ts';
 import type { Statements } from './statements.ts';
 
 export function ensureWorkspace(sql: Statements, id: string, now: number): void {
@@ -86,6 +88,7 @@ export function appendMessages(
   request: AppendMessagesRequest,
   plan: (snapshot: SessionSnapshot) => MessagePlan,
   now: number,
+  batches: BatchPolicies,
 ): AppendMessagesResult {
   const { workspaceId, sessionId } = request;
   const session = sql.getSession.get(workspaceId, sessionId);
@@ -111,13 +114,16 @@ export function appendMessages(
   for (const peerId of planned.joins) sql.upsertMember.run(workspaceId, sessionId, peerId, null, 0, now);
   // One upsert per work unit the call feeds, counting all its new tasks: the unit rows first, then
   // the messages and their tasks (a unit without a head gets its first new task as the head).
-  const units = new Map<string, { key: WorkUnitKey; tasks: number; id: number; needsHead: boolean }>();
+  const units = new Map<
+    string,
+    { key: WorkUnitKey; tasks: number; id: number; needsHead: boolean; head: number; leased: boolean }
+  >();
   for (const message of planned.messages) {
     for (const { key } of message.tasks) {
       const unitKey = formatWorkUnitKey(key);
       const unit = units.get(unitKey);
       if (unit) unit.tasks++;
-      else units.set(unitKey, { key, tasks: 1, id: 0, needsHead: false });
+      else units.set(unitKey, { key, tasks: 1, id: 0, needsHead: false, head: 0, leased: false });
     }
   }
   for (const [unitKey, unit] of units) {
@@ -134,6 +140,8 @@ export function appendMessages(
     if (!row) throw new Error('work unit upsert returned nothing');
     unit.id = row.id;
     unit.needsHead = row.head_task_id === null;
+    unit.head = row.head_task_id ?? 0;
+    unit.leased = row.lease_owner !== null;
   }
   const messages: Message[] = [];
   let enqueuedTasks = 0;
@@ -155,15 +163,25 @@ export function appendMessages(
       const unit = units.get(formatWorkUnitKey(task.key));
       if (!unit) throw new Error('a task of no upserted work unit');
       const taskId = Number(
-        sql.insertTask.run(unit.id, messageId, JSON.stringify(task.payload), now).lastInsertRowid,
+        sql.insertTask.run(unit.id, messageId, JSON.stringify(task.payload), task.tokens, now)
+          .lastInsertRowid,
       );
       if (unit.needsHead) {
         sql.setUnitHead.run(taskId, unit.id);
         unit.needsHead = false;
+        unit.head = taskId;
       }
       enqueuedTasks++;
     }
   }
+  // A batched unit not leased waits for its batch to fill (a leased one is gated at its release).
+  gateBatches(
+    sql,
+    batches,
+    [...units.values()]
+      .filter((u) => !u.leased)
+      .map((u) => ({ id: u.id, task_type: u.key.taskType, head_task_id: u.head })),
+  );
   const last = planned.messages.at(-1);
   if (last) sql.setMessageCount.run(last.seq, workspaceId, sessionId);
   return { messages, enqueuedTasks };

@@ -67,7 +67,14 @@ export function retryFailed(
     for (const task of tasks) {
       sql.deleteTask.run(task.id);
       const { id } =
-        sql.insertRetriedTask.get(unit.id, task.message_id, task.payload, task.last_error, now) ?? {};
+        sql.insertRetriedTask.get(
+          unit.id,
+          task.message_id,
+          task.payload,
+          task.tokens,
+          task.last_error,
+          now,
+        ) ?? {};
       first ??= id ?? null;
     }
     const n = tasks.length;

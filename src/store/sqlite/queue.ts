@@ -5,7 +5,16 @@
  */
 import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
-import { type HeadAfterReport, planRecovery, planReport } from '../queue-plan.ts';
+import type { TaskType } from '../../domain/work-unit-key.ts';
+import {
+  availableAt,
+  type BatchPolicies,
+  batchSize,
+  claimLanes,
+  type HeadAfterReport,
+  planRecovery,
+  planReport,
+} from '../queue-plan.ts';
 import {
   type Head,
   headColumns,
@@ -62,9 +71,10 @@ export function recoverLeases(
   request: RecoveryRequest,
   /** Whose leases to recover whatever their expiry (a restarted process), or only expired ones. */
   owner: string | null,
+  batches: BatchPolicies,
 ): number {
   const units = sql.leasesToRecover.all(now, owner);
-  for (const { id, head_task_id } of units) {
+  for (const { id, head_task_id, task_type } of units) {
     const running = head_task_id === null ? [] : sql.runningTasks.all(id, head_task_id);
     const plan = planRecovery(running, head_task_id, request.maxInterruptions);
     for (const write of plan.writes) {
@@ -75,36 +85,117 @@ export function recoverLeases(
       if (changed !== 1) throw new Error(`task ${write.id} is not running in work unit ${id}`);
     }
     const head = findHead(sql, id, plan.head);
-    sql.releaseUnit.get({ ...plan.delta, ...headColumns(head), unitId: id });
+    const at = claimableAt(sql, batches, { id, task_type }, head);
+    sql.releaseUnit.get({ ...plan.delta, ...headColumns(head, at), unitId: id });
   }
   return units.length;
 }
 
-export function claimReady(sql: Statements, request: ClaimRequest, now: number): ClaimedUnit[] {
+/**
+ * Claims up to `request.max` ready units, oldest head first within each lane (`claimLanes`). A
+ * unit's head starts; a batched unit's whole batch starts. A head whose run was cut short by a
+ * crash is claimed alone: its start is committed before it runs, so a further crash is pinned on it
+ * and not on a task run later in the same claim.
+ */
+export function claimReady(
+  sql: Statements,
+  request: ClaimRequest,
+  now: number,
+  batches: BatchPolicies,
+): ClaimedUnit[] {
   const claimed: ClaimedUnit[] = [];
-  if (request.max <= 0) return claimed;
-  for (const { id, head_task_id, interruptions } of sql.readyUnits.all(now, request.max)) {
-    // A head whose run was cut short by a crash is claimed alone: its start is committed before it
-    // runs, so a further crash is pinned on it and not on a task run later in the same claim.
-    const prefetch = interruptions > 0 ? 1 : request.prefetch;
-    const rest = prefetch > 1 ? sql.tasksAfter.all(id, head_task_id, prefetch - 1) : [];
-    const claimedThrough = rest.at(-1)?.id ?? head_task_id;
-    const unit = sql.leaseUnit.get(request.owner, now + request.leaseMs, claimedThrough, id);
-    const head = sql.startTask.get(now, head_task_id);
-    if (!unit || !head) throw new Error(`work unit ${id} changed under its claim`);
-    claimed.push({
-      lease: { unitId: id, token: unit.lease_token },
-      key: keyOf(unit),
-      tasks: [head, ...rest].map((task) => taskRecord(sql, task, unit)),
-    });
+  for (const lane of claimLanes(request.max, request.maxByType, batches)) {
+    const max = Math.min(lane.max, request.max - claimed.length);
+    if (max <= 0) break;
+    for (const { id, head_task_id, interruptions } of sql.readyUnits.all(
+      now,
+      JSON.stringify(lane.types),
+      max,
+    )) {
+      let started: (TaskRowData & Partial<JoinedMessage>)[];
+      let rest: (TaskRowData & Partial<JoinedMessage>)[] = [];
+      if (lane.batch && interruptions === 0) {
+        const window = sql.batchTasks.all(id, head_task_id, lane.batch.maxTasks);
+        const size = batchSize(
+          lane.batch,
+          window.map((t) => t.tokens),
+        );
+        started = window.slice(0, size).map((t) => startTask(sql, now, t.id, id));
+      } else {
+        started = [startTask(sql, now, head_task_id, id)];
+        const prefetch = interruptions > 0 || lane.batch ? 1 : request.prefetch;
+        rest = prefetch > 1 ? sql.tasksAfter.all(id, head_task_id, prefetch - 1) : [];
+      }
+      const tasks = [...started, ...rest];
+      const claimedThrough = tasks.at(-1)?.id ?? head_task_id;
+      const unit = sql.leaseUnit.get(
+        request.owner,
+        now + request.leaseMs,
+        claimedThrough,
+        started.length,
+        started.length,
+        id,
+      );
+      if (!unit) throw new Error(`work unit ${id} changed under its claim`);
+      claimed.push({
+        lease: { unitId: id, token: unit.lease_token },
+        key: keyOf(unit),
+        tasks: tasks.map((task) => taskRecord(sql, task, unit)),
+        batch: lane.batch !== null,
+      });
+    }
   }
   return claimed;
 }
 
+function startTask(sql: Statements, now: number, taskId: number, unitId: number) {
+  const task = sql.startTask.get(now, taskId);
+  if (!task) throw new Error(`work unit ${unitId} changed under its claim`);
+  return task;
+}
+
+/** When a unit whose head is `head` may be claimed (`availableAt`: retries, batches filling). */
+function claimableAt(
+  sql: Statements,
+  batches: BatchPolicies,
+  unit: { readonly id: number; readonly task_type: string },
+  head: Head | undefined,
+): number {
+  if (!head) return 0;
+  const policy = batches[unit.task_type as TaskType];
+  const window =
+    policy && head.failures === 0 ? sql.batchTasks.all(unit.id, head.id, policy.maxTasks) : undefined;
+  return availableAt(
+    head,
+    policy,
+    window && { count: window.length, tokens: window.reduce((sum, t) => sum + t.tokens, 0) },
+  );
+}
+
+/** Sets the claim time of units that just got tasks, where a batch is waiting to fill. */
+export function gateBatches(
+  sql: Statements,
+  batches: BatchPolicies,
+  units: readonly { readonly id: number; readonly task_type: string; readonly head_task_id: number }[],
+): void {
+  for (const unit of units) {
+    if (!batches[unit.task_type as TaskType]) continue;
+    const head = sql.firstUnfinished.get(unit.id, unit.head_task_id);
+    sql.setAvailableAt.run(claimableAt(sql, batches, unit, head), unit.id);
+  }
+}
+
 /** Applies one unit report as `planReport` says; a write that does not fit aborts the transaction. */
-export function applyReport(sql: Statements, report: UnitReport, owner: string, now: number): ReportResult {
+export function applyReport(
+  sql: Statements,
+  report: UnitReport,
+  owner: string,
+  now: number,
+  batches: BatchPolicies,
+): ReportResult {
   const { unitId } = report.lease;
-  const plan = planReport(sql.getUnitLease.get(unitId), report, owner, now);
+  const unit = sql.getUnitLease.get(unitId);
+  const plan = planReport(unit, report, owner, now);
   if (plan.kind === 'lease-lost') return plan;
   /** The first task put back (its failed attempts: a head that failed before waits for a retry). */
   let firstPutBack: PutBack | undefined;
@@ -135,9 +226,10 @@ export function applyReport(sql: Statements, report: UnitReport, owner: string, 
     return { kind: 'kept' };
   }
   const head = findHead(sql, unitId, plan.release, firstPutBack);
-  if (!sql.releaseUnit.get({ ...plan.delta, ...headColumns(head), unitId }))
+  const at = claimableAt(sql, batches, { id: unitId, task_type: unit?.task_type ?? '' }, head);
+  if (!sql.releaseUnit.get({ ...plan.delta, ...headColumns(head, at), unitId }))
     throw new Error(`work unit ${unitId} vanished while settling`);
-  return { kind: 'released', reason: releaseReason(head, now) };
+  return { kind: 'released', reason: releaseReason(head, at, now) };
 }
 
 /** What putting a task back returns of it. */

@@ -13,6 +13,7 @@ import type { TaskPayload } from '../../domain/task-generation.ts';
 import type { TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
 import { counterQuery, LIVE_COUNTS_SQL } from '../counter-sql.ts';
+import type { BatchPolicies } from '../queue-plan.ts';
 import { countersOf, messageOf, sumOf, taskRowOf } from '../rows.ts';
 import type {
   ClaimedUnit,
@@ -44,10 +45,13 @@ export interface SqliteStoreOptions {
   readonly clock?: () => number;
   /** How long a write waits for another process's lock. @default 5000 */
   readonly busyTimeoutMs?: number;
+  /** Task types whose units are handed over in batches (docs/deriver.md, "Batches"). @default none */
+  readonly batches?: BatchPolicies;
 }
 
 export function createSqliteStore(options: SqliteStoreOptions): Store {
   const clock = options.clock ?? Date.now;
+  const batches = options.batches ?? {};
   const events = new TypedEmitter<StoreEvents>();
   const { db, sql, durable, bookkeeping, snapshot } = openSqlite(
     options.path,
@@ -109,7 +113,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
     async appendMessages(request, plan) {
       // Concurrent calls share one fsync (see group-commit.ts); each is still all or nothing.
-      const result = await messages.run(() => appendMessages(sql, request, plan, clock()));
+      const result = await messages.run(() => appendMessages(sql, request, plan, clock(), batches));
       if (result.enqueuedTasks > 0) events.emit('tasks:enqueued', { count: result.enqueuedTasks });
       return result;
     },
@@ -127,18 +131,20 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     async settle(request: SettleRequest): Promise<SettleResponse> {
       return bookkeeping(() => {
         const now = clock();
-        const results = request.reports.map((report) => applyReport(sql, report, request.owner, now));
+        const results = request.reports.map((report) =>
+          applyReport(sql, report, request.owner, now, batches),
+        );
         let claimed: ClaimedUnit[] = [];
         if (request.max > 0) {
-          recoverLeases(sql, now, request, null);
-          claimed = claimReady(sql, request, now);
+          recoverLeases(sql, now, request, null, batches);
+          claimed = claimReady(sql, request, now, batches);
         }
         return { results, claimed };
       });
     },
 
     async recoverLeases(request) {
-      return bookkeeping(() => recoverLeases(sql, clock(), request, request.owner));
+      return bookkeeping(() => recoverLeases(sql, clock(), request, request.owner, batches));
     },
 
     async renewLeases({ owner, leaseMs, leases }: WorkerRequest & { leases: readonly Lease[] }) {

@@ -127,22 +127,34 @@ export function prepareStatements(db: Database.Database) {
     /** Counts `pending` new tasks in a unit (creating it); one change (version) however many. */
     enqueueUnit: p<
       [string, string, string, string, string | null, string | null, number],
-      { id: number; head_task_id: number | null }
+      { id: number; head_task_id: number | null; lease_owner: string | null }
     >(
       `INSERT INTO work_units (unit_key, task_type, workspace_id, session_id, observer_id, sender_id, pending, version)
        VALUES (?, ?, ?, ?, ?, ?, ?, 1)
        ON CONFLICT (unit_key) DO UPDATE SET pending = pending + excluded.pending, version = version + 1
-       RETURNING id, head_task_id`,
+       RETURNING id, head_task_id, lease_owner`,
     ),
-    insertTask: p<[number, number, string, number]>(
-      `INSERT INTO tasks (unit_id, message_id, state, payload, created_at) VALUES (?, ?, 'pending', ?, ?)`,
+    insertTask: p<[number, number, string, number, number]>(
+      `INSERT INTO tasks (unit_id, message_id, state, payload, tokens, created_at) VALUES (?, ?, 'pending', ?, ?, ?)`,
+    ),
+    /** An unleased unit's claim time, from its head and its batch (`queue-plan.ts`, `availableAt`). */
+    setAvailableAt: p<[number, number]>(
+      'UPDATE work_units SET available_at = ? WHERE id = ? AND lease_owner IS NULL',
+    ),
+    /** A unit's first unfinished tasks from its head, as far as one batch reaches. */
+    batchTasks: p<[number, number, number], { id: number; tokens: number; interruptions: number }>(
+      `SELECT id, tokens, interruptions FROM tasks WHERE unit_id = ? AND id >= ? AND finished_at IS NULL
+       ORDER BY id LIMIT ?`,
     ),
     setUnitHead: p<[number, number]>('UPDATE work_units SET head_task_id = ?, available_at = 0 WHERE id = ?'),
 
     // queue: claims and leases
     /** Leases that expired, and every lease of an owner (a restarted process), to recover. */
-    leasesToRecover: p<[number, string | null], { id: number; head_task_id: number | null }>(
-      `SELECT id, head_task_id FROM work_units
+    leasesToRecover: p<
+      [number, string | null],
+      { id: number; head_task_id: number | null; task_type: string }
+    >(
+      `SELECT id, head_task_id, task_type FROM work_units
        WHERE lease_owner IS NOT NULL AND (lease_expires_at < ? OR lease_owner = ?)`,
     ),
     /** A running task whose process died: back to pending, one more interruption counted. */
@@ -165,17 +177,20 @@ export function prepareStatements(db: Database.Database) {
        ORDER BY id LIMIT 1`,
     ),
     /** Units to claim, oldest head first, with how often their head's runs were interrupted. */
-    readyUnits: p<[number, number], { id: number; head_task_id: number; interruptions: number }>(
+    /** The task types are a JSON array (a claim lane's). */
+    readyUnits: p<[number, string, number], { id: number; head_task_id: number; interruptions: number }>(
       `SELECT w.id, w.head_task_id, h.interruptions FROM work_units w JOIN tasks h ON h.id = w.head_task_id
        WHERE w.head_task_id IS NOT NULL AND w.lease_owner IS NULL AND w.available_at <= ?
+         AND w.task_type IN (SELECT value FROM json_each(?))
        ORDER BY w.head_task_id LIMIT ?`,
     ),
-    leaseUnit: p<[string, number, number, number], UnitRow>(
+    /** Leases a unit whose first `started` tasks (from its head) were just started. */
+    leaseUnit: p<[string, number, number, number, number, number], UnitRow>(
       `UPDATE work_units SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?,
-         claimed_through = ?, pending = pending - 1, running = running + 1, retrying = 0, version = version + 1
+         claimed_through = ?, pending = pending - ?, running = running + ?, retrying = 0, version = version + 1
        WHERE id = ? RETURNING *`,
     ),
-    startTask: p<[number, number], TaskRowData>(
+    startTask: p<[number, number], TaskRowData & Partial<JoinedMessage>>(
       `UPDATE tasks SET state = 'running', runs = runs + 1, started_at = ? WHERE id = ? RETURNING ${TASK}`,
     ),
     renewLease: p<[number, number, string, number, number]>(
@@ -186,9 +201,12 @@ export function prepareStatements(db: Database.Database) {
     // queue: settling attempts
     getUnitLease: p<
       [number],
-      Pick<UnitRow, 'lease_owner' | 'lease_token' | 'lease_expires_at' | 'running' | 'head_task_id'>
+      Pick<
+        UnitRow,
+        'lease_owner' | 'lease_token' | 'lease_expires_at' | 'running' | 'head_task_id' | 'task_type'
+      >
     >(
-      'SELECT lease_owner, lease_token, lease_expires_at, running, head_task_id FROM work_units WHERE id = ?',
+      'SELECT lease_owner, lease_token, lease_expires_at, running, head_task_id, task_type FROM work_units WHERE id = ?',
     ),
     /**
      * A task started and ended between two reports is still pending in the store: count its run.
@@ -262,15 +280,15 @@ export function prepareStatements(db: Database.Database) {
     ),
     failedTasksOf: p<
       [number],
-      { id: number; message_id: number | null; payload: string; last_error: string }
+      { id: number; message_id: number | null; payload: string; tokens: number; last_error: string }
     >(
-      `SELECT id, message_id, payload, last_error FROM tasks INDEXED BY tasks_with_error
+      `SELECT id, message_id, payload, tokens, last_error FROM tasks INDEXED BY tasks_with_error
        WHERE unit_id = ? AND last_error IS NOT NULL AND state = 'failed' ORDER BY id`,
     ),
     deleteTask: p<[number]>('DELETE FROM tasks WHERE id = ?'),
-    insertRetriedTask: p<[number, number | null, string, string, number], { id: number }>(
-      `INSERT INTO tasks (unit_id, message_id, state, payload, last_error, created_at)
-       VALUES (?, ?, 'pending', ?, ?, ?) RETURNING id`,
+    insertRetriedTask: p<[number, number | null, string, number, string, number], { id: number }>(
+      `INSERT INTO tasks (unit_id, message_id, state, payload, tokens, last_error, created_at)
+       VALUES (?, ?, 'pending', ?, ?, ?, ?) RETURNING id`,
     ),
     /** Cancels a unit's pending tasks after `afterId` (what a worker holds is at or before it). */
     cancelPending: p<[string, number, number, number]>(

@@ -1,0 +1,2 @@
+-- Batches: each task's estimated input tokens (from its messages), so a unit's batch can be sized.
+ALTER TABLE tasks ADD COLUMN tokens INTEGER NOT NULL DEFAULT 0;
