@@ -71,8 +71,12 @@ export class ForbiddenError extends DeriverError {
 }
 
 /**
- * Too many requests, or too many open operations, from one client. `retryAfterSeconds` says when
- * trying again makes sense; `null` when the client must first close something.
+ * Too many requests. The server answers it to a client that sends too many requests or holds too
+ * many open operations; a task handler throws it when its provider says so (the HTTP handler on
+ * 429, from `Retry-After`): the task, or every task of a batch, goes back in line with no failure
+ * counted, and its task type pauses for `retryAfterMs` on every instance sharing the store.
+ * `retryAfterSeconds` (fractions allowed) says when trying again makes sense; `null`: a client must
+ * first close something, a handler's type pauses `DEFAULT_RETRY_AFTER_MS`.
  */
 export class RateLimitedError extends DeriverError {
   readonly code = 'RATE_LIMITED' as const;
@@ -81,6 +85,14 @@ export class RateLimitedError extends DeriverError {
     readonly retryAfterSeconds: number | null,
   ) {
     super(message);
+  }
+
+  /** The wait in ms (`DEFAULT_RETRY_AFTER_MS` when none was named). */
+  get retryAfterMs(): number {
+    const seconds = this.retryAfterSeconds;
+    return seconds !== null && Number.isFinite(seconds) && seconds >= 0
+      ? Math.round(seconds * 1000)
+      : DEFAULT_RETRY_AFTER_MS;
   }
 }
 
@@ -117,6 +129,9 @@ export class HandlerRefusedError extends Error {
     this.name = 'HandlerRefusedError';
   }
 }
+
+/** How long a task type pauses after a handler's `RateLimitedError` that named no wait. */
+export const DEFAULT_RETRY_AFTER_MS = 1_000;
 
 /** Reason given to a handler's `AbortSignal` when its attempt outlived `timeoutMs`. */
 export class TaskTimeoutError extends Error {

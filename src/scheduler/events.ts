@@ -1,4 +1,4 @@
-import type { WorkUnitKey } from '../domain/work-unit-key.ts';
+import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
 import type { Lease, ReleaseReason, TaskRecord } from '../store/store.ts';
 
 /** Events of a scheduler. Listeners run synchronously; one that throws cannot break the loop. */
@@ -32,6 +32,11 @@ export interface SchedulerEvents {
    */
   'dispatch:paused': { readonly error: string; readonly until: number };
   'dispatch:resumed': { readonly pausedMs: number };
+  /**
+   * A handler said its provider is rate limited (`RateLimitedError`, HTTP 429): nothing of `type`
+   * is claimed or started here until `until` (epoch ms), and the store tells the other processes.
+   */
+  'type:rate-limited': { readonly type: TaskType; readonly until: number; readonly error: string };
   /** A store call failed (the loop retries on its own), or a listener threw. */
   error: { readonly error: Error; readonly operation: string };
 }

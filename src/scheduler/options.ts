@@ -4,16 +4,23 @@ import { z } from 'zod';
 import { toInputIssues } from '../domain/inputs.ts';
 import { TASK_TYPES, type TaskType } from '../domain/work-unit-key.ts';
 import { InvalidInputError } from '../errors.ts';
+import type { RateLimit } from '../store/rate-limits.ts';
 import type { Store, TaskRecord } from '../store/store.ts';
 
-/** What a handler gets for one attempt of one task. */
+/** What a handler gets for one attempt of one task, or of one batch of a unit's tasks. */
 export interface TaskContext {
   /**
-   * The task: its type, its work unit's workspace, session, observer and sender (`task.key`), the
-   * messages it covers with their content (`task.messages`) and a summary's range (`task.summary`).
+   * The task (a batch's first): its type, its work unit's workspace, session, observer and sender
+   * (`task.key`), the messages it covers with their content (`task.messages`) and a summary's range
+   * (`task.summary`).
    */
   readonly task: TaskRecord;
-  /** 1 for the first attempt; grows with every failed attempt. */
+  /**
+   * Every task of this call, in order: `[task]`, or a batched type's batch (docs/deriver.md,
+   * "Batches"): consecutive tasks of one work unit, handed over together.
+   */
+  readonly tasks: readonly TaskRecord[];
+  /** 1 for the first attempt; grows with every failed attempt (a batch: its first task's). */
   readonly attempt: number;
   /**
    * Aborted when the attempt outlives `timeoutMs` (reason `TaskTimeoutError`), when this process
@@ -24,10 +31,22 @@ export interface TaskContext {
 }
 
 /**
- * Does one task. Resolve on success; throw to fail the attempt (retried with backoff), or throw
- * `PermanentTaskError` to fail the task at once.
+ * What a batch handler may resolve with: how many of the batch's first tasks it finished (the rest
+ * go back in line, no failure counted). Resolving with nothing finishes every task.
  */
-export type TaskHandler = (context: TaskContext) => Promise<void> | void;
+export interface BatchResult {
+  readonly completed: number;
+}
+
+/**
+ * Does one task, or one batch. Resolve on success (a batch: optionally with how many of its first
+ * tasks were done, `BatchResult`); throw to fail the attempt (every task of a batch; retried with
+ * backoff), throw `PermanentTaskError` to fail it at once, or `RateLimitedError` to come back later
+ * without counting a failure (the task type pauses on every instance).
+ */
+export type TaskHandler = (
+  context: TaskContext,
+) => Promise<BatchResult | undefined | void> | BatchResult | undefined | void;
 
 export interface SchedulerOptions {
   readonly store: Store;
@@ -70,6 +89,20 @@ export interface SchedulerOptions {
   readonly workerId?: string;
   /** Random source in [0, 1) for jitter. @default Math.random */
   readonly random?: () => number;
+  /**
+   * Per task type: units of it this process runs at once at most (beside `concurrency`), and its
+   * rate limit (docs/deriver.md, "Rate limits"; shared by every process on PostgreSQL).
+   * Batching is the store's (`batches`), since it decides when a unit may be claimed. @default none
+   */
+  readonly taskTypes?: Readonly<Partial<Record<TaskType, TaskTypeLimits>>>;
+}
+
+/** What a process allows one task type (`SchedulerOptions.taskTypes`). */
+export interface TaskTypeLimits {
+  /** Units of this type run at once by this process, at most. @default `concurrency` */
+  readonly concurrency?: number | undefined;
+  /** Handler calls and input tokens started per interval, by every process sharing the store. */
+  readonly rateLimit?: RateLimit | undefined;
 }
 
 const positiveInt = (what: string) =>
@@ -77,6 +110,24 @@ const positiveInt = (what: string) =>
     .number({ error: `${what} must be a number` })
     .int({ error: `${what} must be a whole number` })
     .min(1, { error: `${what} must be at least 1` });
+
+const positive = (what: string) =>
+  z.number({ error: `${what} must be a number` }).positive({ error: `${what} must be more than 0` });
+
+export const rateLimitSchema = z
+  .object({
+    requests: positive('requests').optional(),
+    tokens: positive('tokens').optional(),
+    intervalMs: positiveInt('intervalMs'),
+  })
+  .strict()
+  .refine((limit) => limit.requests !== undefined || limit.tokens !== undefined, {
+    error: 'a rate limit needs requests, tokens or both',
+  });
+
+const taskTypeLimitsSchema = z
+  .object({ concurrency: positiveInt('concurrency').optional(), rateLimit: rateLimitSchema.optional() })
+  .strict();
 
 const optionsSchema = z.object({
   concurrency: z.number().int().min(0, { error: 'concurrency must be 0 or more' }).default(8),
@@ -91,6 +142,9 @@ const optionsSchema = z.object({
   timeoutMs: positiveInt('timeoutMs').default(60_000),
   shutdownDeadlineMs: z.number().min(0).default(10_000),
   workerId: z.string().min(1).optional(),
+  taskTypes: z
+    .partialRecord(z.enum(TASK_TYPES as [TaskType, ...TaskType[]]), taskTypeLimitsSchema)
+    .default({}),
 });
 
 export type ResolvedSchedulerOptions = Required<Omit<SchedulerOptions, 'heartbeatMs' | 'workerId'>> & {

@@ -42,11 +42,13 @@
  * `stop()` stops claiming, lets running attempts finish until the deadline, aborts the rest with
  * `ShutdownError` (put back as pending, no failure counted), and releases every claim.
  */
-import type { WorkUnitKey } from '../domain/work-unit-key.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TASK_TYPES, type TaskType, type WorkUnitKey } from '../domain/work-unit-key.ts';
 import {
   HandlerRefusedError,
   LeaseLostError,
   PermanentTaskError,
+  RateLimitedError,
   ShutdownError,
   TaskTimeoutError,
   toError,
@@ -63,6 +65,7 @@ import type {
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import type { SchedulerEvents } from './events.ts';
 import {
+  type BatchResult,
   type ResolvedSchedulerOptions,
   resolveSchedulerOptions,
   retryDelay,
@@ -93,8 +96,10 @@ interface ActiveUnit {
   readonly key: WorkUnitKey;
   /** Claimed tasks not started yet, in order. */
   readonly queue: TaskRecord[];
-  /** The task running in this worker now. */
+  /** The task running in this worker now (a batch's first). */
   current: TaskRecord | null;
+  /** The batch running now, all in one handler call (`[current]` for a task alone). */
+  running: readonly TaskRecord[];
   controller: AbortController | null;
   startedAt: number;
   /** Attempts ended since the last report. */
@@ -141,6 +146,9 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   let wakeTimer: { at: number; timer: NodeJS.Timeout } | undefined;
   let unsubscribeEnqueued: (() => void) | undefined;
   let storeFailures = 0;
+  /** Per task type: until when (this process's clock) nothing of it is claimed or started. */
+  const heldUntil = new Map<TaskType, number>();
+  let holdsTimer: NodeJS.Timeout | undefined;
   /** Refusals in a row (0: not paused), when the episode began, and until when nothing is claimed. */
   let refusal = { count: 0, since: 0, until: 0, error: '' };
   const claimingPaused = (): boolean => refusal.count > 0 && Date.now() < refusal.until;
@@ -212,7 +220,12 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     }));
     let response: SettleResponse;
     try {
-      response = await store.settle({ ...request, reports, max });
+      response = await store.settle({
+        ...request,
+        reports,
+        max,
+        maxByType: max > 0 ? claimableByType() : undefined,
+      });
       storeFailures = 0;
     } catch (error) {
       busy = false;
@@ -273,8 +286,9 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     const unit: ActiveUnit = {
       lease: claimed.lease,
       key: claimed.key,
-      queue: rest,
+      queue: claimed.batch ? [] : rest,
       current: head,
+      running: [],
       controller: null,
       startedAt: 0,
       ended: [],
@@ -282,51 +296,83 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     };
     active.set(claimed.lease.unitId, unit);
     events.emit('unit:claimed', { lease: claimed.lease, key: claimed.key });
-    launch(unit, head);
+    launch(unit, claimed.batch ? claimed.tasks : [head]);
   }
 
-  function launch(unit: ActiveUnit, task: TaskRecord): void {
+  /** Runs `tasks` (one task, or a batch) in one handler call. */
+  function launch(unit: ActiveUnit, tasks: readonly TaskRecord[]): void {
+    const task = tasks[0];
+    if (!task) return;
     const controller = new AbortController();
     unit.current = task;
+    unit.running = tasks;
     unit.controller = controller;
     unit.startedAt = performance.now();
     const attempt = task.failures + 1;
-    events.emit('task:started', { task, attempt });
     const handler = options.handlers[task.type];
-    const timeout = setTimeout(
-      () => controller.abort(new TaskTimeoutError(options.timeoutMs)),
-      options.timeoutMs,
-    );
+    let timeout: NodeJS.Timeout | undefined;
     const aborted = new Promise<never>((_, reject) => {
       controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
     });
     const run = (async () => {
-      await handler({ task, attempt, signal: controller.signal });
+      // A rate limit or a provider's pause holds the call back; the lease is kept meanwhile.
+      if (needsAdmission(task.type)) await admitted(task.type, tokensOf(tasks), controller.signal);
+      if (controller.signal.aborted) throw controller.signal.reason;
+      unit.startedAt = performance.now();
+      for (const started of tasks)
+        events.emit('task:started', { task: started, attempt: started.failures + 1 });
+      timeout = setTimeout(
+        () => controller.abort(new TaskTimeoutError(options.timeoutMs)),
+        options.timeoutMs,
+      );
+      return handler({ task, tasks, attempt, signal: controller.signal });
     })();
     run.catch(() => {}); // a handler that rejects after its timeout must not be an unhandled rejection
     Promise.race([run, aborted]).then(
-      () => ended(null),
+      (result) => ended(null, result),
       (error: unknown) => ended(error ?? new Error('handler rejected without a reason')),
     );
-    function ended(error: unknown): void {
-      clearTimeout(timeout);
+    function ended(error: unknown, result?: unknown): void {
+      if (timeout) clearTimeout(timeout);
       if (unit.current !== task) return;
-      const outcome = outcomeOf(task, error);
-      unit.ended.push({ task, outcome, durationMs: performance.now() - unit.startedAt });
+      const durationMs = performance.now() - unit.startedAt;
+      const outcomes = outcomesOf(tasks, error, result);
+      tasks.forEach((t, i) => {
+        unit.ended.push({ task: t, outcome: outcomes[i] ?? { kind: 'requeue' }, durationMs });
+      });
       unit.current = null;
+      unit.running = [];
       unit.controller = null;
+      const outcome = outcomes.at(-1);
       const next = unit.queue[0];
       if (
         next &&
         mode !== 'stopping' &&
         !unit.lost &&
-        (outcome.kind === 'succeeded' || outcome.kind === 'failed')
+        (outcome?.kind === 'succeeded' || outcome?.kind === 'failed')
       ) {
         unit.queue.shift();
-        launch(unit, next);
+        launch(unit, [next]);
       }
       schedulePump();
     }
+  }
+
+  /**
+   * The outcome of each task of a call: the handler's error applies to all of them (each by its own
+   * attempts); a batch result finishes its first `completed` and puts the rest back.
+   */
+  function outcomesOf(tasks: readonly TaskRecord[], error: unknown, result: unknown): TaskOutcome[] {
+    if (error instanceof RateLimitedError) {
+      rateLimited(tasks[0]?.type, error);
+      return tasks.map(() => ({ kind: 'requeue' }));
+    }
+    if (error === null && tasks.length > 1) {
+      const completed = completedOf(result, tasks.length);
+      if (typeof completed === 'string') return tasks.map((task) => outcomeOf(task, new Error(completed)));
+      return tasks.map((task, i) => (i < completed ? outcomeOf(task, null) : { kind: 'requeue' }));
+    }
+    return tasks.map((task) => outcomeOf(task, error));
   }
 
   function outcomeOf(task: TaskRecord, error: unknown): TaskOutcome {
@@ -360,6 +406,83 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     refusal = { count, since: count === 1 ? now : refusal.since, until, error: message };
     if (count === 1) events.emit('dispatch:paused', { error: message, until });
     wakeAt(until);
+  }
+
+  /** Whether a call of `type` must ask first: it has a rate limit, or it is held back now. */
+  function needsAdmission(type: TaskType): boolean {
+    return options.taskTypes[type]?.rateLimit !== undefined || (heldUntil.get(type) ?? 0) > Date.now();
+  }
+
+  /**
+   * Resolves when a call of `type` with `tokens` tokens may start: after any hold (a provider's
+   * pause, paced calls), and once its rate limit, shared through the store, admits it.
+   */
+  async function admitted(type: TaskType, tokens: number, signal: AbortSignal): Promise<void> {
+    const limit = options.taskTypes[type]?.rateLimit;
+    for (;;) {
+      let waitMs = (heldUntil.get(type) ?? 0) - Date.now();
+      if (waitMs <= 0) {
+        if (!limit) return;
+        try {
+          const admission = await store.rateLimits.take(type, limit, tokens);
+          if (admission.ok) return;
+          waitMs = admission.waitMs;
+          hold(type, Date.now() + waitMs);
+        } catch (error) {
+          reportError(error, 'rateLimits.take');
+          waitMs = 1_000;
+        }
+      }
+      await sleep(Math.max(1, waitMs), undefined, { signal });
+    }
+  }
+
+  /** Claims and starts nothing of `type` until `until` (this process's clock). */
+  function hold(type: TaskType, until: number): void {
+    if ((heldUntil.get(type) ?? 0) >= until) return;
+    heldUntil.set(type, until);
+    wakeAt(until);
+  }
+
+  /** A provider said "too many requests": hold the type here now, and everywhere through the store. */
+  function rateLimited(type: TaskType | undefined, error: RateLimitedError): void {
+    if (!type) return;
+    const waitMs = error.retryAfterMs;
+    const until = Date.now() + waitMs;
+    if ((heldUntil.get(type) ?? 0) < until) {
+      events.emit('type:rate-limited', { type, until, error: error.message });
+      hold(type, until);
+    }
+    store.rateLimits.pause(type, waitMs).catch((e: unknown) => reportError(e, 'rateLimits.pause'));
+  }
+
+  /** Learns the holds other processes set (their providers' pauses, shared paced calls). */
+  async function readHolds(): Promise<void> {
+    try {
+      const now = Date.now();
+      for (const [type, waitMs] of await store.rateLimits.waits()) hold(type, now + waitMs);
+    } catch (error) {
+      reportError(error, 'rateLimits.waits');
+    }
+  }
+
+  /** Units of each type this process may claim now: none of a held type, a capped type's free slots. */
+  function claimableByType(): Partial<Record<TaskType, number>> | undefined {
+    let byType: Partial<Record<TaskType, number>> | undefined;
+    const now = Date.now();
+    for (const type of TASK_TYPES) {
+      const cap = options.taskTypes[type]?.concurrency;
+      let max: number | undefined;
+      if ((heldUntil.get(type) ?? 0) > now) max = 0;
+      else if (cap !== undefined) {
+        let busyOfType = 0;
+        for (const unit of active.values())
+          if (unit.key.taskType === type && unit.current !== null) busyOfType++;
+        max = Math.max(0, cap - busyOfType);
+      }
+      if (max !== undefined) byType = { ...byType, [type]: max };
+    }
+    return byType;
   }
 
   async function heartbeat(): Promise<void> {
@@ -416,6 +539,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       }
       unsubscribeEnqueued = store.events.on('tasks:enqueued', wantClaim);
       pollTimer = setInterval(wantClaim, options.pollMs).unref();
+      holdsTimer = setInterval(() => void readHolds(), options.pollMs).unref();
       heartbeatTimer = setInterval(() => void heartbeat(), options.heartbeatMs).unref();
       // Leases under this identity belong to a process that died (this one was not running):
       // take them back now instead of waiting for them to expire.
@@ -434,6 +558,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
         claimWanted = false;
         unsubscribeEnqueued?.();
         clearInterval(pollTimer);
+        clearInterval(holdsTimer);
         if (wakeTimer) clearTimeout(wakeTimer.timer);
         let deadline: NodeJS.Timeout | undefined;
         await Promise.race([
@@ -451,3 +576,19 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     },
   };
 }
+
+/**
+ * How many of a batch of `size` tasks a handler's result finished: all without a count, else the
+ * count; a sentence when the count makes no sense (it fails the attempt, so it is seen).
+ */
+function completedOf(result: unknown, size: number): number | string {
+  const completed = (result as Partial<BatchResult> | undefined)?.completed;
+  if (result === undefined || result === null || completed === undefined) return size;
+  if (!Number.isInteger(completed) || completed < 0 || completed > size)
+    return `the handler reported completed: ${String(completed)} for a batch of ${size} tasks (expected a whole number from 0 to ${size})`;
+  if (completed === 0) return `the handler finished none of its batch of ${size} tasks (completed: 0)`;
+  return completed;
+}
+
+/** The tokens of a call: its tasks' estimates. */
+const tokensOf = (tasks: readonly TaskRecord[]): number => tasks.reduce((sum, task) => sum + task.tokens, 0);

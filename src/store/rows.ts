@@ -109,6 +109,7 @@ export interface TaskRowOf<P> {
   failures: number;
   last_error: string | null;
   created_at: number;
+  tokens: number;
 }
 
 const messageIdOf = (id: number | null): string | null => (id === null ? null : String(id));
@@ -162,6 +163,7 @@ export const taskRecordOf = <P>(
   summary: summaryRangeOf(payload),
   runs: row.runs,
   failures: row.failures,
+  tokens: row.tokens,
   createdAt: row.created_at,
 });
 

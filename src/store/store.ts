@@ -36,6 +36,7 @@ import type { SettingsOverride } from '../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot, SummaryRange, TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
 import type { TypedEmitter } from '../util/typed-emitter.ts';
+import type { RateLimits } from './rate-limits.ts';
 
 export type TaskState = 'pending' | 'running' | 'succeeded' | 'failed';
 
@@ -75,6 +76,8 @@ export interface TaskRecord {
   readonly runs: number;
   /** Failed attempts before this run. */
   readonly failures: number;
+  /** Estimated input tokens of its messages (batch sizes, token rate limits). */
+  readonly tokens: number;
   readonly createdAt: number;
 }
 
@@ -269,6 +272,12 @@ export interface UpsertSessionRequest {
 export interface Store {
   /** Announces committed changes. Listeners run after the commit. */
   readonly events: TypedEmitter<StoreEvents>;
+
+  /**
+   * Rate limits and provider pauses of task types (`rate-limits.ts`): shared by every process on
+   * PostgreSQL, this process's own on SQLite.
+   */
+  readonly rateLimits: RateLimits;
 
   upsertWorkspace(id: string, settings?: SettingsOverride): Promise<Workspace>;
 

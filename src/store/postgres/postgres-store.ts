@@ -43,6 +43,7 @@ import {
 } from './domain-writes.ts';
 import { applyReports, claimReady, recoverLeases, renewLeases, type TaskRowData } from './queue.ts';
 import { cancelPending, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
+import { createPostgresRateLimits } from './rate-limits.ts';
 import { pgSnapshot } from './snapshot.ts';
 
 export interface PostgresStoreOptions {
@@ -67,6 +68,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
   const store: Store = {
     events,
+    rateLimits: createPostgresRateLimits(transaction),
 
     upsertWorkspace: (id, settings) =>
       transaction(async (db, now): Promise<Workspace> => {

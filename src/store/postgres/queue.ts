@@ -46,7 +46,7 @@ import type { Db } from './connection.ts';
 /** A task row as PostgreSQL returns it (the payload is parsed JSON). */
 export type TaskRowData = TaskRowOf<TaskPayload>;
 
-const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at';
+const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at, tokens';
 
 /**
  * The messages the claimed tasks cover, by task id: one query for the representation tasks'
@@ -222,7 +222,7 @@ async function claimUnits(
      ), started AS (
        UPDATE tasks t SET state = 'running', runs = t.runs + 1, started_at = $1
        FROM ready WHERE t.id = ready.head_task_id AND t.state = 'pending'
-       RETURNING t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at
+       RETURNING t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at, t.tokens
      )
      SELECT (SELECT coalesce(json_agg(l ORDER BY l.head_task_id), '[]') FROM leased l) AS units,
             (SELECT coalesce(json_agg(t ORDER BY t.id), '[]')

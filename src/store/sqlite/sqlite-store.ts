@@ -14,6 +14,7 @@ import type { TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
 import { counterQuery, LIVE_COUNTS_SQL } from '../counter-sql.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
+import { createLocalRateLimits } from '../rate-limits.ts';
 import { countersOf, messageOf, sumOf, taskRowOf } from '../rows.ts';
 import type {
   ClaimedUnit,
@@ -72,6 +73,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
   const store: Store = {
     events,
+    rateLimits: createLocalRateLimits(clock),
 
     async upsertWorkspace(id, settings) {
       return durable(() => {

@@ -50,7 +50,7 @@ const UNIT_FILTER = `u.workspace_id = @workspaceId
   AND (@observerId IS NULL OR u.observer_id = @observerId)
   AND (@senderId IS NULL OR u.sender_id = @senderId)
   AND (@taskType IS NULL OR u.task_type = @taskType)`;
-const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at';
+const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at, tokens';
 
 /** What the store uses of a prepared statement (named here, so declarations can name it). */
 export interface Prepared<P extends unknown[], R> {
@@ -236,7 +236,7 @@ export function prepareStatements(db: Database.Database) {
      * message when it has one (a representation task), so a claim reads them in one statement.
      */
     tasksAfter: p<[number, number, number], TaskRowData & Partial<JoinedMessage>>(
-      `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at,
+      `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at, t.tokens,
          m.peer_id AS m_peer_id, m.seq AS m_seq, m.content AS m_content, m.created_at AS m_created_at
        FROM tasks t LEFT JOIN messages m ON m.id = t.message_id
        WHERE t.unit_id = ? AND t.id > ? AND t.finished_at IS NULL ORDER BY t.id LIMIT ?`,
@@ -318,12 +318,12 @@ export function prepareStatements(db: Database.Database) {
       'INSERT INTO store_probe (id, probed_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at',
     ),
     listTasks: p<[], TaskRowData & UnitRow>(
-      `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at,
+      `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at, t.tokens,
          u.task_type, u.workspace_id, u.session_id, u.observer_id, u.sender_id
        FROM tasks t JOIN work_units u ON u.id = t.unit_id ORDER BY t.id`,
     ),
     listTasksByState: p<[string], TaskRowData & UnitRow>(
-      `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at,
+      `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at, t.tokens,
          u.task_type, u.workspace_id, u.session_id, u.observer_id, u.sender_id
        FROM tasks t JOIN work_units u ON u.id = t.unit_id WHERE t.state = ? ORDER BY t.id`,
     ),
