@@ -46,6 +46,7 @@ export interface BatchResult {
  */
 export type TaskHandler = (
   context: TaskContext,
+  // biome-ignore lint/suspicious/noConfusingVoidType: a handler written `async () => {...}` returns Promise<void>
 ) => Promise<BatchResult | undefined | void> | BatchResult | undefined | void;
 
 export interface SchedulerOptions {
