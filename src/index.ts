@@ -15,7 +15,13 @@ export type {
 export { DEFAULT_WORKSPACE_ID, limits } from './domain/limits.ts';
 export type { Message, Peer, Session, SessionPeer, Workspace } from './domain/model.ts';
 export { DEFAULT_SETTINGS, type DerivationSettings, type SettingsOverride } from './domain/settings.ts';
-export type { SummaryLevel, SummaryRange, TaskPayload } from './domain/task-generation.ts';
+export {
+  estimateTokens,
+  type SummaryLevel,
+  type SummaryRange,
+  type TaskPayload,
+  type TokenEstimator,
+} from './domain/task-generation.ts';
 export { formatWorkUnitKey, TASK_TYPES, type TaskType, type WorkUnitKey } from './domain/work-unit-key.ts';
 export {
   AuthDisabledError,
@@ -46,7 +52,13 @@ export {
 } from './live/live-status.ts';
 export type { StatusView } from './live/status-view.ts';
 export type { SchedulerEvents } from './scheduler/events.ts';
-export type { SchedulerOptions, TaskContext, TaskHandler } from './scheduler/options.ts';
+export type {
+  BatchResult,
+  SchedulerOptions,
+  TaskContext,
+  TaskHandler,
+  TaskTypeLimits,
+} from './scheduler/options.ts';
 export { createScheduler, type Scheduler } from './scheduler/scheduler.ts';
 export { createDeriver, type Deriver } from './service/deriver.ts';
 export type { Progress } from './status/completion-rate.ts';
@@ -65,6 +77,8 @@ export {
   type StoreLocation,
 } from './store/open-store.ts';
 export type { PostgresStoreOptions } from './store/postgres/postgres-store.ts';
+export type { BatchPolicies, BatchPolicy } from './store/queue-plan.ts';
+export type { RateLimit, RateLimits } from './store/rate-limits.ts';
 export { createSqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.ts';
 export {
   CANCELLED_ERROR,

@@ -20,6 +20,8 @@ export interface TaskContext {
    * "Batches"): consecutive tasks of one work unit, handed over together.
    */
   readonly tasks: readonly TaskRecord[];
+  /** The call is a batched type's batch (`tasks` may still hold one task). */
+  readonly batch: boolean;
   /** 1 for the first attempt; grows with every failed attempt (a batch: its first task's). */
   readonly attempt: number;
   /**

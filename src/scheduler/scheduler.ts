@@ -100,6 +100,8 @@ interface ActiveUnit {
   current: TaskRecord | null;
   /** The batch running now, all in one handler call (`[current]` for a task alone). */
   running: readonly TaskRecord[];
+  /** Its tasks are handed over as batches (`ClaimedUnit.batch`). */
+  readonly batch: boolean;
   controller: AbortController | null;
   startedAt: number;
   /** Attempts ended since the last report. */
@@ -289,6 +291,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       queue: claimed.batch ? [] : rest,
       current: head,
       running: [],
+      batch: claimed.batch,
       controller: null,
       startedAt: 0,
       ended: [],
@@ -325,7 +328,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
         () => controller.abort(new TaskTimeoutError(options.timeoutMs)),
         options.timeoutMs,
       );
-      return handler({ task, tasks, attempt, signal: controller.signal });
+      return handler({ task, tasks, batch: unit.batch, attempt, signal: controller.signal });
     })();
     run.catch(() => {}); // a handler that rejects after its timeout must not be an unhandled rejection
     Promise.race([run, aborted]).then(
@@ -336,7 +339,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       if (timeout) clearTimeout(timeout);
       if (unit.current !== task) return;
       const durationMs = performance.now() - unit.startedAt;
-      const outcomes = outcomesOf(tasks, error, result);
+      const outcomes = outcomesOf(unit, tasks, error, result);
       tasks.forEach((t, i) => {
         unit.ended.push({ task: t, outcome: outcomes[i] ?? { kind: 'requeue' }, durationMs });
       });
@@ -362,12 +365,17 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
    * The outcome of each task of a call: the handler's error applies to all of them (each by its own
    * attempts); a batch result finishes its first `completed` and puts the rest back.
    */
-  function outcomesOf(tasks: readonly TaskRecord[], error: unknown, result: unknown): TaskOutcome[] {
+  function outcomesOf(
+    unit: ActiveUnit,
+    tasks: readonly TaskRecord[],
+    error: unknown,
+    result: unknown,
+  ): TaskOutcome[] {
     if (error instanceof RateLimitedError) {
       rateLimited(tasks[0]?.type, error);
       return tasks.map(() => ({ kind: 'requeue' }));
     }
-    if (error === null && tasks.length > 1) {
+    if (error === null && (tasks.length > 1 || unit.batch)) {
       const completed = completedOf(result, tasks.length);
       if (typeof completed === 'string') return tasks.map((task) => outcomeOf(task, new Error(completed)));
       return tasks.map((task, i) => (i < completed ? outcomeOf(task, null) : { kind: 'requeue' }));

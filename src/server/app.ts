@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import pino, { type Logger } from 'pino';
 import { createKeyring } from '../auth/keyring.ts';
+import type { TokenEstimator } from '../domain/task-generation.ts';
 import type { ChangeFeed } from '../feed/change-feed.ts';
 import { openFeed } from '../feed/open-feed.ts';
 import { wakeOnStoredWork } from '../feed/wake-on-stored-work.ts';
@@ -49,6 +50,8 @@ export interface StartOptions {
    * else the built-in demo handler (`config.demoTaskMs` per task)
    */
   readonly handlers?: SchedulerOptions['handlers'];
+  /** Estimates a message's input tokens (batches, token rate limits). @default characters / 4 */
+  readonly estimateTokens?: TokenEstimator;
   /** Retention passes' spacing, batch size and pause (`RETENTION` sets the period). */
   readonly retention?: Pick<RetentionOptions, 'intervalMs' | 'batchSize' | 'pauseMs'>;
   /** How often a progress line is logged while tasks run (workers only). @default 10000 */
@@ -113,12 +116,16 @@ async function assemble(
   resources: ResourceStack,
 ): Promise<App> {
   const handling = resources.use(chooseHandlers(config, options.handlers), (h) => h.close());
-  const store = resources.use(await openStore(config.databaseUrl), (s) => s.close());
+  const store = resources.use(
+    await openStore(config.databaseUrl, { batches: config.taskTypes.batches }),
+    (s) => s.close(),
+  );
   const scheduler = createScheduler({
     timeoutMs: config.taskTimeoutMs,
     maxAttempts: config.maxAttempts,
     leaseMs: config.leaseMs,
     workerId: workerIdOf(config),
+    taskTypes: config.taskTypes.limits,
     ...options.scheduler,
     store,
     concurrency: config.workerConcurrency,
@@ -137,7 +144,7 @@ async function assemble(
   );
   resources.defer(wakeOnStoredWork(feed, () => scheduler.wake()));
   const live = resources.use(createLiveStatus({ status, windowMs: config.coalesceMs }), (l) => l.close());
-  const deriver = createDeriver({ store });
+  const deriver = createDeriver({ store, estimateTokens: options.estimateTokens });
   scheduler.events.on('error', ({ error, operation }) =>
     logger.warn({ err: error, operation }, 'scheduler error'),
   );

@@ -11,6 +11,7 @@ import { parseStoreUrl } from '../store/open-store.ts';
 import { parseDurationMs } from '../util/duration.ts';
 import { normalizeOrigin } from './guards/origin-policy.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './server-limits.ts';
+import { TASK_TYPE_VARIABLES, type TaskTypeConfig, taskTypeConfigOf } from './task-type-config.ts';
 
 export interface Config {
   /** HTTP and WebSocket port; 0 picks a free one. @default 4000 */
@@ -60,6 +61,11 @@ export interface Config {
   readonly leaseMs: number;
   /** Finished task rows older than this are pruned on a schedule; `null` keeps them. @default 7 days */
   readonly retentionMs: number | null;
+  /**
+   * Per task type: batches (`REPRESENTATION_BATCH`, ...), rate limits (`..._RATE_LIMIT`) and this
+   * process's concurrency (`..._CONCURRENCY`). @default none
+   */
+  readonly taskTypes: TaskTypeConfig;
 }
 
 export class ConfigError extends Error {
@@ -250,7 +256,7 @@ const envSchema = z.object({
 });
 
 /** The environment variables the configuration reads. */
-export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+export const CONFIG_VARIABLES: readonly string[] = [...Object.keys(envSchema.shape), ...TASK_TYPE_VARIABLES];
 
 /** Whether a bind address is reachable only from this machine. */
 export function isLoopback(host: string): boolean {
@@ -269,6 +275,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'HANDLER_SECRET is set without HANDLER_URL: it signs the requests sent there; set both',
     );
   }
+  const taskTypes = taskTypeConfigOf(env);
+  if (typeof taskTypes === 'string') throw new ConfigError(taskTypes);
   if (!e.SERVE_API && e.WORKER_CONCURRENCY === 0) {
     throw new ConfigError(
       'SERVE_API=false with WORKER_CONCURRENCY=0 would do nothing: serve the API, run workers, or both',
@@ -294,6 +302,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerId: e.WORKER_ID,
     leaseMs: e.LEASE_MS,
     retentionMs: e.RETENTION,
+    taskTypes,
     limits: {
       maxBodyBytes: e.MAX_BODY_BYTES,
       maxInflightBodyBytes: e.MAX_INFLIGHT_BODY_BYTES,

@@ -3,6 +3,7 @@
  * API) with your handlers, configured as `npm start` is.
  */
 import type { Logger } from 'pino';
+import type { TokenEstimator } from '../domain/task-generation.ts';
 import type { SchedulerOptions } from '../scheduler/options.ts';
 import { type App, startApp } from './app.ts';
 import { type Config, loadConfig } from './config.ts';
@@ -24,6 +25,11 @@ export interface DeriverLiveOptions {
   readonly logger?: Logger;
   /** Scheduler tuning beyond the configuration (leases, retries, claim budget). */
   readonly scheduler?: Omit<SchedulerOptions, 'store' | 'handlers' | 'concurrency'>;
+  /**
+   * Estimates a message's input tokens, for batches and token rate limits (docs/deriver.md).
+   * @default about characters / 4
+   */
+  readonly estimateTokens?: TokenEstimator;
 }
 
 /**
@@ -37,5 +43,6 @@ export function startDeriverLive(options: DeriverLiveOptions = {}): Promise<App>
     handlers: options.handlers,
     logger: options.logger,
     scheduler: options.scheduler,
+    estimateTokens: options.estimateTokens,
   });
 }

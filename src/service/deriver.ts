@@ -20,7 +20,7 @@ import {
   upsertWorkspaceInput,
 } from '../domain/inputs.ts';
 import type { Peer, Session, Workspace } from '../domain/model.ts';
-import { planMessages, planSessionPeers } from '../domain/task-generation.ts';
+import { planMessages, planSessionPeers, type TokenEstimator } from '../domain/task-generation.ts';
 import { NotFoundError } from '../errors.ts';
 import type { StatusQuery } from '../status/status-filter.ts';
 import type { AppendMessagesResult, Store } from '../store/store.ts';
@@ -48,8 +48,14 @@ export interface Deriver {
   assertFilterNamesKnown(filter: StatusQuery): Promise<void>;
 }
 
-export function createDeriver(options: { readonly store: Store }): Deriver {
-  const { store } = options;
+export interface DeriverOptions {
+  readonly store: Store;
+  /** Estimates a message's input tokens (batches, token rate limits). @default characters / 4 */
+  readonly estimateTokens?: TokenEstimator | undefined;
+}
+
+export function createDeriver(options: DeriverOptions): Deriver {
+  const { store, estimateTokens } = options;
   return {
     async upsertWorkspace(input) {
       const { id, settings } = parseInput(upsertWorkspaceInput, input);
@@ -91,7 +97,7 @@ export function createDeriver(options: { readonly store: Store }): Deriver {
     async addMessages(input) {
       const { workspaceId, sessionId, messages } = parseInput(addMessagesInput, input);
       return store.appendMessages({ workspaceId, sessionId, messages }, (snapshot) =>
-        planMessages(snapshot, messages),
+        planMessages(snapshot, messages, estimateTokens),
       );
     },
 

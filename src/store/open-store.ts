@@ -4,11 +4,14 @@
  * - `postgres://...` or `postgresql://...`: the PostgreSQL store (pg). An optional `schema` query
  *   parameter (`postgres://host/db?schema=deriver`) selects the schema holding the tables.
  */
+import type { BatchPolicies } from './queue-plan.ts';
 import type { Store } from './store.ts';
 
 export interface OpenStoreOptions {
   /** Milliseconds since the epoch (tests). @default the store's own clock */
   readonly clock?: () => number;
+  /** Task types whose units are handed over in batches (docs/deriver.md, "Batches"). @default none */
+  readonly batches?: BatchPolicies;
 }
 
 export type StoreLocation =
@@ -36,12 +39,13 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
   const location = parseStoreUrl(url);
   if (location.kind === 'sqlite') {
     const { createSqliteStore } = await import('./sqlite/sqlite-store.ts');
-    return createSqliteStore({ path: location.path, clock: options.clock });
+    return createSqliteStore({ path: location.path, clock: options.clock, batches: options.batches });
   }
   const { createPostgresStore } = await import('./postgres/postgres-store.ts');
   return createPostgresStore({
     connectionString: location.connectionString,
     schema: location.schema,
     clock: options.clock,
+    batches: options.batches,
   });
 }
