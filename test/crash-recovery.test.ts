@@ -32,14 +32,23 @@ function readLog(path: string): { started: Map<number, number>; ended: Set<numbe
   return { started, ended };
 }
 
-describe.each(STORES)('crash recovery ($name)', (backend) => {
-  it('finishes every task after the worker process is SIGKILLed mid-run; interrupted tasks run again', async () => {
+/** Batches of 5 representation tasks, ready at once (no waiting to fill). */
+const BATCHES = { representation: { maxTasks: 5, maxTokens: 1e9, maxWaitMs: 0 } };
+
+describe.each(
+  STORES.flatMap((backend) => [
+    { name: backend.name, backend, batch: false },
+    { name: `${backend.name}, batches`, backend, batch: true },
+  ]),
+)('crash recovery ($name)', ({ backend, batch }) => {
+  it('finishes every task after the worker process is SIGKILLed mid-run; interrupted tasks run again, in order', async () => {
     const temp = tempDir();
     cleanups.push(temp.remove);
     const location = await backend.fresh();
     cleanups.push(location.dispose);
     const logPath = temp.path('worker.log');
-    h = await createHarness({ storeUrl: location.url });
+    const batches = batch ? BATCHES : {};
+    h = await createHarness({ storeUrl: location.url, batches });
     await h.deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
     for (let s = 0; s < 10; s++) {
       await h.deriver.upsertSession({ id: `s${s}`, peers: [{ peerId: `p${s}` }] });
@@ -50,6 +59,7 @@ describe.each(STORES)('crash recovery ($name)', (backend) => {
 
     child = spawn(process.execPath, ['--import', 'tsx', WORKER, location.url, logPath], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, BATCH_TASKS: batch ? '5' : '0' },
     });
     const exited = new Promise((resolve) => child!.once('exit', resolve));
     // Kill it once it has finished some tasks and is in the middle of others.
@@ -72,7 +82,7 @@ describe.each(STORES)('crash recovery ($name)', (backend) => {
     const interrupted = [...before.started.keys()].filter((id) => !before.ended.has(id));
     expect(interrupted.length).toBeGreaterThan(0);
 
-    h = await createHarness({ storeUrl: location.url });
+    h = await createHarness({ storeUrl: location.url, batches });
     const mid = await h.status.get({ workspaceId: 'default' });
     expect(mid.totalWorkUnits).toBe(200);
     expect(mid.completedWorkUnits).toBeLessThan(200);
@@ -83,13 +93,29 @@ describe.each(STORES)('crash recovery ($name)', (backend) => {
     }));
     expect(runningAtCrash.length).toBeGreaterThan(0);
     const rerun: number[] = [];
+    const callSizes: number[] = [];
     const idle = h.idle();
     h.startScheduler({
       leaseMs: 400,
       pollMs: 20,
-      handlers: { representation: ({ task }) => void rerun.push(task.id), summary: unexpectedSummary },
+      handlers: {
+        representation: ({ tasks }) => {
+          callSizes.push(tasks.length);
+          rerun.push(...tasks.map((t) => t.id));
+        },
+        summary: unexpectedSummary,
+      },
     });
     await idle;
+    // A unit's tasks ran in order after the crash too (ids grow within a session's unit).
+    const unitOf = new Map((await h.store.listTasks()).map((t) => [t.id, t.key.sessionId]));
+    const lastBySession = new Map<string, number>();
+    for (const id of rerun) {
+      const session = unitOf.get(id) ?? '';
+      expect(id).toBeGreaterThan(lastBySession.get(session) ?? 0);
+      lastBySession.set(session, id);
+    }
+    if (batch) expect(Math.max(...callSizes)).toBeGreaterThan(1);
 
     const tasks = await h.store.listTasks();
     expect(tasks).toHaveLength(200);

@@ -11,6 +11,7 @@ import { isIdle, type StatusCounts } from '../src/status/counts.ts';
 import { createStatusEngine, type StatusEngine } from '../src/status/status-engine.ts';
 import type { StatusQuery } from '../src/status/status-filter.ts';
 import { openStore } from '../src/store/open-store.ts';
+import type { BatchPolicies } from '../src/store/queue-plan.ts';
 import type { Store, TaskRow } from '../src/store/store.ts';
 import { SQLITE, type StoreBackend } from './support/stores.ts';
 
@@ -50,11 +51,13 @@ export async function createHarness(
     clock?: () => number;
     /** The status engine's budget of entries for filters nobody watches. */
     statusEntries?: number;
+    /** Batched task types (the store's). */
+    batches?: BatchPolicies;
   } = {},
 ): Promise<Harness> {
   const fresh = options.storeUrl ? undefined : await (options.backend ?? SQLITE).fresh();
   const storeUrl = options.storeUrl ?? fresh!.url;
-  const store = await openStore(storeUrl, { clock: options.clock });
+  const store = await openStore(storeUrl, { clock: options.clock, batches: options.batches });
   const feed = await openFeed(storeUrl, store);
   const status = createStatusEngine({ store, feed, maxEntries: options.statusEntries });
   const unwake = wakeOnStoredWork(feed, () => harness.scheduler?.wake());
