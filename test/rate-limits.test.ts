@@ -5,6 +5,7 @@
  * every instance back without burning an attempt, and a type capped at one unit at a time while
  * another type goes on.
  */
+import { setImmediate as setImmediateAsync } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RateLimitedError } from '../src/errors.ts';
 import { openStore } from '../src/store/open-store.ts';
@@ -135,38 +136,52 @@ describe('rate limits shared on PostgreSQL', () => {
   it("a provider's 429 holds every instance back and burns no attempt", async () => {
     const [first, second] = await twoInstances(6, 4);
     let penaltyUntil = 0;
-    let received429 = 0;
+    const received429 = new Map<Harness, number>();
     const limited = deferred();
-    /** A provider that answers 429 (Retry-After 1 s) to its 5th call and to every call during the wait. */
     let calls = 0;
-    const provider = async () => {
+    /** A provider that answers 429 (Retry-After 1 s) to its 5th call and to every call during that wait. */
+    const provider = (harness: Harness) => async () => {
       calls++;
       const now = Date.now();
       if (calls === 5 || now < penaltyUntil) {
         if (calls === 5) penaltyUntil = now + 1_000;
-        received429++;
+        received429.set(harness, (received429.get(harness) ?? 0) + 1);
         limited.resolve();
         throw new RateLimitedError('HTTP 429: slow down', 1);
       }
     };
-    for (const harness of [first, second]) {
+    const start = (harness: Harness) =>
       harness.startScheduler({
         concurrency: 2,
         pollMs: 50,
         maxAttempts: 1, // an attempt counted for a 429 would fail its task at once
         // A generous limit: every call asks the shared state, where the pause is.
         taskTypes: { representation: { rateLimit: { requests: 1_000, intervalMs: 1_000 } } },
-        handlers: { representation: provider, summary: unexpectedSummary },
+        handlers: { representation: provider(harness), summary: unexpectedSummary },
       });
-    }
+    start(first);
     await limited.promise;
+    // Once the pause is in the shared state, a second instance starts: it must not call the
+    // provider until the pause is over (without sharing it would meet the provider's wait at once).
+    // (A wait of over half a second is the pause: paced calls here wait 1 ms.)
+    const pauseRecorded = async () =>
+      ((await second.store.rateLimits.waits()).get('representation') ?? 0) > 500;
+    while (!(await pauseRecorded()) && Date.now() < penaltyUntil) await setImmediateAsync();
+    const secondStarted = Date.now();
+    start(second);
+    let secondCalls = 0;
+    second.scheduler?.events.on('task:started', () => {
+      secondCalls++;
+    });
     await first.idle();
     const tasks = await first.store.listTasks();
     expect(tasks).toHaveLength(24);
     expect(tasks.every((t) => t.state === 'succeeded' && t.failures === 0)).toBe(true);
-    // Only calls already on their way when the first 429 came can meet the provider's wait: without
-    // the shared pause both instances would keep calling it for the whole second.
-    expect(received429).toBeLessThanOrEqual(4);
+    expect(received429.get(second) ?? 0).toBe(0);
+    expect(secondCalls).toBeGreaterThan(0);
+    expect(penaltyUntil).toBeGreaterThan(secondStarted);
+    // The first instance met the wait only with calls already on their way (its 2 workers).
+    expect(received429.get(first)).toBeLessThanOrEqual(2);
   });
 });
 
