@@ -45,6 +45,60 @@ function client(s: TestServer): DeriverClient {
 const byId = (rows: readonly TaskRow[]) => new Map(rows.map((r) => [String(r.id), r]));
 
 describe('HANDLER_URL: a deriver in Python', () => {
+  it('takes batches: {tasks: [...]} in order, a partial answer, a 429 pausing without a failure, a rejected task failing alone', async () => {
+    const temp = tempDir();
+    cleanups.push(() => temp.remove());
+    const python = await worker({ output: temp.path('out.jsonl') });
+    const started = await startTestServer({
+      config: {
+        handlerUrl: python.url,
+        maxAttempts: 1, // a 429 or a put-back counted as an attempt would fail a task at once
+        workerConcurrency: 2,
+        taskTypes: {
+          batches: { representation: { maxTasks: 3, maxTokens: 1_000_000, maxWaitMs: 0 } },
+          limits: {},
+        },
+      },
+    });
+    cleanups.push(() => started.close());
+    const c = client(started);
+    await c.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
+    await c.upsertSession({ id: 'chat', peers: [{ peerId: 'alice' }] });
+    const rateLimited: string[] = [];
+    started.app.scheduler.events.on('type:rate-limited', ({ type, error }) => {
+      rateLimited.push(`${type}: ${error}`);
+    });
+    const contents = ['one #limited', 'two', 'three', 'four #reject', 'five', 'six'];
+    await c.addMessages({
+      sessionId: 'chat',
+      messages: contents.map((content) => ({ peerId: 'alice', content })),
+    });
+    const final = await c.waitForIdle({ sessionId: 'chat' }, { timeoutMs: 30_000 });
+    expect(final).toMatchObject({ totalWorkUnits: 6, completedWorkUnits: 6, failedWorkUnits: 1 });
+    const rows = await started.app.store.listTasks();
+    // Only the rejected task failed (alone, not its batch); the 429 and the partial answers counted nothing.
+    expect(rows.map((r) => [r.payload.seq, r.state, r.failures])).toEqual([
+      [1, 'succeeded', 0],
+      [2, 'succeeded', 0],
+      [3, 'succeeded', 0],
+      [4, 'failed', 1],
+      [5, 'succeeded', 0],
+      [6, 'succeeded', 0],
+    ]);
+    expect(rows[3]?.lastError).toBe('cannot derive anything from a message marked #reject');
+    // The first batch met the 429 (Retry-After: 1) and paused the type.
+    expect(rateLimited).toEqual([
+      'representation: the handler at ' +
+        new URL(python.url).origin +
+        ' is rate limited (HTTP 429: the model provider is rate limited)',
+    ]);
+    const records = python.records();
+    // Each task done once, in order, and in batches.
+    expect(records.map((r) => r.seqs[0])).toEqual([1, 2, 3, 5, 6]);
+    expect(records.every((r) => r.batch !== null && r.batch >= 1)).toBe(true);
+    expect(Math.max(...records.map((r) => r.batch ?? 0))).toBe(3);
+  }, 60_000);
+
   it('runs every task there: contents and summary ranges sent, signed, 2xx/4xx/5xx/timeout mapped, unit order kept, connections reused', async () => {
     const temp = tempDir();
     cleanups.push(() => temp.remove());

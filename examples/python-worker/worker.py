@@ -8,7 +8,11 @@ README "Bring your own deriver"). This worker:
   HANDLER_SECRET (401: the task fails for good, with this worker's answer as its error);
 - "derives" something small from the messages (here: word counts) and appends one JSON line per
   task to OUTPUT (default: standard output);
-- answers 200 when done, 4xx when the task can never succeed, 5xx when it may succeed later;
+- answers 200 when done, 4xx when the task can never succeed, 5xx when it may succeed later, and
+  429 with Retry-After when its (pretend) model provider is rate limited;
+- takes batches too: a batched task type (REPRESENTATION_BATCH=...) sends {"tasks": [...]}, a
+  unit's consecutive tasks in order; the worker does them in order and answers {"completed": n}
+  when it stops early, so the rest come back in the next batch (with the one that stopped it first);
 - is idempotent: a task id it already finished is answered 200 again without doing the work twice
   (a task may be delivered twice after a crash or a lost answer).
 
@@ -16,6 +20,7 @@ For trying failure handling, a message whose content holds one of these words ma
   #reject  answer 422 (the task fails for good)
   #flaky   answer 503 on the first attempt (the task is retried)
   #slow    sleep SLOW_SECONDS (default 5) on the first attempt (Deriver Live times it out)
+  #limited answer 429 with Retry-After: 1 the first time (the task type pauses, no failure counted)
 
 Run:  HANDLER_SECRET=s3cret python3 examples/python-worker/worker.py --port 8080
 It prints "listening on http://127.0.0.1:PORT/" once ready (--port 0 picks a free port).
@@ -36,6 +41,7 @@ SLOW_SECONDS = float(os.environ.get("SLOW_SECONDS", "5"))
 OUTPUT = os.environ.get("OUTPUT")
 
 _done = set()
+_limited = set()
 _lock = threading.Lock()
 
 
@@ -67,6 +73,14 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def answer_json(self, status, value):
+        body = json.dumps(value).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
@@ -76,23 +90,59 @@ class Handler(BaseHTTPRequestHandler):
             if not hmac.compare_digest(expected, given):
                 return self.answer(401, "invalid signature: check HANDLER_SECRET on both sides")
         try:
-            task = json.loads(body)
+            payload = json.loads(body)
         except ValueError:
             return self.answer(400, "the body is not JSON")
 
+        batch = payload.get("tasks")
+        tasks = batch if batch is not None else [payload]
+        done = 0
+        for task in tasks:
+            refusal = self.refusal(task)
+            if refusal:
+                break
+            self.derive_once(task, len(tasks) if batch is not None else None)
+            done += 1
+        if done == len(tasks):
+            return self.answer_json(200, {"completed": done}) if batch is not None else self.answer(200, "ok")
+        if done > 0:
+            # A batch stopped early: the first `done` are finished, the rest come back later.
+            return self.answer_json(200, {"completed": done})
+        status, text, headers = refusal
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        encoded = text.encode("utf-8")
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(encoded)))
+        self.end_headers()
+        self.wfile.write(encoded)
+
+    def refusal(self, task):
+        """Why this task cannot be done now: (status, text, headers), or None to do it."""
         contents = " ".join(m["content"] for m in task["messages"])
         first = task["attempt"] == 1
         with _lock:
-            seen = task["taskId"] in _done
-        if seen:
-            return self.answer(200, "already done")
+            if task["taskId"] in _done:
+                return None
         if "#reject" in contents:
-            return self.answer(422, "cannot derive anything from a message marked #reject")
+            return (422, "cannot derive anything from a message marked #reject", {})
         if "#flaky" in contents and first:
-            return self.answer(503, "model overloaded, try again")
+            return (503, "model overloaded, try again", {})
+        if "#limited" in contents and task["taskId"] not in _limited:
+            # Once per task: a 429 is not an attempt, so the attempt number does not grow.
+            with _lock:
+                _limited.add(task["taskId"])
+            return (429, "the model provider is rate limited", {"Retry-After": "1"})
         if "#slow" in contents and first:
             time.sleep(SLOW_SECONDS)
+        return None
 
+    def derive_once(self, task, batch_size):
+        """Does the task unless it was done before (a task may be delivered twice)."""
+        with _lock:
+            if task["taskId"] in _done:
+                return
         record(
             {
                 "taskId": task["taskId"],
@@ -105,11 +155,11 @@ class Handler(BaseHTTPRequestHandler):
                 "summary": task["summary"],
                 "words": derive(task),
                 "connection": self.client_address[1],
+                "batch": batch_size,
             }
         )
         with _lock:
             _done.add(task["taskId"])
-        self.answer(200, "ok")
 
     def log_message(self, format, *args):  # quiet: one JSON line per task is the output
         pass

@@ -363,7 +363,8 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
 
   /**
    * The outcome of each task of a call: the handler's error applies to all of them (each by its own
-   * attempts); a batch result finishes its first `completed` and puts the rest back.
+   * attempts), except `PermanentTaskError`, which fails a batch's first task only; a batch result
+   * finishes its first `completed` and puts the rest back.
    */
   function outcomesOf(
     unit: ActiveUnit,
@@ -375,6 +376,9 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       rateLimited(tasks[0]?.type, error);
       return tasks.map(() => ({ kind: 'requeue' }));
     }
+    // "Never" is about one input: a batch's first task fails for good, the rest go back in line.
+    if (error instanceof PermanentTaskError && tasks.length > 1)
+      return tasks.map((task, i) => (i === 0 ? outcomeOf(task, error) : { kind: 'requeue' }));
     if (error === null && (tasks.length > 1 || unit.batch)) {
       const completed = completedOf(result, tasks.length);
       if (typeof completed === 'string') return tasks.map((task) => outcomeOf(task, new Error(completed)));

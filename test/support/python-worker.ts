@@ -16,6 +16,8 @@ export interface WorkerRecord {
   readonly words: Record<string, number>;
   /** The client port of the connection the request came on. */
   readonly connection: number;
+  /** The size of the batch it came in; `null` when it came alone (an unbatched type). */
+  readonly batch: number | null;
 }
 
 export interface PythonWorker {
