@@ -9,7 +9,8 @@ import { z } from 'zod';
 import { authorize } from '../auth/authorize.ts';
 import { PAGE_SIZE, pageSizeSchema, retryFailedTasksInput, unitFilterInput } from '../domain/inputs.ts';
 import { TASK_TYPES, type TaskType } from '../domain/work-unit-key.ts';
-import { type PageOf, WORKSPACE_LIST_LIMIT } from '../service/queue.ts';
+import { type PageOf, WORKSPACE_LIST_LIMIT, type WorkUnitView } from '../service/queue.ts';
+import type { WaitingFor } from '../service/waiting-for.ts';
 import type { FailedTask, WorkUnitInfo } from '../store/store.ts';
 import { builder } from './builder.ts';
 import { toUnitFilter, workspaceOf } from './filter-args.ts';
@@ -84,7 +85,57 @@ const unitKeyFields = <T extends { key: WorkUnitInfo['key'] }>(
   senderId: t.id({ nullable: true, description: 'null for a summary.', resolve: (u) => u.key.senderId }),
 });
 
-const WorkUnitType = builder.objectRef<WorkUnitInfo>('WorkUnit').implement({
+const WaitReasonEnum = builder.enumType('WaitReason', {
+  description: 'Why a work unit with pending tasks is not running them.',
+  values: {
+    BEHIND_RUNNING_TASK: {
+      description: 'Its next task waits for the one running now (one at a time, in order).',
+    },
+    CLAIMED: { description: 'A worker holds it and is about to start its next task.' },
+    BACKING_OFF: { description: 'Its next task failed and waits for its retry, until `until`.' },
+    RATE_LIMITED: {
+      description: "Its task type is rate limited (a limit, or a provider's 429), until `until`.",
+    },
+    BATCH_FILLING: {
+      description:
+        'Its batch is filling (tokens of targetTokens, tasks of targetTasks); it goes at `until` anyway.',
+    },
+    NO_FREE_WORKER: {
+      description: 'It is ready; every worker (or every slot its task type may use) is busy.',
+    },
+  } as const,
+});
+
+const WaitingForType = builder.objectRef<WaitingFor>('WaitingFor').implement({
+  description: 'Why a work unit waits, with its figures.',
+  fields: (t) => ({
+    reason: t.field({ type: WaitReasonEnum, resolve: (w) => w.reason }),
+    until: t.string({
+      nullable: true,
+      description:
+        'When the wait ends (ISO 8601): a retry, the end of a rate limit, or when a filling batch goes anyway.',
+      resolve: (w) => iso(w.until),
+    }),
+    tokens: t.int({
+      nullable: true,
+      description: 'BATCH_FILLING: estimated tokens pending.',
+      resolve: (w) => w.tokens,
+    }),
+    targetTokens: t.int({
+      nullable: true,
+      description: 'BATCH_FILLING: tokens that fill a batch.',
+      resolve: (w) => w.targetTokens,
+    }),
+    tasks: t.int({ nullable: true, description: 'BATCH_FILLING: tasks pending.', resolve: (w) => w.tasks }),
+    targetTasks: t.int({
+      nullable: true,
+      description: 'BATCH_FILLING: tasks that fill a batch.',
+      resolve: (w) => w.targetTasks,
+    }),
+  }),
+});
+
+const WorkUnitType = builder.objectRef<WorkUnitView>('WorkUnit').implement({
   description:
     'A work unit: the tasks of one (taskType, session, observer, sender) key, which run one at a time in order.',
   fields: (t) => ({
@@ -128,6 +179,12 @@ const WorkUnitType = builder.objectRef<WorkUnitInfo>('WorkUnit').implement({
       description: 'The error of its newest task that has one (a failure for good, or a failed attempt).',
       resolve: (u) => u.lastError,
     }),
+    waitingFor: t.field({
+      type: WaitingForType,
+      nullable: true,
+      description: 'Why its pending tasks are not running now; null when none is pending.',
+      resolve: (u) => u.waitingFor,
+    }),
   }),
 });
 
@@ -148,7 +205,7 @@ const FailedTaskType = builder.objectRef<FailedTask>('FailedTask').implement({
   }),
 });
 
-const WorkUnitConnection = builder.objectRef<{ page: PageOf<WorkUnitInfo> }>('WorkUnitConnection').implement({
+const WorkUnitConnection = builder.objectRef<{ page: PageOf<WorkUnitView> }>('WorkUnitConnection').implement({
   fields: (t) => ({
     nodes: t.field({ type: [WorkUnitType], resolve: (c) => [...c.page.items] }),
     pageInfo: t.field({ type: PageInfoType, resolve: (c) => pageInfoOf('workUnits', c.page) }),

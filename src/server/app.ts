@@ -174,7 +174,13 @@ async function assemble(
   );
   server = createDeriverServer({
     ...options.server,
-    services: { deriver, status, live, keys, queue: createQueueService({ store }) },
+    services: {
+      deriver,
+      status,
+      live,
+      keys,
+      queue: createQueueService({ store, batches: config.taskTypes.batches }),
+    },
     logger,
     limits: config.limits,
     allowedOrigins: config.allowedOrigins,

@@ -4,7 +4,14 @@
  * `retryFailedTasksInput`). Every change goes through the store, which announces it like any
  * other, so status counts and subscribers follow.
  */
+import type { BatchPolicies } from '../store/queue-plan.ts';
 import type { CancelResult, FailedTask, Page, Store, UnitFilter, WorkUnitInfo } from '../store/store.ts';
+import { type WaitingFor, waitingFor } from './waiting-for.ts';
+
+/** A work unit as the API shows it: what the store knows, and why it waits. */
+export interface WorkUnitView extends WorkUnitInfo {
+  readonly waitingFor: WaitingFor | null;
+}
 
 /** One page of a list, and whether another follows. */
 export interface PageOf<T> {
@@ -17,7 +24,7 @@ export interface QueueService {
   workUnits(
     filter: UnitFilter,
     page: Page & { readonly includeIdle?: boolean },
-  ): Promise<PageOf<WorkUnitInfo>>;
+  ): Promise<PageOf<WorkUnitView>>;
   /** Tasks of matching units that failed for good, by id after `page.afterId`. */
   failedTasks(filter: UnitFilter, page: Page): Promise<PageOf<FailedTask>>;
   /** Puts failed tasks back in line (only `taskIds` when given); returns how many. */
@@ -31,16 +38,37 @@ export interface QueueService {
 /** Workspaces listed at most (the dashboard's picker). */
 export const WORKSPACE_LIST_LIMIT = 200;
 
-export function createQueueService(options: { readonly store: Store }): QueueService {
-  const { store } = options;
+export function createQueueService(options: {
+  readonly store: Store;
+  /** The store's batched task types (to say how full a filling batch is). @default none */
+  readonly batches?: BatchPolicies | undefined;
+}): QueueService {
+  const { store, batches = {} } = options;
   /** Asks for one row more than the page, to tell whether another page follows. */
   const paged = async <T>(page: Page, list: (page: Page) => Promise<T[]>): Promise<PageOf<T>> => {
     const rows = await list({ afterId: page.afterId, limit: page.limit + 1 });
     return { items: rows.slice(0, page.limit), hasNextPage: rows.length > page.limit };
   };
   return {
-    workUnits: (filter, page) =>
-      paged(page, (p) => store.listWorkUnits(filter, { ...p, includeIdle: page.includeIdle === true })),
+    async workUnits(filter, page) {
+      const [units, rateWaits] = await Promise.all([
+        paged(page, (p) => store.listWorkUnits(filter, { ...p, includeIdle: page.includeIdle === true })),
+        store.rateLimits.waits(),
+      ]);
+      const now = Date.now();
+      return {
+        ...units,
+        items: units.items.map((unit) => ({
+          ...unit,
+          waitingFor: waitingFor(
+            unit,
+            now,
+            batches[unit.key.taskType],
+            rateWaits.get(unit.key.taskType) ?? 0,
+          ),
+        })),
+      };
+    },
     failedTasks: (filter, page) => paged(page, (p) => store.listFailedTasks(filter, p)),
     retryFailedTasks: (filter, taskIds) => store.retryFailedTasks(filter, taskIds),
     workspaces: () => store.listWorkspaces(WORKSPACE_LIST_LIMIT),

@@ -197,7 +197,13 @@ export const workUnitInsightColumns = (jsonArray: 'json_array' | 'json_build_arr
     WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'running' ORDER BY t.id LIMIT 1) END
     AS running_task,
   (SELECT t.last_error FROM tasks t WHERE t.unit_id = u.id AND t.last_error IS NOT NULL
-    ORDER BY t.id DESC LIMIT 1) AS last_error`;
+    ORDER BY t.id DESC LIMIT 1) AS last_error,
+  CASE WHEN u.pending > 0 THEN (SELECT coalesce(sum(x.tokens), 0) FROM (SELECT t.tokens FROM tasks t
+    WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'pending' ORDER BY t.id
+    LIMIT ${PENDING_TOKENS_SCAN}) x) ELSE 0 END AS pending_tokens`;
+
+/** Pending tasks whose tokens an inspection sums at most per unit (a batch is far smaller). */
+export const PENDING_TOKENS_SCAN = 1000;
 
 /** The oldest pending task over every unit (`Store.oldestPendingAt`). */
 export const OLDEST_PENDING_SQL = `SELECT min(oldest) AS oldest FROM (
@@ -214,6 +220,7 @@ export interface WorkUnitInfoRow extends UnitRow {
   /** `[id, started_at, failures]` of the running task: JSON text in SQLite, parsed in PostgreSQL. */
   running_task: string | [number, number, number] | null;
   last_error: string | null;
+  pending_tokens: number;
 }
 
 export function workUnitInfoOf(row: WorkUnitInfoRow): WorkUnitInfo {
@@ -228,6 +235,9 @@ export function workUnitInfoOf(row: WorkUnitInfoRow): WorkUnitInfo {
       taskId === undefined ? null : { taskId, startedAt: startedAt ?? 0, attempt: (failures ?? 0) + 1 },
     retryAt: row.retrying > 0 ? row.available_at : null,
     lastError: row.last_error,
+    claimableAt: row.head_task_id === null ? null : Number(row.available_at),
+    leased: row.lease_owner !== null,
+    pendingTokens: Number(row.pending_tokens ?? 0),
   };
 }
 

@@ -224,6 +224,15 @@ export interface WorkUnitInfo {
   readonly retryAt: number | null;
   /** The error of its newest task that has one (a failure, or a failed attempt). */
   readonly lastError: string | null;
+  /**
+   * When it may be claimed (epoch ms): its retry time, or when its batch is due; `null` with
+   * nothing to do. Meaningful while it is not leased.
+   */
+  readonly claimableAt: number | null;
+  /** A worker holds it now. */
+  readonly leased: boolean;
+  /** Estimated tokens of its pending tasks (of its first 1,000). */
+  readonly pendingTokens: number;
 }
 
 /** A task that failed for good. */
