@@ -214,3 +214,34 @@ it.each([
     await page.screenshot({ path: `${SHOTS}dashboard-${name}-${width}-${scheme}.png`, fullPage: true });
   },
 );
+
+it('lists the units that wait and why: a batch filling, with its tokens and tasks of their targets', async () => {
+  server = await startTestServer({
+    config: {
+      taskTypes: {
+        batches: { representation: { maxTasks: 50, maxTokens: 512, maxWaitMs: 3_600_000 } },
+        limits: {},
+      },
+    },
+  });
+  await run(server, 'mutation{upsertWorkspace(id:"default",settings:{summariesEnabled:false}){id}}');
+  browser = await launchChromium();
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await page.goto(server.url.replace(/\/graphql$/, '/'));
+  await page.locator('#state.live').waitFor();
+  await run(server, 'mutation{upsertSession(id:"chat",peers:[{peerId:"alice"}]){id}}');
+  // 40 characters: 10 tokens each.
+  const text = 'x'.repeat(40);
+  await run(
+    server,
+    `mutation{addMessages(sessionId:"chat",messages:[{peerId:"alice",content:"${text}"},{peerId:"alice",content:"${text}"}]){enqueuedTasks}}`,
+  );
+  const row = page.locator('#waiting tr[data-unit]');
+  await expect.poll(() => row.count()).toBe(1);
+  expect(await row.locator('td').allTextContents()).toEqual([
+    'alice ← alice',
+    'chat',
+    '2',
+    expect.stringMatching(/^its batch: 20\/512 tokens, 2\/50 tasks \(goes in 59 min \d+ s\)$/),
+  ]);
+});
