@@ -5,7 +5,7 @@
  */
 import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
-import type { TaskType } from '../../domain/work-unit-key.ts';
+import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
 import {
   availableAt,
   type BatchPolicies,

@@ -177,6 +177,12 @@ export function prepareStatements(db: Database.Database) {
        ORDER BY id LIMIT 1`,
     ),
     /** Units to claim, oldest head first, with how often their head's runs were interrupted. */
+    /** Units to claim of every task type (the usual lane: no batch, no per-type limit). */
+    readyUnitsAll: p<[number, number], { id: number; head_task_id: number; interruptions: number }>(
+      `SELECT w.id, w.head_task_id, h.interruptions FROM work_units w JOIN tasks h ON h.id = w.head_task_id
+       WHERE w.head_task_id IS NOT NULL AND w.lease_owner IS NULL AND w.available_at <= ?
+       ORDER BY w.head_task_id LIMIT ?`,
+    ),
     /** The task types are a JSON array (a claim lane's). */
     readyUnits: p<[number, string, number], { id: number; head_task_id: number; interruptions: number }>(
       `SELECT w.id, w.head_task_id, h.interruptions FROM work_units w JOIN tasks h ON h.id = w.head_task_id
