@@ -107,11 +107,11 @@ export function claimReady(
   for (const lane of claimLanes(request.max, request.maxByType, batches)) {
     const max = Math.min(lane.max, request.max - claimed.length);
     if (max <= 0) break;
-    for (const { id, head_task_id, interruptions } of sql.readyUnits.all(
-      now,
-      JSON.stringify(lane.types),
-      max,
-    )) {
+    const ready =
+      lane.types.length === TASK_TYPES.length
+        ? sql.readyUnitsAll.all(now, max)
+        : sql.readyUnits.all(now, JSON.stringify(lane.types), max);
+    for (const { id, head_task_id, interruptions } of ready) {
       let started: (TaskRowData & Partial<JoinedMessage>)[];
       let rest: (TaskRowData & Partial<JoinedMessage>)[] = [];
       if (lane.batch && interruptions === 0) {
