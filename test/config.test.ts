@@ -84,6 +84,58 @@ describe('configuration', () => {
   });
 });
 
+describe('batches, rate limits and concurrency per task type', () => {
+  it('reads them, with Honcho-like defaults for a bare on', () => {
+    const config = loadConfig({
+      REPRESENTATION_BATCH: 'on',
+      SUMMARY_BATCH: 'tokens=2000, tasks=4 wait=500ms',
+      REPRESENTATION_RATE_LIMIT: 'requests=500 tokens=200000 per=1m',
+      SUMMARY_CONCURRENCY: '1',
+    });
+    expect(config.taskTypes).toEqual({
+      batches: {
+        representation: { maxTokens: 512, maxTasks: 50, maxWaitMs: 1_800_000 },
+        summary: { maxTokens: 2000, maxTasks: 4, maxWaitMs: 500 },
+      },
+      limits: {
+        representation: {
+          rateLimit: { requests: 500, tokens: 200_000, intervalMs: 60_000 },
+          concurrency: undefined,
+        },
+        summary: { rateLimit: undefined, concurrency: 1 },
+      },
+    });
+    expect(loadConfig({}).taskTypes).toEqual({ batches: {}, limits: {} });
+  });
+
+  it('refuses a bad value with one line naming the variable', () => {
+    const refused = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(refused({ REPRESENTATION_BATCH: 'tokens=lots' })).toBe(
+      'REPRESENTATION_BATCH: tokens must be a whole number of at least 1 (got "lots")',
+    );
+    expect(refused({ SUMMARY_BATCH: 'size=3' })).toBe(
+      'SUMMARY_BATCH must be key=value pairs with keys tokens, tasks, wait (got "size=3" in "size=3")',
+    );
+    expect(refused({ REPRESENTATION_RATE_LIMIT: 'per=1m' })).toBe(
+      'REPRESENTATION_RATE_LIMIT needs requests=N, tokens=N or both (got "per=1m")',
+    );
+    expect(refused({ REPRESENTATION_RATE_LIMIT: 'requests=5 per=soon' })).toBe(
+      'REPRESENTATION_RATE_LIMIT: per must be a duration like 500ms, 30s, 30m or 1h (got "soon")',
+    );
+    expect(refused({ SUMMARY_CONCURRENCY: '0' })).toBe(
+      'SUMMARY_CONCURRENCY must be a whole number of at least 1 (got "0")',
+    );
+  });
+});
+
 describe('npm start', () => {
   async function start(env: Record<string, string>) {
     const temp = tempDir();

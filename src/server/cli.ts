@@ -67,6 +67,29 @@ export const SETTINGS: readonly Setting[] = [
     default: '7d',
   },
   {
+    env: 'REPRESENTATION_BATCH',
+    meaning:
+      'batches of representation tasks: on (512 tokens, 50 tasks, 30m) or "tokens=512 tasks=32 wait=5m"',
+    default: 'off',
+  },
+  { env: 'SUMMARY_BATCH', meaning: 'the same for summary tasks', default: 'off' },
+  {
+    env: 'REPRESENTATION_RATE_LIMIT',
+    meaning: 'calls and tokens per interval, shared on PostgreSQL: "requests=500 tokens=200000 per=1m"',
+    default: 'off',
+  },
+  { env: 'SUMMARY_RATE_LIMIT', meaning: 'the same for summary tasks', default: 'off' },
+  {
+    env: 'REPRESENTATION_CONCURRENCY',
+    meaning: 'representation units this process runs at once at most',
+    default: 'WORKER_CONCURRENCY',
+  },
+  {
+    env: 'SUMMARY_CONCURRENCY',
+    meaning: 'summary units this process runs at once at most',
+    default: 'WORKER_CONCURRENCY',
+  },
+  {
     env: 'DEMO_TASK_MS',
     meaning: 'delay of the built-in demo handler per task',
     default: String(DEFAULTS.demoTaskMs),
