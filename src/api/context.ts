@@ -2,6 +2,7 @@
 import type { Keyring } from '../auth/keyring.ts';
 import type { Principal } from '../auth/scope.ts';
 import type { LiveStatus } from '../live/live-status.ts';
+import type { DerivationService } from '../service/derivation.ts';
 import type { Deriver } from '../service/deriver.ts';
 import type { QueueService } from '../service/queue.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
@@ -11,8 +12,10 @@ export interface ApiServices {
   readonly deriver: Deriver;
   readonly status: StatusEngine;
   readonly live: LiveStatus;
-  /** Inside the queue: work units, failed tasks, retry and cancel. */
+  /** Inside the queue: work units, failed tasks, retry and cancel, session watermarks. */
   readonly queue: QueueService;
+  /** Your messages, derived: what the tasks of given messages are doing. */
+  readonly derivation: DerivationService;
   /** Verifies and mints keys; `null` when authentication is off. */
   readonly keys: Keyring | null;
 }

@@ -179,6 +179,12 @@ const WorkUnitType = builder.objectRef<WorkUnitView>('WorkUnit').implement({
       description: 'The error of its newest task that has one (a failure for good, or a failed attempt).',
       resolve: (u) => u.lastError,
     }),
+    derivedThroughSeq: t.int({
+      nullable: true,
+      description:
+        "Its watermark: every task of it is finished for the session's messages up to this seq (the message count when nothing of it is left).",
+      resolve: (u) => u.derivedThroughSeq,
+    }),
     waitingFor: t.field({
       type: WaitingForType,
       nullable: true,

@@ -17,6 +17,8 @@ import {
   GetDeriverStatusDocument,
   type GetDeriverStatusQuery,
   type GetDeriverStatusQueryVariables,
+  GetMessageDerivationDocument,
+  type GetMessageDerivationQuery,
   GetPeerDocument,
   type GetPeerQuery,
   GetSessionDocument,
@@ -24,6 +26,7 @@ import {
   RemoveSessionPeersDocument,
   type RemoveSessionPeersMutation,
   type RemoveSessionPeersMutationVariables,
+  type TaskType,
   UpsertPeerDocument,
   type UpsertPeerMutation,
   type UpsertPeerMutationVariables,
@@ -35,13 +38,36 @@ import {
   type UpsertWorkspaceMutationVariables,
   WatchDeriverStatusDocument,
   type WatchDeriverStatusSubscription,
+  WatchMessageDerivationDocument,
 } from './generated/graphql.ts';
 
 export type DeriverStatus = WatchDeriverStatusSubscription['deriverStatus'];
 export type DeriverStatusWithSessions = GetDeriverStatusQuery['deriverStatus'];
 export type Session = NonNullable<GetSessionQuery['session']>;
 export type Peer = NonNullable<GetPeerQuery['peer']>;
-export type AddMessagesResult = AddMessagesMutation['addMessages'];
+/** What the tasks of some messages are doing (`messageDerivation`), in total and per message. */
+export type MessagesDerivation = GetMessageDerivationQuery['messageDerivation'];
+
+/** Which tasks of the messages to wait for, and how long. */
+export interface WaitForMessagesOptions {
+  /** Only this observer's tasks (what it learned from them); summaries have no observer. */
+  readonly observerId?: string;
+  /** Only these task types. @default every type */
+  readonly taskTypes?: readonly TaskType[];
+  readonly workspaceId?: string;
+  /** Give up after this long (`DeriverClientError` code `TIMEOUT`). */
+  readonly timeoutMs?: number;
+  /** Give up when it aborts (code `ABORTED`). */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * The messages stored and their tasks, and `waitForDerivation(options)`: resolves once every task
+ * these messages created (for `options.observerId`, or all) is finished, however busy the queue is.
+ */
+export type AddMessagesResult = AddMessagesMutation['addMessages'] & {
+  waitForDerivation(options?: Omit<WaitForMessagesOptions, 'workspaceId'>): Promise<MessagesDerivation>;
+};
 
 /** Filters combine with AND; all are optional. `workspaceId` omitted means "default". */
 export interface StatusFilter {
@@ -241,6 +267,20 @@ export interface DeriverClient {
     variables: RemoveSessionPeersMutationVariables,
   ): Promise<RemoveSessionPeersMutation['removeSessionPeers']>;
   addMessages(variables: AddMessagesMutationVariables): Promise<AddMessagesResult>;
+  /** What the tasks these messages created are doing now (for one observer, or all). */
+  getMessageDerivation(
+    messageIds: readonly string[],
+    options?: WaitForMessagesOptions,
+  ): Promise<MessagesDerivation>;
+  /**
+   * Resolves once every task these messages created (for `options.observerId`, or all) is finished:
+   * "has what I sent been derived?", not "is the whole queue empty?". An unknown message id rejects
+   * with `NOT_FOUND`.
+   */
+  waitForMessages(
+    messageIds: readonly string[],
+    options?: WaitForMessagesOptions,
+  ): Promise<MessagesDerivation>;
   getSession(id: string, workspaceId?: string): Promise<Session | null>;
   getPeer(id: string, workspaceId?: string): Promise<Peer | null>;
   /** Operations bound to one session. */
@@ -355,30 +395,29 @@ export function createDeriverClient(options: DeriverClientOptions): DeriverClien
     };
   }
 
-  async function waitForIdle(
-    filter: StatusFilter,
-    waitOptions: WaitForIdleOptions = {},
-  ): Promise<DeriverStatus> {
-    const stream = watch(filter, { untilIdle: true, coalesceMs: waitOptions.coalesceMs });
-    let last: DeriverStatus | null = null;
+  /**
+   * The last item of `stream` once it ends, or a rejection on `timeoutMs` (`onTimeout` with the
+   * last item seen) or on `signal` (`ABORTED`); the stream is closed either way.
+   */
+  async function lastOf<T>(
+    stream: AsyncIterator<T>,
+    what: string,
+    limits: { readonly timeoutMs?: number | undefined; readonly signal?: AbortSignal | undefined },
+    onTimeout: (timeoutMs: number, last: T | null) => Error,
+  ): Promise<T> {
+    let last: T | null = null;
     let timer: NodeJS.Timeout | undefined;
     let onAbort: (() => void) | undefined;
     const stop = new Promise<never>((_, reject) => {
-      if (waitOptions.timeoutMs !== undefined) {
-        timer = setTimeout(
-          () => reject(new WaitForIdleTimeoutError(waitOptions.timeoutMs ?? 0, last)),
-          waitOptions.timeoutMs,
-        );
+      if (limits.timeoutMs !== undefined) {
+        const timeoutMs = limits.timeoutMs;
+        timer = setTimeout(() => reject(onTimeout(timeoutMs, last)), timeoutMs);
       }
-      if (waitOptions.signal) {
+      if (limits.signal) {
         onAbort = () =>
-          reject(
-            new DeriverClientError('waitForIdle was aborted', 'ABORTED', {
-              cause: waitOptions.signal?.reason,
-            }),
-          );
-        if (waitOptions.signal.aborted) onAbort();
-        else waitOptions.signal.addEventListener('abort', onAbort, { once: true });
+          reject(new DeriverClientError(`${what} was aborted`, 'ABORTED', { cause: limits.signal?.reason }));
+        if (limits.signal.aborted) onAbort();
+        else limits.signal.addEventListener('abort', onAbort, { once: true });
       }
     });
     const drain = (async () => {
@@ -387,17 +426,63 @@ export function createDeriverClient(options: DeriverClientOptions): DeriverClien
         if (step.done) break;
         last = step.value;
       }
-      if (!last) throw new DeriverClientError('the subscription ended without a status', 'BAD_RESPONSE');
+      if (last === null)
+        throw new DeriverClientError('the subscription ended without a result', 'BAD_RESPONSE');
       return last;
     })();
     try {
       return await Promise.race([drain, stop]);
     } finally {
       clearTimeout(timer);
-      if (onAbort) waitOptions.signal?.removeEventListener('abort', onAbort);
+      if (onAbort) limits.signal?.removeEventListener('abort', onAbort);
       drain.catch(() => {});
-      await stream.return();
+      await stream.return?.();
     }
+  }
+
+  function waitForIdle(filter: StatusFilter, waitOptions: WaitForIdleOptions = {}): Promise<DeriverStatus> {
+    const stream = watch(filter, { untilIdle: true, coalesceMs: waitOptions.coalesceMs });
+    return lastOf(stream, 'waitForIdle', waitOptions, (ms, last) => new WaitForIdleTimeoutError(ms, last));
+  }
+
+  const derivationVariables = (messageIds: readonly string[], o: WaitForMessagesOptions) => ({
+    workspaceId: o.workspaceId,
+    messageIds: [...messageIds],
+    observerId: o.observerId,
+    taskTypes: o.taskTypes ? [...o.taskTypes] : undefined,
+  });
+
+  async function waitForMessages(
+    messageIds: readonly string[],
+    waitOptions: WaitForMessagesOptions = {},
+  ): Promise<MessagesDerivation> {
+    const source = iterate(WatchMessageDerivationDocument, derivationVariables(messageIds, waitOptions));
+    const stream: AsyncIterator<MessagesDerivation> = {
+      next: async () => {
+        const step = await source.next();
+        return step.done ? step : { done: false, value: step.value.messageDerivation };
+      },
+      return: async () => {
+        await source.return?.();
+        return { done: true, value: undefined };
+      },
+    };
+    return lastOf(
+      stream,
+      'waitForMessages',
+      waitOptions,
+      (ms) => new DeriverClientError(`the messages were not derived within ${ms} ms`, 'TIMEOUT'),
+    );
+  }
+
+  /** An `addMessages` result that can be waited on (`waitForDerivation`, not enumerable). */
+  function waitable(result: AddMessagesMutation['addMessages'], workspaceId: string | null | undefined) {
+    const ids = result.messages.map((m) => m.id);
+    return Object.defineProperty(result, 'waitForDerivation', {
+      enumerable: false,
+      value: (o: WaitForMessagesOptions = {}) =>
+        waitForMessages(ids, { ...o, workspaceId: workspaceId ?? undefined }),
+    }) as AddMessagesResult;
   }
 
   const api: DeriverClient = {
@@ -413,7 +498,11 @@ export function createDeriverClient(options: DeriverClientOptions): DeriverClien
     upsertSession: async (variables) => (await request(UpsertSessionDocument, variables)).upsertSession,
     removeSessionPeers: async (variables) =>
       (await request(RemoveSessionPeersDocument, variables)).removeSessionPeers,
-    addMessages: async (variables) => (await request(AddMessagesDocument, variables)).addMessages,
+    addMessages: async (variables) =>
+      waitable((await request(AddMessagesDocument, variables)).addMessages, variables.workspaceId),
+    getMessageDerivation: async (messageIds, o = {}) =>
+      (await request(GetMessageDerivationDocument, derivationVariables(messageIds, o))).messageDerivation,
+    waitForMessages: (messageIds, o) => waitForMessages(messageIds, o),
     getSession: async (id, workspaceId) => (await request(GetSessionDocument, { id, workspaceId })).session,
     getPeer: async (id, workspaceId) => (await request(GetPeerDocument, { id, workspaceId })).peer,
     session(sessionId, workspaceId) {

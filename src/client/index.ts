@@ -7,6 +7,7 @@ export {
   type DeriverStatus,
   type DeriverStatusWithSessions,
   type GraphQLErrorEntry,
+  type MessagesDerivation,
   type Peer,
   type Session,
   type SessionClient,
@@ -14,5 +15,6 @@ export {
   type StatusStream,
   type WaitForIdleOptions,
   WaitForIdleTimeoutError,
+  type WaitForMessagesOptions,
   type WatchOptions,
 } from './client.ts';

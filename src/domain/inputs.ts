@@ -99,6 +99,25 @@ export const unitFilterInput = statusFilterInput.extend({
     .transform((type) => type ?? undefined),
 });
 
+/** Which tasks of which messages a derivation read covers (docs/api.md, "Your messages, derived"). */
+export const messageDerivationInput = z.strictObject({
+  workspaceId: workspaceIdSchema,
+  messageIds: z
+    .array(z.string().regex(/^\d{1,15}$/, { error: 'must be a message id (as addMessages returns it)' }), {
+      error: 'must be a list of message ids',
+    })
+    .min(1, { error: 'must name at least one message' })
+    .max(1000, { error: 'at most 1000 messages at once' }),
+  observerId: optionalId,
+  taskTypes: z
+    .array(
+      z.enum(TASK_TYPES as [TaskType, ...TaskType[]], { error: `must be one of ${TASK_TYPES.join(', ')}` }),
+    )
+    .min(1, { error: 'must name at least one task type (or leave it out for all)' })
+    .nullish()
+    .transform((types) => types ?? undefined),
+});
+
 /** Rows per page of an inspection list. */
 export const PAGE_SIZE = { default: 20, max: 100 } as const;
 

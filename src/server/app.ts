@@ -15,6 +15,7 @@ import { createHttpHandler } from '../handlers/http-handler.ts';
 import { createLiveStatus, type LiveStatus } from '../live/live-status.ts';
 import type { SchedulerOptions } from '../scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../scheduler/scheduler.ts';
+import { createDerivationService } from '../service/derivation.ts';
 import { createDeriver, type Deriver } from '../service/deriver.ts';
 import { createQueueService } from '../service/queue.ts';
 import { type RetentionOptions, startRetention } from '../service/retention.ts';
@@ -180,6 +181,7 @@ async function assemble(
       live,
       keys,
       queue: createQueueService({ store, batches: config.taskTypes.batches }),
+      derivation: createDerivationService({ store, status }),
     },
     logger,
     limits: config.limits,

@@ -5,7 +5,15 @@
  * other, so status counts and subscribers follow.
  */
 import type { BatchPolicies } from '../store/queue-plan.ts';
-import type { CancelResult, FailedTask, Page, Store, UnitFilter, WorkUnitInfo } from '../store/store.ts';
+import type {
+  CancelResult,
+  CounterFilter,
+  FailedTask,
+  Page,
+  Store,
+  UnitFilter,
+  WorkUnitInfo,
+} from '../store/store.ts';
 import { type WaitingFor, waitingFor } from './waiting-for.ts';
 
 /** A work unit as the API shows it: what the store knows, and why it waits. */
@@ -33,6 +41,8 @@ export interface QueueService {
   cancelPendingTasks(filter: UnitFilter): Promise<CancelResult>;
   /** Ids of the workspaces that have work, by id, at most `WORKSPACE_LIST_LIMIT`. */
   workspaces(): Promise<string[]>;
+  /** A session's watermark over the units the filter matches (`Store.derivedThroughSeq`). */
+  derivedThroughSeq(filter: CounterFilter & { readonly sessionId: string }): Promise<number | null>;
 }
 
 /** Workspaces listed at most (the dashboard's picker). */
@@ -73,5 +83,6 @@ export function createQueueService(options: {
     retryFailedTasks: (filter, taskIds) => store.retryFailedTasks(filter, taskIds),
     workspaces: () => store.listWorkspaces(WORKSPACE_LIST_LIMIT),
     cancelPendingTasks: (filter) => store.cancelPendingTasks(filter),
+    derivedThroughSeq: (filter) => store.derivedThroughSeq(filter),
   };
 }

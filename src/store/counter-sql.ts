@@ -17,6 +17,8 @@ export interface CounterQuery {
   readonly total: string;
   /** `SELECT session_id, <sums> ... GROUP BY session_id ORDER BY session_id`. */
   readonly bySession: string;
+  /** The filter as a condition on `work_units u` (the same placeholders). */
+  readonly unitWhere: string;
   /** The values of the placeholders, in order. */
   readonly values: readonly string[];
 }
@@ -38,6 +40,7 @@ export function counterQuery(filter: CounterFilter, placeholder: (n: number) => 
   return {
     total: `SELECT ${SUMS} ${from}`,
     bySession: `SELECT session_id, ${SUMS} ${from} GROUP BY session_id ORDER BY session_id`,
+    unitWhere: where.map((condition) => `u.${condition}`).join(' AND '),
     values,
   };
 }

@@ -80,6 +80,13 @@ export function releaseReason(head: Head | undefined, availableAt: number, now: 
   return !head ? 'drained' : availableAt > now ? 'waiting' : 'yielded';
 }
 
+/**
+ * Message ids as the API gives them (decimal strings) as numbers; an id that is not one cannot
+ * name a message and is left out (the read then reports it as not found).
+ */
+export const messageIdsOf = (ids: readonly string[]): number[] =>
+  ids.filter((id) => /^\d{1,15}$/.test(id)).map(Number);
+
 export interface MessageRow {
   id: number;
   peer_id: string;
@@ -192,6 +199,7 @@ const OLDEST_PENDING_OF_UNIT = `(SELECT t.created_at FROM tasks t
  * error through the partial index of tasks with an error.
  */
 export const workUnitInsightColumns = (jsonArray: 'json_array' | 'json_build_array'): string => `
+  ${unitWatermark(jsonArray === 'json_array' ? 'sqlite' : 'postgres')} AS derived_through_seq,
   CASE WHEN u.pending > 0 THEN ${OLDEST_PENDING_OF_UNIT} END AS oldest_pending_at,
   CASE WHEN u.running > 0 THEN (SELECT ${jsonArray}(t.id, t.started_at, t.failures) FROM tasks t
     WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'running' ORDER BY t.id LIMIT 1) END
@@ -202,6 +210,25 @@ export const workUnitInsightColumns = (jsonArray: 'json_array' | 'json_build_arr
     WHERE t.unit_id = u.id AND t.id >= u.head_task_id AND t.state = 'pending' ORDER BY t.id
     LIMIT ${PENDING_TOKENS_SCAN}) x) ELSE 0 END AS pending_tokens`;
 
+/**
+ * The first message `seq` a task is about, from its payload (a summary: the first message it
+ * covers), in the dialect's JSON: what "derived up to message N" is measured on.
+ */
+const taskSeq = (dialect: 'sqlite' | 'postgres', t: string) =>
+  dialect === 'sqlite'
+    ? `coalesce(json_extract(${t}.payload, '$.fromSeq'), json_extract(${t}.payload, '$.seq'))`
+    : `coalesce((${t}.payload->>'fromSeq')::integer, (${t}.payload->>'seq')::integer)`;
+
+/**
+ * A unit's watermark: the session's message count when it has nothing unfinished, else one less
+ * than its first unfinished task's first message (found from its head, a lower bound while leased).
+ */
+export const unitWatermark = (dialect: 'sqlite' | 'postgres', u = 'u'): string => `CASE
+  WHEN ${u}.head_task_id IS NULL THEN (SELECT s.message_count FROM sessions s
+    WHERE s.workspace_id = ${u}.workspace_id AND s.id = ${u}.session_id)
+  ELSE (SELECT ${taskSeq(dialect, 'h')} - 1 FROM tasks h
+    WHERE h.unit_id = ${u}.id AND h.id >= ${u}.head_task_id AND h.finished_at IS NULL ORDER BY h.id LIMIT 1) END`;
+
 /** Pending tasks whose tokens an inspection sums at most per unit (a batch is far smaller). */
 export const PENDING_TOKENS_SCAN = 1000;
 
@@ -209,6 +236,15 @@ export const PENDING_TOKENS_SCAN = 1000;
 export const OLDEST_PENDING_SQL = `SELECT min(oldest) AS oldest FROM (
   SELECT ${OLDEST_PENDING_OF_UNIT} AS oldest FROM work_units u
   WHERE u.head_task_id IS NOT NULL AND u.pending > 0) AS heads`;
+
+/**
+ * The lowest watermark over the units a filter matches (`Store.derivedThroughSeq`): `filterSql`
+ * selects `work_units u`; the session's message count bounds it (a unit with no task yet).
+ */
+export const watermarkSql = (dialect: 'sqlite' | 'postgres', filterSql: string, session: string) =>
+  `SELECT min(w) AS seq FROM (
+     SELECT ${unitWatermark(dialect)} AS w FROM work_units u WHERE ${filterSql}
+     UNION ALL SELECT s.message_count FROM sessions s WHERE ${session}) AS marks`;
 
 /** Ids of the workspaces that have work units, by id (`Store.listWorkspaces`); one parameter: the limit. */
 export const WORKSPACES_WITH_WORK_SQL = (limit: string) => `SELECT w.id FROM workspaces w
@@ -221,6 +257,7 @@ export interface WorkUnitInfoRow extends UnitRow {
   running_task: string | [number, number, number] | null;
   last_error: string | null;
   pending_tokens: number;
+  derived_through_seq: number | null;
 }
 
 export function workUnitInfoOf(row: WorkUnitInfoRow): WorkUnitInfo {
@@ -238,6 +275,7 @@ export function workUnitInfoOf(row: WorkUnitInfoRow): WorkUnitInfo {
     claimableAt: row.head_task_id === null ? null : Number(row.available_at),
     leased: row.lease_owner !== null,
     pendingTokens: Number(row.pending_tokens ?? 0),
+    derivedThroughSeq: row.derived_through_seq === null ? null : Number(row.derived_through_seq),
   };
 }
 

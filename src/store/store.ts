@@ -233,6 +233,11 @@ export interface WorkUnitInfo {
   readonly leased: boolean;
   /** Estimated tokens of its pending tasks (of its first 1,000). */
   readonly pendingTokens: number;
+  /**
+   * Its watermark: the highest message `seq` up to which every task of it is finished (the
+   * session's message count when it has nothing unfinished).
+   */
+  readonly derivedThroughSeq: number | null;
 }
 
 /** A task that failed for good. */
@@ -276,6 +281,28 @@ export interface UpsertSessionRequest {
   readonly workspaceId: string;
   readonly id: string;
   readonly settings?: SettingsOverride | undefined;
+}
+
+/** Which tasks of which messages a derivation read covers (docs/api.md, "Your messages, derived"). */
+export interface MessageTasksRequest {
+  readonly workspaceId: string;
+  /** Message ids as the API gives them (decimal strings). */
+  readonly messageIds: readonly string[];
+  /** Only tasks of this observer's units (summaries have none). */
+  readonly observerId?: string | undefined;
+  /** Only tasks of these types. @default every type */
+  readonly taskTypes?: readonly TaskType[] | undefined;
+}
+
+/** The messages found (in the workspace) and every task they created that the request covers. */
+export interface MessageTasks {
+  readonly messages: readonly { readonly id: string; readonly sessionId: string; readonly seq: number }[];
+  readonly tasks: readonly {
+    readonly messageId: string;
+    readonly state: TaskState;
+    readonly failures: number;
+    readonly key: WorkUnitKey;
+  }[];
 }
 
 export interface Store {
@@ -360,6 +387,17 @@ export interface Store {
    * can be retried), except those a worker already holds; a running task is not touched.
    */
   cancelPendingTasks(filter: UnitFilter): Promise<CancelResult>;
+
+  /**
+   * The tasks `request.messageIds` created (of those in the workspace; others are left out of
+   * `messages`), through the index of tasks by message: its cost grows with those tasks only.
+   */
+  listMessageTasks(request: MessageTasksRequest): Promise<MessageTasks>;
+  /**
+   * The session's watermark: the highest message `seq` up to which every task of the units the
+   * filter matches is finished (`null` for an unknown session).
+   */
+  derivedThroughSeq(filter: CounterFilter & { readonly sessionId: string }): Promise<number | null>;
 
   /** When the oldest pending task of any unit was created (epoch ms); `null` when none is pending. */
   oldestPendingAt(): Promise<number | null>;

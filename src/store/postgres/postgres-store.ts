@@ -15,21 +15,25 @@
 import type { Counters } from '../../domain/counters.ts';
 import type { Peer, Workspace } from '../../domain/model.ts';
 import { mergeOverrides } from '../../domain/settings.ts';
-import type { TaskType } from '../../domain/work-unit-key.ts';
+import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
 import { counterQuery, LIVE_COUNTS_SQL } from '../counter-sql.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import {
   countersOf,
+  type KeyColumns,
+  keyOf,
   type MessageRow,
+  messageIdsOf,
   messageOf,
   OLDEST_PENDING_SQL,
   sumOf,
   taskRowOf,
   type UnitRow,
   WORKSPACES_WITH_WORK_SQL,
+  watermarkSql,
 } from '../rows.ts';
-import type { Store, StoreEvents } from '../store.ts';
+import type { Store, StoreEvents, TaskState } from '../store.ts';
 import { connect } from './connection.ts';
 import {
   appendMessages,
@@ -197,6 +201,49 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     },
 
     cancelPendingTasks: (filter) => transaction((db, now) => cancelPending(db, filter, now)),
+
+    async listMessageTasks(request) {
+      const ids = messageIdsOf(request.messageIds);
+      const messages = await connection.query<{ id: number; session_id: string; seq: number }>(
+        'SELECT id, session_id, seq FROM messages WHERE workspace_id = $1 AND id = ANY($2::bigint[])',
+        [request.workspaceId, ids],
+      );
+      const tasks = await connection.query<
+        KeyColumns & { message_id: number; state: string; failures: number }
+      >(
+        `SELECT t.message_id, t.state, t.failures, u.task_type, u.workspace_id, u.session_id, u.observer_id, u.sender_id
+         FROM tasks t JOIN work_units u ON u.id = t.unit_id
+         WHERE t.message_id = ANY($1::bigint[]) AND ($2::text IS NULL OR u.observer_id = $2)
+           AND u.task_type = ANY($3::text[])
+         ORDER BY t.id`,
+        [messages.map((m) => m.id), request.observerId ?? null, request.taskTypes ?? TASK_TYPES],
+      );
+      return {
+        messages: messages.map((m) => ({ id: String(m.id), sessionId: m.session_id, seq: m.seq })),
+        tasks: tasks.map((t) => ({
+          messageId: String(t.message_id),
+          state: t.state as TaskState,
+          failures: t.failures,
+          key: keyOf(t),
+        })),
+      };
+    },
+
+    async derivedThroughSeq(filter) {
+      const query = counterQuery(filter, (n) => `$${n}`);
+      const n = query.values.length;
+      const text = watermarkSql(
+        'postgres',
+        query.unitWhere,
+        `s.workspace_id = $${n + 1} AND s.id = $${n + 2}`,
+      );
+      const rows = await connection.query<{ seq: number | null }>(text, [
+        ...query.values,
+        filter.workspaceId,
+        filter.sessionId,
+      ]);
+      return rows[0]?.seq ?? null;
+    },
 
     async oldestPendingAt() {
       const rows = await connection.query<{ oldest: number | null }>(OLDEST_PENDING_SQL);

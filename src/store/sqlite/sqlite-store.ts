@@ -10,12 +10,12 @@ import type Database from 'better-sqlite3';
 import type { Counters } from '../../domain/counters.ts';
 import type { Peer, Workspace } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
-import type { TaskType } from '../../domain/work-unit-key.ts';
+import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
 import { counterQuery, LIVE_COUNTS_SQL } from '../counter-sql.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import { createLocalRateLimits } from '../rate-limits.ts';
-import { countersOf, messageOf, sumOf, taskRowOf } from '../rows.ts';
+import { countersOf, keyOf, messageIdsOf, messageOf, sumOf, taskRowOf, watermarkSql } from '../rows.ts';
 import type {
   ClaimedUnit,
   ClaimRequest,
@@ -24,6 +24,7 @@ import type {
   SettleResponse,
   Store,
   StoreEvents,
+  TaskState,
   WorkerRequest,
 } from '../store.ts';
 import { openSqlite } from './connection.ts';
@@ -194,6 +195,36 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
     async cancelPendingTasks(filter) {
       return durable(() => cancelPending(sql, filter, clock()));
+    },
+
+    async listMessageTasks(request) {
+      const ids = messageIdsOf(request.messageIds);
+      const messages = sql.messagesById
+        .all(request.workspaceId, JSON.stringify(ids))
+        .map((m) => ({ id: String(m.id), sessionId: m.session_id, seq: m.seq }));
+      const types = JSON.stringify(request.taskTypes ?? TASK_TYPES);
+      const tasks = sql.tasksOfMessages
+        .all({
+          ids: JSON.stringify(messages.map((m) => Number(m.id))),
+          observer: request.observerId ?? null,
+          types,
+        })
+        .map((t) => ({
+          messageId: String(t.message_id),
+          state: t.state as TaskState,
+          failures: t.failures,
+          key: keyOf(t),
+        }));
+      return { messages, tasks };
+    },
+
+    async derivedThroughSeq(filter) {
+      const query = counterQuery(filter, () => '?');
+      const text = watermarkSql('sqlite', query.unitWhere, 's.workspace_id = ? AND s.id = ?');
+      const row = prepared(text).get(...query.values, filter.workspaceId, filter.sessionId) as
+        | { seq: number | null }
+        | undefined;
+      return row?.seq ?? null;
     },
 
     async oldestPendingAt() {

@@ -5,6 +5,7 @@ import {
   type FailedTaskRow,
   type Head,
   type headColumns,
+  type KeyColumns,
   type MessageRow,
   OLDEST_PENDING_SQL,
   type TaskRowOf,
@@ -115,6 +116,21 @@ export function prepareStatements(db: Database.Database) {
        WHERE workspace_id = ? AND session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
     ),
 
+    /** Messages of a workspace by id (a JSON array of ids). */
+    messagesById: p<[string, string], { id: number; session_id: string; seq: number }>(
+      `SELECT id, session_id, seq FROM messages WHERE workspace_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    ),
+    /** The tasks messages created (a JSON array of ids), of one observer's units or all, of the given types. */
+    tasksOfMessages: p<
+      [{ ids: string; observer: string | null; types: string }],
+      KeyColumns & { message_id: number; state: string; failures: number }
+    >(
+      `SELECT t.message_id, t.state, t.failures, u.task_type, u.workspace_id, u.session_id, u.observer_id, u.sender_id
+       FROM tasks t JOIN work_units u ON u.id = t.unit_id
+       WHERE t.message_id IN (SELECT value FROM json_each(@ids)) AND (@observer IS NULL OR u.observer_id = @observer)
+         AND u.task_type IN (SELECT value FROM json_each(@types))
+       ORDER BY t.id`,
+    ),
     getMessage: p<[number], MessageRow & { workspace_id: string; session_id: string }>(
       'SELECT id, workspace_id, session_id, peer_id, seq, content, created_at FROM messages WHERE id = ?',
     ),

@@ -1,0 +1,163 @@
+/**
+ * Your messages, derived (docs/api.md): `Message.derivation`, the `messageDerivation` query and
+ * subscription, and the session watermark `DeriverStatus.derivedThroughSeq`.
+ */
+import { authorize } from '../auth/authorize.ts';
+import { messageDerivationInput } from '../domain/inputs.ts';
+import type { Message } from '../domain/model.ts';
+import type { DerivationCounts, DerivationState, MessageDerivation } from '../service/derivation.ts';
+import type { MessageTasksRequest } from '../store/store.ts';
+import { builder } from './builder.ts';
+import type { ApiContext } from './context.ts';
+import { workspaceOf } from './filter-args.ts';
+import { TaskTypeEnum } from './queue-api.ts';
+import { DeriverStatusType, MessageType } from './types.ts';
+
+type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
+
+const COUNTS: Record<Exclude<keyof DerivationCounts, 'done'>, string> = {
+  pending: 'Not started, or waiting for a retry.',
+  inProgress: 'Running now.',
+  completed: 'Finished: succeeded, or failed for good.',
+  failed: 'The part of completed that failed for good.',
+  retrying: 'The part of pending that failed before and waits for a retry.',
+  total: 'Tasks the message(s) created that the filter covers.',
+};
+
+function derivationFields<T extends DerivationCounts>(t: PothosSchemaTypes.ObjectFieldBuilder<Types, T>) {
+  return {
+    ...Object.fromEntries(
+      (Object.keys(COUNTS) as (keyof typeof COUNTS)[]).map((name) => [
+        name,
+        t.int({ description: COUNTS[name], resolve: (parent) => parent[name] }),
+      ]),
+    ),
+    done: t.boolean({
+      description: 'Nothing pending or running: every task is finished.',
+      resolve: (parent) => parent.done,
+    }),
+  };
+}
+
+const MessageDerivationType = builder.objectRef<MessageDerivation>('MessageDerivation').implement({
+  description: 'What the tasks one message created are doing.',
+  fields: (t) => ({
+    messageId: t.exposeID('messageId'),
+    sessionId: t.exposeID('sessionId'),
+    seq: t.exposeInt('seq'),
+    ...derivationFields(t),
+  }),
+});
+
+const DerivationStateType = builder.objectRef<DerivationState>('MessagesDerivation').implement({
+  description: 'What the tasks a set of messages created are doing: in total, and per message.',
+  fields: (t) => ({
+    ...derivationFields(t),
+    messages: t.field({ type: [MessageDerivationType], resolve: (s) => [...s.messages] }),
+  }),
+});
+
+/** Every message read must be one the caller may see the status of (its session, its observer). */
+function authorizeMessages(ctx: ApiContext, request: MessageTasksRequest, state: DerivationState): void {
+  authorize(ctx.principal, {
+    kind: 'status',
+    workspaceId: request.workspaceId,
+    observerId: request.observerId,
+  });
+  for (const message of state.messages) {
+    authorize(ctx.principal, {
+      kind: 'status',
+      workspaceId: request.workspaceId,
+      sessionId: message.sessionId,
+      observerId: request.observerId,
+    });
+  }
+}
+
+const requestOf = (args: {
+  workspaceId?: string | null;
+  messageIds: readonly string[];
+  observerId?: string | null;
+  taskTypes?: readonly ('representation' | 'summary')[] | null;
+}): MessageTasksRequest => ({
+  workspaceId: workspaceOf(args),
+  messageIds: args.messageIds,
+  observerId: args.observerId ?? undefined,
+  taskTypes: args.taskTypes ?? undefined,
+});
+
+builder.objectField(MessageType, 'derivation', (t) =>
+  t.field({
+    type: MessageDerivationType,
+    description: "What the tasks this message created are doing (for one observer's units, or all).",
+    args: { observerId: t.arg.id(), taskTypes: t.arg({ type: [TaskTypeEnum] }) },
+    resolve: async (message: Message, args, ctx) => {
+      const request = requestOf({ ...args, workspaceId: message.workspaceId, messageIds: [message.id] });
+      const state = await ctx.derivation.read(request);
+      authorizeMessages(ctx, request, state);
+      const entry = state.messages[0];
+      if (!entry) throw new Error(`message ${message.id} vanished while reading its derivation`);
+      return entry;
+    },
+  }),
+);
+
+builder.queryField('messageDerivation', (t) =>
+  t.field({
+    type: DerivationStateType,
+    description:
+      'What the tasks these messages created are doing, now. Costs the tasks of those messages only, however busy the queue is. An unknown message id is NOT_FOUND naming messageIds.',
+    args: {
+      workspaceId: t.arg.id(),
+      messageIds: t.arg.idList({
+        required: true,
+        description: 'The messages, as addMessages returns them (1 to 1000).',
+      }),
+      observerId: t.arg.id({ description: "Only this observer's tasks (summaries have no observer)." }),
+      taskTypes: t.arg({ type: [TaskTypeEnum], description: 'Only these task types. Default: every type.' }),
+    },
+    validate: messageDerivationInput,
+    resolve: async (_root, args, ctx) => {
+      const request = requestOf(args);
+      const state = await ctx.derivation.read(request);
+      authorizeMessages(ctx, request, state);
+      return state;
+    },
+  }),
+);
+
+builder.subscriptionField('messageDerivation', (t) =>
+  t.field({
+    type: DerivationStateType,
+    description:
+      "The state of these messages' tasks at once, then every change; completes once every task is finished (done), however busy the rest of the queue is. An unknown message id is NOT_FOUND naming messageIds.",
+    args: {
+      workspaceId: t.arg.id(),
+      messageIds: t.arg.idList({
+        required: true,
+        description: 'The messages, as addMessages returns them (1 to 1000).',
+      }),
+      observerId: t.arg.id({ description: "Only this observer's tasks (summaries have no observer)." }),
+      taskTypes: t.arg({ type: [TaskTypeEnum], description: 'Only these task types. Default: every type.' }),
+    },
+    validate: messageDerivationInput,
+    subscribe: async (_root, args, ctx) => {
+      const request = requestOf(args);
+      authorizeMessages(ctx, request, await ctx.derivation.read(request));
+      return ctx.derivation.watch(request);
+    },
+    resolve: (state) => state,
+  }),
+);
+
+builder.objectField(DeriverStatusType, 'derivedThroughSeq', (t) =>
+  t.int({
+    nullable: true,
+    description:
+      "The session's watermark: every task of the units this filter matches is finished for its messages up to this seq. Null unless the filter names a session.",
+    resolve: (view, _args, ctx) => {
+      const { sessionId } = view.filter;
+      return sessionId === undefined ? null : ctx.queue.derivedThroughSeq({ ...view.filter, sessionId });
+    },
+  }),
+);
