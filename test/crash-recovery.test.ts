@@ -92,6 +92,16 @@ describe.each(
       runs: t.runs,
     }));
     expect(runningAtCrash.length).toBeGreaterThan(0);
+    // Watermarks after the crash: each session is derived up to just before its first unfinished task.
+    const rowsAtCrash = await h.store.listTasks();
+    for (let s = 0; s < 10; s++) {
+      const open = rowsAtCrash.find(
+        (t) => t.key.sessionId === `s${s}` && (t.state === 'pending' || t.state === 'running'),
+      );
+      expect(await h.store.derivedThroughSeq({ workspaceId: 'default', sessionId: `s${s}` })).toBe(
+        open ? open.payload.seq - 1 : 20,
+      );
+    }
     const rerun: number[] = [];
     const callSizes: number[] = [];
     const idle = h.idle();
@@ -128,6 +138,8 @@ describe.each(
       expect(rerun).toContain(id);
       expect(tasks.find((t) => t.id === id)?.runs).toBe(runs + 1);
     }
+    for (let s = 0; s < 10; s++)
+      expect(await h.store.derivedThroughSeq({ workspaceId: 'default', sessionId: `s${s}` })).toBe(20);
     expect(await h.status.get({ workspaceId: 'default' })).toEqual({
       totalWorkUnits: 200,
       completedWorkUnits: 200,
