@@ -5,7 +5,7 @@
  * and coalescing under 10k+ task completions per second.
  *
  *   npm run bench:live                  (SUBSCRIBERS=1000,10000 to change the sizes,
- *                                        PHASES=latency,fanout,idle,load,cross to pick phases,
+ *                                        PHASES=latency,fanout,idle,messages,load,cross to pick phases,
  *                                        LATENCY_ROUNDS=150 rounds per latency pass)
  *
  * The `cross` phase (cross-instance.ts) needs PostgreSQL: TEST_DATABASE_URL, else an embedded one.
@@ -34,7 +34,7 @@ import { percentile, report, round } from './util.ts';
 
 const SIZES = (process.env.SUBSCRIBERS ?? '1000,10000').split(',').map(Number);
 /** Phases to run (PHASES=fanout to iterate on one); the summary reports what ran. */
-const PHASES = new Set((process.env.PHASES ?? 'latency,fanout,idle,load,cross').split(','));
+const PHASES = new Set((process.env.PHASES ?? 'latency,fanout,idle,messages,load,cross').split(','));
 const now = () => performance.timeOrigin + performance.now();
 type Counts = {
   totalWorkUnits: number;
@@ -646,6 +646,88 @@ if (PHASES.has('idle')) {
   });
 }
 
+// ---- 3b. waiting for your messages while other sessions keep the queue busy --------------------
+let messageWaitP99Ms = Number.NaN;
+let idleWaitMs = Number.NaN;
+if (PHASES.has('messages')) {
+  await command({ op: 'mode', mode: { kind: 'delay', ms: 30 } });
+  const [waiter] = await connect(1);
+  await setupWorkspace('msg', ['busy']);
+  // One session's unit works through 300 tasks of 30 ms (about 9 s): the queue is never idle meanwhile.
+  for (let i = 0; i < 3; i++) await addMessages('msg', 'busy', 100);
+  const phaseStart = now();
+  /** When the whole workspace goes idle: what waiting for an empty queue would wait for. */
+  const workspaceIdle = new Promise<number>((resolve) => {
+    waiter!.subscribe(
+      { query: `subscription{deriverStatus(workspaceId:"msg",untilIdle:true){${COUNTS}}}` },
+      { next: () => {}, error: (error) => console.error(error), complete: () => resolve(now()) },
+    );
+  });
+  /** Completes at the last change of the session's tasks; `changedAt` of its last event is that commit. */
+  const sessionDone = (session: string) =>
+    new Promise<number>((resolve) => {
+      let last: { changedAt: number } | undefined;
+      waiter!.subscribe<{ deriverStatus: Counts }>(
+        {
+          query: `subscription($s:ID){deriverStatus(workspaceId:"msg",sessionId:$s,untilIdle:true,coalesceMs:0){${COUNTS}}}`,
+          variables: { s: session },
+        },
+        {
+          next: (result) => {
+            last = result.extensions as { changedAt: number };
+          },
+          error: (error) => console.error(error),
+          complete: () => resolve(last?.changedAt ?? Number.NaN),
+        },
+      );
+    });
+  const messagesDone = (ids: string[]) =>
+    new Promise<number>((resolve) => {
+      waiter!.subscribe(
+        {
+          query:
+            'subscription($ids:[ID!]!){messageDerivation(workspaceId:"msg",messageIds:$ids){done total}}',
+          variables: { ids },
+        },
+        { next: () => {}, error: (error) => console.error(error), complete: () => resolve(now()) },
+      );
+    });
+  const waits: number[] = [];
+  const roundStarts: number[] = [];
+  for (let r = 0; r < 40; r++) {
+    const session = `m${r}`;
+    await gql(
+      'mutation($s:ID!){upsertSession(workspaceId:"msg",id:$s,peers:[{peerId:"a"},{peerId:"b",observeOthers:true}]){id}}',
+      { s: session },
+    );
+    roundStarts.push(now());
+    const sent = await gql<{ addMessages: { messages: { id: string }[] } }>(
+      'mutation($s:ID!){addMessages(workspaceId:"msg",sessionId:$s,messages:[{peerId:"a",content:"hi"}]){messages{id}}}',
+      { s: session },
+    );
+    const [committedAt, resolvedAt] = await Promise.all([
+      sessionDone(session),
+      messagesDone(sent.addMessages.messages.map((m) => m.id)),
+    ]);
+    waits.push(resolvedAt - committedAt);
+  }
+  const roundsEnd = now();
+  const idleAt = await workspaceIdle;
+  await closeAll([waiter!]);
+  const sorted = [...waits].sort((a, b) => a - b);
+  messageWaitP99Ms = round(percentile(sorted, 99), 2);
+  idleWaitMs = round(mean(roundStarts.map((start) => idleAt - start)), 0);
+  report({
+    bench: 'live',
+    phase: 'message-wait',
+    workload: 'a message of 2 tasks (30 ms each) per round while another session works through 300 tasks',
+    rounds: waits.length,
+    messageWait: { p50Ms: round(percentile(sorted, 50), 2), p99Ms: messageWaitP99Ms },
+    roundsSeconds: round((roundsEnd - phaseStart) / 1000, 1),
+    idleWaitMs,
+  });
+}
+
 // ---- 4. coalescing under 10k+ task completions per second ------------------------------------
 if (PHASES.has('load')) {
   await command({ op: 'mode', mode: { kind: 'noop' } });
@@ -722,6 +804,8 @@ report({
   graphqlWsLatencyRatio: Object.fromEntries(sizes.map((k) => [k, ratio(p99, k)])),
   fanoutRatio,
   idleMs,
+  messageWaitP99Ms,
+  idleWaitMs,
   honchoPollIdleMs: round(mean(honcho), 1),
   poll200IdleMs: round(mean(poll200), 1),
   kbPerSubscription: round(kbPerSubscription, 1),

@@ -14,6 +14,7 @@ import type { WaitingFor } from '../service/waiting-for.ts';
 import type { FailedTask, WorkUnitInfo } from '../store/store.ts';
 import { builder } from './builder.ts';
 import { toUnitFilter, workspaceOf } from './filter-args.ts';
+import { DeriverStatusType } from './types.ts';
 
 type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
 
@@ -185,6 +186,11 @@ const WorkUnitType = builder.objectRef<WorkUnitView>('WorkUnit').implement({
         "Its watermark: every task of it is finished for the session's messages up to this seq (the message count when nothing of it is left).",
       resolve: (u) => u.derivedThroughSeq,
     }),
+    stuck: t.boolean({
+      description:
+        "Its running task has run longer than its task type's STUCK_AFTER (false when none is set).",
+      resolve: (u) => u.stuck,
+    }),
     waitingFor: t.field({
       type: WaitingForType,
       nullable: true,
@@ -349,3 +355,11 @@ builder.mutationFields((t) => ({
     },
   }),
 }));
+
+builder.objectField(DeriverStatusType, 'stuckTasks', (t) =>
+  t.int({
+    description:
+      "Running tasks of the filter's units that have run longer than their task type's STUCK_AFTER (0 when none is set), on every instance.",
+    resolve: (view, _args, ctx) => ctx.queue.stuckTasks(view.filter),
+  }),
+);

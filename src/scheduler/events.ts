@@ -32,6 +32,8 @@ export interface SchedulerEvents {
    */
   'dispatch:paused': { readonly error: string; readonly until: number };
   'dispatch:resumed': { readonly pausedMs: number };
+  /** A task (a batch: its first) has run longer than its type's `stuckAfterMs`: once per attempt. */
+  'task:stuck': { readonly task: TaskRecord; readonly runningMs: number; readonly stuckAfterMs: number };
   /**
    * A handler said its provider is rate limited (`RateLimitedError`, HTTP 429): nothing of `type`
    * is claimed or started here until `until` (epoch ms), and the store tells the other processes.

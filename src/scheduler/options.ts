@@ -106,6 +106,8 @@ export interface TaskTypeLimits {
   readonly concurrency?: number | undefined;
   /** Handler calls and input tokens started per interval, by every process sharing the store. */
   readonly rateLimit?: RateLimit | undefined;
+  /** A task of this type running longer than this is stuck: `task:stuck` fires once per attempt. */
+  readonly stuckAfterMs?: number | undefined;
 }
 
 const positiveInt = (what: string) =>
@@ -129,7 +131,11 @@ export const rateLimitSchema = z
   });
 
 const taskTypeLimitsSchema = z
-  .object({ concurrency: positiveInt('concurrency').optional(), rateLimit: rateLimitSchema.optional() })
+  .object({
+    concurrency: positiveInt('concurrency').optional(),
+    rateLimit: rateLimitSchema.optional(),
+    stuckAfterMs: positiveInt('stuckAfterMs').optional(),
+  })
   .strict();
 
 const optionsSchema = z.object({

@@ -102,6 +102,8 @@ interface ActiveUnit {
   running: readonly TaskRecord[];
   /** Its tasks are handed over as batches (`ClaimedUnit.batch`). */
   readonly batch: boolean;
+  /** `task:stuck` fired for the call running now. */
+  stuckReported: boolean;
   controller: AbortController | null;
   startedAt: number;
   /** Attempts ended since the last report. */
@@ -151,6 +153,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   /** Per task type: until when (this process's clock) nothing of it is claimed or started. */
   const heldUntil = new Map<TaskType, number>();
   let holdsTimer: NodeJS.Timeout | undefined;
+  let stuckTimer: NodeJS.Timeout | undefined;
   /** Refusals in a row (0: not paused), when the episode began, and until when nothing is claimed. */
   let refusal = { count: 0, since: 0, until: 0, error: '' };
   const claimingPaused = (): boolean => refusal.count > 0 && Date.now() < refusal.until;
@@ -292,6 +295,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       current: head,
       running: [],
       batch: claimed.batch,
+      stuckReported: false,
       controller: null,
       startedAt: 0,
       ended: [],
@@ -311,6 +315,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     unit.running = tasks;
     unit.controller = controller;
     unit.startedAt = performance.now();
+    unit.stuckReported = true; // not while it waits for the rate limit: from its start, below
     const attempt = task.failures + 1;
     const handler = options.handlers[task.type];
     let timeout: NodeJS.Timeout | undefined;
@@ -322,6 +327,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       if (needsAdmission(task.type)) await admitted(task.type, tokensOf(tasks), controller.signal);
       if (controller.signal.aborted) throw controller.signal.reason;
       unit.startedAt = performance.now();
+      unit.stuckReported = false;
       for (const started of tasks)
         events.emit('task:started', { task: started, attempt: started.failures + 1 });
       timeout = setTimeout(
@@ -468,6 +474,20 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     store.rateLimits.pause(type, waitMs).catch((e: unknown) => reportError(e, 'rateLimits.pause'));
   }
 
+  /** Fires `task:stuck` once for each call running longer than its type's `stuckAfterMs`. */
+  function checkStuck(): void {
+    const now = performance.now();
+    for (const unit of active.values()) {
+      const task = unit.current;
+      const stuckAfterMs = task ? options.taskTypes[task.type]?.stuckAfterMs : undefined;
+      if (!task || stuckAfterMs === undefined || unit.stuckReported || unit.startedAt === 0) continue;
+      const runningMs = now - unit.startedAt;
+      if (runningMs < stuckAfterMs) continue;
+      unit.stuckReported = true;
+      events.emit('task:stuck', { task, runningMs, stuckAfterMs });
+    }
+  }
+
   /** Learns the holds other processes set (their providers' pauses, shared paced calls). */
   async function readHolds(): Promise<void> {
     try {
@@ -552,6 +572,12 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       unsubscribeEnqueued = store.events.on('tasks:enqueued', wantClaim);
       pollTimer = setInterval(wantClaim, options.pollMs).unref();
       holdsTimer = setInterval(() => void readHolds(), options.pollMs).unref();
+      const stuckAfter = TASK_TYPES.map((type) => options.taskTypes[type]?.stuckAfterMs ?? Infinity);
+      if (Math.min(...stuckAfter) < Infinity)
+        stuckTimer = setInterval(
+          checkStuck,
+          Math.max(10, Math.min(1_000, Math.min(...stuckAfter) / 4)),
+        ).unref();
       heartbeatTimer = setInterval(() => void heartbeat(), options.heartbeatMs).unref();
       // Leases under this identity belong to a process that died (this one was not running):
       // take them back now instead of waiting for them to expire.
@@ -571,6 +597,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
         unsubscribeEnqueued?.();
         clearInterval(pollTimer);
         clearInterval(holdsTimer);
+        clearInterval(stuckTimer);
         if (wakeTimer) clearTimeout(wakeTimer.timer);
         let deadline: NodeJS.Timeout | undefined;
         await Promise.race([

@@ -7,13 +7,14 @@ import { hostname } from 'node:os';
 import pino, { type Logger } from 'pino';
 import { createKeyring } from '../auth/keyring.ts';
 import type { TokenEstimator } from '../domain/task-generation.ts';
+import type { TaskType } from '../domain/work-unit-key.ts';
 import type { ChangeFeed } from '../feed/change-feed.ts';
 import { openFeed } from '../feed/open-feed.ts';
 import { wakeOnStoredWork } from '../feed/wake-on-stored-work.ts';
 import { createDemoHandler } from '../handlers/demo-handler.ts';
 import { createHttpHandler } from '../handlers/http-handler.ts';
 import { createLiveStatus, type LiveStatus } from '../live/live-status.ts';
-import type { SchedulerOptions } from '../scheduler/options.ts';
+import type { SchedulerOptions, TaskTypeLimits } from '../scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../scheduler/scheduler.ts';
 import { createDerivationService } from '../service/derivation.ts';
 import { createDeriver, type Deriver } from '../service/deriver.ts';
@@ -73,6 +74,15 @@ export interface StartOptions {
 function workerIdOf(config: Config): string | undefined {
   if (config.workerId !== null) return config.workerId;
   return config.port === 0 ? undefined : `${hostname()}:${config.host}:${config.port}`;
+}
+
+/** Per task type, when a running task counts as stuck (`..._STUCK_AFTER`). */
+function stuckAfterOf(config: Config): Partial<Record<TaskType, number>> {
+  const stuck: Partial<Record<TaskType, number>> = {};
+  for (const [type, limits] of Object.entries(config.taskTypes.limits) as [TaskType, TaskTypeLimits][]) {
+    if (limits.stuckAfterMs !== undefined) stuck[type] = limits.stuckAfterMs;
+  }
+  return stuck;
 }
 
 /** The handlers this process runs: the given ones, HANDLER_URL's, or the demo's. */
@@ -152,6 +162,17 @@ async function assemble(
   scheduler.events.on('task:failed', ({ task, error }) =>
     logger.warn({ taskId: task.id, error }, 'task failed'),
   );
+  scheduler.events.on('task:stuck', ({ task, runningMs }) =>
+    logger.warn(
+      {
+        taskId: task.id,
+        taskType: task.type,
+        sessionId: task.key.sessionId,
+        runningMs: Math.round(runningMs),
+      },
+      'task stuck: running longer than its STUCK_AFTER',
+    ),
+  );
   // One line per episode, not one per task: the tasks stay pending until the handler answers.
   scheduler.events.on('dispatch:paused', ({ error }) =>
     logger.error({ error }, 'the handler refuses this service: dispatch paused, tasks stay pending'),
@@ -170,6 +191,7 @@ async function assemble(
       schedulerEvents: scheduler.events,
       webSocketConnections: () => server?.webSockets.size ?? 0,
       dispatchPaused: () => scheduler.dispatch.paused,
+      stuckAfterMs: stuckAfterOf(config),
     }),
     (m) => m.close(),
   );
@@ -180,7 +202,11 @@ async function assemble(
       status,
       live,
       keys,
-      queue: createQueueService({ store, batches: config.taskTypes.batches }),
+      queue: createQueueService({
+        store,
+        batches: config.taskTypes.batches,
+        stuckAfterMs: stuckAfterOf(config),
+      }),
       derivation: createDerivationService({ store, status }),
     },
     logger,

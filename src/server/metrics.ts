@@ -22,7 +22,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { zeroCounters } from '../domain/counters.ts';
-import { TASK_TYPES } from '../domain/work-unit-key.ts';
+import { TASK_TYPES, type TaskType } from '../domain/work-unit-key.ts';
 import type { LiveStatus } from '../live/live-status.ts';
 import type { SchedulerEvents } from '../scheduler/events.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
@@ -31,13 +31,15 @@ import type { TypedEmitter } from '../util/typed-emitter.ts';
 
 export interface MetricsOptions {
   readonly status: Pick<StatusEngine, 'stats'>;
-  readonly store: Pick<Store, 'liveCountsByTaskType' | 'oldestPendingAt'>;
+  readonly store: Pick<Store, 'liveCountsByTaskType' | 'oldestPendingAt' | 'countStuckTasks'>;
   readonly live: LiveStatus;
   readonly schedulerEvents: TypedEmitter<SchedulerEvents>;
   /** Open WebSocket connections now. */
   readonly webSocketConnections: () => number;
   /** Whether dispatch is paused because the handler refuses this service (401/403). */
   readonly dispatchPaused: () => boolean;
+  /** Per task type, when a running task counts as stuck. @default none */
+  readonly stuckAfterMs?: Readonly<Partial<Record<TaskType, number>>>;
 }
 
 export interface Metrics {
@@ -151,6 +153,28 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
   });
 
+  const stuckAfter = options.stuckAfterMs ?? {};
+  if (Object.keys(stuckAfter).length > 0) {
+    new Gauge({
+      name: 'deriver_stuck_tasks',
+      help: "Running tasks that started longer ago than their type's STUCK_AFTER (every instance), by task type.",
+      labelNames: ['task_type'] as const,
+      registers: [registry],
+      async collect() {
+        const now = Date.now();
+        const before = Object.fromEntries(Object.entries(stuckAfter).map(([type, ms]) => [type, now - ms]));
+        this.reset();
+        for (const [type, n] of await store.countStuckTasks(before)) this.set({ task_type: type }, n);
+      },
+    });
+  }
+  const stuckEvents = new Counter({
+    name: 'deriver_task_stuck_total',
+    help: "Task attempts this process ran that went past their type's STUCK_AFTER, by task type.",
+    labelNames: ['task_type'] as const,
+    registers: [registry],
+  });
+
   const events = options.schedulerEvents;
   const seconds = (ms: number) => ms / 1000;
   const offs = [
@@ -160,6 +184,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     events.on('task:failed', ({ task, durationMs }) =>
       durations.observe({ task_type: task.type, outcome: 'failed' }, seconds(durationMs)),
     ),
+    events.on('task:stuck', ({ task }) => stuckEvents.inc({ task_type: task.type })),
     events.on('task:retrying', ({ task, durationMs }) => {
       durations.observe({ task_type: task.type, outcome: 'retried' }, seconds(durationMs));
       retries.inc({ task_type: task.type });

@@ -1,7 +1,7 @@
 /**
  * Per-task-type settings from the environment (docs/configuration.md, "Batches, rate limits and
  * concurrency per task type"): `REPRESENTATION_BATCH`, `REPRESENTATION_RATE_LIMIT`,
- * `REPRESENTATION_CONCURRENCY`, and the same with `SUMMARY_`. A batch and a rate limit are written
+ * `REPRESENTATION_CONCURRENCY`, `REPRESENTATION_STUCK_AFTER`, and the same with `SUMMARY_`. A batch and a rate limit are written
  * as `key=value` pairs separated by spaces or commas, e.g. `tokens=512 tasks=32 wait=30m` and
  * `requests=60 tokens=40000 per=1m`.
  */
@@ -16,6 +16,7 @@ export const DEFAULT_BATCH: BatchPolicy = { maxTasks: 50, maxTokens: 512, maxWai
 
 export interface TaskTypeConfig {
   readonly batches: BatchPolicies;
+  /** Rate limits, concurrency and when a running task counts as stuck (`stuckAfterMs`). */
   readonly limits: Readonly<Partial<Record<TaskType, TaskTypeLimits>>>;
 }
 
@@ -26,6 +27,7 @@ export const taskTypeVariables = (type: TaskType) => {
     batch: `${prefix}_BATCH`,
     rateLimit: `${prefix}_RATE_LIMIT`,
     concurrency: `${prefix}_CONCURRENCY`,
+    stuckAfter: `${prefix}_STUCK_AFTER`,
   } as const;
 };
 
@@ -122,7 +124,16 @@ export function taskTypeConfigOf(env: NodeJS.ProcessEnv): TaskTypeConfig | strin
         return `${names.concurrency} must be a whole number of at least 1 (got "${concurrencyRaw}")`;
       concurrency = parsed;
     }
-    if (rateLimit || concurrency !== undefined) limits[type] = { rateLimit, concurrency };
+    const stuckRaw = env[names.stuckAfter]?.trim();
+    let stuckAfterMs: number | undefined;
+    if (stuckRaw && stuckRaw !== 'off') {
+      const parsed = durationOf(names.stuckAfter, 'the value', stuckRaw, 0);
+      if (typeof parsed === 'string')
+        return `${names.stuckAfter} must be a duration like 30s, 5m or 1h, or off (got "${stuckRaw}")`;
+      stuckAfterMs = parsed;
+    }
+    if (rateLimit || concurrency !== undefined || stuckAfterMs !== undefined)
+      limits[type] = { rateLimit, concurrency, stuckAfterMs };
   }
   return { batches, limits };
 }

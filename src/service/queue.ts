@@ -4,6 +4,7 @@
  * `retryFailedTasksInput`). Every change goes through the store, which announces it like any
  * other, so status counts and subscribers follow.
  */
+import type { TaskType } from '../domain/work-unit-key.ts';
 import type { BatchPolicies } from '../store/queue-plan.ts';
 import type {
   CancelResult,
@@ -19,6 +20,8 @@ import { type WaitingFor, waitingFor } from './waiting-for.ts';
 /** A work unit as the API shows it: what the store knows, and why it waits. */
 export interface WorkUnitView extends WorkUnitInfo {
   readonly waitingFor: WaitingFor | null;
+  /** Its running task has run longer than its type's stuck time. */
+  readonly stuck: boolean;
 }
 
 /** One page of a list, and whether another follows. */
@@ -41,6 +44,8 @@ export interface QueueService {
   cancelPendingTasks(filter: UnitFilter): Promise<CancelResult>;
   /** Ids of the workspaces that have work, by id, at most `WORKSPACE_LIST_LIMIT`. */
   workspaces(): Promise<string[]>;
+  /** Running tasks past their type's stuck time in the units `filter` matches (0 with none set). */
+  stuckTasks(filter: CounterFilter): Promise<number>;
   /** A session's watermark over the units the filter matches (`Store.derivedThroughSeq`). */
   derivedThroughSeq(filter: CounterFilter & { readonly sessionId: string }): Promise<number | null>;
 }
@@ -52,8 +57,10 @@ export function createQueueService(options: {
   readonly store: Store;
   /** The store's batched task types (to say how full a filling batch is). @default none */
   readonly batches?: BatchPolicies | undefined;
+  /** Per task type, when a running task counts as stuck. @default none */
+  readonly stuckAfterMs?: Readonly<Partial<Record<TaskType, number>>> | undefined;
 }): QueueService {
-  const { store, batches = {} } = options;
+  const { store, batches = {}, stuckAfterMs = {} } = options;
   /** Asks for one row more than the page, to tell whether another page follows. */
   const paged = async <T>(page: Page, list: (page: Page) => Promise<T[]>): Promise<PageOf<T>> => {
     const rows = await list({ afterId: page.afterId, limit: page.limit + 1 });
@@ -68,15 +75,16 @@ export function createQueueService(options: {
       const now = Date.now();
       return {
         ...units,
-        items: units.items.map((unit) => ({
-          ...unit,
-          waitingFor: waitingFor(
-            unit,
-            now,
-            batches[unit.key.taskType],
-            rateWaits.get(unit.key.taskType) ?? 0,
-          ),
-        })),
+        items: units.items.map((unit): WorkUnitView => {
+          const type = unit.key.taskType;
+          const stuckAfter = stuckAfterMs[type];
+          return {
+            ...unit,
+            waitingFor: waitingFor(unit, now, batches[type], rateWaits.get(type) ?? 0),
+            stuck:
+              unit.running !== null && stuckAfter !== undefined && now - unit.running.startedAt >= stuckAfter,
+          };
+        }),
       };
     },
     failedTasks: (filter, page) => paged(page, (p) => store.listFailedTasks(filter, p)),
@@ -84,5 +92,13 @@ export function createQueueService(options: {
     workspaces: () => store.listWorkspaces(WORKSPACE_LIST_LIMIT),
     cancelPendingTasks: (filter) => store.cancelPendingTasks(filter),
     derivedThroughSeq: (filter) => store.derivedThroughSeq(filter),
+    async stuckTasks(filter) {
+      if (Object.keys(stuckAfterMs).length === 0) return 0;
+      const now = Date.now();
+      const before = Object.fromEntries(Object.entries(stuckAfterMs).map(([type, ms]) => [type, now - ms]));
+      let total = 0;
+      for (const n of (await store.countStuckTasks(before, filter)).values()) total += n;
+      return total;
+    },
   };
 }

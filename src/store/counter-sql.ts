@@ -45,6 +45,24 @@ export function counterQuery(filter: CounterFilter, placeholder: (n: number) => 
   };
 }
 
+/**
+ * The stuck-task count of one task type (`Store.countStuckTasks`): running tasks started before a
+ * time, through the partial index of running tasks. Values: the type, the time, then the filter's.
+ */
+export function stuckTasksQuery(
+  filter: CounterFilter | undefined,
+  placeholder: (n: number) => string,
+): { readonly text: string; readonly filterValues: readonly string[] } {
+  const scoped = filter ? counterQuery(filter, (n) => placeholder(n + 2)) : null;
+  return {
+    text: `SELECT count(*) AS n FROM tasks t JOIN work_units u ON u.id = t.unit_id
+      WHERE t.state = 'running' AND u.task_type = ${placeholder(1)} AND t.started_at < ${placeholder(2)}${
+        scoped ? ` AND ${scoped.unitWhere}` : ''
+      }`,
+    filterValues: scoped?.values ?? [],
+  };
+}
+
 /** Pending, retrying and running per task type, over the units with work left (head set). */
 export const LIVE_COUNTS_SQL =
   'SELECT task_type, coalesce(sum(pending), 0) AS pending, coalesce(sum(running), 0) AS running, ' +

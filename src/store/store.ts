@@ -399,6 +399,15 @@ export interface Store {
    */
   derivedThroughSeq(filter: CounterFilter & { readonly sessionId: string }): Promise<number | null>;
 
+  /**
+   * Running tasks that started before `startedBefore[type]` (epoch ms) in the units `filter`
+   * matches (every unit without one), by task type: stuck tasks. Reads the running tasks only.
+   */
+  countStuckTasks(
+    startedBefore: Readonly<Partial<Record<TaskType, number>>>,
+    filter?: CounterFilter,
+  ): Promise<Map<TaskType, number>>;
+
   /** When the oldest pending task of any unit was created (epoch ms); `null` when none is pending. */
   oldestPendingAt(): Promise<number | null>;
 

@@ -17,7 +17,7 @@ import type { Peer, Workspace } from '../../domain/model.ts';
 import { mergeOverrides } from '../../domain/settings.ts';
 import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
-import { counterQuery, LIVE_COUNTS_SQL } from '../counter-sql.ts';
+import { counterQuery, LIVE_COUNTS_SQL, stuckTasksQuery } from '../counter-sql.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import {
   countersOf,
@@ -243,6 +243,16 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         filter.sessionId,
       ]);
       return rows[0]?.seq ?? null;
+    },
+
+    async countStuckTasks(startedBefore, filter) {
+      const { text, filterValues } = stuckTasksQuery(filter, (n) => `$${n}`);
+      const counts = new Map<TaskType, number>();
+      for (const [type, before] of Object.entries(startedBefore) as [TaskType, number][]) {
+        const rows = await connection.query<{ n: number }>(text, [type, before, ...filterValues]);
+        counts.set(type, Number(rows[0]?.n ?? 0));
+      }
+      return counts;
     },
 
     async oldestPendingAt() {

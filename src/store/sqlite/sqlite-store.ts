@@ -12,7 +12,7 @@ import type { Peer, Workspace } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
-import { counterQuery, LIVE_COUNTS_SQL } from '../counter-sql.ts';
+import { counterQuery, LIVE_COUNTS_SQL, stuckTasksQuery } from '../counter-sql.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import { createLocalRateLimits } from '../rate-limits.ts';
 import { countersOf, keyOf, messageIdsOf, messageOf, sumOf, taskRowOf, watermarkSql } from '../rows.ts';
@@ -225,6 +225,16 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         | { seq: number | null }
         | undefined;
       return row?.seq ?? null;
+    },
+
+    async countStuckTasks(startedBefore, filter) {
+      const { text, filterValues } = stuckTasksQuery(filter, () => '?');
+      const counts = new Map<TaskType, number>();
+      for (const [type, before] of Object.entries(startedBefore) as [TaskType, number][]) {
+        const row = prepared(text).get(type, before, ...filterValues) as { n: number } | undefined;
+        counts.set(type, Number(row?.n ?? 0));
+      }
+      return counts;
     },
 
     async oldestPendingAt() {
