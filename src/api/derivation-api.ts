@@ -2,6 +2,7 @@
  * Your messages, derived (docs/api.md): `Message.derivation`, the `messageDerivation` query and
  * subscription, and the session watermark `DeriverStatus.derivedThroughSeq`.
  */
+import type { ArgBuilder } from '@pothos/core';
 import { authorize } from '../auth/authorize.ts';
 import { messageDerivationInput } from '../domain/inputs.ts';
 import type { Message } from '../domain/model.ts';
@@ -86,6 +87,17 @@ const requestOf = (args: {
   taskTypes: args.taskTypes ?? undefined,
 });
 
+/** The arguments of the messageDerivation query and subscription. */
+const derivationArgs = (arg: ArgBuilder<Types>) => ({
+  workspaceId: arg.id(),
+  messageIds: arg.idList({
+    required: true,
+    description: 'The messages, as addMessages returns them (1 to 1000).',
+  }),
+  observerId: arg.id({ description: "Only this observer's tasks (summaries have no observer)." }),
+  taskTypes: arg({ type: [TaskTypeEnum], description: 'Only these task types. Default: every type.' }),
+});
+
 builder.objectField(MessageType, 'derivation', (t) =>
   t.field({
     type: MessageDerivationType,
@@ -107,15 +119,7 @@ builder.queryField('messageDerivation', (t) =>
     type: DerivationStateType,
     description:
       'What the tasks these messages created are doing, now. Costs the tasks of those messages only, however busy the queue is. An unknown message id is NOT_FOUND naming messageIds.',
-    args: {
-      workspaceId: t.arg.id(),
-      messageIds: t.arg.idList({
-        required: true,
-        description: 'The messages, as addMessages returns them (1 to 1000).',
-      }),
-      observerId: t.arg.id({ description: "Only this observer's tasks (summaries have no observer)." }),
-      taskTypes: t.arg({ type: [TaskTypeEnum], description: 'Only these task types. Default: every type.' }),
-    },
+    args: derivationArgs(t.arg),
     validate: messageDerivationInput,
     resolve: async (_root, args, ctx) => {
       const request = requestOf(args);
@@ -131,15 +135,7 @@ builder.subscriptionField('messageDerivation', (t) =>
     type: DerivationStateType,
     description:
       "The state of these messages' tasks at once, then every change; completes once every task is finished (done), however busy the rest of the queue is. An unknown message id is NOT_FOUND naming messageIds.",
-    args: {
-      workspaceId: t.arg.id(),
-      messageIds: t.arg.idList({
-        required: true,
-        description: 'The messages, as addMessages returns them (1 to 1000).',
-      }),
-      observerId: t.arg.id({ description: "Only this observer's tasks (summaries have no observer)." }),
-      taskTypes: t.arg({ type: [TaskTypeEnum], description: 'Only these task types. Default: every type.' }),
-    },
+    args: derivationArgs(t.arg),
     validate: messageDerivationInput,
     subscribe: async (_root, args, ctx) => {
       const request = requestOf(args);
