@@ -51,7 +51,7 @@ export class InvalidInputError extends DeriverError {
 export class NotFoundError extends DeriverError {
   readonly code = 'NOT_FOUND' as const;
   constructor(
-    readonly resource: 'workspace' | 'session' | 'peer' | 'message',
+    readonly resource: 'workspace' | 'session' | 'peer' | 'message' | 'webhook',
     readonly id: string,
     /** The argument that named it, when one did (`sessionId`, `observerId`, ...). */
     readonly argument?: string,

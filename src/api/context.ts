@@ -6,6 +6,7 @@ import type { DerivationService } from '../service/derivation.ts';
 import type { Deriver } from '../service/deriver.ts';
 import type { QueueService } from '../service/queue.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
+import type { Store } from '../store/store.ts';
 
 /** The services every resolver uses; the same for every request. */
 export interface ApiServices {
@@ -16,6 +17,8 @@ export interface ApiServices {
   readonly queue: QueueService;
   /** Your messages, derived: what the tasks of given messages are doing. */
   readonly derivation: DerivationService;
+  /** Webhook endpoints (the store's), and a wake-up for this process's dispatcher. */
+  readonly webhooks: { readonly store: Store; readonly allowPrivate: boolean; wake(): void };
   /** Verifies and mints keys; `null` when authentication is off. */
   readonly keys: Keyring | null;
 }

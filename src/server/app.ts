@@ -24,6 +24,8 @@ import { createStatusEngine, type StatusEngine } from '../status/status-engine.t
 import { openStore } from '../store/open-store.ts';
 import type { Store } from '../store/store.ts';
 import { ResourceStack } from '../util/resource-stack.ts';
+import { createWebhookDispatcher } from '../webhooks/dispatcher.ts';
+import { taskStuck } from '../webhooks/events.ts';
 import { type Config, ConfigError } from './config.ts';
 import { createDeriverServer, type DeriverServer, type DeriverServerOptions } from './create-server.ts';
 import { createMetrics } from './metrics.ts';
@@ -180,6 +182,46 @@ async function assemble(
   scheduler.events.on('dispatch:resumed', ({ pausedMs }) =>
     logger.info({ pausedMs }, 'the handler accepts tasks again: dispatch resumed'),
   );
+  // Webhook deliveries (docs/webhooks.md): processes that run workers deliver the outbox.
+  const webhookAttempts = { delivered: 0, retried: 0, failed: 0 };
+  const dispatcher =
+    config.workerConcurrency > 0
+      ? resources.use(
+          createWebhookDispatcher({
+            store,
+            timeoutMs: config.webhookTimeoutMs,
+            allowPrivate: config.webhookAllowPrivate,
+            onAttempt: (delivery, outcome) => {
+              if (outcome.ok) webhookAttempts.delivered++;
+              else if (outcome.retryAt !== null) webhookAttempts.retried++;
+              else {
+                webhookAttempts.failed++;
+                logger.warn(
+                  { deliveryId: delivery.id, url: delivery.url, type: delivery.type, error: outcome.error },
+                  'webhook delivery given up after a day',
+                );
+              }
+            },
+            onError: (error) => logger.warn({ err: error }, 'webhook dispatcher store call failed'),
+          }),
+          (d) => d.stop(),
+        )
+      : undefined;
+  if (dispatcher) {
+    const wake = () => dispatcher.wake();
+    resources.defer(store.events.on('webhooks:enqueued', wake));
+    resources.defer(scheduler.events.on('task:failed', wake));
+    resources.defer(
+      scheduler.events.on('unit:released', ({ reason }) => {
+        if (reason === 'drained') wake();
+      }),
+    );
+  }
+  scheduler.events.on('task:stuck', ({ task, runningMs }) => {
+    store
+      .enqueueWebhookEvent(taskStuck(task.key, task.id, runningMs, Date.now()))
+      .catch((error: unknown) => logger.warn({ err: error }, 'could not write the task.stuck webhook event'));
+  });
   const keys = config.authJwtSecret ? createKeyring({ secret: config.authJwtSecret }) : null;
   // The server counts its WebSocket connections; it is created just below, before any scrape.
   let server: DeriverServer | undefined;
@@ -192,6 +234,7 @@ async function assemble(
       webSocketConnections: () => server?.webSockets.size ?? 0,
       dispatchPaused: () => scheduler.dispatch.paused,
       stuckAfterMs: stuckAfterOf(config),
+      webhookAttempts: () => webhookAttempts,
     }),
     (m) => m.close(),
   );
@@ -208,6 +251,7 @@ async function assemble(
         stuckAfterMs: stuckAfterOf(config),
       }),
       derivation: createDerivationService({ store, status }),
+      webhooks: { store, allowPrivate: config.webhookAllowPrivate, wake: () => dispatcher?.wake() },
     },
     logger,
     limits: config.limits,

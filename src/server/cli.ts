@@ -90,6 +90,22 @@ export const SETTINGS: readonly Setting[] = [
     default: 'WORKER_CONCURRENCY',
   },
   {
+    env: 'REPRESENTATION_STUCK_AFTER',
+    meaning: 'a representation task running longer than this (30s, 5m) is flagged stuck; off',
+    default: 'off',
+  },
+  { env: 'SUMMARY_STUCK_AFTER', meaning: 'the same for summary tasks', default: 'off' },
+  {
+    env: 'WEBHOOK_ALLOW_PRIVATE',
+    meaning: 'true lets webhooks go to loopback and private addresses (a receiver on this host)',
+    default: 'false',
+  },
+  {
+    env: 'WEBHOOK_TIMEOUT_MS',
+    meaning: 'time one webhook delivery request may take',
+    default: String(DEFAULTS.webhookTimeoutMs),
+  },
+  {
     env: 'DEMO_TASK_MS',
     meaning: 'delay of the built-in demo handler per task',
     default: String(DEFAULTS.demoTaskMs),

@@ -66,6 +66,10 @@ export interface Config {
    * process's concurrency (`..._CONCURRENCY`). @default none
    */
   readonly taskTypes: TaskTypeConfig;
+  /** Webhooks may go to loopback and private addresses (docs/webhooks.md). @default false */
+  readonly webhookAllowPrivate: boolean;
+  /** Time one webhook delivery request may take, in ms. @default 30000 */
+  readonly webhookTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -238,6 +242,16 @@ const envSchema = z.object({
       return ms;
     }),
   DEMO_TASK_MS: integer('DEMO_TASK_MS', 0, 3_600_000, 250),
+  WEBHOOK_ALLOW_PRIVATE: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === '' || raw === 'false') return false;
+      if (raw === 'true') return true;
+      ctx.addIssue({ code: 'custom', message: `WEBHOOK_ALLOW_PRIVATE must be true or false (got "${raw}")` });
+      return z.NEVER;
+    }),
+  WEBHOOK_TIMEOUT_MS: integer('WEBHOOK_TIMEOUT_MS', 100, 600_000, 30_000),
   COALESCE_MS: integer('COALESCE_MS', 0, limits.coalesceMaxMs, 100),
   STATUS_CACHE_ENTRIES: integer('STATUS_CACHE_ENTRIES', 0, 100_000_000, DEFAULT_STATUS_ENTRIES),
   LOG_LEVEL: z
@@ -303,6 +317,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     leaseMs: e.LEASE_MS,
     retentionMs: e.RETENTION,
     taskTypes,
+    webhookAllowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
+    webhookTimeoutMs: e.WEBHOOK_TIMEOUT_MS,
     limits: {
       maxBodyBytes: e.MAX_BODY_BYTES,
       maxInflightBodyBytes: e.MAX_INFLIGHT_BODY_BYTES,

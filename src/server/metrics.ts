@@ -31,7 +31,10 @@ import type { TypedEmitter } from '../util/typed-emitter.ts';
 
 export interface MetricsOptions {
   readonly status: Pick<StatusEngine, 'stats'>;
-  readonly store: Pick<Store, 'liveCountsByTaskType' | 'oldestPendingAt' | 'countStuckTasks'>;
+  readonly store: Pick<
+    Store,
+    'liveCountsByTaskType' | 'oldestPendingAt' | 'countStuckTasks' | 'pendingWebhookDeliveries'
+  >;
   readonly live: LiveStatus;
   readonly schedulerEvents: TypedEmitter<SchedulerEvents>;
   /** Open WebSocket connections now. */
@@ -40,6 +43,12 @@ export interface MetricsOptions {
   readonly dispatchPaused: () => boolean;
   /** Per task type, when a running task counts as stuck. @default none */
   readonly stuckAfterMs?: Readonly<Partial<Record<TaskType, number>>>;
+  /** Webhook delivery attempts this process made so far, by outcome. @default none */
+  readonly webhookAttempts?: () => {
+    readonly delivered: number;
+    readonly retried: number;
+    readonly failed: number;
+  };
 }
 
 export interface Metrics {
@@ -173,6 +182,29 @@ export function createMetrics(options: MetricsOptions): Metrics {
     help: "Task attempts this process ran that went past their type's STUCK_AFTER, by task type.",
     labelNames: ['task_type'] as const,
     registers: [registry],
+  });
+
+  new Gauge({
+    name: 'deriver_webhook_deliveries_pending',
+    help: 'Webhook deliveries not delivered yet (retrying with backoff), over every endpoint and instance.',
+    registers: [registry],
+    async collect() {
+      this.set(await store.pendingWebhookDeliveries());
+    },
+  });
+  const attemptsSoFar = { delivered: 0, retried: 0, failed: 0 };
+  new Counter({
+    name: 'deriver_webhook_attempts_total',
+    help: 'Webhook delivery attempts this process made, by outcome (delivered, retried, failed: given up).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+    collect() {
+      const now = options.webhookAttempts?.() ?? attemptsSoFar;
+      for (const outcome of ['delivered', 'retried', 'failed'] as const) {
+        this.inc({ outcome }, now[outcome] - attemptsSoFar[outcome]);
+        attemptsSoFar[outcome] = now[outcome];
+      }
+    },
   });
 
   const events = options.schedulerEvents;

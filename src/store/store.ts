@@ -36,6 +36,7 @@ import type { SettingsOverride } from '../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot, SummaryRange, TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
 import type { TypedEmitter } from '../util/typed-emitter.ts';
+import type { WebhookEvent, WebhookEventType } from '../webhooks/events.ts';
 import type { RateLimits } from './rate-limits.ts';
 
 export type TaskState = 'pending' | 'running' | 'succeeded' | 'failed';
@@ -48,6 +49,8 @@ export interface StoreEvents {
   'units:changed': UnitChanges;
   /** New tasks were committed; idle workers should look for work. */
   'tasks:enqueued': { readonly count: number };
+  /** Webhook deliveries were committed; the dispatcher should look for work. */
+  'webhooks:enqueued': { readonly count: number };
 }
 
 /**
@@ -305,6 +308,42 @@ export interface MessageTasks {
   }[];
 }
 
+/** A registered webhook endpoint (docs/webhooks.md); the secret is never read back. */
+export interface WebhookEndpoint {
+  readonly id: number;
+  readonly workspaceId: string;
+  readonly url: string;
+  readonly events: readonly WebhookEventType[];
+  readonly createdAt: number;
+}
+
+/** An endpoint with what its deliveries did. */
+export interface WebhookEndpointInfo extends WebhookEndpoint {
+  readonly pending: number;
+  readonly delivered: number;
+  /** Deliveries given up on (not delivered within a day). */
+  readonly failed: number;
+  readonly lastError: string | null;
+  readonly lastDeliveredAt: number | null;
+}
+
+/** A delivery due now, leased to the dispatcher that claimed it. */
+export interface DueDelivery {
+  readonly id: number;
+  readonly endpointId: number;
+  readonly url: string;
+  readonly secret: string;
+  readonly type: WebhookEventType;
+  readonly body: string;
+  readonly attempts: number;
+  readonly createdAt: number;
+}
+
+/** What became of a delivery attempt: delivered, or retried at `retryAt` (`null`: given up). */
+export type DeliveryOutcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly error: string; readonly retryAt: number | null };
+
 export interface Store {
   /** Announces committed changes. Listeners run after the commit. */
   readonly events: TypedEmitter<StoreEvents>;
@@ -407,6 +446,33 @@ export interface Store {
     startedBefore: Readonly<Partial<Record<TaskType, number>>>,
     filter?: CounterFilter,
   ): Promise<Map<TaskType, number>>;
+
+  /** Registers a webhook endpoint of a workspace (docs/webhooks.md). */
+  createWebhook(input: {
+    readonly workspaceId: string;
+    readonly url: string;
+    readonly events: readonly WebhookEventType[];
+    readonly secret: string;
+  }): Promise<WebhookEndpoint>;
+  /** The workspace's endpoints with their deliveries' figures, by id. */
+  listWebhooks(workspaceId: string): Promise<WebhookEndpointInfo[]>;
+  /** Removes an endpoint of the workspace and its deliveries; false when there is none. */
+  removeWebhook(workspaceId: string, id: number): Promise<boolean>;
+  /** Writes an event for the workspace's endpoints that receive it; returns the deliveries made. */
+  enqueueWebhookEvent(event: WebhookEvent, endpointId?: number): Promise<number>;
+  /**
+   * Leases up to `max` due deliveries for `leaseMs`, at most one per endpoint and none of
+   * `busyEndpoints` (an endpoint gets one delivery at a time, so a slow one holds only itself).
+   */
+  claimWebhookDeliveries(request: {
+    readonly max: number;
+    readonly leaseMs: number;
+    readonly busyEndpoints: readonly number[];
+  }): Promise<DueDelivery[]>;
+  /** Records a delivery attempt's outcome. */
+  settleWebhookDelivery(id: number, outcome: DeliveryOutcome): Promise<void>;
+  /** Deliveries not delivered yet (pending, not given up), over every endpoint. */
+  pendingWebhookDeliveries(): Promise<number>;
 
   /** When the oldest pending task of any unit was created (epoch ms); `null` when none is pending. */
   oldestPendingAt(): Promise<number | null>;

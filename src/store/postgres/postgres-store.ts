@@ -17,6 +17,7 @@ import type { Peer, Workspace } from '../../domain/model.ts';
 import { mergeOverrides } from '../../domain/settings.ts';
 import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
+import { eventsColumn } from '../../webhooks/events.ts';
 import { counterQuery, LIVE_COUNTS_SQL, stuckTasksQuery } from '../counter-sql.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import {
@@ -34,6 +35,15 @@ import {
   watermarkSql,
 } from '../rows.ts';
 import type { Store, StoreEvents, TaskState } from '../store.ts';
+import {
+  type DueRow,
+  dueDeliveriesSql,
+  type EndpointRow,
+  endpointInfoOf,
+  endpointOf,
+  listEndpointsSql,
+  pickDue,
+} from '../webhook-sql.ts';
 import { connect } from './connection.ts';
 import {
   appendMessages,
@@ -45,7 +55,14 @@ import {
   setWorkspaceSettings,
   writeMembers,
 } from './domain-writes.ts';
-import { applyReports, claimReady, recoverLeases, renewLeases, type TaskRowData } from './queue.ts';
+import {
+  applyReports,
+  claimReady,
+  recordEvent,
+  recoverLeases,
+  renewLeases,
+  type TaskRowData,
+} from './queue.ts';
 import { cancelPending, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
 import { createPostgresRateLimits } from './rate-limits.ts';
 import { pgSnapshot } from './snapshot.ts';
@@ -253,6 +270,82 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         counts.set(type, Number(rows[0]?.n ?? 0));
       }
       return counts;
+    },
+
+    createWebhook: (input) =>
+      transaction(async (db, now) => {
+        const { rows } = await db.query<EndpointRow>(
+          `INSERT INTO webhook_endpoints (workspace_id, url, events, secret, created_at) VALUES ($1, $2, $3, $4, $5)
+           RETURNING id, workspace_id, url, events, created_at`,
+          [input.workspaceId, input.url, eventsColumn(input.events), input.secret, now],
+        );
+        if (!rows[0]) throw new Error('the webhook endpoint was not written');
+        return endpointOf(rows[0]);
+      }),
+
+    async listWebhooks(workspaceId) {
+      const rows = await connection.query<Parameters<typeof endpointInfoOf>[0]>(
+        listEndpointsSql((n) => `$${n}`),
+        [workspaceId],
+      );
+      return rows.map(endpointInfoOf);
+    },
+
+    removeWebhook: (workspaceId, id) =>
+      transaction(async (db) => {
+        const removed = await db.query('DELETE FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2', [
+          workspaceId,
+          id,
+        ]);
+        return (removed.rowCount ?? 0) > 0;
+      }),
+
+    async enqueueWebhookEvent(event, endpointId) {
+      const made = await transaction(async (db, now) => recordEvent(db, event, now, endpointId ?? null));
+      if (made > 0) events.emit('webhooks:enqueued', { count: made });
+      return made;
+    },
+
+    claimWebhookDeliveries: ({ max, leaseMs, busyEndpoints }) =>
+      transaction(async (db, now) => {
+        const due = await db.query<DueRow>(
+          dueDeliveriesSql((n) => `$${n}`, ' FOR UPDATE OF d SKIP LOCKED'),
+          [now, max * 4 + busyEndpoints.length],
+        );
+        const picked = pickDue(due.rows, busyEndpoints, max);
+        if (picked.length > 0) {
+          await db.query('UPDATE webhook_deliveries SET lease_until = $1 WHERE id = ANY($2::bigint[])', [
+            now + leaseMs,
+            picked.map((d) => d.id),
+          ]);
+        }
+        return picked;
+      }),
+
+    settleWebhookDelivery: (id, outcome) =>
+      transaction(async (db, now) => {
+        if (outcome.ok) {
+          await db.query(
+            `UPDATE webhook_deliveries SET state = 'delivered', delivered_at = $1, attempts = attempts + 1,
+               lease_until = NULL WHERE id = $2`,
+            [now, id],
+          );
+        } else {
+          await db.query(
+            `UPDATE webhook_deliveries SET attempts = attempts + 1, last_error = $1, lease_until = NULL,
+               next_attempt_at = coalesce($2::bigint, next_attempt_at),
+               state = CASE WHEN $2::bigint IS NULL THEN 'failed' ELSE state END
+             WHERE id = $3`,
+            [outcome.error, outcome.retryAt, id],
+          );
+        }
+      }),
+
+    async pendingWebhookDeliveries() {
+      const rows = await connection.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM webhook_deliveries WHERE state = 'pending'",
+      );
+      return Number(rows[0]?.n ?? 0);
     },
 
     async oldestPendingAt() {

@@ -7,7 +7,8 @@
 import type { Counters } from '../../domain/counters.ts';
 import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
-import type { TaskType } from '../../domain/work-unit-key.ts';
+import type { TaskType, WorkUnitKey } from '../../domain/work-unit-key.ts';
+import { queueEmpty, sessionIdle, taskFailed, type WebhookEvent } from '../../webhooks/events.ts';
 import {
   availableAt,
   type BatchPolicies,
@@ -23,6 +24,7 @@ import {
 import {
   type Head,
   headColumns,
+  type KeyColumns,
   keyOf,
   type MessageRow,
   messageOf,
@@ -41,6 +43,7 @@ import type {
   UnitReport,
   WorkerRequest,
 } from '../store.ts';
+import { insertEventSql, insertEventValues, sessionOpenSql } from '../webhook-sql.ts';
 import type { Db } from './connection.ts';
 
 /** A task row as PostgreSQL returns it (the payload is parsed JSON). */
@@ -91,6 +94,40 @@ async function one<R>(db: Db, text: string, values: unknown[]): Promise<R | unde
   return (await db.query(text, values)).rows[0] as R | undefined;
 }
 
+/**
+ * Writes a webhook event to the outbox, in the caller's transaction (docs/webhooks.md); returns the
+ * deliveries made (0 without endpoints for it: one indexed statement).
+ */
+export async function recordEvent(
+  db: Db,
+  event: WebhookEvent,
+  now: number,
+  endpointId: number | null = null,
+): Promise<number> {
+  const inserted = await db.query(
+    insertEventSql((n) => `$${n}`),
+    insertEventValues(event, now, endpointId),
+  );
+  return inserted.rowCount ?? 0;
+}
+
+/** Units drained: `queue.empty` each, and `session.idle` for their sessions with nothing open left. */
+async function recordDrained(db: Db, keys: readonly WorkUnitKey[], now: number): Promise<void> {
+  const sessions = new Map<string, WorkUnitKey>();
+  for (const key of keys) {
+    await recordEvent(db, queueEmpty(key, now), now);
+    sessions.set(`${key.workspaceId}/${key.sessionId}`, key);
+  }
+  for (const key of sessions.values()) {
+    const open = await db.query<{ open: number }>(
+      sessionOpenSql((n) => `$${n}`),
+      [key.workspaceId, key.sessionId],
+    );
+    if (Number(open.rows[0]?.open ?? 1) === 0)
+      await recordEvent(db, sessionIdle(key.workspaceId, key.sessionId, now), now);
+  }
+}
+
 /** The first unfinished task at or after a lower bound of the head. */
 const firstUnfinished = (db: Db, unitId: number, from: number) =>
   one<Head>(
@@ -125,13 +162,14 @@ export async function recoverLeases(
   owner: string | null,
   batches: BatchPolicies,
 ): Promise<number> {
-  const units = await db.query<{ id: number; head_task_id: number | null; task_type: string }>(
-    `SELECT id, head_task_id, task_type FROM work_units
+  const units = await db.query<{ id: number; head_task_id: number | null } & KeyColumns>(
+    `SELECT id, head_task_id, task_type, workspace_id, session_id, observer_id, sender_id FROM work_units
      WHERE lease_owner IS NOT NULL AND (lease_expires_at < $1 OR lease_owner = $2)
      ORDER BY id FOR UPDATE SKIP LOCKED`,
     [now, owner],
   );
-  for (const { id, head_task_id, task_type } of units.rows) {
+  for (const unit of units.rows) {
+    const { id, head_task_id, task_type } = unit;
     const running =
       head_task_id === null
         ? []
@@ -164,6 +202,7 @@ export async function recoverLeases(
     const head = plan.head.kind === 'from' ? await firstUnfinished(db, id, plan.head.id) : undefined;
     const at = (await claimableAt(db, batches, [{ id, task_type, head }])).get(id);
     await releaseUnit(db, id, plan.delta, head, at);
+    if (!head) await recordDrained(db, [keyOf(unit)], now);
   }
   return units.rows.length;
 }
@@ -562,6 +601,20 @@ export async function applyReports(
       ],
     );
   }
+  // Webhook events, in this transaction: tasks failed for good, units drained (and sessions idle).
+  for (const f of finished) {
+    const unit = units.get(f.unitId);
+    if (f.state === 'failed' && unit)
+      await recordEvent(db, taskFailed(keyOf(unit), f.id, f.error ?? '', now), now);
+  }
+  await recordDrained(
+    db,
+    changes.flatMap((c) => {
+      const unit = units.get(c.unitId);
+      return c.release && !c.release.head && unit ? [keyOf(unit)] : [];
+    }),
+    now,
+  );
   // Released units: why, now that their heads are known.
   return outcomes.map((outcome): ReportResult => {
     if ('kind' in outcome) return outcome;

@@ -5,7 +5,8 @@
  */
 import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
-import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
+import { TASK_TYPES, type TaskType, type WorkUnitKey } from '../../domain/work-unit-key.ts';
+import { queueEmpty, sessionIdle, taskFailed, type WebhookEvent } from '../../webhooks/events.ts';
 import {
   availableAt,
   type BatchPolicies,
@@ -33,6 +34,7 @@ import type {
   TaskRecord,
   UnitReport,
 } from '../store.ts';
+import { insertEventValues, sqliteValues } from '../webhook-sql.ts';
 import type { JoinedMessage, Statements, TaskRowData } from './statements.ts';
 
 function taskRecord(sql: Statements, row: TaskRowData & Partial<JoinedMessage>, unit: UnitRow): TaskRecord {
@@ -74,7 +76,8 @@ export function recoverLeases(
   batches: BatchPolicies,
 ): number {
   const units = sql.leasesToRecover.all(now, owner);
-  for (const { id, head_task_id, task_type } of units) {
+  for (const unit of units) {
+    const { id, head_task_id, task_type } = unit;
     const running = head_task_id === null ? [] : sql.runningTasks.all(id, head_task_id);
     const plan = planRecovery(running, head_task_id, request.maxInterruptions);
     for (const write of plan.writes) {
@@ -83,10 +86,13 @@ export function recoverLeases(
           ? sql.failInterruptedTask.run(write.error, now, write.id).changes
           : sql.interruptTask.run(write.id).changes;
       if (changed !== 1) throw new Error(`task ${write.id} is not running in work unit ${id}`);
+      if (write.op === 'fail-interrupted')
+        recordEvent(sql, taskFailed(keyOf(unit), write.id, write.error, now), now);
     }
     const head = findHead(sql, id, plan.head);
     const at = claimableAt(sql, batches, { id, task_type }, head);
     sql.releaseUnit.get({ ...plan.delta, ...headColumns(head, at), unitId: id });
+    if (!head) recordDrained(sql, keyOf(unit), now);
   }
   return units.length;
 }
@@ -219,6 +225,8 @@ export function applyReport(
       const expected = write.op === 'start' ? 'pending' : write.expected;
       throw new Error(`task ${write.id} is not ${expected} in work unit ${unitId}`);
     }
+    if (write.op === 'finish' && write.state === 'failed' && unit)
+      recordEvent(sql, taskFailed(keyOf(unit), write.id, write.error ?? '', now), now);
   }
   if (plan.release === null) {
     if (!sql.updateUnitCounters.get({ ...plan.delta, unitId }))
@@ -229,7 +237,23 @@ export function applyReport(
   const at = claimableAt(sql, batches, { id: unitId, task_type: unit?.task_type ?? '' }, head);
   if (!sql.releaseUnit.get({ ...plan.delta, ...headColumns(head, at), unitId }))
     throw new Error(`work unit ${unitId} vanished while settling`);
+  if (!head && unit) recordDrained(sql, keyOf(unit), now);
   return { kind: 'released', reason: releaseReason(head, at, now) };
+}
+
+/**
+ * Writes a webhook event to the outbox, in the caller's transaction (docs/webhooks.md); returns the
+ * deliveries made (0 without endpoints for it: one indexed statement).
+ */
+export function recordEvent(sql: Statements, event: WebhookEvent, now: number): number {
+  return sql.insertWebhookEvent.run(sqliteValues(insertEventValues(event, now))).changes;
+}
+
+/** A unit drained: `queue.empty`, and `session.idle` when its session has nothing open left. */
+function recordDrained(sql: Statements, key: WorkUnitKey, now: number): void {
+  recordEvent(sql, queueEmpty(key, now), now);
+  if ((sql.sessionOpen.get(key.workspaceId, key.sessionId)?.open ?? 1) === 0)
+    recordEvent(sql, sessionIdle(key.workspaceId, key.sessionId, now), now);
 }
 
 /** What putting a task back returns of it. */

@@ -12,6 +12,7 @@ import type { Peer, Workspace } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
+import { eventsColumn } from '../../webhooks/events.ts';
 import { counterQuery, LIVE_COUNTS_SQL, stuckTasksQuery } from '../counter-sql.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import { createLocalRateLimits } from '../rate-limits.ts';
@@ -27,6 +28,19 @@ import type {
   TaskState,
   WorkerRequest,
 } from '../store.ts';
+import {
+  type DueRow,
+  dueDeliveriesSql,
+  type EndpointRow,
+  endpointInfoOf,
+  endpointOf,
+  insertEventSql,
+  insertEventValues,
+  listEndpointsSql,
+  pickDue,
+  sqliteParam,
+  sqliteValues,
+} from '../webhook-sql.ts';
 import { openSqlite } from './connection.ts';
 import {
   appendMessages,
@@ -235,6 +249,83 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         counts.set(type, Number(row?.n ?? 0));
       }
       return counts;
+    },
+
+    async createWebhook(input) {
+      return durable(() => {
+        const row = db
+          .prepare<[string, string, string, string, number], EndpointRow>(
+            `INSERT INTO webhook_endpoints (workspace_id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?)
+             RETURNING id, workspace_id, url, events, created_at`,
+          )
+          .get(input.workspaceId, input.url, eventsColumn(input.events), input.secret, clock());
+        if (!row) throw new Error('the webhook endpoint was not written');
+        return endpointOf(row);
+      });
+    },
+
+    async listWebhooks(workspaceId) {
+      return (
+        prepared(listEndpointsSql(() => '?')).all(workspaceId) as Parameters<typeof endpointInfoOf>[0][]
+      ).map(endpointInfoOf);
+    },
+
+    async removeWebhook(workspaceId, id) {
+      return durable(
+        () =>
+          db.prepare('DELETE FROM webhook_endpoints WHERE workspace_id = ? AND id = ?').run(workspaceId, id)
+            .changes > 0,
+      );
+    },
+
+    async enqueueWebhookEvent(event, endpointId) {
+      const made = durable(() => {
+        const now = clock();
+        return prepared(insertEventSql(sqliteParam)).run(
+          sqliteValues(insertEventValues(event, now, endpointId ?? null)),
+        ).changes;
+      });
+      if (made > 0) events.emit('webhooks:enqueued', { count: made });
+      return made;
+    },
+
+    async claimWebhookDeliveries({ max, leaseMs, busyEndpoints }) {
+      return bookkeeping(() => {
+        const now = clock();
+        const rows = prepared(dueDeliveriesSql(() => '?', '')).all(
+          now,
+          max * 4 + busyEndpoints.length,
+        ) as DueRow[];
+        const picked = pickDue(rows, busyEndpoints, max);
+        const lease = prepared('UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?');
+        for (const delivery of picked) lease.run(now + leaseMs, delivery.id);
+        return picked;
+      });
+    },
+
+    async settleWebhookDelivery(id, outcome) {
+      bookkeeping(() => {
+        const now = clock();
+        if (outcome.ok) {
+          prepared(
+            `UPDATE webhook_deliveries SET state = 'delivered', delivered_at = ?, attempts = attempts + 1,
+               lease_until = NULL WHERE id = ?`,
+          ).run(now, id);
+        } else {
+          prepared(
+            `UPDATE webhook_deliveries SET attempts = attempts + 1, last_error = ?, lease_until = NULL,
+               next_attempt_at = coalesce(?, next_attempt_at), state = CASE WHEN ? IS NULL THEN 'failed' ELSE state END
+             WHERE id = ?`,
+          ).run(outcome.error, outcome.retryAt, outcome.retryAt, id);
+        }
+      });
+    },
+
+    async pendingWebhookDeliveries() {
+      const row = prepared("SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'pending'").get() as
+        | { n: number }
+        | undefined;
+      return Number(row?.n ?? 0);
     },
 
     async oldestPendingAt() {

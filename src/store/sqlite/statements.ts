@@ -14,6 +14,7 @@ import {
   type WorkUnitInfoRow,
   workUnitInsightColumns,
 } from '../rows.ts';
+import { insertEventSql, sessionOpenSql, sqliteParam } from '../webhook-sql.ts';
 
 /** Parameters of a statement that changes one task of a unit from the state it is expected in. */
 interface TaskChange {
@@ -116,6 +117,9 @@ export function prepareStatements(db: Database.Database) {
        WHERE workspace_id = ? AND session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
     ),
 
+    // webhooks (docs/webhooks.md): the outbox is written inside the queue's transactions
+    insertWebhookEvent: p<[Record<string, unknown>]>(insertEventSql(sqliteParam)),
+    sessionOpen: p<[string, string], { open: number }>(sessionOpenSql(() => '?')),
     /** Messages of a workspace by id (a JSON array of ids). */
     messagesById: p<[string, string], { id: number; session_id: string; seq: number }>(
       `SELECT id, session_id, seq FROM messages WHERE workspace_id = ? AND id IN (SELECT value FROM json_each(?))`,
@@ -166,11 +170,8 @@ export function prepareStatements(db: Database.Database) {
 
     // queue: claims and leases
     /** Leases that expired, and every lease of an owner (a restarted process), to recover. */
-    leasesToRecover: p<
-      [number, string | null],
-      { id: number; head_task_id: number | null; task_type: string }
-    >(
-      `SELECT id, head_task_id, task_type FROM work_units
+    leasesToRecover: p<[number, string | null], { id: number; head_task_id: number | null } & KeyColumns>(
+      `SELECT id, head_task_id, task_type, workspace_id, session_id, observer_id, sender_id FROM work_units
        WHERE lease_owner IS NOT NULL AND (lease_expires_at < ? OR lease_owner = ?)`,
     ),
     /** A running task whose process died: back to pending, one more interruption counted. */
@@ -223,12 +224,11 @@ export function prepareStatements(db: Database.Database) {
     // queue: settling attempts
     getUnitLease: p<
       [number],
-      Pick<
-        UnitRow,
-        'lease_owner' | 'lease_token' | 'lease_expires_at' | 'running' | 'head_task_id' | 'task_type'
-      >
+      Pick<UnitRow, 'lease_owner' | 'lease_token' | 'lease_expires_at' | 'running' | 'head_task_id'> &
+        KeyColumns
     >(
-      'SELECT lease_owner, lease_token, lease_expires_at, running, head_task_id, task_type FROM work_units WHERE id = ?',
+      `SELECT lease_owner, lease_token, lease_expires_at, running, head_task_id, task_type, workspace_id, session_id,
+         observer_id, sender_id FROM work_units WHERE id = ?`,
     ),
     /**
      * A task started and ended between two reports is still pending in the store: count its run.

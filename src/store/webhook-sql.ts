@@ -1,0 +1,119 @@
+/**
+ * The webhook outbox's statements, shared by both stores (the same tables and columns;
+ * `placeholder(n)` writes the store's n-th parameter). See `../webhooks/events.ts` for the events
+ * and docs/webhooks.md for the delivery rules.
+ */
+import { eventsOf, type WebhookEventType } from '../webhooks/events.ts';
+import type { DueDelivery, WebhookEndpoint, WebhookEndpointInfo } from './store.ts';
+
+type Placeholder = (n: number) => string;
+
+/** SQLite's placeholders for these statements: named, since some repeat (`@p1` ...). */
+export const sqliteParam: Placeholder = (n) => `@p${n}`;
+/** Values as SQLite's named parameters (`sqliteParam`). */
+export const sqliteValues = (values: readonly unknown[]): Record<string, unknown> =>
+  Object.fromEntries(values.map((value, i) => [`p${i + 1}`, value]));
+
+/**
+ * One event to the workspace's endpoints that receive its type (and only `endpointId` when given).
+ * Values: type, body, now, workspace, `%,type,%`, endpoint id or null.
+ */
+export const insertEventSql = (p: Placeholder) =>
+  `INSERT INTO webhook_deliveries (endpoint_id, type, payload, created_at, next_attempt_at)
+   SELECT e.id, ${p(1)}, ${p(2)}, ${p(3)}, ${p(3)} FROM webhook_endpoints e
+   WHERE e.workspace_id = ${p(4)} AND e.events LIKE ${p(5)} AND (${p(6)} IS NULL OR e.id = ${p(6)})`;
+
+/** Values of `insertEventSql`. */
+export const insertEventValues = (
+  event: { readonly workspaceId: string; readonly type: WebhookEventType; readonly body: string },
+  now: number,
+  endpointId: number | null = null,
+) => [event.type, event.body, now, event.workspaceId, `%,${event.type},%`, endpointId];
+
+/** Open tasks of a session (0: every task of it finished). Values: workspace, session. */
+export const sessionOpenSql = (p: Placeholder) =>
+  `SELECT coalesce(sum(pending + running), 0) AS open FROM work_units
+   WHERE workspace_id = ${p(1)} AND session_id = ${p(2)}`;
+
+export const listEndpointsSql = (p: Placeholder) =>
+  `SELECT e.id, e.workspace_id, e.url, e.events, e.created_at,
+     (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.state = 'pending') AS pending,
+     (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.state = 'delivered') AS delivered,
+     (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.state = 'failed') AS failed,
+     (SELECT d.last_error FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.last_error IS NOT NULL
+        ORDER BY d.id DESC LIMIT 1) AS last_error,
+     (SELECT max(d.delivered_at) FROM webhook_deliveries d WHERE d.endpoint_id = e.id) AS last_delivered_at
+   FROM webhook_endpoints e WHERE e.workspace_id = ${p(1)} ORDER BY e.id`;
+
+/** Due deliveries, oldest due first (a claim takes at most one per endpoint). Values: now, limit. */
+export const dueDeliveriesSql = (p: Placeholder, lock: string) =>
+  `SELECT d.id, d.endpoint_id, e.url, e.secret, d.type, d.payload, d.attempts, d.created_at
+   FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+   WHERE d.state = 'pending' AND d.next_attempt_at <= ${p(1)} AND (d.lease_until IS NULL OR d.lease_until < ${p(1)})
+   ORDER BY d.next_attempt_at, d.id LIMIT ${p(2)}${lock}`;
+
+export interface EndpointRow {
+  id: number;
+  workspace_id: string;
+  url: string;
+  events: string;
+  created_at: number;
+}
+
+export const endpointOf = (row: EndpointRow): WebhookEndpoint => ({
+  id: Number(row.id),
+  workspaceId: row.workspace_id,
+  url: row.url,
+  events: eventsOf(row.events),
+  createdAt: Number(row.created_at),
+});
+
+export const endpointInfoOf = (
+  row: EndpointRow & {
+    pending: number;
+    delivered: number;
+    failed: number;
+    last_error: string | null;
+    last_delivered_at: number | null;
+  },
+): WebhookEndpointInfo => ({
+  ...endpointOf(row),
+  pending: Number(row.pending),
+  delivered: Number(row.delivered),
+  failed: Number(row.failed),
+  lastError: row.last_error,
+  lastDeliveredAt: row.last_delivered_at === null ? null : Number(row.last_delivered_at),
+});
+
+export interface DueRow {
+  id: number;
+  endpoint_id: number;
+  url: string;
+  secret: string;
+  type: string;
+  payload: string;
+  attempts: number;
+  created_at: number;
+}
+
+/** The first due delivery of each endpoint not busy, at most `max`. */
+export function pickDue(rows: readonly DueRow[], busy: readonly number[], max: number): DueDelivery[] {
+  const taken = new Set(busy.map(Number));
+  const picked: DueDelivery[] = [];
+  for (const row of rows) {
+    const endpointId = Number(row.endpoint_id);
+    if (picked.length >= max || taken.has(endpointId)) continue;
+    taken.add(endpointId);
+    picked.push({
+      id: Number(row.id),
+      endpointId,
+      url: row.url,
+      secret: row.secret,
+      type: row.type as WebhookEventType,
+      body: row.payload,
+      attempts: Number(row.attempts),
+      createdAt: Number(row.created_at),
+    });
+  }
+  return picked;
+}
