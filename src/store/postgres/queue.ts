@@ -60,10 +60,11 @@ async function loadMessages(
   tasks: readonly { row: TaskRowData; unit: UnitRow }[],
 ): Promise<Map<number, Message[]>> {
   const byTask = new Map<number, Message[]>();
-  const wanted = new Map<number, number>();
+  /** Message id -> the tasks that need it (tasks of several observers share one message). */
+  const wanted = new Map<number, number[]>();
   for (const { row, unit } of tasks) {
     const covered = messagesOfTask(row.message_id, unit, row.payload);
-    if (covered.kind === 'message') wanted.set(covered.id, row.id);
+    if (covered.kind === 'message') wanted.set(covered.id, [...(wanted.get(covered.id) ?? []), row.id]);
     else if (covered.kind === 'range') {
       const found = await db.query<MessageRow>(
         `SELECT id, peer_id, seq, content, created_at FROM messages
@@ -83,8 +84,8 @@ async function loadMessages(
       [[...wanted.keys()]],
     );
     for (const m of found.rows) {
-      const taskId = wanted.get(m.id);
-      if (taskId !== undefined) byTask.set(taskId, [messageOf(m, m.workspace_id, m.session_id)]);
+      for (const taskId of wanted.get(Number(m.id)) ?? [])
+        byTask.set(taskId, [messageOf(m, m.workspace_id, m.session_id)]);
     }
   }
   return byTask;
