@@ -15,13 +15,14 @@ export const sqliteValues = (values: readonly unknown[]): Record<string, unknown
   Object.fromEntries(values.map((value, i) => [`p${i + 1}`, value]));
 
 /**
- * One event to the workspace's endpoints that receive its type (and only `endpointId` when given).
+ * One event to the workspace's endpoints that receive its type, or to `endpointId` whatever it
+ * receives (a test event: its type is no endpoint's, so only that endpoint matches).
  * Values: type, body, now, workspace, `%,type,%`, endpoint id or null.
  */
 export const insertEventSql = (p: Placeholder) =>
   `INSERT INTO webhook_deliveries (endpoint_id, type, payload, created_at, next_attempt_at)
    SELECT e.id, ${p(1)}, ${p(2)}, ${p(3)}, ${p(3)} FROM webhook_endpoints e
-   WHERE e.workspace_id = ${p(4)} AND e.events LIKE ${p(5)} AND (${p(6)} IS NULL OR e.id = ${p(6)})`;
+   WHERE e.workspace_id = ${p(4)} AND (e.events LIKE ${p(5)} OR e.id = ${p(6)})`;
 
 /** Values of `insertEventSql`. */
 export const insertEventValues = (

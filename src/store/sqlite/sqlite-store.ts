@@ -292,9 +292,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     async claimWebhookDeliveries({ max, leaseMs, busyEndpoints }) {
       return bookkeeping(() => {
         const now = clock();
-        const rows = prepared(dueDeliveriesSql(() => '?', '')).all(
-          now,
-          max * 4 + busyEndpoints.length,
+        const rows = prepared(dueDeliveriesSql(sqliteParam, '')).all(
+          sqliteValues([now, max * 4 + busyEndpoints.length]),
         ) as DueRow[];
         const picked = pickDue(rows, busyEndpoints, max);
         const lease = prepared('UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?');
