@@ -16,6 +16,7 @@ import type { TaskHandler } from '../src/scheduler/options.ts';
 import { deferred, tempDir } from './helpers.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
 import { freePort, listeningUrl } from './support/processes.ts';
+import { startPythonWorker } from './support/python-worker.ts';
 import { POSTGRES, SQLITE } from './support/stores.ts';
 
 const SECRET = 'a-webhook-secret-of-some-length';
@@ -311,4 +312,58 @@ it('a server SIGKILLed after the events committed delivers them after its restar
   expect(
     hooks.received.every((r) => r.signature === createHmac('sha256', SECRET).update(r.body).digest('hex')),
   ).toBe(true);
+});
+
+it('the Python example checks the signature: it takes events signed with its secret and refuses others', async () => {
+  const temp = tempDir();
+  cleanups.push(() => temp.remove());
+  const python = await startPythonWorker({ output: temp.path('out.jsonl'), webhookSecret: SECRET });
+  cleanups.push(() => python.stop());
+  const server = await startTestServer({ config: { webhookAllowPrivate: true, handlerUrl: python.url } });
+  cleanups.push(() => server.close());
+  await gql(
+    server,
+    'mutation { upsertWorkspace(id: "default", settings: { summariesEnabled: false }) { id } }',
+  );
+  const hook = `${python.url}webhook`;
+  await gql(
+    server,
+    `mutation { createWebhook(url: "${hook}", events: [QUEUE_EMPTY], secret: "${SECRET}") { id } }`,
+  );
+  await gql(
+    server,
+    `mutation { createWebhook(url: "${hook}", events: [QUEUE_EMPTY], secret: "not-the-secret-it-knows") { id } }`,
+  );
+  await gql(server, 'mutation { upsertSession(id: "py", peers: [{ peerId: "alice" }]) { id } }');
+  await gql(
+    server,
+    'mutation { addMessages(sessionId: "py", messages: [{ peerId: "alice", content: "hello" }]) { enqueuedTasks } }',
+  );
+  await expect
+    .poll(async () => {
+      const { webhooks } = await gql<{
+        webhooks: { deliveredDeliveries: number; lastError: string | null }[];
+      }>(server, '{ webhooks { deliveredDeliveries lastError } }');
+      return webhooks;
+    })
+    .toEqual([
+      { deliveredDeliveries: 1, lastError: null },
+      { deliveredDeliveries: 0, lastError: 'HTTP 401: invalid webhook signature: check WEBHOOK_SECRET' },
+    ]);
+  const events = (python.records() as unknown as { webhook?: string; data?: unknown }[]).filter(
+    (r) => r.webhook,
+  );
+  expect(events).toEqual([
+    {
+      webhook: 'queue.empty',
+      eventId: expect.stringMatching(/^evt_\d+$/),
+      data: {
+        workspace_id: 'default',
+        queue_type: 'representation',
+        session_id: 'py',
+        observer: 'alice',
+        observed: 'alice',
+      },
+    },
+  ]);
 });

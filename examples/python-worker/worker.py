@@ -22,6 +22,11 @@ For trying failure handling, a message whose content holds one of these words ma
   #slow    sleep SLOW_SECONDS (default 5) on the first attempt (Deriver Live times it out)
   #limited answer 429 with Retry-After: 1 the first time (the task type pauses, no failure counted)
 
+It also receives Deriver Live's webhooks at /webhook (createWebhook with url http://host:port/webhook):
+it checks X-Honcho-Signature (the hex HMAC-SHA256 of the body with WEBHOOK_SECRET) and answers 401
+when it does not match, records each event once by its X-Deriver-Event-Id (a retry carries the same
+id), and answers 200.
+
 Run:  HANDLER_SECRET=s3cret python3 examples/python-worker/worker.py --port 8080
 It prints "listening on http://127.0.0.1:PORT/" once ready (--port 0 picks a free port).
 """
@@ -37,11 +42,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SECRET = os.environ.get("HANDLER_SECRET", "")
+WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET", "")
 SLOW_SECONDS = float(os.environ.get("SLOW_SECONDS", "5"))
 OUTPUT = os.environ.get("OUTPUT")
 
 _done = set()
 _limited = set()
+_events = set()
 _lock = threading.Lock()
 
 
@@ -84,6 +91,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
+        if self.path.startswith("/webhook"):
+            return self.webhook(body)
         if SECRET:
             expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
             given = self.headers.get("X-Deriver-Signature", "")
@@ -117,6 +126,20 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(encoded)))
         self.end_headers()
         self.wfile.write(encoded)
+
+    def webhook(self, body):
+        """A webhook event: signed with WEBHOOK_SECRET, recorded once by its event id."""
+        expected = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        if not WEBHOOK_SECRET or not hmac.compare_digest(expected, self.headers.get("X-Honcho-Signature", "")):
+            return self.answer(401, "invalid webhook signature: check WEBHOOK_SECRET")
+        event_id = self.headers.get("X-Deriver-Event-Id", "")
+        with _lock:
+            seen = event_id in _events
+            _events.add(event_id)
+        if not seen:
+            event = json.loads(body)
+            record({"webhook": event["type"], "eventId": event_id, "data": event["data"]})
+        self.answer(200, "ok")
 
     def refusal(self, task):
         """Why this task cannot be done now: (status, text, headers), or None to do it."""

@@ -34,6 +34,8 @@ export async function startPythonWorker(options: {
   readonly secret?: string;
   readonly port?: number;
   readonly slowSeconds?: number;
+  /** The key the worker checks webhook signatures with (its /webhook path). */
+  readonly webhookSecret?: string;
 }): Promise<PythonWorker> {
   const child: ChildProcess = spawn('python3', [SCRIPT, '--port', String(options.port ?? 0)], {
     env: {
@@ -41,6 +43,7 @@ export async function startPythonWorker(options: {
       HANDLER_SECRET: options.secret ?? '',
       OUTPUT: options.output,
       SLOW_SECONDS: String(options.slowSeconds ?? 5),
+      WEBHOOK_SECRET: options.webhookSecret ?? '',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
