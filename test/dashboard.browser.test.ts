@@ -245,3 +245,27 @@ it('lists the units that wait and why: a batch filling, with its tokens and task
     expect.stringMatching(/^its batch: 20\/512 tokens, 2\/50 tasks \(goes in 59 min \d+ s\)$/),
   ]);
 });
+
+it('shows the workspace webhooks with their deliveries and last error', async () => {
+  server = await startTestServer({ config: { webhookAllowPrivate: true, demoTaskMs: 1 } });
+  await run(server, 'mutation{upsertWorkspace(id:"default",settings:{summariesEnabled:false}){id}}');
+  // Nobody listens on port 9: every attempt fails with a refused connection.
+  await run(
+    server,
+    'mutation{createWebhook(url:"http://127.0.0.1:9/hooks",events:[QUEUE_EMPTY],secret:"a-secret-of-sixteen-plus"){id}}',
+  );
+  browser = await launchChromium();
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await page.goto(server.url.replace(/\/graphql$/, '/'));
+  await page.locator('#state.live').waitFor();
+  await run(server, 'mutation{upsertSession(id:"chat",peers:[{peerId:"alice"}]){id}}');
+  await run(
+    server,
+    'mutation{addMessages(sessionId:"chat",messages:[{peerId:"alice",content:"hi"}]){enqueuedTasks}}',
+  );
+  const row = page.locator('#webhooks tr[data-webhook]');
+  await expect
+    .poll(async () => (await row.count()) === 1 && (await row.locator('.error').textContent()))
+    .toBe('could not reach http://127.0.0.1:9: ECONNREFUSED');
+  expect(await row.locator('td').first().textContent()).toBe('http://127.0.0.1:9/hooks');
+});
