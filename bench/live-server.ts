@@ -45,6 +45,7 @@ const app = await startApp(
     databaseUrl: `file:${dir.path('live.db')}`,
     demoTaskMs: 0,
     logLevel: 'silent',
+    webhookAllowPrivate: true, // the webhook phase's receiver is the generator, on loopback
     // Thousands of subscribers on loopback, one client address.
     limits: { ...DEFAULT_SERVER_LIMITS, maxConnectionsPerAddress: 0, mutationsPerSecond: 0 },
   },

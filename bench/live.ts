@@ -5,7 +5,7 @@
  * and coalescing under 10k+ task completions per second.
  *
  *   npm run bench:live                  (SUBSCRIBERS=1000,10000 to change the sizes,
- *                                        PHASES=latency,fanout,idle,messages,load,cross to pick phases,
+ *                                        PHASES=latency,fanout,idle,messages,webhooks,load,cross,
  *                                        LATENCY_ROUNDS=150 rounds per latency pass)
  *
  * The `cross` phase (cross-instance.ts) needs PostgreSQL: TEST_DATABASE_URL, else an embedded one.
@@ -34,7 +34,7 @@ import { percentile, report, round } from './util.ts';
 
 const SIZES = (process.env.SUBSCRIBERS ?? '1000,10000').split(',').map(Number);
 /** Phases to run (PHASES=fanout to iterate on one); the summary reports what ran. */
-const PHASES = new Set((process.env.PHASES ?? 'latency,fanout,idle,messages,load,cross').split(','));
+const PHASES = new Set((process.env.PHASES ?? 'latency,fanout,idle,messages,webhooks,load,cross').split(','));
 const now = () => performance.timeOrigin + performance.now();
 type Counts = {
   totalWorkUnits: number;
@@ -728,6 +728,76 @@ if (PHASES.has('messages')) {
   });
 }
 
+// ---- 3c. webhooks: from the commit that drains a unit to the receiver, and events per second -----
+let webhookP99Ms = Number.NaN;
+let webhookEventsPerSecond = Number.NaN;
+if (PHASES.has('webhooks')) {
+  await command({ op: 'mode', mode: { kind: 'noop' } });
+  const { createServer } = await import('node:http');
+  /** Receipt time of each event, and its commit time (the body's timestamp, the store's clock). */
+  const arrivals: { receivedAt: number; committedAt: number }[] = [];
+  let onArrival: () => void = () => {};
+  const hooks = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const receivedAt = now();
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { timestamp: string };
+      arrivals.push({ receivedAt, committedAt: Date.parse(body.timestamp) });
+      response.writeHead(200).end();
+      onArrival();
+    });
+  });
+  await new Promise<void>((resolve) => hooks.listen(0, '127.0.0.1', resolve));
+  const hookUrl = `http://127.0.0.1:${(hooks.address() as { port: number }).port}/`;
+  await gql('mutation($w:ID!){upsertWorkspace(id:$w,settings:{summariesEnabled:false}){id}}', { w: 'hooks' });
+  await gql(
+    'mutation($u:String!){createWebhook(workspaceId:"hooks",url:$u,events:[QUEUE_EMPTY],secret:"bench-secret-0123456789"){id}}',
+    { u: hookUrl },
+  );
+  const arrived = (n: number) =>
+    new Promise<void>((resolve) => {
+      onArrival = () => {
+        if (arrivals.length >= n) resolve();
+      };
+      onArrival();
+    });
+  // Latency: one unit drains at a time.
+  const ROUNDS = 60;
+  for (let r = 0; r < ROUNDS; r++) {
+    await gql('mutation($s:ID!){upsertSession(workspaceId:"hooks",id:$s,peers:[{peerId:"a"}]){id}}', {
+      s: `h${r}`,
+    });
+    await addMessages('hooks', `h${r}`, 1);
+    await arrived(r + 1);
+  }
+  const latencies = arrivals.map((a) => a.receivedAt - a.committedAt).sort((a, b) => a - b);
+  webhookP99Ms = round(percentile(latencies, 99), 1);
+  // Throughput: 1,000 units drain as fast as the scheduler runs them.
+  const BURST = 1_000;
+  const before = arrivals.length;
+  await command({ op: 'mode', mode: { kind: 'block' } });
+  for (let i = 0; i < BURST; i++) {
+    await gql('mutation($s:ID!){upsertSession(workspaceId:"hooks",id:$s,peers:[{peerId:"a"}]){id}}', {
+      s: `b${i}`,
+    });
+    await addMessages('hooks', `b${i}`, 1);
+  }
+  const burstStart = now();
+  await command({ op: 'mode', mode: { kind: 'noop' } });
+  await arrived(before + BURST);
+  webhookEventsPerSecond = Math.round(BURST / ((now() - burstStart) / 1000));
+  hooks.close();
+  report({
+    bench: 'live',
+    phase: 'webhooks',
+    rounds: ROUNDS,
+    latency: { p50Ms: round(percentile(latencies, 50), 1), p99Ms: webhookP99Ms },
+    burst: BURST,
+    webhookEventsPerSecond,
+  });
+}
+
 // ---- 4. coalescing under 10k+ task completions per second ------------------------------------
 if (PHASES.has('load')) {
   await command({ op: 'mode', mode: { kind: 'noop' } });
@@ -806,6 +876,8 @@ report({
   idleMs,
   messageWaitP99Ms,
   idleWaitMs,
+  webhookP99Ms,
+  webhookEventsPerSecond,
   honchoPollIdleMs: round(mean(honcho), 1),
   poll200IdleMs: round(mean(poll200), 1),
   kbPerSubscription: round(kbPerSubscription, 1),
