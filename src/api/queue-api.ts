@@ -18,7 +18,8 @@ import { DeriverStatusType } from './types.ts';
 
 type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+/** Epoch ms as ISO 8601 (`null` stays `null`). */
+export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 export const TaskTypeEnum = builder.enumType('TaskType', {
   description: 'The kind of a task: a representation (observer learns about sender) or a session summary.',

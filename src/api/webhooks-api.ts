@@ -10,8 +10,7 @@ import { isPrivateAddress } from '../webhooks/dispatcher.ts';
 import { WEBHOOK_EVENT_TYPES, type WebhookEventType, webhookTest } from '../webhooks/events.ts';
 import { builder } from './builder.ts';
 import { workspaceOf } from './filter-args.ts';
-
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+import { iso } from './queue-api.ts';
 
 /** GraphQL names of the event types: `queue.empty` is QUEUE_EMPTY. */
 const enumName = (type: string) => type.toUpperCase().replace('.', '_');

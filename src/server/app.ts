@@ -222,6 +222,7 @@ async function assemble(
       .enqueueWebhookEvent(taskStuck(task.key, task.id, runningMs, Date.now()))
       .catch((error: unknown) => logger.warn({ err: error }, 'could not write the task.stuck webhook event'));
   });
+  const stuckAfterMs = stuckAfterOf(config);
   const keys = config.authJwtSecret ? createKeyring({ secret: config.authJwtSecret }) : null;
   // The server counts its WebSocket connections; it is created just below, before any scrape.
   let server: DeriverServer | undefined;
@@ -233,7 +234,7 @@ async function assemble(
       schedulerEvents: scheduler.events,
       webSocketConnections: () => server?.webSockets.size ?? 0,
       dispatchPaused: () => scheduler.dispatch.paused,
-      stuckAfterMs: stuckAfterOf(config),
+      stuckAfterMs,
       webhookAttempts: () => webhookAttempts,
     }),
     (m) => m.close(),
@@ -248,7 +249,7 @@ async function assemble(
       queue: createQueueService({
         store,
         batches: config.taskTypes.batches,
-        stuckAfterMs: stuckAfterOf(config),
+        stuckAfterMs,
       }),
       derivation: createDerivationService({ store, status }),
       webhooks: { store, allowPrivate: config.webhookAllowPrivate, wake: () => dispatcher?.wake() },

@@ -25,6 +25,7 @@ import { zeroCounters } from '../domain/counters.ts';
 import { TASK_TYPES, type TaskType } from '../domain/work-unit-key.ts';
 import type { LiveStatus } from '../live/live-status.ts';
 import type { SchedulerEvents } from '../scheduler/events.ts';
+import { stuckSince } from '../service/queue.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
 import type { Store } from '../store/store.ts';
 import type { TypedEmitter } from '../util/typed-emitter.ts';
@@ -170,10 +171,9 @@ export function createMetrics(options: MetricsOptions): Metrics {
       labelNames: ['task_type'] as const,
       registers: [registry],
       async collect() {
-        const now = Date.now();
-        const before = Object.fromEntries(Object.entries(stuckAfter).map(([type, ms]) => [type, now - ms]));
         this.reset();
-        for (const [type, n] of await store.countStuckTasks(before)) this.set({ task_type: type }, n);
+        for (const [type, n] of await store.countStuckTasks(stuckSince(stuckAfter, Date.now())))
+          this.set({ task_type: type }, n);
       },
     });
   }

@@ -17,6 +17,13 @@ import type {
 } from '../store/store.ts';
 import { type WaitingFor, waitingFor } from './waiting-for.ts';
 
+/** When a running task must have started to be stuck now, per task type (`Store.countStuckTasks`). */
+export const stuckSince = (
+  stuckAfterMs: Readonly<Partial<Record<TaskType, number>>>,
+  now: number,
+): Partial<Record<TaskType, number>> =>
+  Object.fromEntries(Object.entries(stuckAfterMs).map(([type, ms]) => [type, now - ms]));
+
 /** A work unit as the API shows it: what the store knows, and why it waits. */
 export interface WorkUnitView extends WorkUnitInfo {
   readonly waitingFor: WaitingFor | null;
@@ -94,10 +101,9 @@ export function createQueueService(options: {
     derivedThroughSeq: (filter) => store.derivedThroughSeq(filter),
     async stuckTasks(filter) {
       if (Object.keys(stuckAfterMs).length === 0) return 0;
-      const now = Date.now();
-      const before = Object.fromEntries(Object.entries(stuckAfterMs).map(([type, ms]) => [type, now - ms]));
       let total = 0;
-      for (const n of (await store.countStuckTasks(before, filter)).values()) total += n;
+      for (const n of (await store.countStuckTasks(stuckSince(stuckAfterMs, Date.now()), filter)).values())
+        total += n;
       return total;
     },
   };
