@@ -98,6 +98,18 @@ const integer = (name: string, min: number, max: number, fallback: number) =>
       return value;
     });
 
+/** `true` or `false`; unset or empty is `fallback`. */
+const boolean = (name: string, fallback: boolean) =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === '') return fallback;
+      if (raw === 'true' || raw === 'false') return raw === 'true';
+      ctx.addIssue({ code: 'custom', message: `${name} must be true or false (got "${raw}")` });
+      return z.NEVER;
+    });
+
 const envSchema = z.object({
   PORT: integer('PORT', 0, 65_535, 4000),
   HOST: z
@@ -150,15 +162,7 @@ const envSchema = z.object({
       }
       return origins;
     }),
-  SERVE_API: z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined || raw === '' || raw === 'true') return true;
-      if (raw === 'false') return false;
-      ctx.addIssue({ code: 'custom', message: `SERVE_API must be true or false (got "${raw}")` });
-      return z.NEVER;
-    }),
+  SERVE_API: boolean('SERVE_API', true),
   INTROSPECTION: z
     .string()
     .optional()
@@ -242,15 +246,7 @@ const envSchema = z.object({
       return ms;
     }),
   DEMO_TASK_MS: integer('DEMO_TASK_MS', 0, 3_600_000, 250),
-  WEBHOOK_ALLOW_PRIVATE: z
-    .string()
-    .optional()
-    .transform((raw, ctx) => {
-      if (raw === undefined || raw === '' || raw === 'false') return false;
-      if (raw === 'true') return true;
-      ctx.addIssue({ code: 'custom', message: `WEBHOOK_ALLOW_PRIVATE must be true or false (got "${raw}")` });
-      return z.NEVER;
-    }),
+  WEBHOOK_ALLOW_PRIVATE: boolean('WEBHOOK_ALLOW_PRIVATE', false),
   WEBHOOK_TIMEOUT_MS: integer('WEBHOOK_TIMEOUT_MS', 100, 600_000, 30_000),
   COALESCE_MS: integer('COALESCE_MS', 0, limits.coalesceMaxMs, 100),
   STATUS_CACHE_ENTRIES: integer('STATUS_CACHE_ENTRIES', 0, 100_000_000, DEFAULT_STATUS_ENTRIES),
