@@ -16,13 +16,20 @@ export const sqliteValues = (values: readonly unknown[]): Record<string, unknown
 
 /**
  * One event to the workspace's endpoints that receive its type, or to `endpointId` whatever it
- * receives (a test event: its type is no endpoint's, so only that endpoint matches).
- * Values: type, body, now, workspace, `%,type,%`, endpoint id or null.
+ * receives (a test event: its type is no endpoint's, so only that endpoint matches). With
+ * `whenSessionIdle`, only if the session (value 7) has nothing pending or running: that check is
+ * read only for a matching endpoint, so a workspace without endpoints costs one index probe.
+ * Values: type, body, now, workspace, `%,type,%`, endpoint id or null[, session].
  */
-export const insertEventSql = (p: Placeholder) =>
+export const insertEventSql = (p: Placeholder, whenSessionIdle = false) =>
   `INSERT INTO webhook_deliveries (endpoint_id, type, payload, created_at, next_attempt_at)
    SELECT e.id, ${p(1)}, ${p(2)}, ${p(3)}, ${p(3)} FROM webhook_endpoints e
-   WHERE e.workspace_id = ${p(4)} AND (e.events LIKE ${p(5)} OR e.id = ${p(6)})`;
+   WHERE e.workspace_id = ${p(4)} AND (e.events LIKE ${p(5)} OR e.id = ${p(6)})${
+     whenSessionIdle
+       ? ` AND (SELECT coalesce(sum(w.pending + w.running), 0) FROM work_units w
+              WHERE w.workspace_id = ${p(4)} AND w.session_id = ${p(7)}) = 0`
+       : ''
+   }`;
 
 /** Values of `insertEventSql`. */
 export const insertEventValues = (
@@ -30,11 +37,6 @@ export const insertEventValues = (
   now: number,
   endpointId: number | null = null,
 ) => [event.type, event.body, now, event.workspaceId, `%,${event.type},%`, endpointId];
-
-/** Open tasks of a session (0: every task of it finished). Values: workspace, session. */
-export const sessionOpenSql = (p: Placeholder) =>
-  `SELECT coalesce(sum(pending + running), 0) AS open FROM work_units
-   WHERE workspace_id = ${p(1)} AND session_id = ${p(2)}`;
 
 export const listEndpointsSql = (p: Placeholder) =>
   `SELECT e.id, e.workspace_id, e.url, e.events, e.created_at,

@@ -2,8 +2,8 @@
  * Delivers the webhook outbox (docs/webhooks.md). Each process that runs workers runs one.
  *
  * ## Protocol
- * - A pass claims due deliveries (leased for the timeout plus a margin, so a dispatcher that dies
- *   mid-request leaves them to another pass), at most `maxInFlight` at once and **one per endpoint**:
+ * - A pass claims due deliveries (leased for twice the request timeout, so a dispatcher that dies
+ *   mid-request leaves them to another pass, and no pass takes one whose request may still run), at most `maxInFlight` at once and **one per endpoint**:
  *   a slow or dead endpoint holds one request slot, never the queue or the other endpoints.
  * - Each is POSTed with its JSON body, `X-Honcho-Signature: <hex HMAC-SHA256 of the body>` (Honcho's),
  *   `X-Deriver-Signature: sha256=<same hex>`, `X-Deriver-Event-Id` (the same on every retry: the
@@ -146,7 +146,7 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
         if (free <= 0) break;
         const due = await store.claimWebhookDeliveries({
           max: free,
-          leaseMs: timeoutMs + 10_000,
+          leaseMs: 2 * timeoutMs,
           busyEndpoints: [...inFlight.keys()],
         });
         for (const delivery of due) {

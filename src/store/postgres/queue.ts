@@ -43,7 +43,7 @@ import type {
   UnitReport,
   WorkerRequest,
 } from '../store.ts';
-import { insertEventSql, insertEventValues, sessionOpenSql } from '../webhook-sql.ts';
+import { insertEventSql, insertEventValues } from '../webhook-sql.ts';
 import type { Db } from './connection.ts';
 
 /** A task row as PostgreSQL returns it (the payload is parsed JSON). */
@@ -120,12 +120,11 @@ async function recordDrained(db: Db, keys: readonly WorkUnitKey[], now: number):
     sessions.set(`${key.workspaceId}/${key.sessionId}`, key);
   }
   for (const key of sessions.values()) {
-    const open = await db.query<{ open: number }>(
-      sessionOpenSql((n) => `$${n}`),
-      [key.workspaceId, key.sessionId],
+    const idle = sessionIdle(key.workspaceId, key.sessionId, now);
+    await db.query(
+      insertEventSql((n) => `$${n}`, true),
+      [...insertEventValues(idle, now), key.sessionId],
     );
-    if (Number(open.rows[0]?.open ?? 1) === 0)
-      await recordEvent(db, sessionIdle(key.workspaceId, key.sessionId, now), now);
   }
 }
 

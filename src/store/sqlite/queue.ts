@@ -252,8 +252,8 @@ export function recordEvent(sql: Statements, event: WebhookEvent, now: number): 
 /** A unit drained: `queue.empty`, and `session.idle` when its session has nothing open left. */
 function recordDrained(sql: Statements, key: WorkUnitKey, now: number): void {
   recordEvent(sql, queueEmpty(key, now), now);
-  if ((sql.sessionOpen.get(key.workspaceId, key.sessionId)?.open ?? 1) === 0)
-    recordEvent(sql, sessionIdle(key.workspaceId, key.sessionId, now), now);
+  const idle = sessionIdle(key.workspaceId, key.sessionId, now);
+  sql.insertSessionIdleEvent.run(sqliteValues([...insertEventValues(idle, now), key.sessionId]));
 }
 
 /** What putting a task back returns of it. */

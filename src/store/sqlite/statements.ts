@@ -14,7 +14,7 @@ import {
   type WorkUnitInfoRow,
   workUnitInsightColumns,
 } from '../rows.ts';
-import { insertEventSql, sessionOpenSql, sqliteParam } from '../webhook-sql.ts';
+import { insertEventSql, sqliteParam } from '../webhook-sql.ts';
 
 /** Parameters of a statement that changes one task of a unit from the state it is expected in. */
 interface TaskChange {
@@ -119,7 +119,7 @@ export function prepareStatements(db: Database.Database) {
 
     // webhooks (docs/webhooks.md): the outbox is written inside the queue's transactions
     insertWebhookEvent: p<[Record<string, unknown>]>(insertEventSql(sqliteParam)),
-    sessionOpen: p<[string, string], { open: number }>(sessionOpenSql(() => '?')),
+    insertSessionIdleEvent: p<[Record<string, unknown>]>(insertEventSql(sqliteParam, true)),
     /** Messages of a workspace by id (a JSON array of ids). */
     messagesById: p<[string, string], { id: number; session_id: string; seq: number }>(
       `SELECT id, session_id, seq FROM messages WHERE workspace_id = ? AND id IN (SELECT value FROM json_each(?))`,
