@@ -4,6 +4,7 @@
  * (they must not wait for it), on one instance and across two on PostgreSQL; unknown ids are
  * NOT_FOUND; `Message.derivation`, the query and the session watermark read right on the way.
  */
+import { SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDeriverClient, type DeriverClient, DeriverClientError } from '../src/client/index.ts';
 import type { TaskHandler } from '../src/scheduler/options.ts';
@@ -170,4 +171,27 @@ describe('your messages, derived', () => {
     const status = await c.getDeriverStatus({});
     expect(status.pendingWorkUnits + status.inProgressWorkUnits).toBeGreaterThan(0);
   });
+});
+
+it("a session key may wait for its session's messages only, over the subscription and the query", async () => {
+  const secret = 'test-secret-that-is-at-least-32-bytes-long';
+  const sign = (claims: Record<string, unknown>) =>
+    new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(secret));
+  const server = await startTestServer({ config: { authJwtSecret: secret } });
+  cleanups.push(() => server.close());
+  const admin = createDeriverClient({ url: server.url, token: await sign({ ad: true }) });
+  cleanups.push(() => admin.close());
+  await admin.upsertSession({ id: 'chat', peers: [{ peerId: 'alice' }] });
+  const sent = await admin.addMessages({ sessionId: 'chat', messages: [{ peerId: 'alice', content: 'hi' }] });
+  const ids = sent.messages.map((m) => m.id);
+  const own = createDeriverClient({ url: server.url, token: await sign({ w: 'default', s: 'chat' }) });
+  const other = createDeriverClient({ url: server.url, token: await sign({ w: 'default', s: 'elsewhere' }) });
+  cleanups.push(
+    () => own.close(),
+    () => other.close(),
+  );
+  expect(await own.waitForMessages(ids)).toMatchObject({ done: true, total: 1 });
+  for (const refused of [other.waitForMessages(ids), other.getMessageDerivation(ids)]) {
+    expect(await refused.catch((e: unknown) => e)).toMatchObject({ code: 'FORBIDDEN' });
+  }
 });

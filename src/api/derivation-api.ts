@@ -60,11 +60,7 @@ const DerivationStateType = builder.objectRef<DerivationState>('MessagesDerivati
 
 /** Every message read must be one the caller may see the status of (its session, its observer). */
 function authorizeMessages(ctx: ApiContext, request: MessageTasksRequest, state: DerivationState): void {
-  authorize(ctx.principal, {
-    kind: 'status',
-    workspaceId: request.workspaceId,
-    observerId: request.observerId,
-  });
+  // Per message (a read names at least one): a session key reaches its own session's messages.
   for (const message of state.messages) {
     authorize(ctx.principal, {
       kind: 'status',
@@ -73,6 +69,13 @@ function authorizeMessages(ctx: ApiContext, request: MessageTasksRequest, state:
       observerId: request.observerId,
     });
   }
+}
+
+/** The state now, once the caller may see every message of it. */
+async function readAuthorized(ctx: ApiContext, request: MessageTasksRequest): Promise<DerivationState> {
+  const state = await ctx.derivation.read(request);
+  authorizeMessages(ctx, request, state);
+  return state;
 }
 
 const requestOf = (args: {
@@ -105,9 +108,7 @@ builder.objectField(MessageType, 'derivation', (t) =>
     args: { observerId: t.arg.id(), taskTypes: t.arg({ type: [TaskTypeEnum] }) },
     resolve: async (message: Message, args, ctx) => {
       const request = requestOf({ ...args, workspaceId: message.workspaceId, messageIds: [message.id] });
-      const state = await ctx.derivation.read(request);
-      authorizeMessages(ctx, request, state);
-      const entry = state.messages[0];
+      const entry = (await readAuthorized(ctx, request)).messages[0];
       if (!entry) throw new Error(`message ${message.id} vanished while reading its derivation`);
       return entry;
     },
@@ -121,12 +122,7 @@ builder.queryField('messageDerivation', (t) =>
       'What the tasks these messages created are doing, now. Costs the tasks of those messages only, however busy the queue is. An unknown message id is NOT_FOUND naming messageIds.',
     args: derivationArgs(t.arg),
     validate: messageDerivationInput,
-    resolve: async (_root, args, ctx) => {
-      const request = requestOf(args);
-      const state = await ctx.derivation.read(request);
-      authorizeMessages(ctx, request, state);
-      return state;
-    },
+    resolve: (_root, args, ctx) => readAuthorized(ctx, requestOf(args)),
   }),
 );
 
@@ -137,10 +133,9 @@ builder.subscriptionField('messageDerivation', (t) =>
       "The state of these messages' tasks at once, then every change; completes once every task is finished (done), however busy the rest of the queue is. An unknown message id is NOT_FOUND naming messageIds.",
     args: derivationArgs(t.arg),
     validate: messageDerivationInput,
-    subscribe: async (_root, args, ctx) => {
+    subscribe: (_root, args, ctx) => {
       const request = requestOf(args);
-      authorizeMessages(ctx, request, await ctx.derivation.read(request));
-      return ctx.derivation.watch(request);
+      return ctx.derivation.watch(request, (first) => authorizeMessages(ctx, request, first));
     },
     resolve: (state) => state,
   }),

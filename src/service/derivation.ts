@@ -96,7 +96,11 @@ export interface DerivationService {
    * The state now, then every change, ending after the first state with every task finished.
    * Rejects like `read` when a message is unknown.
    */
-  watch(request: MessageTasksRequest): Promise<ReadyStream<DerivationState>>;
+  watch(
+    request: MessageTasksRequest,
+    /** Runs on the first state before anything is sent (authorization); a throw rejects the watch. */
+    check?: (state: DerivationState) => void,
+  ): Promise<ReadyStream<DerivationState>>;
 }
 
 export function createDerivationService(options: {
@@ -118,8 +122,8 @@ export function createDerivationService(options: {
 
   return {
     read: async (request) => (await readWithUnits(request)).state,
-    async watch(request) {
-      const stream = new DerivationStream(readWithUnits, request, status);
+    async watch(request, check) {
+      const stream = new DerivationStream(readWithUnits, request, status, check);
       await stream.started;
       return stream;
     },
@@ -147,6 +151,8 @@ class DerivationStream extends ReadyStream<DerivationState> {
     ) => Promise<{ state: DerivationState; units: readonly WorkUnitKey[] }>,
     private readonly request: MessageTasksRequest,
     status: StatusEngine,
+    /** Checked on the first state only (the messages, hence their sessions, never change). */
+    private check?: (state: DerivationState) => void,
   ) {
     super();
     this.unsubscribe = [
@@ -172,6 +178,8 @@ class DerivationStream extends ReadyStream<DerivationState> {
       while (this.dirty && this.mode === 'reading') {
         this.dirty = false;
         const { state, units } = await this.readOnce(this.request);
+        this.check?.(state);
+        this.check = undefined;
         for (const key of units) this.units.add(formatWorkUnitKey(key));
         this.deliver(state);
       }
