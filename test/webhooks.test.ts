@@ -13,6 +13,7 @@ import { afterEach, expect, it } from 'vitest';
 import { createDeriverClient } from '../src/client/index.ts';
 import { PermanentTaskError } from '../src/errors.ts';
 import type { TaskHandler } from '../src/scheduler/options.ts';
+import { openStore } from '../src/store/open-store.ts';
 import { deferred, tempDir } from './helpers.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
 import { freePort, listeningUrl } from './support/processes.ts';
@@ -192,6 +193,158 @@ it.each([
   },
 );
 
+it.each([
+  { name: 'sqlite', backend: SQLITE },
+  { name: 'postgres', backend: POSTGRES },
+])(
+  'messages.derived: once per watched addMessages call, when its last task finishes ($name)',
+  async ({ backend }) => {
+    const release = deferred<void>();
+    const handler: TaskHandler = async ({ task }) => {
+      if (task.messages.some((m) => m.content === 'slow')) await release.promise;
+      if (task.messages.some((m) => m.content === 'bad')) throw new PermanentTaskError('cannot use this');
+    };
+    const location = await backend.fresh();
+    cleanups.push(location.dispose);
+    const server = await startTestServer({
+      handlers: { representation: handler, summary: handler },
+      config: { webhookAllowPrivate: true, databaseUrl: location.url },
+    });
+    cleanups.push(() => server.close());
+    const hooks = await receiver();
+    const client = createDeriverClient({ url: server.url });
+    cleanups.push(() => client.close());
+    await gql(
+      server,
+      'mutation { upsertWorkspace(id: "default", settings: { summariesEnabled: false }) { id } }',
+    );
+    await gql(
+      server,
+      `mutation { createWebhook(url: "${hooks.url}", events: [MESSAGES_DERIVED], secret: "${SECRET}") { id } }`,
+    );
+    await client.upsertSession({
+      id: 'chat',
+      peers: [{ peerId: 'alice' }, { peerId: 'bob', observeOthers: true }],
+    });
+    const chat = client.session('chat');
+    // Unwatched, and slow: the queue stays busy with it while the watched call finishes.
+    const busy = await chat.addMessages([{ peerId: 'bob', content: 'slow' }]);
+    expect(busy.watchId).toBeNull();
+    const watched = await chat.addMessages(
+      [
+        { peerId: 'alice', content: 'hi' },
+        { peerId: 'alice', content: 'bad' },
+      ],
+      { notifyWhenDerived: true },
+    );
+    expect(watched.watchId).toEqual(expect.any(String));
+    await hooks.until(() => accepted(hooks.received, 'messages.derived').length === 1);
+    const [event] = accepted(hooks.received, 'messages.derived');
+    // Alice's own unit and bob observing alice: two tasks per message, the "bad" ones failed.
+    expect(JSON.parse(event!.body)).toEqual({
+      type: 'messages.derived',
+      data: {
+        workspace_id: 'default',
+        session_id: 'chat',
+        watch_id: watched.watchId,
+        message_ids: watched.messages.map((m) => m.id),
+        completed: 2,
+        failed: 2,
+      },
+      timestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    });
+    expect(event!.signature).toBe(createHmac('sha256', SECRET).update(event!.body).digest('hex'));
+    // Sent when its tasks finished, not when the queue emptied: bob's slow task still runs.
+    expect((await client.getDeriverStatus()).inProgressWorkUnits).toBeGreaterThan(0);
+    // Running a failed task again does not derive the call a second time.
+    const retried = await gql<{ retryFailedTasks: { retriedTasks: number } }>(
+      server,
+      'mutation { retryFailedTasks(sessionId: "chat") { retriedTasks } }',
+    );
+    expect(retried.retryFailedTasks.retriedTasks).toBe(2);
+    release.resolve();
+    await client.waitForIdle();
+    // A watched call that creates no task is derived at once.
+    await client.upsertPeer({ id: 'quiet', observeMe: false });
+    await client.upsertSession({ id: 'alone', peers: [{ peerId: 'quiet' }] });
+    const none = await client.session('alone').addMessages([{ peerId: 'quiet', content: 'x' }], {
+      notifyWhenDerived: true,
+    });
+    expect(none.enqueuedTasks).toBe(0);
+    await hooks.until(() => accepted(hooks.received, 'messages.derived').length === 2);
+    expect(JSON.parse(accepted(hooks.received, 'messages.derived')[1]!.body).data).toMatchObject({
+      session_id: 'alone',
+      watch_id: none.watchId,
+      completed: 0,
+      failed: 0,
+    });
+    expect(accepted(hooks.received, 'messages.derived').map((r) => JSON.parse(r.body).data.watch_id)).toEqual(
+      [watched.watchId, none.watchId],
+    );
+  },
+);
+
+it.each([
+  { name: 'sqlite', backend: SQLITE },
+  { name: 'postgres', backend: POSTGRES },
+])('messages.derived: a watched call whose tasks are cancelled is derived ($name)', async ({ backend }) => {
+  const location = await backend.fresh();
+  cleanups.push(location.dispose);
+  // No worker: nothing runs, so cancelling finishes every task (and the outbox keeps the event).
+  const server = await startTestServer({
+    config: { webhookAllowPrivate: true, databaseUrl: location.url, workerConcurrency: 0 },
+  });
+  cleanups.push(() => server.close());
+  const client = createDeriverClient({ url: server.url });
+  cleanups.push(() => client.close());
+  await gql(
+    server,
+    'mutation { createWebhook(url: "https://hooks.example.com/x", events: [MESSAGES_DERIVED], secret: "a-webhook-secret-of-some-length") { id } }',
+  );
+  await client.upsertSession({ id: 'chat', peers: [{ peerId: 'alice' }] });
+  await client
+    .session('chat')
+    .addMessages([{ peerId: 'alice', content: 'one' }], { notifyWhenDerived: true });
+  const pending = async () =>
+    (await gql<{ webhooks: { pendingDeliveries: number }[] }>(server, '{ webhooks { pendingDeliveries } }'))
+      .webhooks[0]?.pendingDeliveries;
+  expect(await pending()).toBe(0);
+  await gql(server, 'mutation { cancelPendingTasks(sessionId: "chat") { cancelledTasks } }');
+  expect(await pending()).toBe(1);
+});
+
+it.each([
+  { name: 'sqlite', backend: SQLITE },
+  { name: 'postgres', backend: POSTGRES },
+])('retention prunes settled deliveries, never a pending one ($name)', async ({ backend }) => {
+  const location = await backend.fresh();
+  cleanups.push(location.dispose);
+  const store = await openStore(location.url);
+  cleanups.push(() => store.close());
+  await store.createWebhook({
+    workspaceId: 'default',
+    url: 'https://hooks.example.com/x',
+    events: ['queue.empty'],
+    secret: SECRET,
+    maxPerWorkspace: 20,
+  });
+  const body = (n: number) => ({
+    workspaceId: 'default',
+    type: 'queue.empty' as const,
+    body: `{"n":${n}}`,
+  });
+  for (let n = 0; n < 3; n++) expect(await store.enqueueWebhookEvent(body(n))).toBe(1);
+  const [first] = await store.claimWebhookDeliveries({ max: 1, leaseMs: 60_000, busyEndpoints: [] });
+  await store.settleWebhookDelivery(first!.id, { ok: true });
+  const [second] = await store.claimWebhookDeliveries({ max: 1, leaseMs: 60_000, busyEndpoints: [] });
+  await store.settleWebhookDelivery(second!.id, { ok: false, error: 'HTTP 500', retryAt: null });
+  // Older than everything: the delivered and the given-up one go, the pending one stays.
+  expect(await store.pruneFinished(Date.now() + 1_000, 100)).toBe(2);
+  const [endpoint] = await store.listWebhooks('default');
+  expect(endpoint).toMatchObject({ pending: 1, delivered: 0, failed: 0 });
+  expect(await store.pruneFinished(Date.now() + 1_000, 100)).toBe(0);
+});
+
 it('refuses a private address unless allowed, and bad input with a clear error', async () => {
   const server = await startTestServer();
   cleanups.push(() => server.close());
@@ -208,6 +361,21 @@ it('refuses a private address unless allowed, and bad input with a clear error',
   expect(short.errors?.[0]?.message).toMatch(/secret.*at least 16 characters/);
   const missing = await server.http('mutation { removeWebhook(id: "12345") }');
   expect(missing.errors?.[0]?.extensions).toMatchObject({ code: 'NOT_FOUND' });
+  // At most 20 endpoints a workspace; the 21st is refused, and removing one makes room.
+  const create = (n: number) =>
+    server.http<{ createWebhook: { id: string } }>(
+      `mutation { createWebhook(url: "https://hooks${n}.example.com/x", events: [QUEUE_EMPTY], secret: "${SECRET}") { id } }`,
+    );
+  const ids: string[] = [];
+  for (let n = 0; n < 20; n++) ids.push((await create(n)).data!.createWebhook.id);
+  const over = await create(20);
+  expect(over.errors?.[0]).toMatchObject({
+    message: expect.stringContaining('has 20 webhook endpoints, the most it may have'),
+    extensions: { code: 'BAD_USER_INPUT' },
+  });
+  expect((await gql<{ webhooks: unknown[] }>(server, '{ webhooks { id } }')).webhooks).toHaveLength(20);
+  await gql(server, `mutation { removeWebhook(id: "${ids[0]}") }`);
+  expect((await create(20)).errors).toBeUndefined();
 });
 
 it('a receiver that never answers holds neither the queue nor other endpoints', async () => {

@@ -165,6 +165,10 @@ builder.mutationType({
         workspaceId: t.arg.id(),
         sessionId: t.arg.id({ required: true }),
         messages: t.arg({ type: [MessageInput], required: true }),
+        notifyWhenDerived: t.arg.boolean({
+          description:
+            "Watch this call: once every task these messages created has finished (succeeded, failed for good or cancelled), a `messages.derived` webhook event goes to the workspace's endpoints that receive it. Durable: written in the transaction that finishes the last task.",
+        }),
       },
       validate: addMessagesInput,
       resolve: (_root, args, ctx) => {

@@ -70,6 +70,11 @@ export const AddMessagesPayloadType = builder
     fields: (t) => ({
       messages: t.field({ type: [MessageType], resolve: (r) => [...r.messages] }),
       enqueuedTasks: t.exposeInt('enqueuedTasks', { description: 'Tasks created by these messages.' }),
+      watchId: t.exposeID('watchId', {
+        nullable: true,
+        description:
+          'With notifyWhenDerived: the `watch_id` its `messages.derived` event will carry; else null.',
+      }),
     }),
   });
 

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { authorize } from '../auth/authorize.ts';
+import { limits } from '../domain/limits.ts';
 import { InvalidInputError, NotFoundError } from '../errors.ts';
 import type { Store, WebhookEndpointInfo } from '../store/store.ts';
 import { isPrivateAddress } from '../webhooks/dispatcher.ts';
@@ -120,7 +121,16 @@ builder.mutationField('createWebhook', (t) =>
         url: args.url,
         events: args.events,
         secret: args.secret,
+        maxPerWorkspace: limits.webhooksPerWorkspace,
       });
+      if (!created) {
+        throw new InvalidInputError([
+          {
+            path: ['workspaceId'],
+            message: `workspace ${workspaceId} has ${limits.webhooksPerWorkspace} webhook endpoints, the most it may have: remove one (removeWebhook) first`,
+          },
+        ]);
+      }
       return endpointOf(ctx.webhooks, workspaceId, String(created.id));
     },
   }),

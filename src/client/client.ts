@@ -240,7 +240,10 @@ export interface SessionClient {
     filter?: Omit<StatusFilter, 'sessionId' | 'workspaceId'>,
     options?: WaitForIdleOptions,
   ): Promise<DeriverStatus>;
-  addMessages(messages: AddMessagesMutationVariables['messages']): Promise<AddMessagesResult>;
+  addMessages(
+    messages: AddMessagesMutationVariables['messages'],
+    options?: Pick<AddMessagesMutationVariables, 'notifyWhenDerived'>,
+  ): Promise<AddMessagesResult>;
   get(): Promise<Session | null>;
 }
 
@@ -512,7 +515,7 @@ export function createDeriverClient(options: DeriverClientOptions): DeriverClien
         watchDeriverStatus: (filter = {}, watchOptions) =>
           api.watchDeriverStatus({ ...filter, ...scope }, watchOptions),
         waitForIdle: (filter = {}, waitOptions) => api.waitForIdle({ ...filter, ...scope }, waitOptions),
-        addMessages: (messages) => api.addMessages({ ...scope, messages }),
+        addMessages: (messages, options) => api.addMessages({ ...options, ...scope, messages }),
         get: () => api.getSession(sessionId, workspaceId),
       };
     },

@@ -80,6 +80,7 @@ export const addMessagesInput = z.strictObject({
     .max(limits.messagesPerCallMax, {
       error: `must hold at most ${limits.messagesPerCallMax} messages per call`,
     }),
+  notifyWhenDerived: z.boolean().nullish(),
 });
 
 export const statusFilterInput = z.strictObject({

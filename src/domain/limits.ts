@@ -15,6 +15,8 @@ export const limits = {
   messagesPerSummary: 1_000,
   /** The longest coalescing window of a status subscription, in ms (docs/api.md). */
   coalesceMaxMs: 10_000,
+  /** Webhook endpoints one workspace may register. */
+  webhooksPerWorkspace: 20,
 } as const;
 
 export const DEFAULT_WORKSPACE_ID = 'default';

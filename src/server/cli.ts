@@ -63,7 +63,8 @@ export const SETTINGS: readonly Setting[] = [
   },
   {
     env: 'RETENTION',
-    meaning: 'finished task rows older than this (30m, 12h, 7d) are pruned in batches; off keeps them',
+    meaning:
+      'finished task rows and settled webhook deliveries older than this (30m, 12h, 7d) are pruned in batches; off keeps them',
     default: '7d',
   },
   {

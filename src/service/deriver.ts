@@ -95,10 +95,9 @@ export function createDeriver(options: DeriverOptions): Deriver {
     },
 
     async addMessages(input) {
-      const { workspaceId, sessionId, messages } = parseInput(addMessagesInput, input);
-      return store.appendMessages({ workspaceId, sessionId, messages }, (snapshot) =>
-        planMessages(snapshot, messages, estimateTokens),
-      );
+      const { workspaceId, sessionId, messages, notifyWhenDerived } = parseInput(addMessagesInput, input);
+      const request = { workspaceId, sessionId, messages, notifyWhenDerived: notifyWhenDerived ?? false };
+      return store.appendMessages(request, (snapshot) => planMessages(snapshot, messages, estimateTokens));
     },
 
     async assertFilterNamesKnown({ workspaceId, sessionId, observerId, senderId }) {

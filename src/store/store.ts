@@ -273,11 +273,19 @@ export interface AppendMessagesRequest {
   readonly workspaceId: string;
   readonly sessionId: string;
   readonly messages: readonly { readonly peerId: string; readonly content: string }[];
+  /**
+   * Watch the call: when every task its messages created has finished (succeeded, failed for good
+   * or cancelled), the transaction finishing the last one writes a `messages.derived` event
+   * (docs/webhooks.md); at once when they created none.
+   */
+  readonly notifyWhenDerived?: boolean;
 }
 
 export interface AppendMessagesResult {
   readonly messages: readonly Message[];
   readonly enqueuedTasks: number;
+  /** The watch of a `notifyWhenDerived` call (the event's `watch_id`), else null. */
+  readonly watchId: string | null;
 }
 
 export interface UpsertSessionRequest {
@@ -447,13 +455,17 @@ export interface Store {
     filter?: CounterFilter,
   ): Promise<Map<TaskType, number>>;
 
-  /** Registers a webhook endpoint of a workspace (docs/webhooks.md). */
+  /**
+   * Registers a webhook endpoint of a workspace (docs/webhooks.md); null, writing nothing, when the
+   * workspace has `maxPerWorkspace` already.
+   */
   createWebhook(input: {
     readonly workspaceId: string;
     readonly url: string;
     readonly events: readonly WebhookEventType[];
     readonly secret: string;
-  }): Promise<WebhookEndpoint>;
+    readonly maxPerWorkspace: number;
+  }): Promise<WebhookEndpoint | null>;
   /** The workspace's endpoints with their deliveries' figures, by id. */
   listWebhooks(workspaceId: string): Promise<WebhookEndpointInfo[]>;
   /** Removes an endpoint of the workspace and its deliveries; false when there is none. */
@@ -481,8 +493,10 @@ export interface Store {
   listWorkspaces(limit: number): Promise<string[]>;
 
   /**
-   * Deletes up to `limit` task rows finished before `finishedBefore` (one short transaction, so
-   * pruning in batches never holds the queue up); counters are untouched. Returns how many.
+   * Deletes up to `limit` task rows finished before `finishedBefore`, and up to `limit` of each of
+   * the webhook outbox's settled deliveries (delivered or given up) and derived watches created
+   * before it: one short transaction, so pruning in batches never holds the queue up; counters are
+   * untouched. Returns how many rows went.
    */
   pruneFinished(finishedBefore: number, limit: number): Promise<number>;
   /** Raw task rows, in id order (inspection and tests). */

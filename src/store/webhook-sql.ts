@@ -3,7 +3,7 @@
  * `placeholder(n)` writes the store's n-th parameter). See `../webhooks/events.ts` for the events
  * and docs/webhooks.md for the delivery rules.
  */
-import { eventsOf, type WebhookEventType } from '../webhooks/events.ts';
+import { eventsOf, messagesDerived, type WebhookEventType } from '../webhooks/events.ts';
 import type { DueDelivery, WebhookEndpoint, WebhookEndpointInfo } from './store.ts';
 
 type Placeholder = (n: number) => string;
@@ -37,6 +37,74 @@ export const insertEventValues = (
   now: number,
   endpointId: number | null = null,
 ) => [event.type, event.body, now, event.workspaceId, `%,${event.type},%`, endpointId];
+
+/**
+ * Marks derived the watches (`notifyWhenDerived` calls) among `ids` whose tasks are all finished,
+ * each once: the statement a transaction that finished tasks of a watch runs. Values: now, the
+ * watch ids (`idsIn` reads them as the store's list: a JSON array or a bigint[]).
+ */
+export const settleWatchesSql = (p: Placeholder, idsIn: string) =>
+  `UPDATE derivation_watches SET derived_at = ${p(1)}
+   WHERE id IN (${idsIn}) AND derived_at IS NULL
+     AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.watch_id = derivation_watches.id AND t.finished_at IS NULL)
+   RETURNING id, workspace_id, session_id, message_ids`;
+
+/** How a derived watch's tasks ended. Values: watch id. */
+export const watchOutcomesSql = (p: Placeholder) =>
+  `SELECT count(*) FILTER (WHERE state = 'succeeded') AS completed,
+     count(*) FILTER (WHERE state = 'failed') AS failed
+   FROM tasks WHERE watch_id = ${p(1)}`;
+
+export interface SettledWatchRow {
+  id: number;
+  workspace_id: string;
+  session_id: string;
+  message_ids: string;
+}
+
+/** The `messages.derived` event of a watch `settleWatchesSql` returned. */
+export const watchEvent = (
+  row: SettledWatchRow,
+  outcomes: { completed: number | string; failed: number | string } | undefined,
+  now: number,
+) =>
+  messagesDerived(
+    {
+      id: Number(row.id),
+      workspaceId: row.workspace_id,
+      sessionId: row.session_id,
+      messageIds: JSON.parse(row.message_ids) as string[],
+      completed: Number(outcomes?.completed ?? 0),
+      failed: Number(outcomes?.failed ?? 0),
+    },
+    now,
+  );
+
+/** The watch ids among finished tasks' `watch_id`s (none, mostly: one check, no statement). */
+export const watchIdsOf = (rows: readonly ({ watch_id: number | string | null } | undefined)[]): number[] => [
+  ...new Set(rows.flatMap((r) => (r && r.watch_id !== null ? [Number(r.watch_id)] : []))),
+];
+
+/**
+ * Retention of the outbox: settled deliveries (delivered or given up) and derived watches created
+ * before a time, at most a batch of each. Values: before, limit.
+ */
+export const pruneOutboxSql = (p: Placeholder, lock = '') => [
+  `DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries
+     WHERE state <> 'pending' AND created_at < ${p(1)} LIMIT ${p(2)}${lock})`,
+  `DELETE FROM derivation_watches WHERE id IN (SELECT id FROM derivation_watches
+     WHERE derived_at IS NOT NULL AND created_at < ${p(1)} LIMIT ${p(2)}${lock})`,
+];
+
+/**
+ * Registers an endpoint unless its workspace has `max` already (nothing returned then). Values:
+ * workspace, url, events column, secret, now, max; `cast(n, type)` types a parameter for the store.
+ */
+export const insertEndpointSql = (p: Placeholder, cast: (n: number, type: string) => string = p) =>
+  `INSERT INTO webhook_endpoints (workspace_id, url, events, secret, created_at)
+   SELECT ${cast(1, 'text')}, ${cast(2, 'text')}, ${cast(3, 'text')}, ${cast(4, 'text')}, ${cast(5, 'bigint')}
+   WHERE (SELECT count(*) FROM webhook_endpoints WHERE workspace_id = ${p(1)}) < ${cast(6, 'integer')}
+   RETURNING id, workspace_id, url, events, created_at`;
 
 export const listEndpointsSql = (p: Placeholder) =>
   `SELECT e.id, e.workspace_id, e.url, e.events, e.created_at,

@@ -11,6 +11,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'session.idle',
   'task.failed',
   'task.stuck',
+  'messages.derived',
   'webhook.test',
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
@@ -54,6 +55,32 @@ export const taskStuck = (key: WorkUnitKey, taskId: number, runningMs: number, n
     key.workspaceId,
     'task.stuck',
     { ...unitData(key), task_id: String(taskId), running_ms: Math.round(runningMs) },
+    now,
+  );
+
+/** A watched `addMessages` call (`notifyWhenDerived`): every task its messages created has finished. */
+export const messagesDerived = (
+  watch: {
+    readonly id: number;
+    readonly workspaceId: string;
+    readonly sessionId: string;
+    readonly messageIds: readonly string[];
+    readonly completed: number;
+    readonly failed: number;
+  },
+  now: number,
+): WebhookEvent =>
+  event(
+    watch.workspaceId,
+    'messages.derived',
+    {
+      workspace_id: watch.workspaceId,
+      session_id: watch.sessionId,
+      watch_id: String(watch.id),
+      message_ids: watch.messageIds,
+      completed: watch.completed,
+      failed: watch.failed,
+    },
     now,
   );
 

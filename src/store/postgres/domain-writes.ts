@@ -9,11 +9,12 @@ import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../do
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
 import { formatWorkUnitKey, type TaskType } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
+import { messagesDerived } from '../../webhooks/events.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import type { Head, UnitRow } from '../rows.ts';
 import type { AppendMessagesRequest, AppendMessagesResult } from '../store.ts';
 import type { Db } from './connection.ts';
-import { claimableAt } from './queue.ts';
+import { claimableAt, recordEvent } from './queue.ts';
 
 export async function ensureWorkspace(db: Db, id: string, now: number): Promise<void> {
   await db.query('INSERT INTO workspaces (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [
@@ -179,6 +180,15 @@ export async function appendMessages(
   const tasks = planned.messages.flatMap((m) =>
     m.tasks.map((task) => ({ task, messageId: idBySeq.get(m.seq)! })),
   );
+  const watch = request.notifyWhenDerived
+    ? await insertWatch(
+        db,
+        request,
+        messages.map((m) => m.id),
+        tasks.length,
+        now,
+      )
+    : null;
   const keys = [...new Map(tasks.map(({ task }) => [formatWorkUnitKey(task.key), task.key])).entries()].sort(
     ([a], [b]) => (a < b ? -1 : a > b ? 1 : 0),
   );
@@ -203,8 +213,8 @@ export async function appendMessages(
   }
   const taskUnits = tasks.map(({ task }) => unitIds.get(formatWorkUnitKey(task.key))!);
   const insertedTasks = await db.query<{ id: number; unit_id: number }>(
-    `INSERT INTO tasks (unit_id, message_id, state, payload, tokens, created_at)
-     SELECT t.unit_id, t.message_id, 'pending', t.payload, t.tokens, $5
+    `INSERT INTO tasks (unit_id, message_id, state, payload, tokens, created_at, watch_id)
+     SELECT t.unit_id, t.message_id, 'pending', t.payload, t.tokens, $5, $6
      FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[], $4::integer[])
        WITH ORDINALITY AS t(unit_id, message_id, payload, tokens, n)
      ORDER BY t.n RETURNING id, unit_id`,
@@ -214,6 +224,7 @@ export async function appendMessages(
       tasks.map(({ task }) => JSON.stringify(task.payload)),
       tasks.map(({ task }) => task.tokens),
       now,
+      watch,
     ],
   );
   const added = new Map<number, { n: number; first: number }>();
@@ -242,7 +253,29 @@ export async function appendMessages(
       last.seq,
     ]);
   }
-  return { messages, enqueuedTasks: tasks.length };
+  return { messages, enqueuedTasks: tasks.length, watchId: watch === null ? null : String(watch) };
+}
+
+/** A `notifyWhenDerived` call's watch; a call that made no task is derived at once. */
+async function insertWatch(
+  db: Db,
+  { workspaceId, sessionId }: AppendMessagesRequest,
+  messageIds: readonly string[],
+  tasks: number,
+  now: number,
+): Promise<number> {
+  const derivedAt = tasks === 0 ? now : null;
+  const row = await db.query<{ id: string }>(
+    `INSERT INTO derivation_watches (workspace_id, session_id, message_ids, created_at, derived_at)
+     VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+    [workspaceId, sessionId, JSON.stringify(messageIds), now, derivedAt],
+  );
+  const id = Number(row.rows[0]?.id);
+  if (derivedAt !== null) {
+    const event = messagesDerived({ id, workspaceId, sessionId, messageIds, completed: 0, failed: 0 }, now);
+    await recordEvent(db, event, now);
+  }
+  return id;
 }
 
 /**

@@ -41,8 +41,10 @@ import {
   type EndpointRow,
   endpointInfoOf,
   endpointOf,
+  insertEndpointSql,
   listEndpointsSql,
   pickDue,
+  pruneOutboxSql,
 } from '../webhook-sql.ts';
 import { connect } from './connection.ts';
 import {
@@ -274,13 +276,25 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
     createWebhook: (input) =>
       transaction(async (db, now) => {
+        // One registration per workspace at a time, so the cap holds under concurrent calls.
+        await db.query("SELECT pg_advisory_xact_lock(hashtext('webhook_endpoints:' || $1))", [
+          input.workspaceId,
+        ]);
         const { rows } = await db.query<EndpointRow>(
-          `INSERT INTO webhook_endpoints (workspace_id, url, events, secret, created_at) VALUES ($1, $2, $3, $4, $5)
-           RETURNING id, workspace_id, url, events, created_at`,
-          [input.workspaceId, input.url, eventsColumn(input.events), input.secret, now],
+          insertEndpointSql(
+            (n) => `$${n}`,
+            (n, type) => `$${n}::${type}`,
+          ),
+          [
+            input.workspaceId,
+            input.url,
+            eventsColumn(input.events),
+            input.secret,
+            now,
+            input.maxPerWorkspace,
+          ],
         );
-        if (!rows[0]) throw new Error('the webhook endpoint was not written');
-        return endpointOf(rows[0]);
+        return rows[0] ? endpointOf(rows[0]) : null;
       }),
 
     async listWebhooks(workspaceId) {
@@ -367,7 +381,15 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
          SELECT count(*)::int AS n FROM gone`,
         [finishedBefore, limit],
       );
-      return rows[0]?.n ?? 0;
+      let pruned = rows[0]?.n ?? 0;
+      for (const text of pruneOutboxSql((n) => `$${n}`, ' FOR UPDATE SKIP LOCKED')) {
+        const gone = await connection.query(
+          `WITH gone AS (${text} RETURNING 1) SELECT count(*)::int AS n FROM gone`,
+          [finishedBefore, limit],
+        );
+        pruned += (gone[0] as { n: number } | undefined)?.n ?? 0;
+      }
+      return pruned;
     },
 
     async listTasks(filter = {}) {

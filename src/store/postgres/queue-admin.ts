@@ -22,7 +22,9 @@ import {
   type UnitFilter,
   type WorkUnitInfo,
 } from '../store.ts';
+import { watchIdsOf } from '../webhook-sql.ts';
 import type { Db } from './connection.ts';
+import { settleWatches } from './queue.ts';
 
 /** `UnitFilter` on `work_units u`, with its parameters at $1 to $5. */
 const UNIT_FILTER = `u.workspace_id = $1
@@ -115,10 +117,10 @@ export async function retryFailed(
     `WITH picked AS (
        DELETE FROM tasks t WHERE t.unit_id = ANY($1::bigint[]) AND t.last_error IS NOT NULL
          AND t.state = 'failed' AND ($2::bigint[] IS NULL OR t.id = ANY($2::bigint[]))
-       RETURNING t.id, t.unit_id, t.message_id, t.payload, t.tokens, t.last_error
+       RETURNING t.id, t.unit_id, t.message_id, t.payload, t.tokens, t.last_error, t.watch_id
      ), inserted AS (
-       INSERT INTO tasks (unit_id, message_id, state, payload, tokens, last_error, created_at)
-       SELECT unit_id, message_id, 'pending', payload, tokens, last_error, $3 FROM picked ORDER BY id
+       INSERT INTO tasks (unit_id, message_id, state, payload, tokens, last_error, created_at, watch_id)
+       SELECT unit_id, message_id, 'pending', payload, tokens, last_error, $3, watch_id FROM picked ORDER BY id
        RETURNING id, unit_id
      )
      SELECT unit_id, count(*)::int AS n, min(id) AS first FROM inserted GROUP BY unit_id`,
@@ -143,16 +145,18 @@ export async function cancelPending(db: Db, filter: UnitFilter, now: number): Pr
   const through = units.map((u) =>
     u.lease_owner === null ? (u.head_task_id ?? 1) - 1 : (u.claimed_through ?? Number.MAX_SAFE_INTEGER),
   );
-  const result = await db.query<{ unit_id: number; cancelled: number; held: number }>(
+  const result = await db.query<{ unit_id: number; cancelled: number; held: number; watches: string[] }>(
     `WITH bounds AS (
        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS b(unit_id, head, through)
      ), cancelled AS (
        UPDATE tasks t SET state = 'failed', last_error = $4, finished_at = $5
        FROM bounds b WHERE t.unit_id = b.unit_id AND t.id > b.through AND t.state = 'pending'
-       RETURNING t.unit_id
+       RETURNING t.unit_id, t.watch_id
      )
      SELECT b.unit_id,
        (SELECT count(*)::int FROM cancelled c WHERE c.unit_id = b.unit_id) AS cancelled,
+       (SELECT coalesce(array_agg(DISTINCT c.watch_id), '{}') FROM cancelled c
+          WHERE c.unit_id = b.unit_id AND c.watch_id IS NOT NULL) AS watches,
        (SELECT count(*)::int FROM tasks t WHERE t.unit_id = b.unit_id AND t.id >= b.head
           AND t.id <= b.through AND t.state = 'pending') AS held
      FROM bounds b`,
@@ -177,5 +181,10 @@ export async function cancelPending(db: Db, filter: UnitFilter, now: number): Pr
     if (!leased.has(row.unit_id)) newHeads.set(row.unit_id, null);
   }
   await adjustUnits(db, deltas, newHeads);
+  await settleWatches(
+    db,
+    watchIdsOf(result.rows.flatMap((r) => r.watches.map((id) => ({ watch_id: id })))),
+    now,
+  );
   return { cancelled, leftWithWorkers };
 }

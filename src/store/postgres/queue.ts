@@ -43,8 +43,21 @@ import type {
   UnitReport,
   WorkerRequest,
 } from '../store.ts';
-import { insertEventSql, insertEventValues } from '../webhook-sql.ts';
+import {
+  insertEventSql,
+  insertEventValues,
+  type SettledWatchRow,
+  settleWatchesSql,
+  watchEvent,
+  watchIdsOf,
+  watchOutcomesSql,
+} from '../webhook-sql.ts';
 import type { Db } from './connection.ts';
+
+/** What finishing a task returns of it: its watch (`notifyWhenDerived`), if any. */
+export interface FinishedTask {
+  watch_id: string | null;
+}
 
 /** A task row as PostgreSQL returns it (the payload is parsed JSON). */
 export type TaskRowData = TaskRowOf<TaskPayload>;
@@ -110,6 +123,26 @@ export async function recordEvent(
     insertEventValues(event, now, endpointId),
   );
   return inserted.rowCount ?? 0;
+}
+
+/**
+ * Watches (`notifyWhenDerived` calls) whose last task this transaction finished: each marked
+ * derived once, with its `messages.derived` event.
+ */
+export async function settleWatches(db: Db, watchIds: readonly number[], now: number): Promise<void> {
+  if (watchIds.length === 0) return;
+  const settled = await db.query<SettledWatchRow>(
+    settleWatchesSql((n) => `$${n}`, 'SELECT unnest($2::bigint[])'),
+    [now, watchIds],
+  );
+  for (const watch of settled.rows) {
+    const outcomes = await one<{ completed: string; failed: string }>(
+      db,
+      watchOutcomesSql((n) => `$${n}`),
+      [watch.id],
+    );
+    await recordEvent(db, watchEvent(watch, outcomes, now), now);
+  }
 }
 
 /** Units drained: `queue.empty` each, and `session.idle` for their sessions with nothing open left. */
@@ -183,14 +216,15 @@ export async function recoverLeases(
     const plan = planRecovery(running, head_task_id, request.maxInterruptions);
     const failed = plan.writes.filter((w) => w.op === 'fail-interrupted');
     const interrupted = plan.writes.filter((w) => w.op === 'interrupt');
-    const changed = await db.query(
+    const changed = await db.query<FinishedTask>(
       `UPDATE tasks t SET interruptions = t.interruptions + 1,
          state = CASE WHEN w.error IS NULL THEN 'pending' ELSE 'failed' END,
          started_at = CASE WHEN w.error IS NULL THEN NULL ELSE t.started_at END,
          last_error = coalesce(w.error, t.last_error),
          finished_at = CASE WHEN w.error IS NULL THEN NULL ELSE $3::bigint END
        FROM unnest($1::bigint[], $2::text[]) AS w(id, error)
-       WHERE t.id = ANY($1::bigint[]) AND t.id = w.id AND t.state = 'running'`,
+       WHERE t.id = ANY($1::bigint[]) AND t.id = w.id AND t.state = 'running'
+       RETURNING CASE WHEN w.error IS NULL THEN NULL ELSE t.watch_id END AS watch_id`,
       [
         [...failed.map((w) => w.id), ...interrupted.map((w) => w.id)],
         [...failed.map((w) => w.error), ...interrupted.map(() => null)],
@@ -203,6 +237,7 @@ export async function recoverLeases(
     const at = (await claimableAt(db, batches, [{ id, task_type, head }])).get(id);
     await releaseUnit(db, id, plan.delta, head, at);
     if (!head) await recordDrained(db, [keyOf(unit)], now);
+    await settleWatches(db, watchIdsOf(changed.rows), now);
   }
   return units.rows.length;
 }
@@ -482,14 +517,16 @@ export async function applyReports(
     return change;
   });
 
+  let finishedWatches: number[] = [];
   if (finished.length > 0) {
-    const done = await db.query(
+    const done = await db.query<FinishedTask>(
       `UPDATE tasks t SET state = a.state, failures = t.failures + a.failed,
          last_error = coalesce(a.error, t.last_error), started_at = coalesce(t.started_at, $1), finished_at = $1,
          runs = t.runs + (CASE WHEN t.state = 'pending' THEN 1 ELSE 0 END)
        FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::integer[], $6::text[], $7::text[])
          AS a(id, unit_id, state, failed, error, expected)
-       WHERE t.id = ANY($2::bigint[]) AND t.id = a.id AND t.unit_id = a.unit_id AND t.state = a.expected`,
+       WHERE t.id = ANY($2::bigint[]) AND t.id = a.id AND t.unit_id = a.unit_id AND t.state = a.expected
+       RETURNING t.watch_id`,
       [
         now,
         finished.map((f) => f.id),
@@ -502,6 +539,7 @@ export async function applyReports(
     );
     if (done.rowCount !== finished.length)
       throw new Error(`a reported task is not ${finished[0]?.expected} in its work unit`);
+    finishedWatches = watchIdsOf(done.rows);
   }
   if (putBack.length > 0) {
     const requeued = await db.query<{ id: number; failures: number; created_at: number }>(
@@ -607,6 +645,7 @@ export async function applyReports(
     if (f.state === 'failed' && unit)
       await recordEvent(db, taskFailed(keyOf(unit), f.id, f.error ?? '', now), now);
   }
+  await settleWatches(db, finishedWatches, now);
   await recordDrained(
     db,
     changes.flatMap((c) => {

@@ -7,9 +7,10 @@ import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../do
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
 import { formatWorkUnitKey, type WorkUnitKey } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
+import { messagesDerived } from '../../webhooks/events.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import type { AppendMessagesRequest, AppendMessagesResult, UpsertSessionRequest } from '../store.ts';
-import { gateBatches } from './queue.ts';
+import { gateBatches, recordEvent } from './queue.ts';
 import type { Statements } from './statements.ts';
 
 export function ensureWorkspace(sql: Statements, id: string, now: number): void {
@@ -144,12 +145,18 @@ export function appendMessages(
     unit.leased = row.lease_owner !== null;
   }
   const messages: Message[] = [];
-  let enqueuedTasks = 0;
-  for (const message of planned.messages) {
-    const messageId = Number(
+  const messageIds = planned.messages.map(
+    (message) =>
       sql.insertMessage.run(workspaceId, sessionId, message.seq, message.peerId, message.content, now)
         .lastInsertRowid,
-    );
+  );
+  const taskCount = planned.messages.reduce((n, m) => n + m.tasks.length, 0);
+  const watch = request.notifyWhenDerived
+    ? insertWatch(sql, request, messageIds.map(String), taskCount, now)
+    : null;
+  let enqueuedTasks = 0;
+  for (const [i, message] of planned.messages.entries()) {
+    const messageId = Number(messageIds[i]);
     messages.push({
       id: String(messageId),
       workspaceId,
@@ -163,7 +170,7 @@ export function appendMessages(
       const unit = units.get(formatWorkUnitKey(task.key));
       if (!unit) throw new Error('a task of no upserted work unit');
       const taskId = Number(
-        sql.insertTask.run(unit.id, messageId, JSON.stringify(task.payload), task.tokens, now)
+        sql.insertTask.run(unit.id, messageId, JSON.stringify(task.payload), task.tokens, now, watch)
           .lastInsertRowid,
       );
       if (unit.needsHead) {
@@ -184,5 +191,24 @@ export function appendMessages(
   );
   const last = planned.messages.at(-1);
   if (last) sql.setMessageCount.run(last.seq, workspaceId, sessionId);
-  return { messages, enqueuedTasks };
+  return { messages, enqueuedTasks, watchId: watch === null ? null : String(watch) };
+}
+
+/** A `notifyWhenDerived` call's watch; a call that made no task is derived at once. */
+function insertWatch(
+  sql: Statements,
+  { workspaceId, sessionId }: AppendMessagesRequest,
+  messageIds: readonly string[],
+  tasks: number,
+  now: number,
+): number {
+  const derivedAt = tasks === 0 ? now : null;
+  const { id } =
+    sql.insertWatch.get(workspaceId, sessionId, JSON.stringify(messageIds), now, derivedAt) ?? {};
+  if (id === undefined) throw new Error('watch insert returned nothing');
+  if (derivedAt !== null) {
+    const event = messagesDerived({ id, workspaceId, sessionId, messageIds, completed: 0, failed: 0 }, now);
+    recordEvent(sql, event, now);
+  }
+  return id;
 }

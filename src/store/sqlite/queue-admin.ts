@@ -20,6 +20,8 @@ import {
   type UnitFilter,
   type WorkUnitInfo,
 } from '../store.ts';
+import { watchIdsOf } from '../webhook-sql.ts';
+import { settleWatches } from './queue.ts';
 import type { Statements, UnitFilterParams } from './statements.ts';
 
 const paramsOf = (filter: UnitFilter): UnitFilterParams => ({
@@ -74,6 +76,7 @@ export function retryFailed(
           task.tokens,
           task.last_error,
           now,
+          task.watch_id,
         ) ?? {};
       first ??= id ?? null;
     }
@@ -101,7 +104,9 @@ export function cancelPending(sql: Statements, filter: UnitFilter, now: number):
     const leased = unit.lease_owner !== null;
     // A leased unit whose claim predates the record of what it handed over keeps everything.
     const through = leased ? (unit.claimed_through ?? Number.MAX_SAFE_INTEGER) : unit.head_task_id - 1;
-    const n = sql.cancelPending.run(CANCELLED_ERROR, now, unit.id, through).changes;
+    const finished = sql.cancelPending.all(CANCELLED_ERROR, now, unit.id, through);
+    settleWatches(sql, watchIdsOf(finished), now);
+    const n = finished.length;
     if (leased) leftWithWorkers += sql.countPendingThrough.get(unit.id, unit.head_task_id, through)?.n ?? 0;
     if (n === 0) continue;
     sql.adjustUnit.get({

@@ -34,8 +34,8 @@ import type {
   TaskRecord,
   UnitReport,
 } from '../store.ts';
-import { insertEventValues, sqliteValues } from '../webhook-sql.ts';
-import type { JoinedMessage, Statements, TaskRowData } from './statements.ts';
+import { insertEventValues, sqliteValues, watchEvent, watchIdsOf } from '../webhook-sql.ts';
+import type { FinishedTask, JoinedMessage, Statements, TaskRowData } from './statements.ts';
 
 function taskRecord(sql: Statements, row: TaskRowData & Partial<JoinedMessage>, unit: UnitRow): TaskRecord {
   const payload = JSON.parse(row.payload) as TaskPayload;
@@ -76,24 +76,26 @@ export function recoverLeases(
   batches: BatchPolicies,
 ): number {
   const units = sql.leasesToRecover.all(now, owner);
+  const finished: (FinishedTask | undefined)[] = [];
   for (const unit of units) {
     const { id, head_task_id, task_type } = unit;
     const running = head_task_id === null ? [] : sql.runningTasks.all(id, head_task_id);
     const plan = planRecovery(running, head_task_id, request.maxInterruptions);
     for (const write of plan.writes) {
-      const changed =
-        write.op === 'fail-interrupted'
-          ? sql.failInterruptedTask.run(write.error, now, write.id).changes
-          : sql.interruptTask.run(write.id).changes;
-      if (changed !== 1) throw new Error(`task ${write.id} is not running in work unit ${id}`);
-      if (write.op === 'fail-interrupted')
+      if (write.op === 'fail-interrupted') {
+        const task = sql.failInterruptedTask.get(write.error, now, write.id);
+        if (!task) throw new Error(`task ${write.id} is not running in work unit ${id}`);
+        finished.push(task);
         recordEvent(sql, taskFailed(keyOf(unit), write.id, write.error, now), now);
+      } else if (sql.interruptTask.run(write.id).changes !== 1)
+        throw new Error(`task ${write.id} is not running in work unit ${id}`);
     }
     const head = findHead(sql, id, plan.head);
     const at = claimableAt(sql, batches, { id, task_type }, head);
     sql.releaseUnit.get({ ...plan.delta, ...headColumns(head, at), unitId: id });
     if (!head) recordDrained(sql, keyOf(unit), now);
   }
+  settleWatches(sql, watchIdsOf(finished), now);
   return units.length;
 }
 
@@ -205,14 +207,17 @@ export function applyReport(
   if (plan.kind === 'lease-lost') return plan;
   /** The first task put back (its failed attempts: a head that failed before waits for a retry). */
   let firstPutBack: PutBack | undefined;
+  const finished: (FinishedTask | undefined)[] = [];
   for (const write of plan.writes) {
     let changes: number;
     if (write.op === 'finish') {
       const change = { now, id: write.id, unitId, expected: write.expected };
-      changes =
+      const task =
         write.state === 'succeeded'
-          ? sql.succeedTask.run(change).changes
-          : sql.failTask.run({ ...change, error: write.error ?? '' }).changes;
+          ? sql.succeedTask.get(change)
+          : sql.failTask.get({ ...change, error: write.error ?? '' });
+      finished.push(task);
+      changes = task ? 1 : 0;
     } else if (write.op === 'put-back') {
       const { id, failed, error, runAt, expected } = write;
       const putBack = sql.requeueTask.get({ id, unitId, failed, error, runAt, expected });
@@ -228,6 +233,7 @@ export function applyReport(
     if (write.op === 'finish' && write.state === 'failed' && unit)
       recordEvent(sql, taskFailed(keyOf(unit), write.id, write.error ?? '', now), now);
   }
+  settleWatches(sql, watchIdsOf(finished), now);
   if (plan.release === null) {
     if (!sql.updateUnitCounters.get({ ...plan.delta, unitId }))
       throw new Error(`work unit ${unitId} vanished while settling`);
@@ -247,6 +253,18 @@ export function applyReport(
  */
 export function recordEvent(sql: Statements, event: WebhookEvent, now: number): number {
   return sql.insertWebhookEvent.run(sqliteValues(insertEventValues(event, now))).changes;
+}
+
+/**
+ * Watches (`notifyWhenDerived` calls) whose last task this transaction finished: each marked
+ * derived once, with its `messages.derived` event.
+ */
+export function settleWatches(sql: Statements, watchIds: readonly number[], now: number): void {
+  if (watchIds.length === 0) return;
+  for (const watch of sql.settleWatches.all(sqliteValues([now, JSON.stringify(watchIds)]))) {
+    const outcomes = sql.watchOutcomes.get(sqliteValues([watch.id]));
+    recordEvent(sql, watchEvent(watch, outcomes, now), now);
+  }
 }
 
 /** A unit drained: `queue.empty`, and `session.idle` when its session has nothing open left. */

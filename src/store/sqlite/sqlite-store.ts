@@ -34,6 +34,7 @@ import {
   type EndpointRow,
   endpointInfoOf,
   endpointOf,
+  insertEndpointSql,
   insertEventSql,
   insertEventValues,
   listEndpointsSql,
@@ -253,14 +254,17 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
     async createWebhook(input) {
       return durable(() => {
-        const row = db
-          .prepare<[string, string, string, string, number], EndpointRow>(
-            `INSERT INTO webhook_endpoints (workspace_id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?)
-             RETURNING id, workspace_id, url, events, created_at`,
-          )
-          .get(input.workspaceId, input.url, eventsColumn(input.events), input.secret, clock());
-        if (!row) throw new Error('the webhook endpoint was not written');
-        return endpointOf(row);
+        const row = prepared(insertEndpointSql(sqliteParam)).get(
+          sqliteValues([
+            input.workspaceId,
+            input.url,
+            eventsColumn(input.events),
+            input.secret,
+            clock(),
+            input.maxPerWorkspace,
+          ]),
+        ) as EndpointRow | undefined;
+        return row ? endpointOf(row) : null;
       });
     },
 
@@ -336,7 +340,12 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     },
 
     async pruneFinished(finishedBefore, limit) {
-      return bookkeeping(() => sql.pruneFinished.run(finishedBefore, limit).changes);
+      return bookkeeping(() => {
+        const outbox = sql.pruneOutbox.map(
+          (statement) => statement.run(sqliteValues([finishedBefore, limit])).changes,
+        );
+        return sql.pruneFinished.run(finishedBefore, limit).changes + outbox.reduce((a, b) => a + b, 0);
+      });
     },
 
     async listTasks(filter = {}) {

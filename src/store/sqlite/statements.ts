@@ -14,7 +14,14 @@ import {
   type WorkUnitInfoRow,
   workUnitInsightColumns,
 } from '../rows.ts';
-import { insertEventSql, sqliteParam } from '../webhook-sql.ts';
+import {
+  insertEventSql,
+  pruneOutboxSql,
+  type SettledWatchRow,
+  settleWatchesSql,
+  sqliteParam,
+  watchOutcomesSql,
+} from '../webhook-sql.ts';
 
 /** Parameters of a statement that changes one task of a unit from the state it is expected in. */
 interface TaskChange {
@@ -24,6 +31,11 @@ interface TaskChange {
   /** 1 when the change counts a failed attempt. */
   failed: number;
   error: string | null;
+}
+
+/** What finishing a task returns of it: its watch (`notifyWhenDerived`), if any. */
+export interface FinishedTask {
+  watch_id: number | null;
 }
 
 /** A task row as SQLite returns it (the payload is JSON text). */
@@ -120,6 +132,18 @@ export function prepareStatements(db: Database.Database) {
     // webhooks (docs/webhooks.md): the outbox is written inside the queue's transactions
     insertWebhookEvent: p<[Record<string, unknown>]>(insertEventSql(sqliteParam)),
     insertSessionIdleEvent: p<[Record<string, unknown>]>(insertEventSql(sqliteParam, true)),
+    /** A watched `addMessages` call (`notifyWhenDerived`); derived at once when it made no task. */
+    insertWatch: p<[string, string, string, number, number | null], { id: number }>(
+      `INSERT INTO derivation_watches (workspace_id, session_id, message_ids, created_at, derived_at)
+       VALUES (?, ?, ?, ?, ?) RETURNING id`,
+    ),
+    /** Values: now, the watch ids as a JSON array. */
+    settleWatches: p<[Record<string, unknown>], SettledWatchRow>(
+      settleWatchesSql(sqliteParam, 'SELECT value FROM json_each(@p2)'),
+    ),
+    watchOutcomes: p<[Record<string, unknown>], { completed: number; failed: number }>(
+      watchOutcomesSql(sqliteParam),
+    ),
     /** Messages of a workspace by id (a JSON array of ids). */
     messagesById: p<[string, string], { id: number; session_id: string; seq: number }>(
       `SELECT id, session_id, seq FROM messages WHERE workspace_id = ? AND id IN (SELECT value FROM json_each(?))`,
@@ -154,8 +178,9 @@ export function prepareStatements(db: Database.Database) {
        ON CONFLICT (unit_key) DO UPDATE SET pending = pending + excluded.pending, version = version + 1
        RETURNING id, head_task_id, lease_owner`,
     ),
-    insertTask: p<[number, number, string, number, number]>(
-      `INSERT INTO tasks (unit_id, message_id, state, payload, tokens, created_at) VALUES (?, ?, 'pending', ?, ?, ?)`,
+    insertTask: p<[number, number, string, number, number, number | null]>(
+      `INSERT INTO tasks (unit_id, message_id, state, payload, tokens, created_at, watch_id)
+       VALUES (?, ?, 'pending', ?, ?, ?, ?)`,
     ),
     /** An unleased unit's claim time, from its head and its batch (`queue-plan.ts`, `availableAt`). */
     setAvailableAt: p<[number, number]>(
@@ -184,9 +209,9 @@ export function prepareStatements(db: Database.Database) {
       `SELECT id, interruptions FROM tasks WHERE unit_id = ? AND id >= ? AND state = 'running' ORDER BY id`,
     ),
     /** A running task interrupted for the last time: failed for good. */
-    failInterruptedTask: p<[string, number, number]>(
+    failInterruptedTask: p<[string, number, number], FinishedTask>(
       `UPDATE tasks SET state = 'failed', interruptions = interruptions + 1, last_error = ?, finished_at = ?
-       WHERE id = ? AND state = 'running'`,
+       WHERE id = ? AND state = 'running' RETURNING watch_id`,
     ),
     /** From a lower bound of the head: at most one claim budget of finished tasks to step over. */
     firstUnfinished: p<[number, number], Head>(
@@ -234,15 +259,15 @@ export function prepareStatements(db: Database.Database) {
      * A task started and ended between two reports is still pending in the store: count its run.
      * Success leaves `last_error` out of the SET, so the error index is not even looked at.
      */
-    succeedTask: p<[Pick<TaskChange, 'id' | 'unitId' | 'expected'> & { now: number }]>(
+    succeedTask: p<[Pick<TaskChange, 'id' | 'unitId' | 'expected'> & { now: number }], FinishedTask>(
       `UPDATE tasks SET state = 'succeeded', started_at = coalesce(started_at, @now), finished_at = @now,
          runs = runs + (state = 'pending')
-       WHERE id = @id AND unit_id = @unitId AND state = @expected`,
+       WHERE id = @id AND unit_id = @unitId AND state = @expected RETURNING watch_id`,
     ),
-    failTask: p<[Pick<TaskChange, 'id' | 'unitId' | 'expected' | 'error'> & { now: number }]>(
+    failTask: p<[Pick<TaskChange, 'id' | 'unitId' | 'expected' | 'error'> & { now: number }], FinishedTask>(
       `UPDATE tasks SET state = 'failed', failures = failures + 1, last_error = @error,
          started_at = coalesce(started_at, @now), finished_at = @now, runs = runs + (state = 'pending')
-       WHERE id = @id AND unit_id = @unitId AND state = @expected`,
+       WHERE id = @id AND unit_id = @unitId AND state = @expected RETURNING watch_id`,
     ),
     requeueTask: p<[TaskChange & { runAt: number }], { failures: number; created_at: number }>(
       `UPDATE tasks SET failures = failures + @failed, last_error = coalesce(@error, last_error), run_at = @runAt,
@@ -302,20 +327,31 @@ export function prepareStatements(db: Database.Database) {
     ),
     failedTasksOf: p<
       [number],
-      { id: number; message_id: number | null; payload: string; tokens: number; last_error: string }
+      {
+        id: number;
+        message_id: number | null;
+        payload: string;
+        tokens: number;
+        last_error: string;
+        watch_id: number | null;
+      }
     >(
-      `SELECT id, message_id, payload, tokens, last_error FROM tasks INDEXED BY tasks_with_error
+      `SELECT id, message_id, payload, tokens, last_error, watch_id FROM tasks INDEXED BY tasks_with_error
        WHERE unit_id = ? AND last_error IS NOT NULL AND state = 'failed' ORDER BY id`,
     ),
     deleteTask: p<[number]>('DELETE FROM tasks WHERE id = ?'),
-    insertRetriedTask: p<[number, number | null, string, number, string, number], { id: number }>(
-      `INSERT INTO tasks (unit_id, message_id, state, payload, tokens, last_error, created_at)
-       VALUES (?, ?, 'pending', ?, ?, ?, ?) RETURNING id`,
+    /** A failed task run again keeps its watch (a watch already derived is not derived again). */
+    insertRetriedTask: p<
+      [number, number | null, string, number, string, number, number | null],
+      { id: number }
+    >(
+      `INSERT INTO tasks (unit_id, message_id, state, payload, tokens, last_error, created_at, watch_id)
+       VALUES (?, ?, 'pending', ?, ?, ?, ?, ?) RETURNING id`,
     ),
     /** Cancels a unit's pending tasks after `afterId` (what a worker holds is at or before it). */
-    cancelPending: p<[string, number, number, number]>(
+    cancelPending: p<[string, number, number, number], FinishedTask>(
       `UPDATE tasks SET state = 'failed', last_error = ?, finished_at = ?
-       WHERE unit_id = ? AND id > ? AND state = 'pending'`,
+       WHERE unit_id = ? AND id > ? AND state = 'pending' RETURNING watch_id`,
     ),
     countPendingThrough: p<[number, number, number], { n: number }>(
       `SELECT count(*) AS n FROM tasks WHERE unit_id = ? AND id >= ? AND id <= ? AND state = 'pending'`,
@@ -336,6 +372,8 @@ export function prepareStatements(db: Database.Database) {
     pruneFinished: p<[number, number]>(
       'DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE finished_at < ? LIMIT ?)',
     ),
+    /** Values: before, limit (`pruneOutboxSql`). */
+    pruneOutbox: pruneOutboxSql(sqliteParam).map((text) => p<[Record<string, unknown>]>(text)),
     probe: p<[number]>(
       'INSERT INTO store_probe (id, probed_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at',
     ),
