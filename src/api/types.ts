@@ -61,6 +61,10 @@ export const MessageType = builder.objectRef<Message>('Message').implement({
     peerId: t.exposeID('peerId'),
     seq: t.exposeInt('seq', { description: '1-based sequence number within the session.' }),
     content: t.exposeString('content'),
+    createdAt: t.string({
+      description: 'When it was stored (ISO 8601).',
+      resolve: (m) => new Date(m.createdAt).toISOString(),
+    }),
   }),
 });
 

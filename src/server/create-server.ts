@@ -17,6 +17,7 @@
  *    each subscribe is checked on its own, and a refused one gets an `error` message for its id
  *    only, as a syntax error does, never closing the socket.
  */
+
 import {
   createServer as createHttpServer,
   type IncomingMessage,
@@ -48,6 +49,7 @@ import { createGraphiqlPage } from './graphiql-page.ts';
 import { limitConnections } from './guards/connection-limit.ts';
 import { createOriginPolicy } from './guards/origin-policy.ts';
 import { HEALTH_PATHS, type ReadinessCheck, runReadiness, sendJson } from './health.ts';
+import { createHonchoRest, type GraphqlResult } from './honcho-rest.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './server-limits.ts';
 import { writeFrames } from './ws-frames.ts';
 import { serveGraphqlWs } from './ws-transport.ts';
@@ -222,6 +224,27 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     },
   });
 
+  // Honcho's REST subset: each route one operation through this Yoga, with the caller's key.
+  const honcho = createHonchoRest({
+    maxBodyBytes: limits.maxBodyBytes,
+    execute: async (operation, from) => {
+      const response = await yoga.fetch(
+        `http://localhost${GRAPHQL_PATH}`,
+        {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            accept: 'application/graphql-response+json, application/json',
+            ...(from.authorization === undefined ? {} : { authorization: from.authorization }),
+          },
+          body: JSON.stringify(operation),
+        },
+        { clientAddress: from.clientAddress },
+      );
+      return (await response.json()) as GraphqlResult;
+    },
+  });
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (!origins.allows(req)) {
       sendJson(res, 403, {
@@ -259,6 +282,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
       return graphiql.serve(req, res);
     }
     if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) return dashboard.serve(req, res);
+    if (await honcho.handle(req, res)) return;
     return yoga(req, res);
   };
 
