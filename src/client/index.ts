@@ -2,11 +2,9 @@ export {
   type AddMessagesResult,
   createDeriverClient,
   type DeriverClient,
-  DeriverClientError,
   type DeriverClientOptions,
   type DeriverStatus,
   type DeriverStatusWithSessions,
-  type GraphQLErrorEntry,
   type MessagesDerivation,
   type Peer,
   type Session,
@@ -18,3 +16,4 @@ export {
   type WaitForMessagesOptions,
   type WatchOptions,
 } from './client.ts';
+export { DeriverClientError, type GraphQLErrorEntry } from './errors.ts';
