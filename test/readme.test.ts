@@ -49,6 +49,18 @@ describe('the README', () => {
     expect(out.trimEnd()).toMatch(/event: complete\ndata:$/);
   });
 
+  it('its Python example runs as written against a real server (the client from clients/python)', async () => {
+    const script = block(README, '## Clients', 'python').replace('http://127.0.0.1:4000/graphql', server.url);
+    const { stdout } = await promisify(execFile)('python3', ['-c', script], {
+      timeout: 30_000,
+      env: { ...process.env, PYTHONPATH: join(ROOT, 'clients/python/src'), PYTHONDONTWRITEBYTECODE: '1' },
+    });
+    // alice's own unit and bob observing her: 2 tasks, finished.
+    expect(stdout).toMatch(
+      /^DeriverStatus\(total_work_units=2, completed_work_units=2, in_progress_work_units=0, pending_work_units=0,/,
+    );
+  });
+
   it('stays short enough to read first (at most about 250 lines); the rest is in docs/', () => {
     expect(README.split('\n').length).toBeLessThanOrEqual(260);
   });
