@@ -18,7 +18,7 @@ import { deferred, tempDir } from './helpers.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
 import { freePort, listeningUrl } from './support/processes.ts';
 import { startPythonWorker } from './support/python-worker.ts';
-import { POSTGRES, SQLITE } from './support/stores.ts';
+import { POSTGRES, SQLITE, type StoreBackend } from './support/stores.ts';
 
 const SECRET = 'a-webhook-secret-of-some-length';
 const INSTANCE = fileURLToPath(new URL('./fixtures/instance.ts', import.meta.url));
@@ -89,6 +89,18 @@ async function gql<T>(server: TestServer | { http: TestServer['http'] }, query: 
   return result.data as T;
 }
 
+/** A server on a fresh store of `backend`, running `handler`, delivering to private addresses. */
+async function startHookServer(backend: StoreBackend, handler: TaskHandler): Promise<TestServer> {
+  const location = await backend.fresh();
+  cleanups.push(location.dispose);
+  const server = await startTestServer({
+    handlers: { representation: handler, summary: handler },
+    config: { webhookAllowPrivate: true, databaseUrl: location.url },
+  });
+  cleanups.push(() => server.close());
+  return server;
+}
+
 const accepted = (received: readonly Received[], type: string) =>
   received.filter((r) => r.accepted && r.type === type);
 
@@ -101,13 +113,7 @@ it.each([
     const handler: TaskHandler = ({ task }) => {
       if (task.messages.some((m) => m.content === 'bad')) throw new PermanentTaskError('cannot use this');
     };
-    const location = await backend.fresh();
-    cleanups.push(location.dispose);
-    const server = await startTestServer({
-      handlers: { representation: handler, summary: handler },
-      config: { webhookAllowPrivate: true, databaseUrl: location.url },
-    });
-    cleanups.push(() => server.close());
+    const server = await startHookServer(backend, handler);
     const hooks = await receiver({ refuse: 2 });
     await gql(
       server,
@@ -204,13 +210,7 @@ it.each([
       if (task.messages.some((m) => m.content === 'slow')) await release.promise;
       if (task.messages.some((m) => m.content === 'bad')) throw new PermanentTaskError('cannot use this');
     };
-    const location = await backend.fresh();
-    cleanups.push(location.dispose);
-    const server = await startTestServer({
-      handlers: { representation: handler, summary: handler },
-      config: { webhookAllowPrivate: true, databaseUrl: location.url },
-    });
-    cleanups.push(() => server.close());
+    const server = await startHookServer(backend, handler);
     const hooks = await receiver();
     const client = createDeriverClient({ url: server.url });
     cleanups.push(() => client.close());

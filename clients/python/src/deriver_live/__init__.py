@@ -16,6 +16,7 @@ from ._types import (
     SessionDeriverStatus,
     SessionInfo,
     SessionPeer,
+    WorkUnitCounts,
 )
 from .client import DeriverLive, Peer, Session
 from .errors import DeriverLiveError, DeriverLiveTimeout
@@ -34,5 +35,6 @@ __all__ = [
     "SessionDeriverStatus",
     "SessionInfo",
     "SessionPeer",
+    "WorkUnitCounts",
 ]
 __version__ = "0.1.0"

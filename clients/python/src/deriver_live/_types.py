@@ -8,21 +8,9 @@ from typing import Any, Mapping, Optional
 
 
 @dataclass(frozen=True)
-class SessionDeriverStatus:
-    """One session's counts within a :class:`DeriverStatus` (each "work unit" is one task)."""
-
-    session_id: str
-    total_work_units: int
-    completed_work_units: int
-    in_progress_work_units: int
-    pending_work_units: int
-    failed_work_units: int
-    retrying_work_units: int
-
-
-@dataclass(frozen=True)
-class DeriverStatus:
-    """Task counts for a filter. ``total == completed + in_progress + pending``, always exactly."""
+class WorkUnitCounts:
+    """Task counts (each "work unit" is one task): ``total == completed + in_progress + pending``,
+    always exactly; ``failed`` is part of ``completed``, ``retrying`` part of ``pending``."""
 
     total_work_units: int
     completed_work_units: int
@@ -30,16 +18,29 @@ class DeriverStatus:
     pending_work_units: int
     failed_work_units: int
     retrying_work_units: int
-    stuck_tasks: int
-    #: With a session filter: every task is finished for its messages up to this seq.
-    derived_through_seq: Optional[int]
-    #: Per session, keyed by id as Honcho's SDK has it; ``None`` when the filter names a session.
-    sessions: Optional[dict[str, SessionDeriverStatus]] = None
 
     @property
     def idle(self) -> bool:
         """Nothing pending or running."""
         return self.pending_work_units == 0 and self.in_progress_work_units == 0
+
+
+@dataclass(frozen=True)
+class SessionDeriverStatus(WorkUnitCounts):
+    """One session's counts within a :class:`DeriverStatus`."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
+class DeriverStatus(WorkUnitCounts):
+    """Task counts for a filter (its ids combined with AND)."""
+
+    stuck_tasks: int
+    #: With a session filter: every task is finished for its messages up to this seq.
+    derived_through_seq: Optional[int]
+    #: Per session, keyed by id as Honcho's SDK has it; ``None`` when the filter names a session.
+    sessions: Optional[dict[str, SessionDeriverStatus]] = None
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,9 @@ class SessionInfo:
 
 
 @dataclass(frozen=True)
-class MessageDerivation:
-    """What the tasks one message created are doing."""
+class DerivationCounts:
+    """Tasks some messages created: ``done`` once none is pending or running."""
 
-    message_id: str
-    session_id: str
-    seq: int
     total: int
     pending: int
     in_progress: int
@@ -96,15 +94,18 @@ class MessageDerivation:
 
 
 @dataclass(frozen=True)
-class MessagesDerivation:
-    """The tasks of a set of messages; ``done`` once every one is finished."""
+class MessageDerivation(DerivationCounts):
+    """What the tasks one message created are doing."""
 
-    total: int
-    pending: int
-    in_progress: int
-    completed: int
-    failed: int
-    done: bool
+    message_id: str
+    session_id: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class MessagesDerivation(DerivationCounts):
+    """The tasks of a set of messages, in total and per message."""
+
     messages: list[MessageDerivation]
 
 
