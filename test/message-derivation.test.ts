@@ -123,6 +123,39 @@ describe('your messages, derived', () => {
     expect(read.data?.messageDerivation.messages).toEqual([{ done: true }]);
   });
 
+  it('Message.derivation on a list of messages is one read per filter, not one per message', async () => {
+    const server = await startTestServer({ config: { workerConcurrency: 0 } });
+    cleanups.push(() => server.close());
+    await server.http(
+      'mutation { upsertWorkspace(id: "default", settings: { summariesEnabled: false }) { id } }',
+    );
+    await server.http(
+      'mutation { upsertSession(id: "chat", peers: [{ peerId: "alice" }, { peerId: "bob", observeOthers: true }]) { id } }',
+    );
+    const { store } = server.app;
+    const read = store.listMessageTasks.bind(store);
+    let reads = 0;
+    store.listMessageTasks = (request) => {
+      reads++;
+      return read(request);
+    };
+    const messages = Array.from({ length: 20 }, (_, i) => `{ peerId: "alice", content: "m${i}" }`).join(', ');
+    const added = await server.http<{
+      addMessages: {
+        messages: { seq: number; all: { total: number }; bob: { total: number; done: boolean } }[];
+      };
+    }>(
+      `mutation { addMessages(sessionId: "chat", messages: [${messages}]) {
+        messages { seq all: derivation { total } bob: derivation(observerId: "bob") { total done } } } }`,
+    );
+    expect(added.errors).toBeUndefined();
+    const rows = added.data!.addMessages.messages;
+    expect(rows).toHaveLength(20);
+    // alice's own unit and bob's: two tasks a message, one of them bob's; nothing ran (no worker).
+    for (const row of rows) expect(row).toMatchObject({ all: { total: 2 }, bob: { total: 1, done: false } });
+    expect(reads).toBe(2); // one per filter (every observer; bob), for the 20 messages
+  });
+
   it('an unknown message is NOT_FOUND naming messageIds; a malformed one is refused as bad input', async () => {
     const server = await startTestServer();
     cleanups.push(() => server.close());

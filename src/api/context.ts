@@ -1,8 +1,10 @@
 /** What the API's resolvers are given (kept apart from the schema builder so the server's public types do not depend on Pothos). */
+
+import type DataLoader from 'dataloader';
 import type { Keyring } from '../auth/keyring.ts';
 import type { Principal } from '../auth/scope.ts';
 import type { LiveStatus } from '../live/live-status.ts';
-import type { DerivationService } from '../service/derivation.ts';
+import type { DerivationService, MessageDerivation, MessageDerivationKey } from '../service/derivation.ts';
 import type { Deriver } from '../service/deriver.ts';
 import type { QueueService } from '../service/queue.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
@@ -26,6 +28,8 @@ export interface ApiServices {
 /** What every resolver gets: the services and who is calling. */
 export interface ApiContext extends ApiServices {
   readonly principal: Principal;
+  /** `Message.derivation`, batched per tick (`derivation-api.ts`). */
+  readonly messageDerivations: DataLoader<MessageDerivationKey, MessageDerivation>;
   /** Whom per-client limits count against: the key's scope, else the remote address. */
   readonly clientId: string;
 }

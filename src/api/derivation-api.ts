@@ -3,10 +3,16 @@
  * subscription, and the session watermark `DeriverStatus.derivedThroughSeq`.
  */
 import type { ArgBuilder } from '@pothos/core';
+import DataLoader from 'dataloader';
 import { authorize } from '../auth/authorize.ts';
 import { messageDerivationInput } from '../domain/inputs.ts';
 import type { Message } from '../domain/model.ts';
-import type { DerivationCounts, DerivationState, MessageDerivation } from '../service/derivation.ts';
+import type {
+  DerivationCounts,
+  DerivationState,
+  MessageDerivation,
+  MessageDerivationKey,
+} from '../service/derivation.ts';
 import type { MessageTasksRequest } from '../store/store.ts';
 import { builder } from './builder.ts';
 import type { ApiContext } from './context.ts';
@@ -101,17 +107,65 @@ const derivationArgs = (arg: ArgBuilder<Types>) => ({
   taskTypes: arg({ type: [TaskTypeEnum], description: 'Only these task types. Default: every type.' }),
 });
 
+/**
+ * Batches `Message.derivation`: the fields of one list of messages resolve in the same tick, and
+ * one read per filter answers them all (each message authorized on its own, so a message the key
+ * may not see fails alone). No cache: a WebSocket's operations share one context.
+ */
+export function createDerivationLoader(
+  derivation: ApiContext['derivation'],
+  principal: ApiContext['principal'],
+): DataLoader<MessageDerivationKey, MessageDerivation> {
+  return new DataLoader(
+    async (keys) => {
+      const groups = new Map<string, MessageDerivationKey[]>();
+      for (const key of keys) {
+        const filter = JSON.stringify([key.workspaceId, key.observerId, key.taskTypes]);
+        groups.set(filter, [...(groups.get(filter) ?? []), key]);
+      }
+      const answers = new Map<MessageDerivationKey, MessageDerivation | Error>();
+      for (const group of groups.values()) {
+        const { workspaceId, observerId, taskTypes } = group[0]!;
+        const request = { workspaceId, observerId, taskTypes, messageIds: group.map((k) => k.messageId) };
+        const byId = new Map<string, MessageDerivation | Error>();
+        try {
+          for (const message of (await derivation.read(request)).messages) {
+            try {
+              authorize(principal, { kind: 'status', workspaceId, sessionId: message.sessionId, observerId });
+              byId.set(message.messageId, message);
+            } catch (error) {
+              byId.set(message.messageId, error as Error);
+            }
+          }
+        } catch (error) {
+          for (const key of group) byId.set(key.messageId, error as Error);
+        }
+        for (const key of group) {
+          answers.set(
+            key,
+            byId.get(key.messageId) ??
+              new Error(`message ${key.messageId} vanished while reading its derivation`),
+          );
+        }
+      }
+      return keys.map((key) => answers.get(key)!);
+    },
+    { cache: false },
+  );
+}
+
 builder.objectField(MessageType, 'derivation', (t) =>
   t.field({
     type: MessageDerivationType,
     description: "What the tasks this message created are doing (for one observer's units, or all).",
     args: { observerId: t.arg.id(), taskTypes: t.arg({ type: [TaskTypeEnum] }) },
-    resolve: async (message: Message, args, ctx) => {
-      const request = requestOf({ ...args, workspaceId: message.workspaceId, messageIds: [message.id] });
-      const entry = (await readAuthorized(ctx, request)).messages[0];
-      if (!entry) throw new Error(`message ${message.id} vanished while reading its derivation`);
-      return entry;
-    },
+    resolve: (message: Message, args, ctx) =>
+      ctx.messageDerivations.load({
+        workspaceId: message.workspaceId,
+        messageId: message.id,
+        observerId: args.observerId ?? undefined,
+        taskTypes: args.taskTypes ?? undefined,
+      }),
   }),
 );
 

@@ -33,6 +33,7 @@ import { createYoga, type Plugin } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { ApiContext, ApiServices } from '../api/context.ts';
+import { createDerivationLoader } from '../api/derivation-api.ts';
 import { createMaskError, useErrorCodes, withoutHttpExtensions } from '../api/errors.ts';
 import { useMutationRateLimit } from '../api/mutation-rate-limit.ts';
 import { useRequestBodyLimits } from '../api/request-body.ts';
@@ -166,6 +167,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
   const apiContext = (principal: Principal, address: string | undefined): ApiContext => ({
     ...services,
     principal,
+    messageDerivations: createDerivationLoader(services.derivation, principal),
     clientId: principal.kind === 'key' ? scopeKey(principal.scope) : `addr:${address ?? 'unknown'}`,
   });
 

@@ -103,6 +103,11 @@ export interface DerivationService {
   ): Promise<ReadyStream<DerivationState>>;
 }
 
+/** One message and a filter of its tasks (what `Message.derivation` asks, batched per tick). */
+export interface MessageDerivationKey extends Omit<MessageTasksRequest, 'messageIds'> {
+  readonly messageId: string;
+}
+
 export function createDerivationService(options: {
   readonly store: Store;
   readonly status: StatusEngine;
