@@ -287,6 +287,74 @@ it.each([
 it.each([
   { name: 'sqlite', backend: SQLITE },
   { name: 'postgres', backend: POSTGRES },
+])(
+  'messages.derived waits for a failed task run again, even in a unit that had drained ($name)',
+  async ({ backend }) => {
+    const bobGoes = deferred<void>();
+    const retryGoes = deferred<void>();
+    let aliceBadRuns = 0;
+    const handler: TaskHandler = async ({ task }) => {
+      if (task.key.observerId === 'bob') await bobGoes.promise;
+      else if (task.messages.some((m) => m.content === 'bad') && aliceBadRuns++ === 0)
+        throw new PermanentTaskError('first time');
+      else if (task.messages.some((m) => m.content === 'bad')) await retryGoes.promise;
+    };
+    const server = await startHookServer(backend, handler);
+    const hooks = await receiver();
+    const client = createDeriverClient({ url: server.url });
+    cleanups.push(() => client.close());
+    await gql(
+      server,
+      'mutation { upsertWorkspace(id: "default", settings: { summariesEnabled: false }) { id } }',
+    );
+    await gql(
+      server,
+      `mutation { createWebhook(url: "${hooks.url}", events: [MESSAGES_DERIVED], secret: "${SECRET}") { id } }`,
+    );
+    await client.upsertSession({
+      id: 'chat',
+      peers: [{ peerId: 'alice' }, { peerId: 'bob', observeOthers: true }],
+    });
+    const sent = await client.session('chat').addMessages(
+      [
+        { peerId: 'alice', content: 'hi' },
+        { peerId: 'alice', content: 'bad' },
+      ],
+      { notifyWhenDerived: true },
+    );
+    // Alice's own unit drains (its "bad" task failed); bob's waits. Run the failed task again: it waits.
+    await expect
+      .poll(async () => (await client.getDeriverStatus({ observerId: 'alice' })).failedWorkUnits)
+      .toBe(1);
+    await gql(
+      server,
+      'mutation { retryFailedTasks(sessionId: "chat", observerId: "alice") { retriedTasks } }',
+    );
+    await expect.poll(() => aliceBadRuns).toBe(2);
+    // Bob's unit drains while the retried task still runs: not derived yet.
+    bobGoes.resolve();
+    await expect
+      .poll(async () => (await client.getDeriverStatus({ observerId: 'bob' })).completedWorkUnits)
+      .toBe(2);
+    // Nothing was written to the outbox for it (committed with bob's last task, had it been).
+    const figures = await gql<{ webhooks: { pendingDeliveries: number; deliveredDeliveries: number }[] }>(
+      server,
+      '{ webhooks { pendingDeliveries deliveredDeliveries } }',
+    );
+    expect(figures.webhooks).toEqual([{ pendingDeliveries: 0, deliveredDeliveries: 0 }]);
+    retryGoes.resolve();
+    await hooks.until(() => accepted(hooks.received, 'messages.derived').length === 1);
+    expect(JSON.parse(accepted(hooks.received, 'messages.derived')[0]!.body).data).toMatchObject({
+      watch_id: sent.watchId,
+      completed: 4,
+      failed: 0,
+    });
+  },
+);
+
+it.each([
+  { name: 'sqlite', backend: SQLITE },
+  { name: 'postgres', backend: POSTGRES },
 ])('messages.derived: a watched call whose tasks are cancelled is derived ($name)', async ({ backend }) => {
   const location = await backend.fresh();
   cleanups.push(location.dispose);

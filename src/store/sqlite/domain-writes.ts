@@ -181,6 +181,7 @@ export function appendMessages(
       enqueuedTasks++;
     }
   }
+  if (watch !== null) for (const unit of units.values()) sql.markWatching.run(unit.id);
   // A batched unit not leased waits for its batch to fill (a leased one is gated at its release).
   gateBatches(
     sql,

@@ -80,6 +80,8 @@ export function retryFailed(
         ) ?? {};
       first ??= id ?? null;
     }
+    // A task of a watch not derived yet keeps it waiting: its unit looks again when it finishes.
+    if (tasks.some((task) => task.watch_id !== null)) sql.markWatching.run(unit.id);
     const n = tasks.length;
     sql.adjustUnit.get({
       ...zeroCounters(),

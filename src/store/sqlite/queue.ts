@@ -207,17 +207,16 @@ export function applyReport(
   if (plan.kind === 'lease-lost') return plan;
   /** The first task put back (its failed attempts: a head that failed before waits for a retry). */
   let firstPutBack: PutBack | undefined;
-  const finished: (FinishedTask | undefined)[] = [];
+  const finished: number[] = [];
   for (const write of plan.writes) {
     let changes: number;
     if (write.op === 'finish') {
       const change = { now, id: write.id, unitId, expected: write.expected };
-      const task =
+      changes =
         write.state === 'succeeded'
-          ? sql.succeedTask.get(change)
-          : sql.failTask.get({ ...change, error: write.error ?? '' });
-      finished.push(task);
-      changes = task ? 1 : 0;
+          ? sql.succeedTask.run(change).changes
+          : sql.failTask.run({ ...change, error: write.error ?? '' }).changes;
+      finished.push(write.id);
     } else if (write.op === 'put-back') {
       const { id, failed, error, runAt, expected } = write;
       const putBack = sql.requeueTask.get({ id, unitId, failed, error, runAt, expected });
@@ -233,7 +232,8 @@ export function applyReport(
     if (write.op === 'finish' && write.state === 'failed' && unit)
       recordEvent(sql, taskFailed(keyOf(unit), write.id, write.error ?? '', now), now);
   }
-  settleWatches(sql, watchIdsOf(finished), now);
+  if (unit?.watching && finished.length > 0)
+    settleWatches(sql, watchIdsOf(sql.watchesOfTasks.all(JSON.stringify(finished))), now);
   if (plan.release === null) {
     if (!sql.updateUnitCounters.get({ ...plan.delta, unitId }))
       throw new Error(`work unit ${unitId} vanished while settling`);

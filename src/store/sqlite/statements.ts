@@ -250,24 +250,30 @@ export function prepareStatements(db: Database.Database) {
     getUnitLease: p<
       [number],
       Pick<UnitRow, 'lease_owner' | 'lease_token' | 'lease_expires_at' | 'running' | 'head_task_id'> &
-        KeyColumns
+        KeyColumns & { watching: number }
     >(
       `SELECT lease_owner, lease_token, lease_expires_at, running, head_task_id, task_type, workspace_id, session_id,
-         observer_id, sender_id FROM work_units WHERE id = ?`,
+         observer_id, sender_id, watching FROM work_units WHERE id = ?`,
     ),
+    /** The watches of some tasks (a JSON array of ids), for a unit that is `watching`. */
+    watchesOfTasks: p<[string], FinishedTask>(
+      `SELECT DISTINCT watch_id FROM tasks WHERE id IN (SELECT value FROM json_each(?)) AND watch_id IS NOT NULL`,
+    ),
+    /** The unit may hold tasks of a watch (cleared by a release that drains it). */
+    markWatching: p<[number]>('UPDATE work_units SET watching = 1 WHERE id = ?'),
     /**
      * A task started and ended between two reports is still pending in the store: count its run.
      * Success leaves `last_error` out of the SET, so the error index is not even looked at.
      */
-    succeedTask: p<[Pick<TaskChange, 'id' | 'unitId' | 'expected'> & { now: number }], FinishedTask>(
+    succeedTask: p<[Pick<TaskChange, 'id' | 'unitId' | 'expected'> & { now: number }]>(
       `UPDATE tasks SET state = 'succeeded', started_at = coalesce(started_at, @now), finished_at = @now,
          runs = runs + (state = 'pending')
-       WHERE id = @id AND unit_id = @unitId AND state = @expected RETURNING watch_id`,
+       WHERE id = @id AND unit_id = @unitId AND state = @expected`,
     ),
-    failTask: p<[Pick<TaskChange, 'id' | 'unitId' | 'expected' | 'error'> & { now: number }], FinishedTask>(
+    failTask: p<[Pick<TaskChange, 'id' | 'unitId' | 'expected' | 'error'> & { now: number }]>(
       `UPDATE tasks SET state = 'failed', failures = failures + 1, last_error = @error,
          started_at = coalesce(started_at, @now), finished_at = @now, runs = runs + (state = 'pending')
-       WHERE id = @id AND unit_id = @unitId AND state = @expected RETURNING watch_id`,
+       WHERE id = @id AND unit_id = @unitId AND state = @expected`,
     ),
     requeueTask: p<[TaskChange & { runAt: number }], { failures: number; created_at: number }>(
       `UPDATE tasks SET failures = failures + @failed, last_error = coalesce(@error, last_error), run_at = @runAt,
@@ -298,7 +304,7 @@ export function prepareStatements(db: Database.Database) {
       `UPDATE work_units SET pending = pending + @pending, running = running + @running,
          completed = completed + @completed, failed = failed + @failed, head_task_id = @headId,
          available_at = @availableAt, retrying = @headRetrying, lease_owner = NULL, lease_expires_at = NULL,
-         claimed_through = NULL, version = version + 1
+         claimed_through = NULL, version = version + 1, watching = CASE WHEN @headId IS NULL THEN 0 ELSE watching END
        WHERE id = @unitId RETURNING *`,
     ),
 
