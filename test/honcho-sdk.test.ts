@@ -128,6 +128,7 @@ it('answers a route it does not serve, bad input and a wrong method in Honcho’
     messages: [{ peer_id: 'a', content: 'x' }],
   });
   expect(noSession).toMatchObject({ status: 404, body: { detail: expect.stringMatching(/nope/) } });
+  expect((await call('GET', '/v3/workspaces/%E0%A4%A/queue/status')).status).toBe(422);
   const notJson = await fetch(new URL('/v3/workspaces', server.url), {
     method: 'POST',
     body: '{',

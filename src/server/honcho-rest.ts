@@ -239,6 +239,14 @@ const ROUTES: readonly Route[] = [
 const ROUTE_LIST =
   'POST /v3/workspaces, POST /v3/workspaces/{id}/peers, POST /v3/workspaces/{id}/sessions, POST .../sessions/{id}/peers, POST .../sessions/{id}/messages, GET /v3/workspaces/{id}/queue/status';
 
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new RestError(422, `the path segment "${segment.slice(0, 100)}" is not valid percent-encoding`);
+  }
+}
+
 async function readJson(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -264,7 +272,7 @@ export function createHonchoRest(options: {
   const answer = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const matches = ROUTES.flatMap((route) => {
       const found = route.pattern.exec(url.pathname);
-      return found ? [{ route, params: found.slice(1).map(decodeURIComponent) }] : [];
+      return found ? [{ route, params: found.slice(1).map(decodeSegment) }] : [];
     });
     const match = matches.find((m) => m.route.method === req.method);
     if (!match) {

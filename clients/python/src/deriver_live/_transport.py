@@ -3,7 +3,9 @@ standard library's ``http.client``: one connection per call, no WebSocket.
 
 An SSE stream is the server's ``event: next`` / ``event: complete`` frames (GraphQL over SSE,
 "distinct connections" mode). A deadline bounds the whole wait: the socket's timeout is set to
-what is left of it before every read, so a silent server cannot hold a caller past it.
+what is left of it before every read, so a silent server cannot hold a caller past it. Without a
+deadline, a stream silent for ``SILENCE_LIMIT`` seconds is a dead connection: the server sends a
+keep-alive comment every 12 s.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import Any, Iterator, Mapping, Optional
 from urllib.parse import urlsplit
 
 from .errors import DeriverLiveError, DeriverLiveTimeout
+
+#: Seconds without a byte (event or keep-alive) after which a stream counts as dead.
+SILENCE_LIMIT = 45.0
 
 
 class Transport:
@@ -92,13 +97,18 @@ class Transport:
                 raise DeriverLiveError("BAD_RESPONSE", f"expected an event stream, got HTTP {response.status}")
             event, data = "", []
             while True:
+                remaining = left()
                 if conn.sock is not None:
-                    # What is left of the deadline, or the idle timeout between two frames.
-                    conn.sock.settimeout(left())
+                    # What is left of the deadline, at most the silence a live stream never has.
+                    conn.sock.settimeout(SILENCE_LIMIT if remaining is None else min(remaining, SILENCE_LIMIT))
                 try:
                     line = response.fp.readline()
                 except (socket.timeout, TimeoutError) as error:
-                    raise DeriverLiveTimeout(f"not done within {timeout} s") from error
+                    if remaining is not None and remaining <= SILENCE_LIMIT:
+                        raise DeriverLiveTimeout(f"not done within {timeout} s") from error
+                    raise DeriverLiveError(
+                        "NETWORK_ERROR", f"the server sent nothing for {SILENCE_LIMIT:.0f} s: the connection is dead"
+                    ) from error
                 if not line:
                     raise DeriverLiveError("NETWORK_ERROR", "the server closed the stream before completing it")
                 text = line.decode("utf-8").rstrip("\r\n")
