@@ -8,9 +8,12 @@ any task whose message says ``hold`` until the run ends, and finishes the others
 from __future__ import annotations
 
 import asyncio
+import http.server
 import os
+import threading
 import unittest
 import uuid
+from unittest import mock
 
 from deriver_live import (
     AddMessagesResult,
@@ -147,6 +150,39 @@ class ClientTest(unittest.TestCase):
         status, watched = asyncio.run(run())
         self.assertEqual((status.total_work_units, status.completed_work_units), (1, 1))
         self.assertEqual(watched[0].completed_work_units, 1)
+
+
+class SilentServerTest(unittest.TestCase):
+    """A stream that goes silent (no event, no keep-alive) is a dead connection, deadline or not."""
+
+    def test_a_silent_stream_is_a_network_error(self) -> None:
+        release = threading.Event()
+
+        class Silent(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+                self.rfile.read(int(self.headers["content-length"]))
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                self.wfile.flush()
+                release.wait(10)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Silent)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            client = DeriverLive(f"http://127.0.0.1:{server.server_address[1]}/graphql")
+            with mock.patch("deriver_live._transport.SILENCE_LIMIT", 0.3):
+                with self.assertRaises(DeriverLiveError) as caught:
+                    client.wait_for_idle(timeout=None)
+            self.assertEqual(caught.exception.code, "NETWORK_ERROR")
+            self.assertIn("sent nothing", caught.exception.message)
+        finally:
+            release.set()
+            server.shutdown()
+            server.server_close()
 
 
 if __name__ == "__main__":

@@ -86,6 +86,8 @@ class Transport:
             body = json.dumps({"query": query, "variables": _present(variables)})
             try:
                 conn.request("POST", self._path, body=body, headers=self._headers("text/event-stream"))
+                # The response may take the socket over (a stream without a length): keep it.
+                sock = conn.sock
                 response = conn.getresponse()
             except (socket.timeout, TimeoutError) as error:
                 raise DeriverLiveTimeout(f"no answer within {timeout or self._timeout} s") from error
@@ -98,16 +100,16 @@ class Transport:
             event, data = "", []
             while True:
                 remaining = left()
-                if conn.sock is not None:
+                if sock is not None:
                     # What is left of the deadline, at most the silence a live stream never has.
-                    conn.sock.settimeout(SILENCE_LIMIT if remaining is None else min(remaining, SILENCE_LIMIT))
+                    sock.settimeout(SILENCE_LIMIT if remaining is None else min(remaining, SILENCE_LIMIT))
                 try:
                     line = response.fp.readline()
                 except (socket.timeout, TimeoutError) as error:
                     if remaining is not None and remaining <= SILENCE_LIMIT:
                         raise DeriverLiveTimeout(f"not done within {timeout} s") from error
                     raise DeriverLiveError(
-                        "NETWORK_ERROR", f"the server sent nothing for {SILENCE_LIMIT:.0f} s: the connection is dead"
+                        "NETWORK_ERROR", f"the server sent nothing for {SILENCE_LIMIT:g} s: the connection is dead"
                     ) from error
                 if not line:
                     raise DeriverLiveError("NETWORK_ERROR", "the server closed the stream before completing it")
