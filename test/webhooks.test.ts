@@ -9,11 +9,16 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { afterEach, expect, it } from 'vitest';
 import { createDeriverClient } from '../src/client/index.ts';
 import { PermanentTaskError } from '../src/errors.ts';
 import type { TaskHandler } from '../src/scheduler/options.ts';
+import { createDeriver } from '../src/service/deriver.ts';
 import { openStore } from '../src/store/open-store.ts';
+import { PG_TYPES } from '../src/store/postgres/connection.ts';
+import { applyReports } from '../src/store/postgres/queue.ts';
+import type { ClaimedUnit } from '../src/store/store.ts';
 import { deferred, tempDir } from './helpers.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
 import { freePort, listeningUrl } from './support/processes.ts';
@@ -411,6 +416,78 @@ it.each([
   const [endpoint] = await store.listWebhooks('default');
   expect(endpoint).toMatchObject({ pending: 1, delivered: 0, failed: 0 });
   expect(await store.pruneFinished(Date.now() + 1_000, 100)).toBe(0);
+});
+
+it('PostgreSQL: two transactions finishing the last tasks of a watch and a session at once send each event once', async () => {
+  const location = await POSTGRES.fresh();
+  cleanups.push(location.dispose);
+  const store = await openStore(location.url);
+  cleanups.push(() => store.close());
+  const deriver = createDeriver({ store });
+  await deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
+  const endpoint = { url: 'https://hooks.example.com/x', secret: SECRET, maxPerWorkspace: 20 };
+  await store.createWebhook({
+    ...endpoint,
+    workspaceId: 'default',
+    events: ['messages.derived', 'session.idle'],
+  });
+  await deriver.upsertSession({
+    id: 'chat',
+    peers: [{ peerId: 'alice' }, { peerId: 'bob', observeOthers: true }],
+  });
+  await deriver.addMessages({
+    sessionId: 'chat',
+    messages: [{ peerId: 'alice', content: 'hi' }],
+    notifyWhenDerived: true,
+  });
+  // Two units (alice's own, bob observing her), one task each: each in its own transaction.
+  const [first, second] = await store.claim({
+    owner: 'w',
+    leaseMs: 60_000,
+    max: 2,
+    prefetch: 1,
+    maxInterruptions: 3,
+  });
+  const report = (unit: ClaimedUnit) => ({
+    lease: unit.lease,
+    attempts: unit.tasks.map((t) => ({ taskId: t.id, outcome: { kind: 'succeeded' as const } })),
+    running: null,
+  });
+  // Transaction A applies the first report and stays open; B reports the second meanwhile.
+  const schema = new URL(location.url).searchParams.get('schema')!;
+  const a = new pg.Client({ connectionString: location.url.replace(/\?.*$/, ''), types: PG_TYPES });
+  await a.connect();
+  cleanups.push(() => a.end());
+  await a.query(`SET search_path TO ${schema}`);
+  await a.query('BEGIN');
+  await applyReports(a, [report(first!)], 'w', Date.now(), {});
+  const b = store.settle({
+    owner: 'w',
+    leaseMs: 60_000,
+    max: 0,
+    prefetch: 1,
+    maxInterruptions: 3,
+    reports: [report(second!)],
+  });
+  // B either waits for A's locks (it must: it cannot decide while A's finish is uncommitted) or ends.
+  let bEnded = false;
+  void b.then(
+    () => (bEnded = true),
+    () => (bEnded = true),
+  );
+  await expect
+    .poll(async () => {
+      if (bEnded) return 'ended';
+      const waiting = await a.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+      );
+      return waiting.rows[0]!.n > 0 ? 'waiting' : 'running';
+    })
+    .not.toBe('running');
+  await a.query('COMMIT');
+  await b;
+  const deliveries = await a.query<{ type: string }>('SELECT type FROM webhook_deliveries ORDER BY id');
+  expect(deliveries.rows.map((r) => r.type).sort()).toEqual(['messages.derived', 'session.idle']);
 });
 
 it('refuses a private address unless allowed, and bad input with a clear error', async () => {

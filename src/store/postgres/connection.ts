@@ -76,6 +76,14 @@ export function mapFault(error: unknown): unknown {
   return error;
 }
 
+/** bigint columns as numbers (ids and epoch milliseconds stay far below 2^53). */
+export const PG_TYPES = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
 const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 export async function connect(options: ConnectionOptions): Promise<Connection> {
@@ -87,12 +95,7 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
     // ever: claims skip locked units, so its units could not even be recovered when its leases
     // expire. PostgreSQL ends such a session; the frozen process's transaction then fails.
     options: `-c search_path=${quoteIdent(schema)} -c idle_in_transaction_session_timeout=${IDLE_IN_TRANSACTION_MS}`,
-    types: {
-      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-        oid === pg.types.builtins.INT8
-          ? (value: string) => Number(value)
-          : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-    },
+    types: PG_TYPES,
   });
   // An idle connection that drops must not crash the process; the next checkout reconnects.
   pool.on('error', () => {});

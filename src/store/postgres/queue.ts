@@ -131,6 +131,13 @@ export async function recordEvent(
  */
 export async function settleWatches(db: Db, watchIds: readonly number[], now: number): Promise<void> {
   if (watchIds.length === 0) return;
+  // Lock the watches first, in its own statement: two transactions finishing a watch's last two
+  // tasks at once would each see the other's task unfinished (READ COMMITTED) and neither derive
+  // it. The second to take the lock checks with a snapshot taken after the first committed.
+  await db.query(
+    'SELECT id FROM derivation_watches WHERE id = ANY($1::bigint[]) AND derived_at IS NULL ORDER BY id FOR UPDATE',
+    [watchIds],
+  );
   const settled = await db.query<SettledWatchRow>(
     settleWatchesSql((n) => `$${n}`, 'SELECT unnest($2::bigint[])'),
     [now, watchIds],
@@ -152,7 +159,23 @@ async function recordDrained(db: Db, keys: readonly WorkUnitKey[], now: number):
     await recordEvent(db, queueEmpty(key, now), now);
     sessions.set(`${key.workspaceId}/${key.sessionId}`, key);
   }
-  for (const key of sessions.values()) {
+  if (sessions.size === 0) return;
+  // The same race for session.idle (two units of a session draining at once): one lock per session
+  // whose workspace has an endpoint for it, in key order, before the checks below.
+  const drained = [...sessions.values()].sort((a, b) =>
+    a.workspaceId === b.workspaceId
+      ? a.sessionId.localeCompare(b.sessionId)
+      : a.workspaceId.localeCompare(b.workspaceId),
+  );
+  await db.query(
+    `SELECT pg_advisory_xact_lock(hashtext('session.idle:' || s.workspace_id || '/' || s.session_id))
+     FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(workspace_id, session_id, n)
+     WHERE EXISTS (SELECT 1 FROM webhook_endpoints e
+                   WHERE e.workspace_id = s.workspace_id AND e.events LIKE '%,session.idle,%')
+     ORDER BY s.n`,
+    [drained.map((k) => k.workspaceId), drained.map((k) => k.sessionId)],
+  );
+  for (const key of drained) {
     const idle = sessionIdle(key.workspaceId, key.sessionId, now);
     await db.query(
       insertEventSql((n) => `$${n}`, true),
