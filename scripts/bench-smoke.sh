@@ -34,4 +34,6 @@ run "PHASE_MS=500 GARBAGE_CLIENTS=4" bench:hostile
 run "INGEST_SECONDS=1 INGEST_CONNECTIONS=4" bench:ingest
 run "SIZES=2000 QUERIES=5 ACTIVE=10" bench:history
 run "SESSIONS=2 MESSAGES=20 RPM=600 LATENCY_MS=20" bench:llm
+run "WAITING=200 CLAIMS=20" bench:claims
+run "WAITING=100 CLAIMS=20" bench:claims -- --store postgres
 exit $failed

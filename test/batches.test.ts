@@ -50,6 +50,50 @@ async function drained(harness: Harness): Promise<void> {
 }
 
 describe.each(STORES)('batches ($name)', (backend) => {
+  it('a claim takes the oldest heads, whether their wait is over or they never waited; a filling unit is not taken', async () => {
+    const harness = await setUp(backend, { maxTasks: 2, maxTokens: 1_000_000, maxWaitMs: 30 * MINUTE });
+    await harness.deriver.upsertSession({ id: 's2', peers: [{ peerId: 'a' }] });
+    const filling = (await send(harness, ['one'])).messages[0]!; // unit of session s: waits to fill
+    await harness.deriver.addMessages({
+      sessionId: 's2',
+      messages: [
+        { peerId: 'a', content: 'two' },
+        { peerId: 'a', content: 'three' },
+      ],
+    }); // unit of session s2: full, ready at once
+    const claim = () =>
+      harness.store.claim({ owner: 'w', leaseMs: MINUTE, max: 1, prefetch: 1, maxInterruptions: 3 });
+    const release = async (units: Awaited<ReturnType<typeof claim>>) => {
+      for (const unit of units)
+        await harness.store.settle({
+          owner: 'w',
+          leaseMs: MINUTE,
+          max: 0,
+          prefetch: 1,
+          maxInterruptions: 3,
+          reports: [
+            {
+              lease: unit.lease,
+              attempts: unit.tasks.map((t) => ({ taskId: t.id, outcome: { kind: 'requeue' as const } })),
+              running: null,
+            },
+          ],
+        });
+    };
+    // Only the full one is claimable now.
+    const first = await claim();
+    expect(first.map((u) => u.key.sessionId)).toEqual(['s2']);
+    await release(first);
+    // Half an hour later (store clock) the filling unit is due: its head is the oldest, it goes first.
+    skew = 31 * MINUTE;
+    const second = await claim();
+    expect(second.map((u) => [u.key.sessionId, u.tasks.map((t) => t.messageId)])).toEqual([
+      ['s', [filling.id]],
+    ]);
+    const third = await claim();
+    expect(third.map((u) => u.key.sessionId)).toEqual(['s2']);
+  });
+
   it('hands a unit over once its batch is full by count, and the rest once its oldest task is maxWaitMs old', async () => {
     const harness = await setUp(backend, { maxTasks: 4, maxTokens: 1_000_000, maxWaitMs: 30 * MINUTE });
     const { calls, handler } = recorder();

@@ -258,6 +258,17 @@ export function batchSize(policy: BatchPolicy, tokens: readonly number[]): numbe
   return size;
 }
 
+/**
+ * The two scans of a claim lane: units whose wait is over (`due`: a retry's backoff or a batch's
+ * fill time passed, `available_at` in (0, now]) and units ready since they got their head (`now`:
+ * `available_at` 0), each oldest head first and at most the lane's budget; the lane takes the
+ * oldest heads of the two. Each scan reads an index holding only such units, so units still
+ * waiting (a batch filling for half an hour, a retry backing off) cost a claim nothing however
+ * many there are.
+ */
+export const READINESS = ['due', 'now'] as const;
+export type Readiness = (typeof READINESS)[number];
+
 /** One pass of a claim: units of `types`, at most `max`, taken as batches when `batch` is set. */
 export interface ClaimLane {
   readonly types: readonly TaskType[];

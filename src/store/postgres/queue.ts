@@ -19,6 +19,8 @@ import {
   type HeadAfterReport,
   planRecovery,
   planReport,
+  READINESS,
+  type Readiness,
   type TaskWrite,
 } from '../queue-plan.ts';
 import {
@@ -289,6 +291,28 @@ export async function claimReady(
 }
 
 /**
+ * The ready units of a claim as CTEs ending in `ready` (id, head_task_id, interruptions), locked:
+ * one scan per `READINESS`, each on the partial index that holds only its units
+ * (`work_units_due`, `work_units_ready_now`) and each at most `max` (`limit`), then the oldest
+ * heads of both. `$1` is now; `types` names the lane's task types. A scan may lock a unit the
+ * claim then leaves (the other scan had older heads): it is free again at the commit.
+ */
+const readyCtes = (types: string, limit: string): string => {
+  const scan = (when: string) =>
+    `SELECT w.id, w.head_task_id, h.interruptions FROM work_units w JOIN tasks h ON h.id = w.head_task_id
+       WHERE w.head_task_id IS NOT NULL AND w.lease_owner IS NULL AND ${when}
+         AND w.task_type = ANY(${types})
+       ORDER BY w.head_task_id LIMIT ${limit} FOR UPDATE OF w SKIP LOCKED`;
+  const whenOf: Record<Readiness, string> = {
+    due: 'w.available_at > 0 AND w.available_at <= $1',
+    now: 'w.available_at = 0',
+  };
+  return `${READINESS.map((r) => `ready_${r} AS (${scan(whenOf[r])})`).join(', ')},
+     ready AS (SELECT * FROM (${READINESS.map((r) => `SELECT * FROM ready_${r}`).join(' UNION ALL ')}) r
+               ORDER BY r.head_task_id LIMIT ${limit})`;
+};
+
+/**
  * Claims up to `max` units of `types`: one statement selects and leases them, starts their heads
  * and reads the tasks after each head (none after a head whose run was interrupted by a crash: it
  * runs alone, its start committed, so a further crash is pinned on it).
@@ -301,12 +325,7 @@ async function claimUnits(
   now: number,
 ): Promise<ClaimedUnit[]> {
   const result = await db.query<{ units: UnitRow[]; tasks: TaskRowData[] }>(
-    `WITH ready AS (
-       SELECT w.id, w.head_task_id, h.interruptions FROM work_units w JOIN tasks h ON h.id = w.head_task_id
-       WHERE w.head_task_id IS NOT NULL AND w.lease_owner IS NULL AND w.available_at <= $1
-         AND w.task_type = ANY($6::text[])
-       ORDER BY w.head_task_id LIMIT $2 FOR UPDATE OF w SKIP LOCKED
-     ), following AS (
+    `WITH ${readyCtes('$6::text[]', '$2')}, following AS (
        SELECT f.* FROM ready CROSS JOIN LATERAL (
          SELECT ${TASK} FROM tasks WHERE unit_id = ready.id AND id > ready.head_task_id AND finished_at IS NULL
          ORDER BY id LIMIT (CASE WHEN ready.interruptions > 0 THEN 0 ELSE $5 END)
@@ -365,12 +384,7 @@ async function claimBatches(
   now: number,
 ): Promise<ClaimedUnit[]> {
   const window = await db.query<{ unit_id: number; id: number; tokens: number; interruptions: number }>(
-    `WITH ready AS (
-       SELECT w.id, w.head_task_id FROM work_units w
-       WHERE w.head_task_id IS NOT NULL AND w.lease_owner IS NULL AND w.available_at <= $1
-         AND w.task_type = ANY($2::text[])
-       ORDER BY w.head_task_id LIMIT $3 FOR UPDATE OF w SKIP LOCKED
-     )
+    `WITH ${readyCtes('$2::text[]', '$3')}
      SELECT ready.id AS unit_id, t.id, t.tokens, t.interruptions FROM ready CROSS JOIN LATERAL (
        SELECT id, tokens, interruptions FROM tasks
        WHERE unit_id = ready.id AND id >= ready.head_task_id AND finished_at IS NULL ORDER BY id LIMIT $4

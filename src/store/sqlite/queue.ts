@@ -15,6 +15,7 @@ import {
   type HeadAfterReport,
   planRecovery,
   planReport,
+  READINESS,
 } from '../queue-plan.ts';
 import {
   type Head,
@@ -35,7 +36,7 @@ import type {
   UnitReport,
 } from '../store.ts';
 import { insertEventValues, sqliteValues, watchEvent, watchIdsOf } from '../webhook-sql.ts';
-import type { FinishedTask, JoinedMessage, Statements, TaskRowData } from './statements.ts';
+import type { FinishedTask, JoinedMessage, ReadyUnit, Statements, TaskRowData } from './statements.ts';
 
 function taskRecord(sql: Statements, row: TaskRowData & Partial<JoinedMessage>, unit: UnitRow): TaskRecord {
   const payload = JSON.parse(row.payload) as TaskPayload;
@@ -115,10 +116,19 @@ export function claimReady(
   for (const lane of claimLanes(request.max, request.maxByType, batches)) {
     const max = Math.min(lane.max, request.max - claimed.length);
     if (max <= 0) break;
-    const ready =
-      lane.types.length === TASK_TYPES.length
-        ? sql.readyUnitsAll.all(now, max)
-        : sql.readyUnits.all(now, JSON.stringify(lane.types), max);
+    const all = lane.types.length === TASK_TYPES.length;
+    const types = JSON.stringify(lane.types);
+    const ready = READINESS.flatMap((readiness): ReadyUnit[] =>
+      readiness === 'due'
+        ? all
+          ? sql.readyDueAll.all(now, max)
+          : sql.readyDue.all(now, types, max)
+        : all
+          ? sql.readyNowAll.all(max)
+          : sql.readyNow.all(types, max),
+    )
+      .sort((a, b) => a.head_task_id - b.head_task_id)
+      .slice(0, max);
     for (const { id, head_task_id, interruptions } of ready) {
       let started: (TaskRowData & Partial<JoinedMessage>)[];
       let rest: (TaskRowData & Partial<JoinedMessage>)[] = [];

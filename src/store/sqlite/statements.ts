@@ -1,6 +1,7 @@
 /** Every SQL statement of the SQLite store, prepared once per connection. */
 import type Database from 'better-sqlite3';
 import type { Counters } from '../../domain/counters.ts';
+import type { Readiness } from '../queue-plan.ts';
 import {
   type FailedTaskRow,
   type Head,
@@ -65,6 +66,27 @@ const UNIT_FILTER = `u.workspace_id = @workspaceId
   AND (@senderId IS NULL OR u.sender_id = @senderId)
   AND (@taskType IS NULL OR u.task_type = @taskType)`;
 const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at, tokens';
+
+/** A unit a claim may take: its head and how often that head's runs were interrupted. */
+export interface ReadyUnit {
+  id: number;
+  head_task_id: number;
+  interruptions: number;
+}
+
+/** The claim scan of one readiness (`READINESS`), for every type or for a lane's types. */
+function readySql(readiness: Readiness, typed: boolean): string {
+  const [index, when] =
+    readiness === 'now'
+      ? ['work_units_ready_now', 'w.available_at = 0']
+      : ['work_units_due', 'w.available_at > 0 AND w.available_at <= ?'];
+  return `SELECT w.id, w.head_task_id, h.interruptions FROM work_units w INDEXED BY ${index}
+    JOIN tasks h ON h.id = w.head_task_id
+    WHERE w.head_task_id IS NOT NULL AND ${when} AND w.lease_owner IS NULL${
+      typed ? ' AND w.task_type IN (SELECT value FROM json_each(?))' : ''
+    }
+    ORDER BY w.head_task_id LIMIT ?`;
+}
 
 /** What the store uses of a prepared statement (named here, so declarations can name it). */
 export interface Prepared<P extends unknown[], R> {
@@ -218,20 +240,15 @@ export function prepareStatements(db: Database.Database) {
       `SELECT id, run_at, failures, created_at FROM tasks WHERE unit_id = ? AND id >= ? AND finished_at IS NULL
        ORDER BY id LIMIT 1`,
     ),
-    /** Units to claim, oldest head first, with how often their head's runs were interrupted. */
-    /** Units to claim of every task type (the usual lane: no batch, no per-type limit). */
-    readyUnitsAll: p<[number, number], { id: number; head_task_id: number; interruptions: number }>(
-      `SELECT w.id, w.head_task_id, h.interruptions FROM work_units w JOIN tasks h ON h.id = w.head_task_id
-       WHERE w.head_task_id IS NOT NULL AND w.lease_owner IS NULL AND w.available_at <= ?
-       ORDER BY w.head_task_id LIMIT ?`,
-    ),
-    /** The task types are a JSON array (a claim lane's). */
-    readyUnits: p<[number, string, number], { id: number; head_task_id: number; interruptions: number }>(
-      `SELECT w.id, w.head_task_id, h.interruptions FROM work_units w JOIN tasks h ON h.id = w.head_task_id
-       WHERE w.head_task_id IS NOT NULL AND w.lease_owner IS NULL AND w.available_at <= ?
-         AND w.task_type IN (SELECT value FROM json_each(?))
-       ORDER BY w.head_task_id LIMIT ?`,
-    ),
+    /**
+     * Units to claim, oldest head first, with how often their head's runs were interrupted: one
+     * scan per `READINESS` (`queue-plan.ts`), each on its own index. Values: [now,] [types as a
+     * JSON array,] limit; every task type (the usual lane) names no types.
+     */
+    readyNowAll: p<[number], ReadyUnit>(readySql('now', false)),
+    readyNow: p<[string, number], ReadyUnit>(readySql('now', true)),
+    readyDueAll: p<[number, number], ReadyUnit>(readySql('due', false)),
+    readyDue: p<[number, string, number], ReadyUnit>(readySql('due', true)),
     /** Leases a unit whose first `started` tasks (from its head) were just started. */
     leaseUnit: p<[string, number, number, number, number, number], UnitRow>(
       `UPDATE work_units SET lease_owner = ?, lease_token = lease_token + 1, lease_expires_at = ?,
