@@ -50,6 +50,39 @@ async function drained(harness: Harness): Promise<void> {
 }
 
 describe.each(STORES)('batches ($name)', (backend) => {
+  it('a backlog in one claim lane does not starve another: the lane that goes first turns', async () => {
+    const harness = await setUp(backend, { maxTasks: 1, maxTokens: 1_000_000, maxWaitMs: 30 * MINUTE });
+    await harness.deriver.upsertWorkspace({
+      id: 'default',
+      settings: { summariesEnabled: true, messagesPerShortSummary: 2 },
+    });
+    // Two sessions of two messages: each a summary unit (an unbatched lane) and a representation
+    // unit (batched, full at once).
+    for (const id of ['x', 'y']) {
+      await harness.deriver.upsertSession({ id, peers: [{ peerId: 'a' }] });
+      await harness.deriver.addMessages({
+        sessionId: id,
+        messages: [
+          { peerId: 'a', content: 'one' },
+          { peerId: 'a', content: 'two' },
+        ],
+      });
+    }
+    const types: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const claimed = await harness.store.claim({
+        owner: 'w',
+        leaseMs: MINUTE,
+        max: 1,
+        prefetch: 1,
+        maxInterruptions: 3,
+      });
+      types.push(...claimed.map((u) => u.key.taskType));
+    }
+    // Without turns, the summary lane would take both claims while summaries are left.
+    expect(types.sort()).toEqual(['representation', 'summary']);
+  });
+
   it('a claim takes the oldest heads, whether their wait is over or they never waited; a filling unit is not taken', async () => {
     const harness = await setUp(backend, { maxTasks: 2, maxTokens: 1_000_000, maxWaitMs: 30 * MINUTE });
     await harness.deriver.upsertSession({ id: 's2', peers: [{ peerId: 'a' }] });

@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { addCounters, type Counters, zeroCounters } from '../src/domain/counters.ts';
-import { type HeadAfterReport, planRecovery, planReport } from '../src/store/queue-plan.ts';
+import { claimLanes, type HeadAfterReport, planRecovery, planReport } from '../src/store/queue-plan.ts';
 import type { Attempt, TaskOutcome } from '../src/store/store.ts';
 
 type State = 'pending' | 'running' | 'succeeded' | 'failed';
@@ -338,5 +338,30 @@ describe('queue planner (property)', () => {
     );
     expect(recovery.writes.map((w) => w.op)).toEqual(['fail-interrupted', 'interrupt', 'interrupt']);
     expect(recovery.head).toEqual({ kind: 'from', id: 5 });
+  });
+});
+
+describe('claim lanes', () => {
+  const batch = { maxTasks: 4, maxTokens: 1_000, maxWaitMs: 60_000 };
+  it('one lane for the plain types, one per batched or limited type; the first one turns with each claim', () => {
+    const lanes = (turn: number) =>
+      claimLanes(8, { summary: 2 }, { representation: batch }, turn).map((l) => [
+        l.types,
+        l.max,
+        l.batch !== null,
+      ]);
+    expect(lanes(0)).toEqual([
+      [['representation'], 8, true],
+      [['summary'], 2, false],
+    ]);
+    expect(lanes(1)).toEqual([
+      [['summary'], 2, false],
+      [['representation'], 8, true],
+    ]);
+    expect(lanes(2)).toEqual(lanes(0));
+    // No batch, no limit: one lane of every type, whatever the turn.
+    expect(claimLanes(8, undefined, {}, 5).map((l) => l.types)).toEqual([['representation', 'summary']]);
+    // A type with no free slot gets no lane.
+    expect(claimLanes(8, { summary: 0 }, {}, 1).map((l) => l.types)).toEqual([['representation']]);
   });
 });

@@ -278,14 +278,16 @@ export interface ClaimLane {
 
 /**
  * How a claim of `max` units is made: one lane for the task types with no batch and no limit of
- * their own, oldest head first across them, then one lane per batched type or type with a limit
+ * their own, oldest head first across them, and one lane per batched type or type with a limit
  * (`maxByType`: this process's free slots for it; 0 claims none). Each lane takes at most what the
- * claim has left; an executor stops when nothing is left.
+ * claim has left; an executor stops when nothing is left. The lane that goes first turns with each
+ * claim (`turn`: a counter of the caller's claims), so a backlog of one lane never starves another.
  */
 export function claimLanes(
   max: number,
   maxByType: Readonly<Partial<Record<TaskType, number>>> | undefined,
   batches: BatchPolicies,
+  turn = 0,
 ): ClaimLane[] {
   const plain = TASK_TYPES.filter((type) => maxByType?.[type] === undefined && !batches[type]);
   const lanes: ClaimLane[] = plain.length > 0 ? [{ types: plain, max, batch: null }] : [];
@@ -294,5 +296,6 @@ export function claimLanes(
     const limit = Math.min(max, maxByType?.[type] ?? max);
     if (limit > 0) lanes.push({ types: [type], max: limit, batch: batches[type] ?? null });
   }
-  return lanes;
+  const first = lanes.length > 0 ? turn % lanes.length : 0;
+  return [...lanes.slice(first), ...lanes.slice(0, first)];
 }

@@ -86,6 +86,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   const batches = options.batches ?? {};
   const connection = await connect(options);
   const { transaction } = connection;
+  /** Claims made: which claim lane goes first in the next (`claimLanes`). */
+  let claims = 0;
   // Counter changes are sent by the database itself (migration 004): no `units:changed` here.
   const events = new TypedEmitter<StoreEvents>();
 
@@ -178,7 +180,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         // Expired leases are recovered by the claims that could take their units, as in SQLite.
         if (request.max <= 0) return { results, claimed: [] };
         await recoverLeases(db, now, request, null, batches);
-        return { results, claimed: await claimReady(db, request, now, batches) };
+        return { results, claimed: await claimReady(db, request, now, batches, claims++) };
       }),
 
     recoverLeases: (request) =>

@@ -276,9 +276,11 @@ export async function claimReady(
   request: ClaimRequest,
   now: number,
   batches: BatchPolicies,
+  /** This store's claims so far: which lane goes first (`claimLanes`). */
+  turn = 0,
 ): Promise<ClaimedUnit[]> {
   const claimed: ClaimedUnit[] = [];
-  for (const lane of claimLanes(request.max, request.maxByType, batches)) {
+  for (const lane of claimLanes(request.max, request.maxByType, batches, turn)) {
     const max = Math.min(lane.max, request.max - claimed.length);
     if (max <= 0) break;
     claimed.push(

@@ -111,9 +111,11 @@ export function claimReady(
   request: ClaimRequest,
   now: number,
   batches: BatchPolicies,
+  /** This store's claims so far: which lane goes first (`claimLanes`). */
+  turn = 0,
 ): ClaimedUnit[] {
   const claimed: ClaimedUnit[] = [];
-  for (const lane of claimLanes(request.max, request.maxByType, batches)) {
+  for (const lane of claimLanes(request.max, request.maxByType, batches, turn)) {
     const max = Math.min(lane.max, request.max - claimed.length);
     if (max <= 0) break;
     const all = lane.types.length === TASK_TYPES.length;

@@ -75,6 +75,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     options.busyTimeoutMs ?? 5000,
     (changes) => events.emit('units:changed', changes),
   );
+  /** Claims made: which claim lane goes first in the next (`claimLanes`). */
+  let claims = 0;
   const messages = createGroupCommit({ db, durable });
   /** Statements of the counter aggregates, prepared once per shape of filter. */
   const aggregates = new Map<string, Database.Statement>();
@@ -155,7 +157,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         let claimed: ClaimedUnit[] = [];
         if (request.max > 0) {
           recoverLeases(sql, now, request, null, batches);
-          claimed = claimReady(sql, request, now, batches);
+          claimed = claimReady(sql, request, now, batches, claims++);
         }
         return { results, claimed };
       });
