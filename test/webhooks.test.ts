@@ -253,7 +253,7 @@ it.each([
         session_id: 'chat',
         watch_id: watched.watchId,
         message_ids: watched.messages.map((m) => m.id),
-        completed: 2,
+        completed: 4,
         failed: 2,
       },
       timestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
@@ -489,6 +489,51 @@ it('PostgreSQL: two transactions finishing the last tasks of a watch and a sessi
   const deliveries = await a.query<{ type: string }>('SELECT type FROM webhook_deliveries ORDER BY id');
   expect(deliveries.rows.map((r) => r.type).sort()).toEqual(['messages.derived', 'session.idle']);
 });
+
+it.each([
+  { name: 'sqlite', backend: SQLITE },
+  { name: 'postgres', backend: POSTGRES },
+])(
+  'messages.derived: a watched task failed by crash recovery derives its call ($name)',
+  async ({ backend }) => {
+    const location = await backend.fresh();
+    cleanups.push(location.dispose);
+    const store = await openStore(location.url);
+    cleanups.push(() => store.close());
+    const deriver = createDeriver({ store });
+    await deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
+    await store.createWebhook({
+      workspaceId: 'default',
+      url: 'https://hooks.example.com/x',
+      events: ['messages.derived'],
+      secret: SECRET,
+      maxPerWorkspace: 20,
+    });
+    await deriver.upsertSession({ id: 'chat', peers: [{ peerId: 'alice' }] });
+    const sent = await deriver.addMessages({
+      sessionId: 'chat',
+      messages: [{ peerId: 'alice', content: 'crashes its process' }],
+      notifyWhenDerived: true,
+    });
+    // A worker takes it and dies; its restart recovers the lease: the task's last interruption fails it.
+    const claimed = await store.claim({
+      owner: 'w',
+      leaseMs: 60_000,
+      max: 1,
+      prefetch: 1,
+      maxInterruptions: 1,
+    });
+    expect(claimed).toHaveLength(1);
+    expect(await store.recoverLeases({ owner: 'w', maxInterruptions: 1 })).toBe(1);
+    const [delivery] = await store.claimWebhookDeliveries({ max: 1, leaseMs: 60_000, busyEndpoints: [] });
+    expect(JSON.parse(delivery!.body).data).toMatchObject({
+      watch_id: sent.watchId,
+      message_ids: sent.messages.map((m) => m.id),
+      completed: 1,
+      failed: 1,
+    });
+  },
+);
 
 it('refuses a private address unless allowed, and bad input with a clear error', async () => {
   const server = await startTestServer();

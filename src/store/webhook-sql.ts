@@ -49,9 +49,12 @@ export const settleWatchesSql = (p: Placeholder, idsIn: string) =>
      AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.watch_id = derivation_watches.id AND t.finished_at IS NULL)
    RETURNING id, workspace_id, session_id, message_ids`;
 
-/** How a derived watch's tasks ended. Values: watch id. */
+/**
+ * How a derived watch's tasks ended, as the API counts them: `completed` every finished task (failed
+ * ones too), `failed` the part that failed for good. Values: watch id.
+ */
 export const watchOutcomesSql = (p: Placeholder) =>
-  `SELECT count(*) FILTER (WHERE state = 'succeeded') AS completed,
+  `SELECT count(*) FILTER (WHERE state IN ('succeeded', 'failed')) AS completed,
      count(*) FILTER (WHERE state = 'failed') AS failed
    FROM tasks WHERE watch_id = ${p(1)}`;
 
