@@ -51,6 +51,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
     `Deriver Live is listening on ${app.url}\n` +
       `  dashboard: ${app.url.replace(/\/graphql$/, '/')} (open it in a browser)\n` +
       `  GraphiQL:  ${app.url}\n` +
+      `  Honcho:    ${new URL(app.url).origin} (baseURL for Honcho's SDKs: status and messages)\n` +
       `  store:     ${withoutPassword(config.databaseUrl)}; workers: ${config.workerConcurrency}\n` +
       `  deriver:   ${handler}\n` +
       `  auth:      ${config.authJwtSecret ? 'on (keys signed with AUTH_JWT_SECRET)' : 'off'}\n`,
