@@ -19,6 +19,7 @@ import { openStore } from '../src/store/open-store.ts';
 import { PG_TYPES } from '../src/store/postgres/connection.ts';
 import { applyReports } from '../src/store/postgres/queue.ts';
 import type { ClaimedUnit } from '../src/store/store.ts';
+import type { WebhookEventType } from '../src/webhooks/events.ts';
 import { deferred, tempDir } from './helpers.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
 import { freePort, listeningUrl } from './support/processes.ts';
@@ -104,6 +105,48 @@ async function startHookServer(backend: StoreBackend, handler: TaskHandler): Pro
   });
   cleanups.push(() => server.close());
   return server;
+}
+
+/**
+ * A server running `handler`, a receiver of `messages.derived`, a client, and session "chat" with
+ * alice and bob (who observes her); no summaries.
+ */
+async function watchedChat(backend: StoreBackend, handler: TaskHandler) {
+  const server = await startHookServer(backend, handler);
+  const hooks = await receiver();
+  const client = createDeriverClient({ url: server.url });
+  cleanups.push(() => client.close());
+  await gql(
+    server,
+    'mutation { upsertWorkspace(id: "default", settings: { summariesEnabled: false }) { id } }',
+  );
+  await gql(
+    server,
+    `mutation { createWebhook(url: "${hooks.url}", events: [MESSAGES_DERIVED], secret: "${SECRET}") { id } }`,
+  );
+  await client.upsertSession({
+    id: 'chat',
+    peers: [{ peerId: 'alice' }, { peerId: 'bob', observeOthers: true }],
+  });
+  return { server, hooks, client };
+}
+
+/** A store of `backend` (no server), a deriver on it, and an endpoint for `events`; no summaries. */
+async function storeWithEndpoint(backend: StoreBackend, events: WebhookEventType[]) {
+  const location = await backend.fresh();
+  cleanups.push(location.dispose);
+  const store = await openStore(location.url);
+  cleanups.push(() => store.close());
+  const deriver = createDeriver({ store });
+  await deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
+  await store.createWebhook({
+    workspaceId: 'default',
+    url: 'https://hooks.example.com/x',
+    events,
+    secret: SECRET,
+    maxPerWorkspace: 20,
+  });
+  return { location, store, deriver };
 }
 
 const accepted = (received: readonly Received[], type: string) =>
@@ -215,22 +258,7 @@ it.each([
       if (task.messages.some((m) => m.content === 'slow')) await release.promise;
       if (task.messages.some((m) => m.content === 'bad')) throw new PermanentTaskError('cannot use this');
     };
-    const server = await startHookServer(backend, handler);
-    const hooks = await receiver();
-    const client = createDeriverClient({ url: server.url });
-    cleanups.push(() => client.close());
-    await gql(
-      server,
-      'mutation { upsertWorkspace(id: "default", settings: { summariesEnabled: false }) { id } }',
-    );
-    await gql(
-      server,
-      `mutation { createWebhook(url: "${hooks.url}", events: [MESSAGES_DERIVED], secret: "${SECRET}") { id } }`,
-    );
-    await client.upsertSession({
-      id: 'chat',
-      peers: [{ peerId: 'alice' }, { peerId: 'bob', observeOthers: true }],
-    });
+    const { server, hooks, client } = await watchedChat(backend, handler);
     const chat = client.session('chat');
     // Unwatched, and slow: the queue stays busy with it while the watched call finishes.
     const busy = await chat.addMessages([{ peerId: 'bob', content: 'slow' }]);
@@ -304,22 +332,7 @@ it.each([
         throw new PermanentTaskError('first time');
       else if (task.messages.some((m) => m.content === 'bad')) await retryGoes.promise;
     };
-    const server = await startHookServer(backend, handler);
-    const hooks = await receiver();
-    const client = createDeriverClient({ url: server.url });
-    cleanups.push(() => client.close());
-    await gql(
-      server,
-      'mutation { upsertWorkspace(id: "default", settings: { summariesEnabled: false }) { id } }',
-    );
-    await gql(
-      server,
-      `mutation { createWebhook(url: "${hooks.url}", events: [MESSAGES_DERIVED], secret: "${SECRET}") { id } }`,
-    );
-    await client.upsertSession({
-      id: 'chat',
-      peers: [{ peerId: 'alice' }, { peerId: 'bob', observeOthers: true }],
-    });
+    const { server, hooks, client } = await watchedChat(backend, handler);
     const sent = await client.session('chat').addMessages(
       [
         { peerId: 'alice', content: 'hi' },
@@ -390,17 +403,7 @@ it.each([
   { name: 'sqlite', backend: SQLITE },
   { name: 'postgres', backend: POSTGRES },
 ])('retention prunes settled deliveries, never a pending one ($name)', async ({ backend }) => {
-  const location = await backend.fresh();
-  cleanups.push(location.dispose);
-  const store = await openStore(location.url);
-  cleanups.push(() => store.close());
-  await store.createWebhook({
-    workspaceId: 'default',
-    url: 'https://hooks.example.com/x',
-    events: ['queue.empty'],
-    secret: SECRET,
-    maxPerWorkspace: 20,
-  });
+  const { store } = await storeWithEndpoint(backend, ['queue.empty']);
   const body = (n: number) => ({
     workspaceId: 'default',
     type: 'queue.empty' as const,
@@ -419,18 +422,10 @@ it.each([
 });
 
 it('PostgreSQL: two transactions finishing the last tasks of a watch and a session at once send each event once', async () => {
-  const location = await POSTGRES.fresh();
-  cleanups.push(location.dispose);
-  const store = await openStore(location.url);
-  cleanups.push(() => store.close());
-  const deriver = createDeriver({ store });
-  await deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
-  const endpoint = { url: 'https://hooks.example.com/x', secret: SECRET, maxPerWorkspace: 20 };
-  await store.createWebhook({
-    ...endpoint,
-    workspaceId: 'default',
-    events: ['messages.derived', 'session.idle'],
-  });
+  const { location, store, deriver } = await storeWithEndpoint(POSTGRES, [
+    'messages.derived',
+    'session.idle',
+  ]);
   await deriver.upsertSession({
     id: 'chat',
     peers: [{ peerId: 'alice' }, { peerId: 'bob', observeOthers: true }],
@@ -496,19 +491,7 @@ it.each([
 ])(
   'messages.derived: a watched task failed by crash recovery derives its call ($name)',
   async ({ backend }) => {
-    const location = await backend.fresh();
-    cleanups.push(location.dispose);
-    const store = await openStore(location.url);
-    cleanups.push(() => store.close());
-    const deriver = createDeriver({ store });
-    await deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
-    await store.createWebhook({
-      workspaceId: 'default',
-      url: 'https://hooks.example.com/x',
-      events: ['messages.derived'],
-      secret: SECRET,
-      maxPerWorkspace: 20,
-    });
+    const { store, deriver } = await storeWithEndpoint(backend, ['messages.derived']);
     await deriver.upsertSession({ id: 'chat', peers: [{ peerId: 'alice' }] });
     const sent = await deriver.addMessages({
       sessionId: 'chat',
