@@ -38,6 +38,33 @@ export const insertEventValues = (
   endpointId: number | null = null,
 ) => [event.type, event.body, now, event.workspaceId, `%,${event.type},%`, endpointId];
 
+/** A watch's row. Values: `NewWatch.values`. */
+export const insertWatchSql = (p: Placeholder) =>
+  `INSERT INTO derivation_watches (workspace_id, session_id, message_ids, created_at, derived_at)
+   VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}) RETURNING id`;
+
+/**
+ * The watch of a `notifyWhenDerived` call that made `tasks` tasks: its row's values (workspace,
+ * session, message ids as JSON, now, derived at) and, for a call that made none (derived at once),
+ * the event to write beside it once its id is known.
+ */
+export function newWatch(
+  workspaceId: string,
+  sessionId: string,
+  messageIds: readonly string[],
+  tasks: number,
+  now: number,
+) {
+  const derivedAt = tasks === 0 ? now : null;
+  return {
+    values: [workspaceId, sessionId, JSON.stringify(messageIds), now, derivedAt],
+    eventOf: (id: number) =>
+      derivedAt === null
+        ? null
+        : messagesDerived({ id, workspaceId, sessionId, messageIds, completed: 0, failed: 0 }, now),
+  };
+}
+
 /**
  * Marks derived the watches (`notifyWhenDerived` calls) among `ids` whose tasks are all finished,
  * each once: the statement a transaction that finished tasks of a watch runs. Values: now, the

@@ -9,10 +9,10 @@ import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../do
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
 import { formatWorkUnitKey, type TaskType } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
-import { messagesDerived } from '../../webhooks/events.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import type { Head, UnitRow } from '../rows.ts';
 import type { AppendMessagesRequest, AppendMessagesResult } from '../store.ts';
+import { insertWatchSql, newWatch } from '../webhook-sql.ts';
 import type { Db } from './connection.ts';
 import { claimableAt, recordEvent } from './queue.ts';
 
@@ -264,17 +264,14 @@ async function insertWatch(
   tasks: number,
   now: number,
 ): Promise<number> {
-  const derivedAt = tasks === 0 ? now : null;
-  const row = await db.query<{ id: string }>(
-    `INSERT INTO derivation_watches (workspace_id, session_id, message_ids, created_at, derived_at)
-     VALUES ($1, $2, $3, $4, $5) RETURNING id`,
-    [workspaceId, sessionId, JSON.stringify(messageIds), now, derivedAt],
+  const watch = newWatch(workspaceId, sessionId, messageIds, tasks, now);
+  const row = await db.query<{ id: number }>(
+    insertWatchSql((n) => `$${n}`),
+    watch.values,
   );
   const id = Number(row.rows[0]?.id);
-  if (derivedAt !== null) {
-    const event = messagesDerived({ id, workspaceId, sessionId, messageIds, completed: 0, failed: 0 }, now);
-    await recordEvent(db, event, now);
-  }
+  const event = watch.eventOf(id);
+  if (event) await recordEvent(db, event, now);
   return id;
 }
 

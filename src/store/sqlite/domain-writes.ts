@@ -7,9 +7,9 @@ import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../do
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
 import { formatWorkUnitKey, type WorkUnitKey } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
-import { messagesDerived } from '../../webhooks/events.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import type { AppendMessagesRequest, AppendMessagesResult, UpsertSessionRequest } from '../store.ts';
+import { newWatch, sqliteValues } from '../webhook-sql.ts';
 import { gateBatches, recordEvent } from './queue.ts';
 import type { Statements } from './statements.ts';
 
@@ -203,13 +203,10 @@ function insertWatch(
   tasks: number,
   now: number,
 ): number {
-  const derivedAt = tasks === 0 ? now : null;
-  const { id } =
-    sql.insertWatch.get(workspaceId, sessionId, JSON.stringify(messageIds), now, derivedAt) ?? {};
+  const watch = newWatch(workspaceId, sessionId, messageIds, tasks, now);
+  const { id } = sql.insertWatch.get(sqliteValues(watch.values)) ?? {};
   if (id === undefined) throw new Error('watch insert returned nothing');
-  if (derivedAt !== null) {
-    const event = messagesDerived({ id, workspaceId, sessionId, messageIds, completed: 0, failed: 0 }, now);
-    recordEvent(sql, event, now);
-  }
+  const event = watch.eventOf(id);
+  if (event) recordEvent(sql, event, now);
   return id;
 }

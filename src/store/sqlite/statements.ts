@@ -17,6 +17,7 @@ import {
 } from '../rows.ts';
 import {
   insertEventSql,
+  insertWatchSql,
   pruneOutboxSql,
   type SettledWatchRow,
   settleWatchesSql,
@@ -155,10 +156,7 @@ export function prepareStatements(db: Database.Database) {
     insertWebhookEvent: p<[Record<string, unknown>]>(insertEventSql(sqliteParam)),
     insertSessionIdleEvent: p<[Record<string, unknown>]>(insertEventSql(sqliteParam, true)),
     /** A watched `addMessages` call (`notifyWhenDerived`); derived at once when it made no task. */
-    insertWatch: p<[string, string, string, number, number | null], { id: number }>(
-      `INSERT INTO derivation_watches (workspace_id, session_id, message_ids, created_at, derived_at)
-       VALUES (?, ?, ?, ?, ?) RETURNING id`,
-    ),
+    insertWatch: p<[Record<string, unknown>], { id: number }>(insertWatchSql(sqliteParam)),
     /** Values: now, the watch ids as a JSON array. */
     settleWatches: p<[Record<string, unknown>], SettledWatchRow>(
       settleWatchesSql(sqliteParam, 'SELECT value FROM json_each(@p2)'),
