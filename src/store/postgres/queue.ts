@@ -163,21 +163,23 @@ async function recordDrained(db: Db, keys: readonly WorkUnitKey[], now: number):
   }
   if (sessions.size === 0) return;
   // The same race for session.idle (two units of a session draining at once): one lock per session
-  // whose workspace has an endpoint for it, in key order, before the checks below.
+  // whose workspace has an endpoint for it, in key order, before the checks below; sessions no
+  // endpoint wants are not checked at all.
   const drained = [...sessions.values()].sort((a, b) =>
     a.workspaceId === b.workspaceId
       ? a.sessionId.localeCompare(b.sessionId)
       : a.workspaceId.localeCompare(b.workspaceId),
   );
-  await db.query(
-    `SELECT pg_advisory_xact_lock(hashtext('session.idle:' || s.workspace_id || '/' || s.session_id))
+  const wanted = await db.query<{ n: number }>(
+    `SELECT s.n, pg_advisory_xact_lock(hashtext('session.idle:' || s.workspace_id || '/' || s.session_id))
      FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(workspace_id, session_id, n)
      WHERE EXISTS (SELECT 1 FROM webhook_endpoints e
                    WHERE e.workspace_id = s.workspace_id AND e.events LIKE '%,session.idle,%')
      ORDER BY s.n`,
     [drained.map((k) => k.workspaceId), drained.map((k) => k.sessionId)],
   );
-  for (const key of drained) {
+  for (const row of wanted.rows) {
+    const key = drained[Number(row.n) - 1]!;
     const idle = sessionIdle(key.workspaceId, key.sessionId, now);
     await db.query(
       insertEventSql((n) => `$${n}`, true),
