@@ -100,7 +100,8 @@ function sessionPeers(value: unknown): { peerId: string; observeMe?: boolean; ob
 
 interface Route {
   readonly method: 'GET' | 'POST';
-  readonly pattern: RegExp;
+  /** Honcho's path, its parameters in braces: `/v3/workspaces/{workspace_id}/peers`. */
+  readonly path: string;
   /** The operation for this request, and how its data becomes Honcho's body. */
   readonly operation: (
     params: readonly string[],
@@ -113,13 +114,11 @@ interface Route {
   };
 }
 
-const SEGMENT = '([^/]+)';
-
 /** The routes, in Honcho's paths (`/v3/...`). */
 const ROUTES: readonly Route[] = [
   {
     method: 'POST',
-    pattern: /^\/v3\/workspaces$/,
+    path: '/v3/workspaces',
     operation: (_params, body) => ({
       query: `mutation ($id: ID!) { upsertWorkspace(id: $id) { ${WORKSPACE_FIELDS} } }`,
       variables: { id: body.id },
@@ -128,7 +127,7 @@ const ROUTES: readonly Route[] = [
   },
   {
     method: 'POST',
-    pattern: new RegExp(`^/v3/workspaces/${SEGMENT}/peers$`),
+    path: '/v3/workspaces/{workspace_id}/peers',
     operation: ([workspaceId], body) => {
       const configuration = object(body.configuration ?? {}, 'configuration');
       return {
@@ -145,7 +144,7 @@ const ROUTES: readonly Route[] = [
   },
   {
     method: 'POST',
-    pattern: new RegExp(`^/v3/workspaces/${SEGMENT}/sessions$`),
+    path: '/v3/workspaces/{workspace_id}/sessions',
     operation: ([workspaceId], body) => ({
       query: `mutation ($workspaceId: ID, $id: ID!, $peers: [SessionPeerInput!]) {
         upsertSession(workspaceId: $workspaceId, id: $id, peers: $peers) { ${SESSION_FIELDS} } }`,
@@ -155,7 +154,7 @@ const ROUTES: readonly Route[] = [
   },
   {
     method: 'POST',
-    pattern: new RegExp(`^/v3/workspaces/${SEGMENT}/sessions/${SEGMENT}/peers$`),
+    path: '/v3/workspaces/{workspace_id}/sessions/{session_id}/peers',
     operation: ([workspaceId, id], body) => ({
       query: `mutation ($workspaceId: ID, $id: ID!, $peers: [SessionPeerInput!]) {
         upsertSession(workspaceId: $workspaceId, id: $id, peers: $peers) { ${SESSION_FIELDS} } }`,
@@ -165,7 +164,7 @@ const ROUTES: readonly Route[] = [
   },
   {
     method: 'POST',
-    pattern: new RegExp(`^/v3/workspaces/${SEGMENT}/sessions/${SEGMENT}/messages$`),
+    path: '/v3/workspaces/{workspace_id}/sessions/{session_id}/messages',
     operation: ([workspaceId, sessionId], body) => {
       if (!Array.isArray(body.messages)) throw new RestError(422, 'messages must be a list');
       const messages = body.messages.map((m: unknown, i: number) => {
@@ -203,7 +202,7 @@ const ROUTES: readonly Route[] = [
   },
   {
     method: 'GET',
-    pattern: new RegExp(`^/v3/workspaces/${SEGMENT}/queue/status$`),
+    path: '/v3/workspaces/{workspace_id}/queue/status',
     operation: ([workspaceId], _body, query) => {
       const filter = {
         observerId: query.get('observer_id') || undefined,
@@ -236,8 +235,13 @@ const ROUTES: readonly Route[] = [
   },
 ];
 
-const ROUTE_LIST =
-  'POST /v3/workspaces, POST /v3/workspaces/{id}/peers, POST /v3/workspaces/{id}/sessions, POST .../sessions/{id}/peers, POST .../sessions/{id}/messages, GET /v3/workspaces/{id}/queue/status';
+/** Each route's path as a pattern, a `{parameter}` matching one path segment. */
+const PATTERNS = new Map(
+  ROUTES.map((route) => [route, new RegExp(`^${route.path.replace(/\{\w+\}/g, '([^/]+)')}$`)]),
+);
+
+/** What a request for another path is told is served. */
+const ROUTE_LIST = ROUTES.map((route) => `${route.method} ${route.path}`).join(', ');
 
 function decodeSegment(segment: string): string {
   try {
@@ -271,7 +275,7 @@ export function createHonchoRest(options: {
 }) {
   const answer = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const matches = ROUTES.flatMap((route) => {
-      const found = route.pattern.exec(url.pathname);
+      const found = PATTERNS.get(route)?.exec(url.pathname);
       return found ? [{ route, params: found.slice(1).map(decodeSegment) }] : [];
     });
     const match = matches.find((m) => m.route.method === req.method);
