@@ -4,11 +4,13 @@
  */
 import type { ArgBuilder } from '@pothos/core';
 import DataLoader from 'dataloader';
-import { authorize } from '../auth/authorize.ts';
+import { sessionsReached } from '../auth/authorize.ts';
 import { messageDerivationInput } from '../domain/inputs.ts';
 import type { Message } from '../domain/model.ts';
+import { NotFoundError } from '../errors.ts';
 import type {
   DerivationCounts,
+  DerivationRequest,
   DerivationState,
   MessageDerivation,
   MessageDerivationKey,
@@ -64,24 +66,9 @@ const DerivationStateType = builder.objectRef<DerivationState>('MessagesDerivati
   }),
 });
 
-/** Every message read must be one the caller may see the status of (its session, its observer). */
-function authorizeMessages(ctx: ApiContext, request: MessageTasksRequest, state: DerivationState): void {
-  // Per message (a read names at least one): a session key reaches its own session's messages.
-  for (const message of state.messages) {
-    authorize(ctx.principal, {
-      kind: 'status',
-      workspaceId: request.workspaceId,
-      sessionId: message.sessionId,
-      observerId: request.observerId,
-    });
-  }
-}
-
-/** The state now, once the caller may see every message of it. */
-async function readAuthorized(ctx: ApiContext, request: MessageTasksRequest): Promise<DerivationState> {
-  const state = await ctx.derivation.read(request);
-  authorizeMessages(ctx, request, state);
-  return state;
+/** The request, once the arguments alone show the caller may ask (sessions it does not reach: not found). */
+function reachable(ctx: ApiContext, request: MessageTasksRequest): DerivationRequest {
+  return { ...request, reaches: sessionsReached(ctx.principal, request.workspaceId, request.observerId) };
 }
 
 const requestOf = (args: {
@@ -129,13 +116,14 @@ export function createDerivationLoader(
         const request = { workspaceId, observerId, taskTypes, messageIds: group.map((k) => k.messageId) };
         const byId = new Map<string, MessageDerivation | Error>();
         try {
+          const reaches = sessionsReached(principal, workspaceId, observerId);
           for (const message of (await derivation.read(request)).messages) {
-            try {
-              authorize(principal, { kind: 'status', workspaceId, sessionId: message.sessionId, observerId });
-              byId.set(message.messageId, message);
-            } catch (error) {
-              byId.set(message.messageId, error as Error);
-            }
+            byId.set(
+              message.messageId,
+              reaches(message.sessionId)
+                ? message
+                : new NotFoundError('message', message.messageId, 'messageIds'),
+            );
           }
         } catch (error) {
           for (const key of group) byId.set(key.messageId, error as Error);
@@ -176,7 +164,7 @@ builder.queryField('messageDerivation', (t) =>
       'What the tasks these messages created are doing, now. Costs the tasks of those messages only, however busy the queue is. An unknown message id is NOT_FOUND naming messageIds.',
     args: derivationArgs(t.arg),
     validate: messageDerivationInput,
-    resolve: (_root, args, ctx) => readAuthorized(ctx, requestOf(args)),
+    resolve: (_root, args, ctx) => ctx.derivation.read(reachable(ctx, requestOf(args))),
   }),
 );
 
@@ -187,10 +175,7 @@ builder.subscriptionField('messageDerivation', (t) =>
       "The state of these messages' tasks at once, then every change; completes once every task is finished (done), however busy the rest of the queue is. An unknown message id is NOT_FOUND naming messageIds.",
     args: derivationArgs(t.arg),
     validate: messageDerivationInput,
-    subscribe: (_root, args, ctx) => {
-      const request = requestOf(args);
-      return ctx.derivation.watch(request, (first) => authorizeMessages(ctx, request, first));
-    },
+    subscribe: (_root, args, ctx) => ctx.derivation.watch(reachable(ctx, requestOf(args))),
     resolve: (state) => state,
   }),
 );

@@ -89,18 +89,23 @@ export function derivationOf(ids: readonly string[], read: MessageTasks): Deriva
   return { ...countsOf(read.tasks), messages };
 }
 
+/** The messages a caller may learn of: what `reaches` refuses is answered as if it did not exist. */
+export interface DerivationRequest extends MessageTasksRequest {
+  /** Whether the caller reaches a session's messages. @default every session */
+  readonly reaches?: ((sessionId: string) => boolean) | undefined;
+}
+
 export interface DerivationService {
-  /** The state now. Throws `NotFoundError` (argument `messageIds`) for an id not in the workspace. */
-  read(request: MessageTasksRequest): Promise<DerivationState>;
+  /**
+   * The state now. Throws `NotFoundError` (argument `messageIds`) for an id not in the workspace or
+   * in a session the request does not reach (the same error, so nothing tells them apart).
+   */
+  read(request: DerivationRequest): Promise<DerivationState>;
   /**
    * The state now, then every change, ending after the first state with every task finished.
    * Rejects like `read` when a message is unknown.
    */
-  watch(
-    request: MessageTasksRequest,
-    /** Runs on the first state before anything is sent (authorization); a throw rejects the watch. */
-    check?: (state: DerivationState) => void,
-  ): Promise<ReadyStream<DerivationState>>;
+  watch(request: DerivationRequest): Promise<ReadyStream<DerivationState>>;
 }
 
 /** One message and a filter of its tasks (what `Message.derivation` asks, batched per tick). */
@@ -114,11 +119,11 @@ export function createDerivationService(options: {
 }): DerivationService {
   const { store, status } = options;
 
-  async function readWithUnits(request: MessageTasksRequest) {
+  async function readWithUnits({ reaches, ...request }: DerivationRequest) {
     const ids = [...new Set(request.messageIds)];
     const read = await store.listMessageTasks({ ...request, messageIds: ids });
-    if (read.messages.length < ids.length) {
-      const found = new Set(read.messages.map((m) => m.id));
+    const found = new Set(read.messages.flatMap((m) => (reaches?.(m.sessionId) === false ? [] : [m.id])));
+    if (found.size < ids.length) {
       const missing = ids.find((id) => !found.has(id)) ?? '';
       throw new NotFoundError('message', missing, 'messageIds');
     }
@@ -127,8 +132,8 @@ export function createDerivationService(options: {
 
   return {
     read: async (request) => (await readWithUnits(request)).state,
-    async watch(request, check) {
-      const stream = new DerivationStream(readWithUnits, request, status, check);
+    async watch(request) {
+      const stream = new DerivationStream(readWithUnits, request, status);
       await stream.started;
       return stream;
     },
@@ -152,12 +157,10 @@ class DerivationStream extends ReadyStream<DerivationState> {
 
   constructor(
     private readonly readOnce: (
-      request: MessageTasksRequest,
+      request: DerivationRequest,
     ) => Promise<{ state: DerivationState; units: readonly WorkUnitKey[] }>,
-    private readonly request: MessageTasksRequest,
+    private readonly request: DerivationRequest,
     status: StatusEngine,
-    /** Checked on the first state only (the messages, hence their sessions, never change). */
-    private check?: (state: DerivationState) => void,
   ) {
     super();
     this.unsubscribe = [
@@ -183,8 +186,6 @@ class DerivationStream extends ReadyStream<DerivationState> {
       while (this.dirty && this.mode === 'reading') {
         this.dirty = false;
         const { state, units } = await this.readOnce(this.request);
-        this.check?.(state);
-        this.check = undefined;
         for (const key of units) this.units.add(formatWorkUnitKey(key));
         this.deliver(state);
       }
