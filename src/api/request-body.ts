@@ -1,6 +1,7 @@
 /**
- * Reading GraphQL request bodies within bounds (a Yoga plugin that replaces the JSON body parser
- * and bounds every other one):
+ * Reading request bodies within bounds: one `BodyReader` per server, used by a Yoga plugin (that
+ * replaces the JSON body parser and bounds every other one) and by every other route that takes a
+ * body (Honcho's REST routes), so all of them share one limit, one budget and the same refusals:
  * - one body is at most `maxBodyBytes`: 413 `REQUEST_ENTITY_TOO_LARGE`, by `Content-Length` before
  *   a byte is read and while reading a body sent without one (this replaces Yoga's own limit,
  *   `maxRequestBodySize`, which pipes every body through a TransformStream: about a sixth of the
@@ -16,11 +17,29 @@
 import { GraphQLError } from 'graphql';
 import type { GraphQLParams, Plugin } from 'graphql-yoga';
 
-export interface RequestBodyOptions {
+export interface BodyReaderOptions {
   /** Bytes of one body. */
   readonly maxBodyBytes: number;
   /** Bytes of all bodies being received at once. */
   readonly maxInflightBytes: number;
+}
+
+/** A body as a transport has it. */
+export interface BodySource {
+  /** The `Content-Length` header, if any. */
+  readonly declaredLength: string | null;
+  /** The whole body (read once its declared length was checked and reserved). */
+  all(): Promise<Uint8Array<ArrayBuffer>>;
+  /** The body as it arrives (read when no length was declared). */
+  chunks(): AsyncIterable<Uint8Array> | null;
+}
+
+/** Reads bodies within one per-request limit and one in-flight budget (see the file's head). */
+export interface BodyReader {
+  /** A refusal (413, 400) known from the declared length alone, before anything is read. */
+  checkDeclared(declaredLength: string | null): void;
+  /** The whole body, or a refusal: 413 too large, 429 over the budget (`GraphQLError`s). */
+  read(source: BodySource): Promise<Uint8Array<ArrayBuffer>>;
 }
 
 function refusal(message: string, status: number, code: string, extra: Record<string, unknown> = {}) {
@@ -83,7 +102,7 @@ const isJson = (contentType: string | null): boolean => {
   return type === 'application/json' || type === 'application/graphql+json';
 };
 
-export function useRequestBodyLimits(options: RequestBodyOptions): Plugin {
+export function createBodyReader(options: BodyReaderOptions): BodyReader {
   const { maxBodyBytes } = options;
   const budget = createByteBudget(options.maxInflightBytes);
   const tooLarge = () =>
@@ -94,55 +113,82 @@ export function useRequestBodyLimits(options: RequestBodyOptions): Plugin {
     );
 
   /** Reads a body sent without a length, counting (and reserving) bytes as they arrive. */
-  async function readCounted(body: ReadableStream<Uint8Array>): Promise<Uint8Array<ArrayBuffer>> {
-    const reader = body.getReader();
-    const chunks: Uint8Array[] = [];
+  async function readCounted(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array<ArrayBuffer>> {
+    const read: Uint8Array[] = [];
     let size = 0;
     try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
+      for await (const value of chunks) {
         if (size + value.byteLength > maxBodyBytes) throw tooLarge();
         if (!budget.reserve(value.byteLength)) throw busy();
         size += value.byteLength;
-        chunks.push(value);
+        read.push(value);
       }
-      return Buffer.concat(chunks, size);
-    } catch (error) {
-      await reader.cancel().catch(() => {});
-      throw error;
+      return Buffer.concat(read, size);
     } finally {
       budget.release(size);
     }
   }
 
-  /** The whole body, within both bounds (its Content-Length was checked against the first). */
-  async function readBody(request: Request): Promise<Uint8Array<ArrayBuffer>> {
-    const declared = request.headers.get('content-length');
-    if (declared === null) return request.body ? readCounted(request.body) : new Uint8Array();
-    const length = Number(declared);
-    if (!budget.reserve(length)) throw busy();
-    try {
-      return new Uint8Array(await request.arrayBuffer());
-    } finally {
-      budget.release(length);
-    }
-  }
+  const checkDeclared = (declared: string | null): void => {
+    if (declared === null) return;
+    if (!CONTENT_LENGTH.test(declared))
+      throw refusal('the Content-Length header is not a valid length', 400, 'BAD_REQUEST');
+    if (Number(declared) > maxBodyBytes) throw tooLarge();
+  };
 
   return {
-    onRequestParse({ request, requestParser, setRequestParser, fetchAPI }) {
-      const declared = request.headers.get('content-length');
-      if (declared !== null) {
-        if (!CONTENT_LENGTH.test(declared))
-          throw refusal('the Content-Length header is not a valid length', 400, 'BAD_REQUEST');
-        if (Number(declared) > maxBodyBytes) throw tooLarge();
+    checkDeclared,
+    async read(source) {
+      checkDeclared(source.declaredLength);
+      if (source.declaredLength === null) {
+        const chunks = source.chunks();
+        return chunks ? readCounted(chunks) : new Uint8Array();
       }
+      const length = Number(source.declaredLength);
+      if (!budget.reserve(length)) throw busy();
+      try {
+        return await source.all();
+      } finally {
+        budget.release(length);
+      }
+    },
+  };
+}
+
+/** A fetch `Request`'s body as a `BodySource` (its stream is cancelled when reading stops early). */
+function requestSource(request: Request): BodySource {
+  return {
+    declaredLength: request.headers.get('content-length'),
+    all: async () => new Uint8Array(await request.arrayBuffer()),
+    chunks: () => {
+      const body = request.body;
+      if (!body) return null;
+      return (async function* () {
+        const reader = body.getReader();
+        try {
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) return;
+            yield value;
+          }
+        } finally {
+          await reader.cancel().catch(() => {});
+        }
+      })();
+    },
+  };
+}
+
+export function useRequestBodyLimits(reader: BodyReader): Plugin {
+  return {
+    onRequestParse({ request, requestParser, setRequestParser, fetchAPI }) {
+      reader.checkDeclared(request.headers.get('content-length'));
       if (request.method === 'POST' && isJson(request.headers.get('content-type'))) {
-        setRequestParser(async (req) => parseJson(await readBody(req)));
+        setRequestParser(async (req) => parseJson(await reader.read(requestSource(req))));
       } else if (requestParser && request.body) {
         const parse = requestParser;
         setRequestParser(async (req) => {
-          const body = await readBody(req);
+          const body = await reader.read(requestSource(req));
           return parse(new fetchAPI.Request(req.url, { method: req.method, headers: req.headers, body }));
         });
       }

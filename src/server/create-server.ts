@@ -36,7 +36,7 @@ import type { ApiContext, ApiServices } from '../api/context.ts';
 import { createDerivationLoader } from '../api/derivation-api.ts';
 import { createMaskError, useErrorCodes, withoutHttpExtensions } from '../api/errors.ts';
 import { useMutationRateLimit } from '../api/mutation-rate-limit.ts';
-import { useRequestBodyLimits } from '../api/request-body.ts';
+import { createBodyReader, useRequestBodyLimits } from '../api/request-body.ts';
 import { schema } from '../api/schema.ts';
 import { createSharedSubscribe, useSharedSubscriptionResults } from '../api/shared-results.ts';
 import { bearerToken } from '../auth/keyring.ts';
@@ -171,6 +171,11 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     clientId: principal.kind === 'key' ? scopeKey(principal.scope) : `addr:${address ?? 'unknown'}`,
   });
 
+  // One reader for every body: `/graphql` and Honcho's routes share its limit and in-flight budget.
+  const bodies = createBodyReader({
+    maxBodyBytes: limits.maxBodyBytes,
+    maxInflightBytes: limits.maxInflightBodyBytes,
+  });
   const yoga = createYoga<TransportContext>({
     schema,
     context: async (initial): Promise<ApiContext> =>
@@ -196,10 +201,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     maskedErrors: { maskError },
     plugins: [
       csrfPreventionOnPost(),
-      useRequestBodyLimits({
-        maxBodyBytes: limits.maxBodyBytes,
-        maxInflightBytes: limits.maxInflightBodyBytes,
-      }),
+      useRequestBodyLimits(bodies),
       // Query limits: depth, aliases, tokens and cost.
       EnvelopArmorPlugin({
         maxDepth: { n: 8 },
@@ -228,7 +230,7 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
 
   // Honcho's REST subset: each route one operation through this Yoga, with the caller's key.
   const honcho = createHonchoRest({
-    maxBodyBytes: limits.maxBodyBytes,
+    bodies,
     execute: async (operation, from) => {
       const response = await yoga.fetch(
         `http://localhost${GRAPHQL_PATH}`,

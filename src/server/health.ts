@@ -29,10 +29,16 @@ export async function runReadiness(checks: Readonly<Record<string, ReadinessChec
   return { ready, body: { status: ready ? 'ready' : 'unready', checks: Object.fromEntries(entries) } };
 }
 
-export function sendJson(response: ServerResponse, status: number, body: unknown): void {
+export function sendJson(
+  response: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Readonly<Record<string, string>> = {},
+): void {
   const text = JSON.stringify(body);
   response
     .writeHead(status, {
+      ...headers,
       'content-type': 'application/json',
       'cache-control': 'no-store',
       'content-length': Buffer.byteLength(text),
