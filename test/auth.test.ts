@@ -60,7 +60,16 @@ const OPS: Record<string, Op> = {
     allowed: ['admin', 'workspace', 'session'],
   },
   peer: { query: '{peer(workspaceId:"w1",id:"p1"){id}}', allowed: ['admin', 'workspace', 'peer'] },
-  upsertWorkspace: { query: 'mutation{upsertWorkspace(id:"w1"){id}}', allowed: ['admin', 'workspace'] },
+  // Get-or-create of the key's own workspace: any key of it (as Honcho allows every SDK client to).
+  upsertWorkspace: {
+    query: 'mutation{upsertWorkspace(id:"w1"){id}}',
+    allowed: ['admin', 'workspace', 'session', 'peer'],
+  },
+  // Changing it: an admin or workspace key only.
+  changeWorkspace: {
+    query: 'mutation{upsertWorkspace(id:"w1",metadata:{plan:"pro"}){id}}',
+    allowed: ['admin', 'workspace'],
+  },
   upsertPeer: {
     query: 'mutation{upsertPeer(workspaceId:"w1",id:"p1"){id}}',
     allowed: ['admin', 'workspace', 'peer'],

@@ -4,7 +4,7 @@
  * workspace and of a session, with a key of the workspace; the counts agree with GraphQL's while
  * tasks run and after. Errors come back as the SDK's own classes.
  */
-import { AuthenticationError, Honcho, PermissionDeniedError } from '@honcho-ai/sdk';
+import { AuthenticationError, Honcho } from '@honcho-ai/sdk';
 import { afterEach, expect, it } from 'vitest';
 import { createKeyring } from '../src/auth/keyring.ts';
 import { createDeriverClient } from '../src/client/index.ts';
@@ -89,14 +89,15 @@ it("Honcho's SDK gets or creates, adds messages and reads the queue status; the 
   expect(done).toMatchObject({ pendingWorkUnits: 0, inProgressWorkUnits: 0 });
   expect(done.completedWorkUnits).toBe(viaGraphql.totalWorkUnits);
 
-  // A key of another workspace is refused as Honcho refuses it; no key at all too.
+  // A key of another workspace is refused as Honcho refuses it (401: the SDK's AuthenticationError); no key at all too.
   const outsider = new Honcho({
     baseURL: new URL(server.url).origin,
     apiKey: await keys.mint({ kind: 'workspace', workspaceId: 'other' }, null),
     workspaceId: 'acme',
     maxRetries: 0,
   });
-  await expect(outsider.queueStatus()).rejects.toBeInstanceOf(PermissionDeniedError);
+  await expect(outsider.queueStatus()).rejects.toBeInstanceOf(AuthenticationError);
+  await expect(outsider.queueStatus()).rejects.toThrow(/JWT not permissioned for this resource/);
   const anonymous = new Honcho({
     baseURL: new URL(server.url).origin,
     apiKey: 'not-a-key',
@@ -124,10 +125,23 @@ it('answers a route it does not serve, bad input and a wrong method in Honcho’
   const badId = await call('POST', '/v3/workspaces', { id: 'has spaces' });
   expect(badId.status).toBe(422);
   expect(badId.body.detail).toMatch(/id/);
-  const noSession = await call('POST', '/v3/workspaces/w/sessions/nope/messages', {
+  // A message to a session that does not exist creates it, its sender a member (Honcho's rule).
+  const newSession = await call('POST', '/v3/workspaces/w/sessions/fresh/messages', {
     messages: [{ peer_id: 'a', content: 'x' }],
   });
-  expect(noSession).toMatchObject({ status: 404, body: { detail: expect.stringMatching(/nope/) } });
+  expect(newSession).toMatchObject({
+    status: 201,
+    body: [{ session_id: 'fresh', peer_id: 'a', content: 'x' }],
+  });
+  expect(await server.app.store.getSession('w', 'fresh')).toMatchObject({ peers: [{ peerId: 'a' }] });
+  // Honcho's ids are strings: a JSON number is refused, never rounded.
+  const numeric = await fetch(new URL('/v3/workspaces', server.url), {
+    method: 'POST',
+    body: '{"id": 12345678901234567890}',
+    headers: { 'content-type': 'application/json' },
+  });
+  expect(numeric.status).toBe(422);
+  expect(((await numeric.json()) as { detail: string }).detail).toMatch(/id must be a string/);
   expect((await call('GET', '/v3/workspaces/%E0%A4%A/queue/status')).status).toBe(422);
   const notJson = await fetch(new URL('/v3/workspaces', server.url), {
     method: 'POST',

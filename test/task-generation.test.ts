@@ -125,7 +125,7 @@ describe.each(STORES)('task-generation ($name)', (backend) => {
       await h.deriver.upsertSession({ id: 's', peers: [{ peerId: 'bob', observeOthers: true }] });
       const r = await h.deriver.addMessages({ sessionId: 's', messages: [{ peerId: 'dave', content: 'x' }] });
       expect(r.enqueuedTasks).toBe(2);
-      expect(await h.deriver.getPeer({ id: 'dave' })).toEqual({
+      expect(await h.deriver.getPeer({ id: 'dave' })).toMatchObject({
         workspaceId: 'default',
         id: 'dave',
         observeMe: true,

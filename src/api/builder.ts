@@ -1,5 +1,7 @@
 import SchemaBuilder from '@pothos/core';
 import ValidationPlugin from '@pothos/plugin-validation';
+import { valueFromASTUntyped } from 'graphql';
+import type { JsonObject } from '../domain/model.ts';
 import { InvalidInputError } from '../errors.ts';
 import type { ApiContext } from './context.ts';
 
@@ -8,7 +10,10 @@ type PathSegment = PropertyKey | { readonly key: PropertyKey };
 export const builder = new SchemaBuilder<{
   Context: ApiContext;
   DefaultFieldNullability: false;
-  Scalars: { ID: { Input: string; Output: string } };
+  Scalars: {
+    ID: { Input: string; Output: string };
+    JSONObject: { Input: JsonObject; Output: JsonObject };
+  };
 }>({
   plugins: [ValidationPlugin],
   defaultFieldNullability: false,
@@ -24,5 +29,22 @@ export const builder = new SchemaBuilder<{
           message: issue.message,
         })),
       ),
+  },
+});
+
+const isObject = (value: unknown): value is JsonObject =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+builder.scalarType('JSONObject', {
+  description: "A JSON object (Honcho's metadata and configuration), stored as given.",
+  serialize: (value) => value,
+  parseValue: (value) => {
+    if (!isObject(value)) throw new TypeError('a JSONObject must be a JSON object');
+    return value;
+  },
+  parseLiteral: (node) => {
+    const value = valueFromASTUntyped(node);
+    if (!isObject(value)) throw new TypeError('a JSONObject must be a JSON object');
+    return value;
   },
 });

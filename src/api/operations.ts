@@ -1,7 +1,8 @@
 /** Query, Mutation and Subscription roots. Every argument set is validated with the domain's schemas. */
 
+import type { ArgBuilder } from '@pothos/core';
 import { z } from 'zod';
-import { authorize } from '../auth/authorize.ts';
+import { authorize, reaches } from '../auth/authorize.ts';
 import { KEY_EXPIRED, untilExpiry } from '../auth/expiring-stream.ts';
 import { createKeyInput } from '../auth/key-input.ts';
 import {
@@ -17,6 +18,9 @@ import { limits } from '../domain/limits.ts';
 import { AuthDisabledError, UnauthenticatedError } from '../errors.ts';
 import type { StatusView } from '../live/status-view.ts';
 import { builder } from './builder.ts';
+
+type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
+
 import { toQuery, workspaceOf } from './filter-args.ts';
 import { selectsField } from './selection.ts';
 import {
@@ -42,6 +46,23 @@ export const MessageInput = builder.inputType('MessageInput', {
   fields: (t) => ({
     peerId: t.id({ required: true }),
     content: t.string({ required: true, description: '0 to 65,535 characters; longer is rejected.' }),
+    metadata: t.field({
+      type: 'JSONObject',
+      description: 'Free-form, stored as given (at most 16 KiB as JSON).',
+    }),
+  }),
+});
+
+/** Honcho's `metadata` and `configuration` arguments of the upserts: each given one replaces the stored one. */
+const attributeArgs = (arg: ArgBuilder<Types>) => ({
+  metadata: arg({
+    type: 'JSONObject',
+    description: 'Replaces the stored metadata (at most 16 KiB as JSON); omitted or null keeps it.',
+  }),
+  configuration: arg({
+    type: 'JSONObject',
+    description:
+      'Replaces the stored Honcho configuration (at most 16 KiB as JSON); omitted or null keeps it.',
   }),
 });
 
@@ -105,18 +126,29 @@ builder.mutationType({
   fields: (t) => ({
     upsertWorkspace: t.field({
       type: WorkspaceType,
-      description: 'Creates a workspace or changes its derivation settings.',
-      args: { id: t.arg.id({ required: true }), settings: t.arg({ type: DerivationSettingsInput }) },
+      description:
+        'Gets or creates a workspace, or changes its derivation settings, metadata or configuration. Any key of the workspace may get or create it (as Honcho allows); changing it needs an admin or workspace key.',
+      args: {
+        id: t.arg.id({ required: true }),
+        settings: t.arg({ type: DerivationSettingsInput }),
+        ...attributeArgs(t.arg),
+      },
       validate: upsertWorkspaceInput,
       resolve: (_root, args, ctx) => {
-        authorize(ctx.principal, { kind: 'workspace', workspaceId: args.id });
+        const changes = args.settings != null || args.metadata != null || args.configuration != null;
+        authorize(ctx.principal, { kind: changes ? 'workspace' : 'member', workspaceId: args.id });
         return ctx.deriver.upsertWorkspace(args);
       },
     }),
     upsertPeer: t.field({
       type: PeerType,
-      description: 'Creates a peer (and its workspace) or updates observeMe.',
-      args: { workspaceId: t.arg.id(), id: t.arg.id({ required: true }), observeMe: t.arg.boolean() },
+      description: 'Creates a peer (and its workspace) or updates observeMe, metadata or configuration.',
+      args: {
+        workspaceId: t.arg.id(),
+        id: t.arg.id({ required: true }),
+        observeMe: t.arg.boolean(),
+        ...attributeArgs(t.arg),
+      },
       validate: upsertPeerInput,
       resolve: (_root, args, ctx) => {
         authorize(ctx.principal, { kind: 'peer', workspaceId: workspaceOf(args), peerId: args.id });
@@ -132,6 +164,7 @@ builder.mutationType({
         id: t.arg.id({ required: true }),
         peers: t.arg({ type: [SessionPeerInput] }),
         settings: t.arg({ type: DerivationSettingsInput }),
+        ...attributeArgs(t.arg),
       },
       validate: upsertSessionInput,
       resolve: (_root, args, ctx) => {
@@ -169,16 +202,25 @@ builder.mutationType({
           description:
             "Watch this call: once every task these messages created has finished (succeeded, failed for good or cancelled), a `messages.derived` webhook event goes to the workspace's endpoints that receive it. Durable: written in the transaction that finishes the last task.",
         }),
+        createSession: t.arg.boolean({
+          description:
+            'Create the session (its senders as members) when it does not exist, as Honcho does, if the key may create it (admin, workspace, or the key of that session). Default false: an unknown session is NOT_FOUND.',
+        }),
       },
       validate: addMessagesInput,
       resolve: (_root, args, ctx) => {
+        const workspaceId = workspaceOf(args);
         authorize(ctx.principal, {
           kind: 'messages',
-          workspaceId: workspaceOf(args),
+          workspaceId,
           sessionId: args.sessionId,
           senderIds: args.messages.map((m) => m.peerId),
         });
-        return ctx.deriver.addMessages(args);
+        // A key that may not create the session sends as without createSession (an unknown one is NOT_FOUND).
+        const createSession =
+          args.createSession === true &&
+          reaches(ctx.principal, { kind: 'session', workspaceId, sessionId: args.sessionId });
+        return ctx.deriver.addMessages({ ...args, createSession });
       },
     }),
     createKey: t.field({

@@ -1,7 +1,7 @@
 import { authorize } from '../auth/authorize.ts';
 import type { Scope } from '../auth/scope.ts';
 import { statusFilterInput } from '../domain/inputs.ts';
-import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
+import type { Attributes, Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
 import type { StatusView } from '../live/status-view.ts';
 import type { Progress } from '../status/completion-rate.ts';
 import type { SessionStatusCounts, StatusCounts } from '../status/counts.ts';
@@ -9,6 +9,33 @@ import type { StatusQuery } from '../status/status-filter.ts';
 import type { AppendMessagesResult } from '../store/store.ts';
 import { builder } from './builder.ts';
 import type { ApiContext } from './context.ts';
+
+type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
+
+/** Honcho's attributes, and an upsert's `created`, shared by Workspace, Peer and Session. */
+function attributeFields<T extends Attributes>(t: PothosSchemaTypes.ObjectFieldBuilder<Types, T>) {
+  return {
+    createdAt: t.string({
+      description: 'When it was first created (ISO 8601).',
+      resolve: (o) => new Date(o.createdAt).toISOString(),
+    }),
+    metadata: t.field({
+      type: 'JSONObject',
+      description: 'Free-form, stored as given.',
+      resolve: (o) => o.metadata,
+    }),
+    configuration: t.field({
+      type: 'JSONObject',
+      description: "Honcho's configuration object, stored as given.",
+      resolve: (o) => o.configuration,
+    }),
+    created: t.boolean({
+      nullable: true,
+      description: "In an upsert's answer: whether this call created it. Null elsewhere.",
+      resolve: (o) => ('created' in o && typeof o.created === 'boolean' ? o.created : null),
+    }),
+  };
+}
 
 export const PeerType = builder.objectRef<Peer>('Peer').implement({
   description: 'A participant (user or agent).',
@@ -18,6 +45,7 @@ export const PeerType = builder.objectRef<Peer>('Peer').implement({
     observeMe: t.exposeBoolean('observeMe', {
       description: 'Whether tasks that derive facts about this peer are created.',
     }),
+    ...attributeFields(t),
   }),
 });
 
@@ -51,6 +79,7 @@ export const WorkspaceType = builder.objectRef<Workspace>('Workspace').implement
   fields: (t) => ({
     id: t.exposeID('id'),
     settings: t.field({ type: DerivationSettingsType, resolve: (w) => w.settings }),
+    ...attributeFields(t),
   }),
 });
 
@@ -64,6 +93,11 @@ export const MessageType = builder.objectRef<Message>('Message').implement({
     createdAt: t.string({
       description: 'When it was stored (ISO 8601).',
       resolve: (m) => new Date(m.createdAt).toISOString(),
+    }),
+    metadata: t.field({
+      type: 'JSONObject',
+      description: 'Free-form, stored as given.',
+      resolve: (m) => m.metadata,
     }),
   }),
 });
@@ -81,8 +115,6 @@ export const AddMessagesPayloadType = builder
       }),
     }),
   });
-
-type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
 
 const COUNT_FIELDS: Record<keyof StatusCounts, string> = {
   totalWorkUnits: 'pending + inProgress + completed, always exactly.',
@@ -168,6 +200,7 @@ export const SessionType = builder.objectRef<Session>('Session').implement({
     peers: t.field({ type: [SessionPeerType], resolve: (s) => [...s.peers] }),
     messageCount: t.exposeInt('messageCount'),
     settings: t.field({ type: DerivationSettingsType, resolve: (s) => s.settings }),
+    ...attributeFields(t),
     deriverStatus: t.field({
       type: DeriverStatusType,
       description: "This session's task counts; observerId and senderId narrow them (AND).",

@@ -18,6 +18,8 @@ export type Access =
     }
   /** A workspace's settings. */
   | { readonly kind: 'workspace'; readonly workspaceId: string }
+  /** Being inside a workspace: getting or creating it, and reading its attributes (any key of it). */
+  | { readonly kind: 'member'; readonly workspaceId: string }
   /** A peer: read it or change it. */
   | { readonly kind: 'peer'; readonly workspaceId: string; readonly peerId: string }
   /** A session: read it, change its members or settings. */
@@ -45,6 +47,7 @@ function allows(scope: Scope, access: Access): boolean {
     );
   }
   if (access.workspaceId !== scope.workspaceId) return false;
+  if (access.kind === 'member') return true;
   switch (scope.kind) {
     case 'workspace':
       return true;
@@ -79,6 +82,8 @@ function describeAccess(access: Access): string {
     case 'peer':
     case 'session':
       return describeScope(access); // these accesses are shaped as the scope that reaches them
+    case 'member':
+      return `workspace "${access.workspaceId}"`;
     case 'queue':
       return `retrying or cancelling the tasks of workspace "${access.workspaceId}" (an admin or workspace key's right)`;
     case 'messages':
@@ -93,9 +98,36 @@ const HINTS: Partial<Record<Scope['kind'], string>> = {
   peer: ' (a peer key reads status only with its peer as observerId or senderId)',
 };
 
+/**
+ * For a read by ids that are not scoped by the arguments (message ids): throws, from the arguments
+ * alone, unless the principal reaches the status of some session of `workspaceId` for `observerId`,
+ * and returns which sessions it reaches. Whatever the read finds in a session it does not reach is
+ * answered as if it did not exist, so a refusal never tells that another tenant's object exists.
+ */
+export function sessionsReached(
+  principal: Principal,
+  workspaceId: string,
+  observerId: string | undefined,
+): (sessionId: string) => boolean {
+  if (principal.kind === 'open') return () => true;
+  const { scope } = principal;
+  authorize(principal, {
+    kind: 'status',
+    workspaceId,
+    observerId,
+    sessionId: scope.kind === 'session' ? scope.sessionId : undefined,
+  });
+  return (sessionId) => allows(scope, { kind: 'status', workspaceId, sessionId, observerId });
+}
+
+/** Whether `principal` may reach `access` (pure, as `authorize`). */
+export const reaches = (principal: Principal, access: Access): boolean =>
+  principal.kind === 'open' || allows(principal.scope, access);
+
 /** Throws `ForbiddenError` unless `principal` may reach `access`. */
 export function authorize(principal: Principal, access: Access): void {
   if (principal.kind === 'open' || allows(principal.scope, access)) return;
+
   const hint = access.kind === 'status' ? (HINTS[principal.scope.kind] ?? '') : '';
   throw new ForbiddenError(
     `this key (${describeScope(principal.scope)}) does not reach ${describeAccess(access)}${hint}`,

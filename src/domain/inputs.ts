@@ -18,15 +18,28 @@ const optionalBoolean = z
   .nullish()
   .transform((value) => value ?? undefined);
 
+/** Honcho's `metadata` or `configuration`: a JSON object of bounded size; absent or null keeps the stored one. */
+const attributeSchema = z
+  .record(z.string(), z.unknown(), { error: 'must be a JSON object' })
+  .refine((value) => Buffer.byteLength(JSON.stringify(value)) <= limits.attributesMaxBytes, {
+    error: `must be at most ${limits.attributesMaxBytes} bytes as JSON`,
+  })
+  .nullish()
+  .transform((value) => value ?? undefined);
+
 export const upsertWorkspaceInput = z.strictObject({
   id: idSchema,
   settings: settingsOverrideSchema.nullish().transform((settings) => settings ?? undefined),
+  metadata: attributeSchema,
+  configuration: attributeSchema,
 });
 
 export const upsertPeerInput = z.strictObject({
   workspaceId: workspaceIdSchema,
   id: idSchema,
   observeMe: optionalBoolean,
+  metadata: attributeSchema,
+  configuration: attributeSchema,
 });
 
 export const sessionPeerInput = z.strictObject({
@@ -58,6 +71,8 @@ export const upsertSessionInput = z.strictObject({
     .nullish()
     .transform((peers) => peers ?? undefined),
   settings: settingsOverrideSchema.nullish().transform((settings) => settings ?? undefined),
+  metadata: attributeSchema,
+  configuration: attributeSchema,
 });
 
 export const removeSessionPeersInput = z.strictObject({
@@ -69,6 +84,7 @@ export const removeSessionPeersInput = z.strictObject({
 export const messageInput = z.strictObject({
   peerId: idSchema,
   content: contentSchema,
+  metadata: attributeSchema,
 });
 
 export const addMessagesInput = z.strictObject({
@@ -81,6 +97,7 @@ export const addMessagesInput = z.strictObject({
       error: `must hold at most ${limits.messagesPerCallMax} messages per call`,
     }),
   notifyWhenDerived: z.boolean().nullish(),
+  createSession: z.boolean().nullish(),
 });
 
 export const statusFilterInput = z.strictObject({

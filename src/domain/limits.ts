@@ -17,6 +17,8 @@ export const limits = {
   coalesceMaxMs: 10_000,
   /** Webhook endpoints one workspace may register. */
   webhooksPerWorkspace: 20,
+  /** Bytes of one `metadata` or `configuration` object, as JSON. */
+  attributesMaxBytes: 16 * 1024,
 } as const;
 
 export const DEFAULT_WORKSPACE_ID = 'default';

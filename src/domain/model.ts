@@ -1,7 +1,29 @@
 import type { SettingsOverride } from './settings.ts';
 
+/** A JSON object as a client gave it (Honcho's `metadata` and `configuration`). */
+export type JsonObject = { readonly [key: string]: unknown };
+
+/** Honcho's attributes of a workspace, peer or session: when it was created, and two JSON objects. */
+export interface Attributes {
+  /** When it was first created, epoch ms. */
+  readonly createdAt: number;
+  /** @default {} */
+  readonly metadata: JsonObject;
+  /** @default {} */
+  readonly configuration: JsonObject;
+}
+
+/** What a write sets of `Attributes`: each given object replaces the stored one (Honcho's rule). */
+export interface AttributesUpdate {
+  readonly metadata?: JsonObject | undefined;
+  readonly configuration?: JsonObject | undefined;
+}
+
+/** An upsert's answer: the object, and whether this call created it. */
+export type Upserted<T> = T & { readonly created: boolean };
+
 /** A participant (user or agent). */
-export interface Peer {
+export interface Peer extends Attributes {
   readonly workspaceId: string;
   readonly id: string;
   /** Whether tasks that derive facts about this peer are created. @default true */
@@ -17,12 +39,12 @@ export interface SessionPeer {
   readonly observeOthers: boolean;
 }
 
-export interface Workspace {
+export interface Workspace extends Attributes {
   readonly id: string;
   readonly settings: SettingsOverride;
 }
 
-export interface Session {
+export interface Session extends Attributes {
   readonly workspaceId: string;
   readonly id: string;
   /** Current members, ordered by peer id. */
@@ -42,4 +64,6 @@ export interface Message {
   readonly seq: number;
   readonly content: string;
   readonly createdAt: number;
+  /** @default {} */
+  readonly metadata: JsonObject;
 }

@@ -4,7 +4,7 @@
  */
 import { InvalidInputError } from '../errors.ts';
 import { limits } from './limits.ts';
-import type { SessionPeer } from './model.ts';
+import type { JsonObject, SessionPeer } from './model.ts';
 import type { DerivationSettings } from './settings.ts';
 import { representationUnit, summaryUnit, type WorkUnitKey } from './work-unit-key.ts';
 
@@ -62,6 +62,8 @@ export interface SessionSnapshot {
 export interface PlannedMessage {
   readonly peerId: string;
   readonly content: string;
+  /** Honcho's message metadata, stored as given. @default {} */
+  readonly metadata?: JsonObject | undefined;
   readonly seq: number;
   readonly tasks: readonly PlannedTask[];
 }
@@ -133,7 +135,7 @@ export function tasksForMessage(args: {
  */
 export function planMessages(
   snapshot: SessionSnapshot,
-  messages: readonly { peerId: string; content: string }[],
+  messages: readonly { peerId: string; content: string; metadata?: JsonObject | undefined }[],
   estimate: TokenEstimator = estimateTokens,
 ): MessagePlan {
   const members = [...snapshot.members];
@@ -170,7 +172,13 @@ export function planMessages(
       for (let s = range.fromSeq; s <= range.toSeq; s++) sum += tokensBySeq.get(s) ?? 0;
       return { ...task, tokens: sum };
     });
-    planned.push({ peerId: message.peerId, content: message.content, seq, tasks });
+    planned.push({
+      peerId: message.peerId,
+      content: message.content,
+      metadata: message.metadata,
+      seq,
+      tasks,
+    });
   }
   return { newPeers, joins, messages: planned };
 }

@@ -231,6 +231,10 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
   // Honcho's REST subset: each route one operation through this Yoga, with the caller's key.
   const honcho = createHonchoRest({
     bodies,
+    scopeOf: async (authorization) => {
+      const principal = await authenticate(authorization).catch(() => OPEN);
+      return principal.kind === 'key' ? principal.scope : null;
+    },
     execute: async (operation, from) => {
       const response = await yoga.fetch(
         `http://localhost${GRAPHQL_PATH}`,

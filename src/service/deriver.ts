@@ -19,25 +19,28 @@ import {
   upsertSessionInput,
   upsertWorkspaceInput,
 } from '../domain/inputs.ts';
-import type { Peer, Session, Workspace } from '../domain/model.ts';
+import type { Peer, Session, Upserted, Workspace } from '../domain/model.ts';
 import { planMessages, planSessionPeers, type TokenEstimator } from '../domain/task-generation.ts';
 import { NotFoundError } from '../errors.ts';
 import type { StatusQuery } from '../status/status-filter.ts';
 import type { AppendMessagesResult, Store } from '../store/store.ts';
 
 export interface Deriver {
-  upsertWorkspace(input: UpsertWorkspaceInput): Promise<Workspace>;
-  /** Creates the peer (and its workspace) or updates its `observeMe`. */
-  upsertPeer(input: UpsertPeerInput): Promise<Peer>;
+  /** Gets or creates the workspace; given settings, metadata and configuration are stored. */
+  upsertWorkspace(input: UpsertWorkspaceInput): Promise<Upserted<Workspace>>;
+  getWorkspace(id: string): Promise<Workspace | null>;
+  /** Creates the peer (and its workspace) or updates its `observeMe`, metadata and configuration. */
+  upsertPeer(input: UpsertPeerInput): Promise<Upserted<Peer>>;
   getPeer(input: LookupInput): Promise<Peer | null>;
   /** Creates the session or updates it; listed peers join (created when missing) or are updated. */
-  upsertSession(input: UpsertSessionInput): Promise<Session>;
+  upsertSession(input: UpsertSessionInput): Promise<Upserted<Session>>;
   /** Peers leave the session; their earlier tasks stay. Throws `NotFoundError` for an unknown session. */
   removeSessionPeers(input: RemoveSessionPeersInput): Promise<Session>;
   getSession(input: LookupInput): Promise<Session | null>;
   /**
    * Stores 1 to 100 messages and the tasks they create, in one transaction. Senders that are not in
-   * the session join it. Throws `NotFoundError` when the session does not exist.
+   * the session join it. Throws `NotFoundError` when the session does not exist, unless
+   * `createSession` asks to create it (Honcho's rule for a message).
    */
   addMessages(input: AddMessagesInput): Promise<AppendMessagesResult>;
   /**
@@ -58,13 +61,17 @@ export function createDeriver(options: DeriverOptions): Deriver {
   const { store, estimateTokens } = options;
   return {
     async upsertWorkspace(input) {
-      const { id, settings } = parseInput(upsertWorkspaceInput, input);
-      return store.upsertWorkspace(id, settings);
+      const { id, settings, metadata, configuration } = parseInput(upsertWorkspaceInput, input);
+      return store.upsertWorkspace(id, settings, { metadata, configuration });
+    },
+
+    async getWorkspace(id) {
+      return store.getWorkspace(id);
     },
 
     async upsertPeer(input) {
-      const { workspaceId, id, observeMe } = parseInput(upsertPeerInput, input);
-      return store.upsertPeer(workspaceId, id, observeMe);
+      const { workspaceId, id, observeMe, metadata, configuration } = parseInput(upsertPeerInput, input);
+      return store.upsertPeer(workspaceId, id, observeMe, { metadata, configuration });
     },
 
     async getPeer(input) {
@@ -73,9 +80,16 @@ export function createDeriver(options: DeriverOptions): Deriver {
     },
 
     async upsertSession(input) {
-      const { workspaceId, id, peers = [], settings } = parseInput(upsertSessionInput, input);
+      const {
+        workspaceId,
+        id,
+        peers = [],
+        settings,
+        metadata,
+        configuration,
+      } = parseInput(upsertSessionInput, input);
       return store.upsertSession(
-        { workspaceId, id, settings },
+        { workspaceId, id, settings, attributes: { metadata, configuration } },
         peers.map((p) => p.peerId),
         (current) => planSessionPeers(current, peers),
       );
@@ -95,8 +109,17 @@ export function createDeriver(options: DeriverOptions): Deriver {
     },
 
     async addMessages(input) {
-      const { workspaceId, sessionId, messages, notifyWhenDerived } = parseInput(addMessagesInput, input);
-      const request = { workspaceId, sessionId, messages, notifyWhenDerived: notifyWhenDerived ?? false };
+      const { workspaceId, sessionId, messages, notifyWhenDerived, createSession } = parseInput(
+        addMessagesInput,
+        input,
+      );
+      const request = {
+        workspaceId,
+        sessionId,
+        messages,
+        notifyWhenDerived: notifyWhenDerived ?? false,
+        createSession: createSession ?? false,
+      };
       return store.appendMessages(request, (snapshot) => planMessages(snapshot, messages, estimateTokens));
     },
 

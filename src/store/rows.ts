@@ -1,8 +1,10 @@
 /** Row shapes both stores share (the same columns in SQLite and PostgreSQL), and their mapping. */
+
 import { addCounters, type Counters, zeroCounters } from '../domain/counters.ts';
 import type { Message } from '../domain/model.ts';
 import { summaryRangeOf, type TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
+import { jsonColumn } from './attributes.ts';
 import type { FailedTask, ReleaseReason, TaskRecord, TaskRow, TaskState, WorkUnitInfo } from './store.ts';
 
 export interface UnitRow {
@@ -93,6 +95,8 @@ export interface MessageRow {
   seq: number;
   content: string;
   created_at: number;
+  /** JSON text (SQLite), parsed jsonb (PostgreSQL), or NULL for none. */
+  metadata: unknown;
 }
 
 export const messageOf = (row: MessageRow, workspaceId: string, sessionId: string): Message => ({
@@ -103,6 +107,7 @@ export const messageOf = (row: MessageRow, workspaceId: string, sessionId: strin
   seq: row.seq,
   content: row.content,
   createdAt: row.created_at,
+  metadata: jsonColumn(row.metadata),
 });
 
 /** A task row as both stores read it; `payload` is JSON text in SQLite and parsed in PostgreSQL. */

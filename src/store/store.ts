@@ -31,7 +31,16 @@
  */
 
 import type { Counters, CountersSnapshot, UnitChanges } from '../domain/counters.ts';
-import type { Message, Peer, Session, SessionPeer, Workspace } from '../domain/model.ts';
+import type {
+  AttributesUpdate,
+  JsonObject,
+  Message,
+  Peer,
+  Session,
+  SessionPeer,
+  Upserted,
+  Workspace,
+} from '../domain/model.ts';
 import type { SettingsOverride } from '../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot, SummaryRange, TaskPayload } from '../domain/task-generation.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
@@ -272,7 +281,17 @@ export const CANCELLED_ERROR = 'cancelled before it ran (cancelPendingTasks)';
 export interface AppendMessagesRequest {
   readonly workspaceId: string;
   readonly sessionId: string;
-  readonly messages: readonly { readonly peerId: string; readonly content: string }[];
+  readonly messages: readonly {
+    readonly peerId: string;
+    readonly content: string;
+    /** @default {} */
+    readonly metadata?: JsonObject | undefined;
+  }[];
+  /**
+   * Create the session (and its workspace) when it does not exist, as Honcho does for a message;
+   * its senders join it. @default false: `NotFoundError` for an unknown session
+   */
+  readonly createSession?: boolean | undefined;
   /**
    * Watch the call: when every task its messages created has finished (succeeded, failed for good
    * or cancelled), the transaction finishing the last one writes a `messages.derived` event
@@ -292,6 +311,8 @@ export interface UpsertSessionRequest {
   readonly workspaceId: string;
   readonly id: string;
   readonly settings?: SettingsOverride | undefined;
+  /** Honcho's metadata and configuration: each given one replaces the stored one. */
+  readonly attributes?: AttributesUpdate | undefined;
 }
 
 /** Which tasks of which messages a derivation read covers (docs/api.md, "Your messages, derived"). */
@@ -362,10 +383,21 @@ export interface Store {
    */
   readonly rateLimits: RateLimits;
 
-  upsertWorkspace(id: string, settings?: SettingsOverride): Promise<Workspace>;
+  /** Gets or creates a workspace; given settings are merged in, given attributes replace the stored ones. */
+  upsertWorkspace(
+    id: string,
+    settings?: SettingsOverride,
+    attributes?: AttributesUpdate,
+  ): Promise<Upserted<Workspace>>;
+  getWorkspace(id: string): Promise<Workspace | null>;
 
   /** Creates the workspace if needed; `observeMe` undefined keeps the current value (true when new). */
-  upsertPeer(workspaceId: string, id: string, observeMe?: boolean): Promise<Peer>;
+  upsertPeer(
+    workspaceId: string,
+    id: string,
+    observeMe?: boolean,
+    attributes?: AttributesUpdate,
+  ): Promise<Upserted<Peer>>;
   getPeer(workspaceId: string, id: string): Promise<Peer | null>;
 
   /**
@@ -376,7 +408,7 @@ export interface Store {
     request: UpsertSessionRequest,
     peerIds: readonly string[],
     planMembers: (current: readonly SessionPeer[]) => readonly SessionPeer[],
-  ): Promise<Session>;
+  ): Promise<Upserted<Session>>;
   getSession(workspaceId: string, id: string): Promise<Session | null>;
 
   /**

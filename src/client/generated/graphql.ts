@@ -15,6 +15,8 @@ export type DerivationSettingsInput = {
 export type MessageInput = {
   /** 0 to 65,535 characters; longer is rejected. */
   content: string;
+  /** Free-form, stored as given (at most 16 KiB as JSON). */
+  metadata?: unknown;
   peerId: string;
 };
 

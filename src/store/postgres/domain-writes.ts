@@ -4,11 +4,12 @@
  * session take sequence numbers one after the other.
  */
 
-import type { Message, Session, SessionPeer } from '../../domain/model.ts';
+import type { AttributesUpdate, Message, Peer, Session, SessionPeer, Workspace } from '../../domain/model.ts';
 import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
 import { formatWorkUnitKey, type TaskType } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
+import { attributesOf, messageMetadataColumn, updateColumns } from '../attributes.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import type { Head, UnitRow } from '../rows.ts';
 import type { AppendMessagesRequest, AppendMessagesResult } from '../store.ts';
@@ -16,11 +17,53 @@ import { insertWatchSql, newWatch } from '../webhook-sql.ts';
 import type { Db } from './connection.ts';
 import { claimableAt, recordEvent } from './queue.ts';
 
-export async function ensureWorkspace(db: Db, id: string, now: number): Promise<void> {
-  await db.query('INSERT INTO workspaces (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [
-    id,
-    now,
-  ]);
+/** Creates the workspace when missing; whether it did. */
+export async function ensureWorkspace(db: Db, id: string, now: number): Promise<boolean> {
+  const inserted = await db.query(
+    'INSERT INTO workspaces (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING',
+    [id, now],
+  );
+  return (inserted.rowCount ?? 0) > 0;
+}
+
+type AttributeTable = 'workspaces' | 'peers' | 'sessions';
+
+/** Replaces the given attributes of a row (the key: `id`, or `workspace_id` and `id`). */
+export async function setAttributes(
+  db: Db,
+  table: AttributeTable,
+  key: readonly string[],
+  update: AttributesUpdate,
+): Promise<void> {
+  const { metadata, configuration } = updateColumns(update);
+  const where = key.length === 1 ? 'id = $3' : 'workspace_id = $3 AND id = $4';
+  await db.query(
+    `UPDATE ${table} SET metadata = coalesce($1::jsonb, metadata),
+       configuration = coalesce($2::jsonb, configuration) WHERE ${where}`,
+    [metadata, configuration, ...key],
+  );
+}
+
+export async function readWorkspace(db: Db, id: string): Promise<Workspace | null> {
+  const row = (
+    await db.query<{
+      settings: SettingsOverride;
+      created_at: string;
+      metadata: unknown;
+      configuration: unknown;
+    }>('SELECT settings, created_at, metadata, configuration FROM workspaces WHERE id = $1', [id])
+  ).rows[0];
+  return row ? { id, settings: row.settings, ...attributesOf(row) } : null;
+}
+
+export async function readPeer(db: Db, workspaceId: string, id: string): Promise<Peer | null> {
+  const row = (
+    await db.query<{ observe_me: boolean; created_at: string; metadata: unknown; configuration: unknown }>(
+      'SELECT observe_me, created_at, metadata, configuration FROM peers WHERE workspace_id = $1 AND id = $2',
+      [workspaceId, id],
+    )
+  ).rows[0];
+  return row ? { workspaceId, id, observeMe: row.observe_me, ...attributesOf(row) } : null;
 }
 
 export async function ensurePeers(db: Db, workspaceId: string, peerIds: readonly string[], now: number) {
@@ -64,8 +107,15 @@ export async function readMembers(db: Db, workspaceId: string, sessionId: string
 
 export async function readSession(db: Db, workspaceId: string, id: string): Promise<Session | null> {
   const row = (
-    await db.query<{ settings: SettingsOverride; message_count: number }>(
-      'SELECT settings, message_count FROM sessions WHERE workspace_id = $1 AND id = $2',
+    await db.query<{
+      settings: SettingsOverride;
+      message_count: number;
+      created_at: string;
+      metadata: unknown;
+      configuration: unknown;
+    }>(
+      `SELECT settings, message_count, created_at, metadata, configuration FROM sessions
+       WHERE workspace_id = $1 AND id = $2`,
       [workspaceId, id],
     )
   ).rows[0];
@@ -76,6 +126,7 @@ export async function readSession(db: Db, workspaceId: string, id: string): Prom
     peers: await readMembers(db, workspaceId, id),
     settings: row.settings,
     messageCount: row.message_count,
+    ...attributesOf(row),
   };
 }
 
@@ -122,6 +173,13 @@ export async function appendMessages(
   batches: BatchPolicies,
 ): Promise<AppendMessagesResult> {
   const { workspaceId, sessionId } = request;
+  if (request.createSession) {
+    await ensureWorkspace(db, workspaceId, now);
+    await db.query(
+      'INSERT INTO sessions (workspace_id, id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+      [workspaceId, sessionId, now],
+    );
+  }
   const session = (
     await db.query<{ settings: SettingsOverride; message_count: number }>(
       'SELECT settings, message_count FROM sessions WHERE workspace_id = $1 AND id = $2 FOR UPDATE',
@@ -152,9 +210,9 @@ export async function appendMessages(
     );
   }
   const inserted = await db.query<{ id: number; seq: number }>(
-    `INSERT INTO messages (workspace_id, session_id, seq, peer_id, content, created_at)
-     SELECT $1, $2, m.seq, m.peer_id, m.content, $6
-     FROM unnest($3::integer[], $4::text[], $5::text[]) AS m(seq, peer_id, content)
+    `INSERT INTO messages (workspace_id, session_id, seq, peer_id, content, created_at, metadata)
+     SELECT $1, $2, m.seq, m.peer_id, m.content, $6, m.metadata
+     FROM unnest($3::integer[], $4::text[], $5::text[], $7::jsonb[]) AS m(seq, peer_id, content, metadata)
      ORDER BY m.seq RETURNING id, seq`,
     [
       workspaceId,
@@ -163,6 +221,7 @@ export async function appendMessages(
       planned.messages.map((m) => m.peerId),
       planned.messages.map((m) => m.content),
       now,
+      planned.messages.map((m) => messageMetadataColumn(m.metadata)),
     ],
   );
   const idBySeq = new Map(inserted.rows.map((r) => [r.seq, r.id]));
@@ -174,6 +233,7 @@ export async function appendMessages(
     seq: m.seq,
     content: m.content,
     createdAt: now,
+    metadata: m.metadata ?? {},
   }));
 
   // Tasks in creation order (message order, then the order the plan lists them): ids are FIFO.

@@ -13,7 +13,7 @@
  * itself when the database is back.
  */
 import type { Counters } from '../../domain/counters.ts';
-import type { Peer, Workspace } from '../../domain/model.ts';
+import type { Peer, Upserted, Workspace } from '../../domain/model.ts';
 import { mergeOverrides } from '../../domain/settings.ts';
 import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
@@ -52,8 +52,10 @@ import {
   ensurePeers,
   ensureWorkspace,
   readMembers,
+  readPeer,
   readSession,
-  readWorkspaceSettings,
+  readWorkspace,
+  setAttributes,
   setWorkspaceSettings,
   writeMembers,
 } from './domain-writes.ts';
@@ -95,40 +97,41 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     events,
     rateLimits: createPostgresRateLimits(transaction),
 
-    upsertWorkspace: (id, settings) =>
-      transaction(async (db, now): Promise<Workspace> => {
-        await ensureWorkspace(db, id, now);
-        const merged = settings
-          ? await setWorkspaceSettings(db, id, settings)
-          : await readWorkspaceSettings(db, id);
-        return { id, settings: merged ?? {} };
+    upsertWorkspace: (id, settings, attributes) =>
+      transaction(async (db, now): Promise<Upserted<Workspace>> => {
+        const created = await ensureWorkspace(db, id, now);
+        if (settings) await setWorkspaceSettings(db, id, settings);
+        if (attributes) await setAttributes(db, 'workspaces', [id], attributes);
+        const workspace = await readWorkspace(db, id);
+        if (!workspace) throw new Error(`workspace ${id} vanished inside its transaction`);
+        return { ...workspace, created };
       }),
 
-    upsertPeer: (workspaceId, id, observeMe) =>
-      transaction(async (db, now): Promise<Peer> => {
+    getWorkspace: (id) => transaction((db) => readWorkspace(db, id)),
+
+    upsertPeer: (workspaceId, id, observeMe, attributes) =>
+      transaction(async (db, now): Promise<Upserted<Peer>> => {
         await ensureWorkspace(db, workspaceId, now);
-        const row = await db.query<{ observe_me: boolean }>(
+        // xmax = 0 only on a row this statement inserted.
+        const row = await db.query<{ created: boolean }>(
           `INSERT INTO peers (workspace_id, id, observe_me, created_at) VALUES ($1, $2, $3, $4)
            ON CONFLICT (workspace_id, id) DO UPDATE SET observe_me = coalesce($5, peers.observe_me)
-           RETURNING observe_me`,
+           RETURNING (xmax = 0) AS created`,
           [workspaceId, id, observeMe !== false, now, observeMe ?? null],
         );
-        return { workspaceId, id, observeMe: row.rows[0]?.observe_me === true };
+        if (attributes) await setAttributes(db, 'peers', [workspaceId, id], attributes);
+        const peer = await readPeer(db, workspaceId, id);
+        if (!peer) throw new Error(`peer ${id} vanished inside its transaction`);
+        return { ...peer, created: row.rows[0]?.created === true };
       }),
 
-    async getPeer(workspaceId, id) {
-      const rows = await connection.query<{ observe_me: boolean }>(
-        'SELECT observe_me FROM peers WHERE workspace_id = $1 AND id = $2',
-        [workspaceId, id],
-      );
-      return rows[0] ? { workspaceId, id, observeMe: rows[0].observe_me } : null;
-    },
+    getPeer: (workspaceId, id) => transaction((db) => readPeer(db, workspaceId, id)),
 
     upsertSession: (request, peerIds, planMembers) =>
       transaction(async (db, now) => {
         const { workspaceId, id } = request;
         await ensureWorkspace(db, workspaceId, now);
-        await db.query(
+        const inserted = await db.query(
           'INSERT INTO sessions (workspace_id, id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
           [workspaceId, id, now],
         );
@@ -145,12 +148,13 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
             JSON.stringify(merged),
           ]);
         }
+        if (request.attributes) await setAttributes(db, 'sessions', [workspaceId, id], request.attributes);
         await ensurePeers(db, workspaceId, peerIds, now);
         const current = await readMembers(db, workspaceId, id);
         await writeMembers(db, workspaceId, id, current, planMembers(current), now);
         const stored = await readSession(db, workspaceId, id);
         if (!stored) throw new Error(`session ${id} vanished inside its transaction`);
-        return stored;
+        return { ...stored, created: (inserted.rowCount ?? 0) > 0 };
       }),
 
     getSession: (workspaceId, id) => transaction((db) => readSession(db, workspaceId, id)),
@@ -163,7 +167,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
     async listMessages(workspaceId, sessionId, options = {}) {
       const rows = await connection.query<MessageRow>(
-        `SELECT id, peer_id, seq, content, created_at FROM messages
+        `SELECT id, peer_id, seq, content, created_at, metadata FROM messages
          WHERE workspace_id = $1 AND session_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
         [workspaceId, sessionId, options.afterSeq ?? 0, options.limit ?? 100],
       );

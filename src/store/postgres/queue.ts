@@ -82,7 +82,7 @@ async function loadMessages(
     if (covered.kind === 'message') wanted.set(covered.id, [...(wanted.get(covered.id) ?? []), row.id]);
     else if (covered.kind === 'range') {
       const found = await db.query<MessageRow>(
-        `SELECT id, peer_id, seq, content, created_at FROM messages
+        `SELECT id, peer_id, seq, content, created_at, metadata FROM messages
          WHERE workspace_id = $1 AND session_id = $2 AND seq BETWEEN $3 AND $4 ORDER BY seq`,
         [covered.workspaceId, covered.sessionId, covered.fromSeq, covered.toSeq],
       );
@@ -94,7 +94,7 @@ async function loadMessages(
   }
   if (wanted.size > 0) {
     const found = await db.query<MessageRow & { workspace_id: string; session_id: string }>(
-      `SELECT id, workspace_id, session_id, peer_id, seq, content, created_at FROM messages
+      `SELECT id, workspace_id, session_id, peer_id, seq, content, created_at, metadata FROM messages
        WHERE id = ANY($1::bigint[])`,
       [[...wanted.keys()]],
     );

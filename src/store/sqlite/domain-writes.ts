@@ -2,19 +2,31 @@
  * Workspaces, peers, sessions, members and messages in the embedded store. Every function runs
  * inside the caller's transaction.
  */
-import type { Message, Session, SessionPeer } from '../../domain/model.ts';
+import type { Message, Peer, Session, SessionPeer, Upserted, Workspace } from '../../domain/model.ts';
 import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
 import { formatWorkUnitKey, type WorkUnitKey } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
+import { attributesOf, messageMetadataColumn, updateColumns } from '../attributes.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import type { AppendMessagesRequest, AppendMessagesResult, UpsertSessionRequest } from '../store.ts';
 import { newWatch, sqliteValues } from '../webhook-sql.ts';
 import { gateBatches, recordEvent } from './queue.ts';
 import type { Statements } from './statements.ts';
 
-export function ensureWorkspace(sql: Statements, id: string, now: number): void {
-  sql.insertWorkspace.run(id, now);
+/** Creates the workspace when missing; whether it did. */
+export function ensureWorkspace(sql: Statements, id: string, now: number): boolean {
+  return sql.insertWorkspace.run(id, now).changes > 0;
+}
+
+export function readWorkspace(sql: Statements, id: string): Workspace | null {
+  const row = sql.getWorkspace.get(id);
+  return row ? { id, settings: JSON.parse(row.settings) as SettingsOverride, ...attributesOf(row) } : null;
+}
+
+export function readPeer(sql: Statements, workspaceId: string, id: string): Peer | null {
+  const row = sql.getPeer.get(workspaceId, id);
+  return row ? { workspaceId, id, observeMe: row.observe_me === 1, ...attributesOf(row) } : null;
 }
 
 export function readMembers(sql: Statements, workspaceId: string, sessionId: string): SessionPeer[] {
@@ -34,6 +46,7 @@ export function readSession(sql: Statements, workspaceId: string, id: string): S
     peers: readMembers(sql, workspaceId, id),
     settings: JSON.parse(row.settings) as SettingsOverride,
     messageCount: row.message_count,
+    ...attributesOf(row),
   };
 }
 
@@ -53,10 +66,14 @@ export function writeSession(
   peerIds: readonly string[],
   planMembers: (current: readonly SessionPeer[]) => readonly SessionPeer[],
   now: number,
-): Session {
+): Upserted<Session> {
   const { workspaceId, id } = request;
   ensureWorkspace(sql, workspaceId, now);
-  sql.insertSession.run(workspaceId, id, now);
+  const created = sql.insertSession.run(workspaceId, id, now).changes > 0;
+  if (request.attributes) {
+    const { metadata, configuration } = updateColumns(request.attributes);
+    sql.setSessionAttributes.run(metadata, configuration, workspaceId, id);
+  }
   if (request.settings) {
     const current = sql.getSession.get(workspaceId, id)?.settings;
     sql.setSessionSettings.run(mergedSettings(current, request.settings), workspaceId, id);
@@ -80,7 +97,7 @@ export function writeSession(
   }
   const session = readSession(sql, workspaceId, id);
   if (!session) throw new Error(`session ${id} vanished inside its transaction`);
-  return session;
+  return { ...session, created };
 }
 
 /** Appends the planned messages and their tasks. */
@@ -92,6 +109,10 @@ export function appendMessages(
   batches: BatchPolicies,
 ): AppendMessagesResult {
   const { workspaceId, sessionId } = request;
+  if (request.createSession) {
+    ensureWorkspace(sql, workspaceId, now);
+    sql.insertSession.run(workspaceId, sessionId, now);
+  }
   const session = sql.getSession.get(workspaceId, sessionId);
   if (!session) throw new NotFoundError('session', sessionId);
   const members = readMembers(sql, workspaceId, sessionId);
@@ -147,8 +168,15 @@ export function appendMessages(
   const messages: Message[] = [];
   const messageIds = planned.messages.map(
     (message) =>
-      sql.insertMessage.run(workspaceId, sessionId, message.seq, message.peerId, message.content, now)
-        .lastInsertRowid,
+      sql.insertMessage.run(
+        workspaceId,
+        sessionId,
+        message.seq,
+        message.peerId,
+        message.content,
+        now,
+        messageMetadataColumn(message.metadata),
+      ).lastInsertRowid,
   );
   const taskCount = planned.messages.reduce((n, m) => n + m.tasks.length, 0);
   const watch = request.notifyWhenDerived
@@ -165,6 +193,7 @@ export function appendMessages(
       seq: message.seq,
       content: message.content,
       createdAt: now,
+      metadata: message.metadata ?? {},
     });
     for (const task of message.tasks) {
       const unit = units.get(formatWorkUnitKey(task.key));

@@ -50,6 +50,7 @@ function taskRecord(sql: Statements, row: TaskRowData & Partial<JoinedMessage>, 
       seq: row.m_seq ?? 0,
       content: row.m_content,
       created_at: row.m_created_at ?? 0,
+      metadata: row.m_metadata ?? null,
     };
     messages = [messageOf(joined, unit.workspace_id, unit.session_id)];
   } else if (covered.kind === 'message') {

@@ -8,11 +8,11 @@
 
 import type Database from 'better-sqlite3';
 import type { Counters } from '../../domain/counters.ts';
-import type { Peer, Workspace } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
 import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
 import { eventsColumn } from '../../webhooks/events.ts';
+import { updateColumns } from '../attributes.ts';
 import { counterQuery, LIVE_COUNTS_SQL, stuckTasksQuery } from '../counter-sql.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import { createLocalRateLimits } from '../rate-limits.ts';
@@ -47,8 +47,9 @@ import {
   appendMessages,
   ensureWorkspace,
   mergedSettings,
+  readPeer,
   readSession,
-  readWorkspaceSettings,
+  readWorkspace,
   writeSession,
 } from './domain-writes.ts';
 import { createGroupCommit } from './group-commit.ts';
@@ -93,34 +94,43 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
     events,
     rateLimits: createLocalRateLimits(clock),
 
-    async upsertWorkspace(id, settings) {
+    async upsertWorkspace(id, settings, attributes) {
       return durable(() => {
-        ensureWorkspace(sql, id, clock());
+        const created = ensureWorkspace(sql, id, clock());
         if (settings)
           sql.setWorkspaceSettings.run(mergedSettings(sql.getWorkspace.get(id)?.settings, settings), id);
-        return { id, settings: readWorkspaceSettings(sql, id) ?? {} } satisfies Workspace;
+        if (attributes) {
+          const { metadata, configuration } = updateColumns(attributes);
+          sql.setWorkspaceAttributes.run(metadata, configuration, id);
+        }
+        const workspace = readWorkspace(sql, id);
+        if (!workspace) throw new Error(`workspace ${id} vanished inside its transaction`);
+        return { ...workspace, created };
       });
     },
 
-    async upsertPeer(workspaceId, id, observeMe) {
+    async getWorkspace(id) {
+      return readWorkspace(sql, id);
+    },
+
+    async upsertPeer(workspaceId, id, observeMe, attributes) {
       return durable(() => {
         const now = clock();
         ensureWorkspace(sql, workspaceId, now);
-        sql.upsertPeer.run(
-          workspaceId,
-          id,
-          observeMe === false ? 0 : 1,
-          now,
-          observeMe === undefined ? null : observeMe ? 1 : 0,
-        );
-        const row = sql.getPeer.get(workspaceId, id);
-        return { workspaceId, id, observeMe: row?.observe_me === 1 } satisfies Peer;
+        const created = sql.insertPeer.run(workspaceId, id, now).changes > 0;
+        if (observeMe !== undefined) sql.setPeerObserveMe.run(observeMe ? 1 : 0, workspaceId, id);
+        if (attributes) {
+          const { metadata, configuration } = updateColumns(attributes);
+          sql.setPeerAttributes.run(metadata, configuration, workspaceId, id);
+        }
+        const peer = readPeer(sql, workspaceId, id);
+        if (!peer) throw new Error(`peer ${id} vanished inside its transaction`);
+        return { ...peer, created };
       });
     },
 
     async getPeer(workspaceId, id) {
-      const row = sql.getPeer.get(workspaceId, id);
-      return row ? { workspaceId, id, observeMe: row.observe_me === 1 } : null;
+      return readPeer(sql, workspaceId, id);
     },
 
     async upsertSession(request, peerIds, planMembers) {

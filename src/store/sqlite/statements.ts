@@ -43,12 +43,20 @@ export interface FinishedTask {
 /** A task row as SQLite returns it (the payload is JSON text). */
 export type TaskRowData = TaskRowOf<string>;
 
+/** Honcho's attributes as the rows keep them (see `../attributes.ts`). */
+interface AttributeColumns {
+  created_at: number;
+  metadata: string | null;
+  configuration: string | null;
+}
+
 /** A task's message, joined to its row (`null` columns when it has none). */
 export interface JoinedMessage {
   m_peer_id: string | null;
   m_seq: number | null;
   m_content: string | null;
   m_created_at: number | null;
+  m_metadata: string | null;
 }
 
 /** Parameters of `UNIT_FILTER`: `null` matches any value. */
@@ -103,23 +111,38 @@ export function prepareStatements(db: Database.Database) {
     insertWorkspace: p<[string, number]>(
       'INSERT INTO workspaces (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING',
     ),
-    getWorkspace: p<[string], { settings: string }>('SELECT settings FROM workspaces WHERE id = ?'),
+    getWorkspace: p<[string], { settings: string } & AttributeColumns>(
+      'SELECT settings, created_at, metadata, configuration FROM workspaces WHERE id = ?',
+    ),
+    /** Values: metadata, configuration (JSON text, or null to keep), then the key. */
+    setWorkspaceAttributes: p<[string | null, string | null, string]>(
+      `UPDATE workspaces SET metadata = coalesce(?, metadata), configuration = coalesce(?, configuration)
+       WHERE id = ?`,
+    ),
+    setPeerAttributes: p<[string | null, string | null, string, string]>(
+      `UPDATE peers SET metadata = coalesce(?, metadata), configuration = coalesce(?, configuration)
+       WHERE workspace_id = ? AND id = ?`,
+    ),
+    setSessionAttributes: p<[string | null, string | null, string, string]>(
+      `UPDATE sessions SET metadata = coalesce(?, metadata), configuration = coalesce(?, configuration)
+       WHERE workspace_id = ? AND id = ?`,
+    ),
     setWorkspaceSettings: p<[string, string]>('UPDATE workspaces SET settings = ? WHERE id = ?'),
     insertPeer: p<[string, string, number]>(
       'INSERT INTO peers (workspace_id, id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
     ),
-    upsertPeer: p<[string, string, number, number, number | null]>(
-      `INSERT INTO peers (workspace_id, id, observe_me, created_at) VALUES (?, ?, ?, ?)
-       ON CONFLICT (workspace_id, id) DO UPDATE SET observe_me = coalesce(?, observe_me)`,
+    setPeerObserveMe: p<[number, string, string]>(
+      'UPDATE peers SET observe_me = ? WHERE workspace_id = ? AND id = ?',
     ),
-    getPeer: p<[string, string], { observe_me: number }>(
-      'SELECT observe_me FROM peers WHERE workspace_id = ? AND id = ?',
+    getPeer: p<[string, string], { observe_me: number } & AttributeColumns>(
+      'SELECT observe_me, created_at, metadata, configuration FROM peers WHERE workspace_id = ? AND id = ?',
     ),
     insertSession: p<[string, string, number]>(
       'INSERT INTO sessions (workspace_id, id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
     ),
-    getSession: p<[string, string], { settings: string; message_count: number }>(
-      'SELECT settings, message_count FROM sessions WHERE workspace_id = ? AND id = ?',
+    getSession: p<[string, string], { settings: string; message_count: number } & AttributeColumns>(
+      `SELECT settings, message_count, created_at, metadata, configuration FROM sessions
+       WHERE workspace_id = ? AND id = ?`,
     ),
     setSessionSettings: p<[string, string, string]>(
       'UPDATE sessions SET settings = ? WHERE workspace_id = ? AND id = ?',
@@ -140,15 +163,12 @@ export function prepareStatements(db: Database.Database) {
     deleteMember: p<[string, string, string]>(
       'DELETE FROM session_peers WHERE workspace_id = ? AND session_id = ? AND peer_id = ?',
     ),
-    insertMessage: p<[string, string, number, string, string, number]>(
-      `INSERT INTO messages (workspace_id, session_id, seq, peer_id, content, created_at)
-       VALUES (?, ?, ?, ?, ?, ?)`,
+    insertMessage: p<[string, string, number, string, string, number, string | null]>(
+      `INSERT INTO messages (workspace_id, session_id, seq, peer_id, content, created_at, metadata)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
     ),
-    listMessages: p<
-      [string, string, number, number],
-      { id: number; peer_id: string; seq: number; content: string; created_at: number }
-    >(
-      `SELECT id, peer_id, seq, content, created_at FROM messages
+    listMessages: p<[string, string, number, number], MessageRow>(
+      `SELECT id, peer_id, seq, content, created_at, metadata FROM messages
        WHERE workspace_id = ? AND session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
     ),
 
@@ -180,10 +200,10 @@ export function prepareStatements(db: Database.Database) {
        ORDER BY t.id`,
     ),
     getMessage: p<[number], MessageRow & { workspace_id: string; session_id: string }>(
-      'SELECT id, workspace_id, session_id, peer_id, seq, content, created_at FROM messages WHERE id = ?',
+      'SELECT id, workspace_id, session_id, peer_id, seq, content, created_at, metadata FROM messages WHERE id = ?',
     ),
     messagesInRange: p<[string, string, number, number], MessageRow>(
-      `SELECT id, peer_id, seq, content, created_at FROM messages
+      `SELECT id, peer_id, seq, content, created_at, metadata FROM messages
        WHERE workspace_id = ? AND session_id = ? AND seq BETWEEN ? AND ? ORDER BY seq`,
     ),
 
@@ -305,7 +325,8 @@ export function prepareStatements(db: Database.Database) {
      */
     tasksAfter: p<[number, number, number], TaskRowData & Partial<JoinedMessage>>(
       `SELECT t.id, t.unit_id, t.message_id, t.state, t.payload, t.runs, t.failures, t.last_error, t.created_at, t.tokens,
-         m.peer_id AS m_peer_id, m.seq AS m_seq, m.content AS m_content, m.created_at AS m_created_at
+         m.peer_id AS m_peer_id, m.seq AS m_seq, m.content AS m_content, m.created_at AS m_created_at,
+         m.metadata AS m_metadata
        FROM tasks t LEFT JOIN messages m ON m.id = t.message_id
        WHERE t.unit_id = ? AND t.id > ? AND t.finished_at IS NULL ORDER BY t.id LIMIT ?`,
     ),
