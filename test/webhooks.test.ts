@@ -4,6 +4,7 @@
  * server SIGKILLed after the events committed delivers them after its restart; a receiver that never
  * answers does not hold the queue; private addresses are refused unless allowed.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -19,6 +20,7 @@ import { openStore } from '../src/store/open-store.ts';
 import { PG_TYPES } from '../src/store/postgres/connection.ts';
 import { applyReports } from '../src/store/postgres/queue.ts';
 import type { ClaimedUnit } from '../src/store/store.ts';
+import { shownUrl } from '../src/webhooks/destination.ts';
 import type { WebhookEventType } from '../src/webhooks/events.ts';
 import { deferred, tempDir } from './helpers.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
@@ -518,7 +520,7 @@ it.each([
   },
 );
 
-it('refuses a private address unless allowed, and bad input with a clear error', async () => {
+it('takes public internet addresses only unless allowed, never credentials, and refuses bad input with a clear error', async () => {
   const server = await startTestServer();
   cleanups.push(() => server.close());
   const refused = await server.http(
@@ -528,6 +530,59 @@ it('refuses a private address unless allowed, and bad input with a clear error',
     message: expect.stringContaining('WEBHOOK_ALLOW_PRIVATE=true'),
     extensions: { code: 'BAD_USER_INPUT' },
   });
+  // Every IANA special-purpose block, IPv4 and IPv6, and the mapped and translated forms: refused by address.
+  const { networkInterfaces } = await import('node:os');
+  const own = Object.values(networkInterfaces())
+    .flat()
+    .filter((i) => i && !i.internal && i.family === 'IPv4')
+    .map((i) => i!.address);
+  for (const host of [
+    '0.1.2.3',
+    '10.1.2.3',
+    '100.64.0.1',
+    '169.254.1.1',
+    '172.16.0.1',
+    '192.0.0.5',
+    '192.0.2.2',
+    '192.168.1.1',
+    '198.18.0.1',
+    '198.51.100.1',
+    '203.0.113.1',
+    '224.0.0.1',
+    '240.0.0.1',
+    '255.255.255.255',
+    '[::1]',
+    '[64:ff9b::808:808]',
+    '[100::1]',
+    '[2001:db8::1]',
+    '[fc00::1]',
+    '[fe80::1]',
+    '[ff02::1]',
+    '[::ffff:10.0.0.1]',
+    '[::ffff:0:a00:1]',
+    ...own,
+  ]) {
+    const answer = await server.http(
+      `mutation { createWebhook(url: "http://${host}:18090/x", events: [QUEUE_EMPTY], secret: "${SECRET}") { id } }`,
+    );
+    expect(answer.errors?.[0], host).toMatchObject({
+      message: expect.stringContaining('public internet addresses'),
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
+  }
+  // A public address is taken; a URL with credentials never is, and none is ever shown.
+  const publicOne = await server.http(
+    `mutation { createWebhook(url: "https://8.8.8.8/x", events: [QUEUE_EMPTY], secret: "${SECRET}") { url } }`,
+  );
+  expect(publicOne.errors).toBeUndefined();
+  const withCredentials = await server.http(
+    `mutation { createWebhook(url: "https://user:pw@example.com/x", events: [QUEUE_EMPTY], secret: "${SECRET}") { id } }`,
+  );
+  expect(withCredentials.errors?.[0]?.message).toMatch(/may not carry credentials/);
+  expect(withCredentials.errors?.[0]?.message).not.toMatch(/pw/);
+  expect(shownUrl('https://user:pw@example.com/x')).toBe('https://example.com/x');
+  const removed = await server.http<{ webhooks: { id: string }[] }>('{ webhooks { id } }');
+  await gql(server, `mutation { removeWebhook(id: "${removed.data!.webhooks[0]!.id}") }`);
   const short = await server.http(
     'mutation { createWebhook(url: "https://example.com/x", events: [QUEUE_EMPTY], secret: "short") { id } }',
   );

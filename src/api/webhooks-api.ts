@@ -7,7 +7,7 @@ import { authorize } from '../auth/authorize.ts';
 import { limits } from '../domain/limits.ts';
 import { InvalidInputError, NotFoundError } from '../errors.ts';
 import type { Store, WebhookEndpointInfo } from '../store/store.ts';
-import { isPrivateAddress } from '../webhooks/dispatcher.ts';
+import { refusedAddress, refusedUrl, shownUrl } from '../webhooks/destination.ts';
 import { WEBHOOK_EVENT_TYPES, type WebhookEventType, webhookTest } from '../webhooks/events.ts';
 import { builder } from './builder.ts';
 import { workspaceOf } from './filter-args.ts';
@@ -29,7 +29,10 @@ const WebhookEndpointType = builder.objectRef<WebhookEndpointInfo>('WebhookEndpo
   fields: (t) => ({
     id: t.id({ resolve: (e) => String(e.id) }),
     workspaceId: t.exposeID('workspaceId'),
-    url: t.exposeString('url'),
+    url: t.string({
+      description: 'The URL, never with credentials (none can be registered; older ones are hidden).',
+      resolve: (e) => shownUrl(e.url),
+    }),
     events: t.field({ type: [WebhookEventEnum], resolve: (e) => [...e.events] }),
     createdAt: t.string({ resolve: (e) => iso(e.createdAt) ?? '' }),
     pendingDeliveries: t.int({
@@ -57,6 +60,9 @@ const createWebhookInput = z.strictObject({
     .max(2048, { error: 'must be at most 2048 characters' })
     .refine((url) => URL.canParse(url) && /^https?:$/.test(new URL(url).protocol), {
       error: 'must be an http:// or https:// URL',
+    })
+    .refine((url) => !URL.canParse(url) || refusedUrl(new URL(url)) === null, {
+      error: 'may not carry credentials (user:password@): deliveries are signed with the secret instead',
     }),
   events: z
     .array(z.enum(SUBSCRIBABLE as [WebhookEventType, ...WebhookEventType[]]))
@@ -107,12 +113,13 @@ builder.mutationField('createWebhook', (t) =>
     resolve: async (_root, args, ctx) => {
       const workspaceId = workspaceOf(args);
       authorize(ctx.principal, { kind: 'workspace', workspaceId });
-      const host = new URL(args.url).hostname.replace(/^\[|\]$/g, '');
-      if (!ctx.webhooks.allowPrivate && (host === 'localhost' || isPrivateAddress(host))) {
+      const host = new URL(args.url).hostname;
+      const refused = host === 'localhost' ? 'localhost is this host' : refusedAddress(host);
+      if (!ctx.webhooks.allowPrivate && refused) {
         throw new InvalidInputError([
           {
             path: ['url'],
-            message: `${host} is a loopback or private address: webhooks go to public addresses unless the server runs with WEBHOOK_ALLOW_PRIVATE=true`,
+            message: `${refused}: webhooks go to public internet addresses unless the server runs with WEBHOOK_ALLOW_PRIVATE=true`,
           },
         ]);
       }

@@ -22,8 +22,8 @@ import { createHmac } from 'node:crypto';
 import { type LookupAddress, lookup } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
-import { BlockList, isIP } from 'node:net';
 import type { DeliveryOutcome, DueDelivery, Store } from '../store/store.ts';
+import { refusedAddress, refusedUrl } from './destination.ts';
 
 export interface WebhookDispatcherOptions {
   readonly store: Store;
@@ -56,33 +56,6 @@ export const GIVE_UP_AFTER_MS = 24 * 3_600_000;
 export const signWebhook = (body: string, secret: string): string =>
   createHmac('sha256', secret).update(body).digest('hex');
 
-const PRIVATE = new BlockList();
-for (const [net, prefix] of [
-  ['0.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
-  ['172.16.0.0', 12],
-  ['192.168.0.0', 16],
-] as const)
-  PRIVATE.addSubnet(net, prefix, 'ipv4');
-for (const [net, prefix] of [
-  ['::', 128],
-  ['::1', 128],
-  ['fc00::', 7],
-  ['fe80::', 10],
-] as const)
-  PRIVATE.addSubnet(net, prefix, 'ipv6');
-
-/** Whether an address is loopback, private, link-local or unspecified (IPv4-mapped IPv6 too). */
-export function isPrivateAddress(address: string): boolean {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
-  if (mapped) return PRIVATE.check(mapped, 'ipv4');
-  const family = isIP(address);
-  return family === 0 ? false : PRIVATE.check(address, family === 4 ? 'ipv4' : 'ipv6');
-}
-
 /** A DNS lookup for the request that refuses private addresses. */
 const guardedLookup: typeof lookup = ((
   hostname: string,
@@ -91,13 +64,11 @@ const guardedLookup: typeof lookup = ((
 ) => {
   lookup(hostname, { ...options, all: true }, (error, addresses) => {
     if (error) return callback(error, []);
-    const bad = addresses.find((a) => isPrivateAddress(a.address));
-    if (bad) {
+    const reason = addresses.map((a) => refusedAddress(a.address)).find((r) => r !== null);
+    if (reason) {
       return callback(
         Object.assign(
-          new Error(
-            `refused: ${hostname} resolves to ${bad.address}, a private address (set WEBHOOK_ALLOW_PRIVATE=true to allow)`,
-          ),
+          new Error(`refused: ${hostname} resolves to ${reason} (set WEBHOOK_ALLOW_PRIVATE=true to allow)`),
           { code: 'EPRIVATE' },
         ),
         [],
@@ -193,9 +164,9 @@ export function createWebhookDispatcher(options: WebhookDispatcherOptions): Webh
       const body = Buffer.from(delivery.body);
       const signature = signWebhook(delivery.body, delivery.secret);
       const transport = url.protocol === 'https:' ? https : http;
-      const literal = isIP(url.hostname.replace(/^\[|\]$/g, ''));
-      if (!options.allowPrivate && literal && isPrivateAddress(url.hostname.replace(/^\[|\]$/g, ''))) {
-        resolve(`refused: ${url.hostname} is a private address (set WEBHOOK_ALLOW_PRIVATE=true to allow)`);
+      const refused = refusedUrl(url) ?? (options.allowPrivate ? null : refusedAddress(url.hostname));
+      if (refused) {
+        resolve(`refused: ${refused} (set WEBHOOK_ALLOW_PRIVATE=true to allow private addresses)`);
         return;
       }
       const request = transport.request(
