@@ -9,7 +9,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { type Counters, type UnitChanges, zeroCounters } from '../src/domain/counters.ts';
 import { planMessages } from '../src/domain/task-generation.ts';
-import type { ChangeFeed } from '../src/feed/change-feed.ts';
+import type { ChangeFeed, ChangeFeedEvents } from '../src/feed/change-feed.ts';
 
 import { openFeed } from '../src/feed/open-feed.ts';
 import { createPostgresFeed } from '../src/feed/postgres-feed.ts';
@@ -153,7 +153,7 @@ describe('change feed (postgres): a dropped listening connection', () => {
 
 describe('waking workers', () => {
   it('wakes them for stored work (pending grew, nothing started) and after a resync, not otherwise', async () => {
-    const events = new TypedEmitter<{ changes: UnitChanges; resync: undefined }>();
+    const events = new TypedEmitter<ChangeFeedEvents>();
     let wakes = 0;
     const stop = wakeOnStoredWork({ events }, () => void wakes++);
     cleanups.push(async () => stop());

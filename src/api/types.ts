@@ -177,6 +177,16 @@ export const DeriverStatusType = builder.objectRef<StatusView>('DeriverStatus').
   fields: (t) => ({
     ...countFields(t, (v) => v.counts),
     ...progressFields(t, (v, ctx) => v.progress ?? ctx.status.progress(v.filter, v.counts)),
+    live: t.boolean({
+      description:
+        "Whether these counts follow the store's changes: false while this instance cannot hear its store (a PostgreSQL outage), when they are the last known; a subscription then gets an event with live false at once, and one with live true and exact counts when the store is back.",
+      resolve: (v, _args, ctx) => (v.liveness ?? ctx.status.liveness()).live,
+    }),
+    notLiveReason: t.string({
+      nullable: true,
+      description: 'Why live is false (null while live).',
+      resolve: (v, _args, ctx) => (v.liveness ?? ctx.status.liveness()).reason,
+    }),
     sessions: t.field({
       type: [SessionDeriverStatusType],
       nullable: true,

@@ -22,6 +22,11 @@ export interface ChangeFeedEvents {
   changes: UnitChanges;
   /** Changes may have been missed (the feed reconnected): read again what is kept. */
   resync: undefined;
+  /**
+   * The feed stopped hearing the store (its connection failed or went silent), with the reason:
+   * what is kept may go stale until the `resync` that follows the reconnection.
+   */
+  down: string;
 }
 
 export interface ChangeFeed {

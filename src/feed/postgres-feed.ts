@@ -15,7 +15,13 @@
  * `connecting` -> `listening` (LISTEN succeeded) -> `down` (the connection ended or failed) ->
  * `connecting` again after a backoff (100 ms doubling to 5 s) -> `listening`, and then `resync` is
  * emitted, because notifications sent while it was down are lost. `closed` ends it. `connected` is
- * true only while `listening`.
+ * true only while `listening`. Leaving `listening` emits `down` with the reason, once per outage.
+ *
+ * ## Heartbeat
+ * A connection that dies without a word (a network partition, a server that stopped answering)
+ * sends no `end`: while `listening`, a `SELECT 1` every `heartbeatMs` that takes longer than
+ * `heartbeatMs` (or fails) counts as the connection lost, so an outage is known within about
+ * twice that.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -30,6 +36,8 @@ export interface PostgresFeedOptions {
   readonly channel: string;
   /** Called when the listening connection fails (it reconnects by itself). */
   readonly onError?: (error: unknown) => void;
+  /** Interval and time limit of the listening connection's heartbeat, in ms. @default 500 */
+  readonly heartbeatMs?: number;
 }
 
 type State = 'connecting' | 'listening' | 'down' | 'closed';
@@ -98,6 +106,8 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
   let backoff = 100;
   let everListened = false;
   let retryTimer: NodeJS.Timeout | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+  const heartbeatMs = options.heartbeatMs ?? 500;
 
   const scheduleReconnect = (): void => {
     if (state === 'closed' || retryTimer) return;
@@ -117,8 +127,13 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
     const lost = (error?: unknown) => {
       if (client !== next) return;
       client = undefined;
+      clearInterval(heartbeat);
       releaseAll(); // what they wait for may be lost: the resync after reconnecting reads again
       if (error) options.onError?.(error);
+      if (state === 'listening') {
+        const reason = error instanceof Error ? error.message : 'the connection to PostgreSQL ended';
+        events.emit('down', reason);
+      }
       next.removeAllListeners('notification');
       void next.end().catch(() => {});
       scheduleReconnect();
@@ -147,6 +162,26 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
     if (client !== next || (state as State) === 'closed') return;
     state = 'listening';
     backoff = 100;
+    let beating = false;
+    heartbeat = setInterval(() => {
+      if (beating) return;
+      beating = true;
+      const silent = setTimeout(
+        () => lost(new Error(`PostgreSQL did not answer within ${heartbeatMs} ms`)),
+        heartbeatMs,
+      );
+      next.query('SELECT 1').then(
+        () => {
+          clearTimeout(silent);
+          beating = false;
+        },
+        (error: unknown) => {
+          clearTimeout(silent);
+          lost(error);
+        },
+      );
+    }, heartbeatMs);
+    heartbeat.unref();
     if (everListened) events.emit('resync', undefined);
     everListened = true;
   }
@@ -182,6 +217,7 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
     async close() {
       state = 'closed';
       clearTimeout(retryTimer);
+      clearInterval(heartbeat);
       events.removeAllListeners();
       const current = client;
       client = undefined;

@@ -18,6 +18,10 @@
  * A publication equal to the topic's previous one is dropped unless a subscriber joined since
  * (its snapshot may differ from what the others were sent).
  *
+ * ## Liveness
+ * Every view carries the engine's liveness; when it flips (the store cannot be heard, or can again)
+ * every topic publishes, so each subscriber learns of an outage, and of its end with an exact view.
+ *
  * ## Throughput
  * A view may also carry the filter's throughput and time to idle (when its subscribers selected
  * them: `withProgress`), which move with time alone while tasks complete; such topics that last
@@ -125,7 +129,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
       computations++;
       const counts = this.watch.counts();
       const progress = this.withProgress ? status.progress(this.filter, counts) : undefined;
-      const stamps = { changedAt: this.#changedAt, publishedAt: epochNow() };
+      const stamps = { changedAt: this.#changedAt, publishedAt: epochNow(), liveness: status.liveness() };
       if (!this.withSessions || this.filter.sessionId !== undefined)
         return { filter: this.filter, counts, progress, ...stamps };
       return { filter: this.filter, counts, progress, sessions: this.watch.sessions(), ...stamps };
@@ -279,6 +283,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
   const offs = [
     status.events.on('status:changed', onChanged),
     status.events.on('status:reloaded', wakeTopics),
+    status.events.on('status:liveness', () => wakeTopics(byFilter.keys())),
   ];
 
   /** The topic for these options: an open one, one being opened, or a new one (its filter read). */

