@@ -137,6 +137,44 @@ describe('request bodies', () => {
     expect((await first).status).toBe(400); // its JSON never closed: bad, but read within bounds
     expect((await send('http', url, { query: '{__typename}' })).code).toBe('OK');
   });
+
+  it("Honcho's routes share the budget: bodies held in flight on one refuse the next, on any route, with 429", async () => {
+    const { url } = await start({ maxInflightBodyBytes: 20_000, maxBodyBytes: 12_000 });
+    const rest = new URL('/v3/workspaces/w/sessions/s/messages', url).toString();
+    const releases: (() => void)[] = [];
+    const chunk = new TextEncoder().encode(`{"messages":[{"peer_id":"a","content":"${'x'.repeat(8_000)}`);
+    /** A REST body whose first 8 KB are sent and the rest held until released. */
+    const hold = () => post(rest, heldBody([chunk], new Promise<void>((resolve) => releases.push(resolve))));
+    const held = [hold()];
+    // Until the held bodies' bytes are in, another body fits (and is answered 422: its JSON never
+    // closes); once they are, one more is refused. Wait for that state, not for a time.
+    let refused = await post(rest, heldBody([chunk], Promise.resolve()));
+    while (refused.status === 422) {
+      held.push(hold());
+      refused = await post(rest, heldBody([chunk], Promise.resolve()));
+    }
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(((await refused.json()) as { detail: string }).detail).toMatch(/too many large requests/);
+    // The same budget: /graphql is refused too while the REST bodies are held.
+    const graphql = await post(url, heldBody([chunk], Promise.resolve()));
+    expect(graphql.status).toBe(429);
+    // One REST body over the per-request limit: 413, as on /graphql.
+    const tooLarge = await fetch(rest, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ peer_id: 'a', content: 'y'.repeat(13_000) }] }),
+    });
+    expect(tooLarge.status).toBe(413);
+    for (const release of releases) release();
+    for (const response of await Promise.all(held)) expect(response.status).toBe(422);
+    const after = await fetch(rest, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ peer_id: 'a', content: 'fits again' }] }),
+    });
+    expect(after.status).toBe(201);
+  });
 });
 
 describe('WebSocket', () => {
