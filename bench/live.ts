@@ -553,6 +553,8 @@ for (const size of SIZES) {
 const statusQuery = `query($w:ID,$s:ID){deriverStatus(workspaceId:$w,sessionId:$s){${COUNTS}}}`;
 const ours: number[] = [];
 const honcho: number[] = [];
+/** Honcho's own 1.x SDK (`@honcho-ai/sdk` 1.5.0): `session.pollDeriverStatus()` over its v2 route. */
+const honchoSdk: number[] = [];
 const poll200: number[] = [];
 let idleMs = Number.NaN;
 let finalExact: boolean | null = null;
@@ -562,6 +564,8 @@ const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.l
 if (PHASES.has('idle')) {
   await command({ op: 'mode', mode: { kind: 'delay', ms: 30 } });
   const [idleClient] = await connect(1);
+  const { Honcho } = await import('honcho-sdk-v1');
+  const honchoV1 = new Honcho({ baseURL: new URL(url).origin, workspaceId: 'idle', maxRetries: 0 });
   const honchoRequests: number[] = [];
   const poll200Requests: number[] = [];
 
@@ -608,7 +612,7 @@ if (PHASES.has('idle')) {
       { s: session },
     );
     const shared = r < SHARED_ROUNDS;
-    const [mine, h, p] = await Promise.all([
+    const [mine, h, p, sdk] = await Promise.all([
       waitForIdle('idle', session),
       shared
         ? pollUntilIdle(
@@ -619,10 +623,17 @@ if (PHASES.has('idle')) {
           )
         : null,
       shared ? pollUntilIdle('idle', session, () => 200, poll200Requests) : null,
+      shared
+        ? honchoV1
+            .session(session)
+            .then((s) => s.pollDeriverStatus())
+            .then(() => now())
+        : null,
     ]);
     ours.push(mine.detectedAt - mine.completedAt);
     if (h !== null) honcho.push(h - mine.completedAt);
     if (p !== null) poll200.push(p - mine.completedAt);
+    if (sdk !== null) honchoSdk.push(sdk - mine.completedAt);
   }
   await closeAll([idleClient!]);
   const sortedOurs = [...ours].sort((a, b) => a - b);
@@ -637,6 +648,11 @@ if (PHASES.has('idle')) {
       meanMs: round(mean(honcho), 1),
       maxMs: round(Math.max(...honcho), 1),
       requestsPerRound: mean(honchoRequests),
+    },
+    honchoSdkPoll: {
+      sdk: '@honcho-ai/sdk 1.5.0 session.pollDeriverStatus() over /v2',
+      meanMs: round(mean(honchoSdk), 1),
+      maxMs: round(Math.max(...honchoSdk), 1),
     },
     poll200ms: {
       meanMs: round(mean(poll200), 1),
@@ -879,6 +895,7 @@ report({
   webhookP99Ms,
   webhookEventsPerSecond,
   honchoPollIdleMs: round(mean(honcho), 1),
+  honchoSdkPollIdleMs: round(mean(honchoSdk), 1),
   poll200IdleMs: round(mean(poll200), 1),
   kbPerSubscription: round(kbPerSubscription, 1),
   finalExact,

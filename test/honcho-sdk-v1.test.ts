@@ -6,7 +6,7 @@
  * counts: equal to what GraphQL answers for the same scope.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Honcho } from 'honcho-sdk-v1';
 import { afterEach, expect, it } from 'vitest';
@@ -75,6 +75,12 @@ const counts = (s: SeenStatus) => ({
   completedWorkUnits: s.completedWorkUnits,
   inProgressWorkUnits: s.inProgressWorkUnits,
   pendingWorkUnits: s.pendingWorkUnits,
+});
+
+it("the README's Coming from Honcho shows this snippet, as it runs here", () => {
+  const readme = readFileSync('README.md', 'utf8');
+  const section = readme.slice(readme.indexOf('## Coming from Honcho'));
+  expect(/```js\n([\s\S]*?)```/.exec(section)?.[1]).toBe(QUEUE_STATUS_PAGE);
 });
 
 it.each([
