@@ -11,6 +11,8 @@ Commands:
   start [flags]        run the server (dashboard at /, GraphQL and GraphiQL at /graphql);
                        deriver-live start --help lists every setting
   key create ...       mint a key with AUTH_JWT_SECRET; deriver-live key --help for the options
+  honcho attach|detach attach to a running Honcho's PostgreSQL to serve its status, pushed;
+                       deriver-live honcho --help
 
 Options:
   -h, --help           this text
@@ -27,6 +29,14 @@ switch (command) {
   case 'key': {
     const { keyCommand } = await import('./key.ts');
     const result = await keyCommand(rest, process.env);
+    process.stdout.write(result.stdout);
+    process.stderr.write(result.stderr);
+    process.exitCode = result.code;
+    break;
+  }
+  case 'honcho': {
+    const { honchoCommand } = await import('./honcho.ts');
+    const result = await honchoCommand(rest, process.env);
     process.stdout.write(result.stdout);
     process.stderr.write(result.stderr);
     process.exitCode = result.code;

@@ -52,8 +52,10 @@ export async function serve(argv: readonly string[]): Promise<void> {
       `  dashboard: ${app.url.replace(/\/graphql$/, '/')} (open it in a browser)\n` +
       `  GraphiQL:  ${app.url}\n` +
       `  Honcho:    ${new URL(app.url).origin} (baseURL for Honcho's SDKs: status and messages)\n` +
-      `  store:     ${withoutPassword(config.databaseUrl)}; workers: ${config.workerConcurrency}\n` +
-      `  deriver:   ${handler}\n` +
+      (config.honchoDatabaseUrl
+        ? `  honcho:    serving the status of the Honcho at ${withoutPassword(config.honchoDatabaseUrl)} (attached; its own deriver runs the tasks)\n`
+        : `  store:     ${withoutPassword(config.databaseUrl)}; workers: ${config.workerConcurrency}\n` +
+          `  deriver:   ${handler}\n`) +
       `  auth:      ${config.authJwtSecret ? 'on (keys signed with AUTH_JWT_SECRET)' : 'off'}\n`,
   );
   if (!config.authJwtSecret && !isLoopback(config.host)) {

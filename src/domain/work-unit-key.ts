@@ -16,6 +16,12 @@ export interface WorkUnitKey {
   readonly observerId: string | null;
   /** `null` for summary units. */
   readonly senderId: string | null;
+  /**
+   * The share of one observer in counts also kept for the unit as a whole (an attached Honcho's
+   * task that lists several observers, `src/honcho/`): it feeds only filters naming an observer.
+   * @default false
+   */
+  readonly perObserver?: boolean;
 }
 
 export function representationUnit(

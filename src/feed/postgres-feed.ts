@@ -54,6 +54,8 @@ type Entry = [
   number,
   number,
   number,
+  /** An observer's share of a unit (an attached Honcho's, `src/honcho/attach.sql`); absent: false. */
+  boolean?,
 ];
 
 /** A notification's changes; `null` for a payload that is not one. */
@@ -74,9 +76,17 @@ export function decodeChanges(payload: string): UnitChanges | null {
         completed,
         failed,
         retrying,
+        perObserver,
       ]): UnitDelta => ({
         unitId,
-        key: { taskType: taskType as TaskType, workspaceId, sessionId, observerId, senderId },
+        key: {
+          taskType: taskType as TaskType,
+          workspaceId,
+          sessionId,
+          observerId,
+          senderId,
+          ...(perObserver ? { perObserver: true } : {}),
+        },
         delta: { pending, running, completed, failed, retrying },
       }),
     );

@@ -8,11 +8,13 @@ import pino, { type Logger } from 'pino';
 import { createKeyring } from '../auth/keyring.ts';
 import type { TokenEstimator } from '../domain/task-generation.ts';
 import type { TaskType } from '../domain/work-unit-key.ts';
+import { ForbiddenError } from '../errors.ts';
 import type { ChangeFeed } from '../feed/change-feed.ts';
 import { openFeed } from '../feed/open-feed.ts';
 import { wakeOnStoredWork } from '../feed/wake-on-stored-work.ts';
 import { createDemoHandler } from '../handlers/demo-handler.ts';
 import { createHttpHandler } from '../handlers/http-handler.ts';
+import type { HonchoSource } from '../honcho/honcho-source.ts';
 import { createLiveStatus, type LiveStatus } from '../live/live-status.ts';
 import type { SchedulerOptions, TaskTypeLimits } from '../scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../scheduler/scheduler.ts';
@@ -110,6 +112,27 @@ function chooseHandlers(
   return { handlers: { representation: demo, summary: demo }, close: () => {} };
 }
 
+/**
+ * The deriver of a process attached to a Honcho: waiting checks Honcho's sessions and peers; writes
+ * are refused (messages go to Honcho, whose own deriver runs them).
+ */
+function attachedDeriver(own: Deriver, honcho: HonchoSource): Deriver {
+  const refuse = async (): Promise<never> => {
+    throw new ForbiddenError(
+      'this instance serves the status of an attached Honcho: send workspaces, peers, sessions and messages to Honcho',
+    );
+  };
+  return {
+    ...own,
+    upsertWorkspace: refuse,
+    upsertPeer: refuse,
+    upsertSession: refuse,
+    removeSessionPeers: refuse,
+    addMessages: refuse,
+    assertFilterNamesKnown: (filter) => honcho.assertFilterNamesKnown(filter),
+  };
+}
+
 export async function startApp(config: Config, options: StartOptions = {}): Promise<App> {
   const logger = options.logger ?? pino({ level: config.logLevel });
   // Everything acquired below is released in reverse order, on a failed start as on close.
@@ -151,13 +174,29 @@ async function assemble(
     ),
     (f) => f.close(),
   );
+  // Attached to a running Honcho: the status is its queue's, from the counters `attach` keeps.
+  const honcho = config.honchoDatabaseUrl
+    ? resources.use(
+        await (await import('../honcho/honcho-source.ts')).openHonchoSource(
+          config.honchoDatabaseUrl,
+          (error) => logger.warn({ err: error }, "Honcho's change feed connection lost; reconnecting"),
+        ),
+        (h) => h.close(),
+      )
+    : null;
   const status = resources.use(
-    createStatusEngine({ store, feed, maxEntries: config.statusCacheEntries }),
+    createStatusEngine({
+      store: honcho ?? store,
+      feed: honcho?.feed ?? feed,
+      maxEntries: config.statusCacheEntries,
+    }),
     (s) => s.close(),
   );
   resources.defer(wakeOnStoredWork(feed, () => scheduler.wake()));
   const live = resources.use(createLiveStatus({ status, windowMs: config.coalesceMs }), (l) => l.close());
-  const deriver = createDeriver({ store, estimateTokens: options.estimateTokens });
+  const deriver = honcho
+    ? attachedDeriver(createDeriver({ store }), honcho)
+    : createDeriver({ store, estimateTokens: options.estimateTokens });
   scheduler.events.on('error', ({ error, operation }) =>
     logger.warn({ err: error, operation }, 'scheduler error'),
   );
@@ -265,6 +304,15 @@ async function assemble(
       feed: async () => {
         if (!feed.connected) throw new Error('the change feed is not connected (reconnecting)');
       },
+      ...(honcho
+        ? {
+            honcho: async () => {
+              await honcho.probe();
+              if (!honcho.feed.connected)
+                throw new Error("Honcho's change feed is not connected (reconnecting)");
+            },
+          }
+        : {}),
       handler: async () => {
         const dispatch = scheduler.dispatch;
         if (dispatch.paused) {

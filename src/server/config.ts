@@ -20,6 +20,11 @@ export interface Config {
   readonly host: string;
   /** `file:PATH` (embedded SQLite) or `postgres://...` (PostgreSQL). @default file:./data/deriver-live.db */
   readonly databaseUrl: string;
+  /**
+   * A running Honcho's PostgreSQL (attached with `deriver-live honcho attach`): the status served
+   * is that Honcho's queue, pushed; this process then runs no workers. @default null
+   */
+  readonly honchoDatabaseUrl: string | null;
   /** Work units processed at once by this process; 0 runs an API-only instance. @default 8 */
   readonly workerConcurrency: number;
   /** Delay of the built-in demo handler per task, in ms. @default 250 */
@@ -128,6 +133,14 @@ const envSchema = z.object({
         ctx.addIssue({ code: 'custom', message: `DATABASE_URL ${(error as Error).message}` });
         return z.NEVER;
       }
+    }),
+  HONCHO_DATABASE_URL: z
+    .string()
+    .optional()
+    .transform((raw) => raw || null)
+    .refine((url) => url === null || /^postgres(ql)?:\/\//.test(url), {
+      message:
+        "HONCHO_DATABASE_URL must name a running Honcho's PostgreSQL (postgres://...), attached once with deriver-live honcho attach",
     }),
   REDIS_URL: z
     .string()
@@ -296,7 +309,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
-    workerConcurrency: e.WORKER_CONCURRENCY,
+    honchoDatabaseUrl: e.HONCHO_DATABASE_URL,
+    // Attached to a Honcho, its own deriver runs the tasks: this process runs none.
+    workerConcurrency: e.HONCHO_DATABASE_URL ? 0 : e.WORKER_CONCURRENCY,
     demoTaskMs: e.DEMO_TASK_MS,
     coalesceMs: e.COALESCE_MS,
     statusCacheEntries: e.STATUS_CACHE_ENTRIES,

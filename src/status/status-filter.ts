@@ -18,15 +18,17 @@ export function filterKey(filter: StatusQuery): string {
 
 /**
  * The filters a work unit's counts feed: every subset of its session, observer and sender within
- * its workspace. A summary unit has no observer or sender, so only filters naming neither.
+ * its workspace. A summary unit has no observer or sender, so only filters naming neither; a unit
+ * with a sender and no observer (an attached Honcho's unit as a whole) only filters naming no
+ * observer; an observer's share (`perObserver`) only filters naming that observer.
  */
 export function filtersFedBy(unit: WorkUnitKey): StatusQuery[] {
   const filters: StatusQuery[] = [];
-  const hasPeers = unit.observerId !== null;
   for (let mask = 0; mask < 8; mask++) {
     const withObserver = (mask & 2) !== 0;
     const withSender = (mask & 4) !== 0;
-    if (!hasPeers && (withObserver || withSender)) continue;
+    if (withObserver ? unit.observerId === null : unit.perObserver === true) continue;
+    if (withSender && unit.senderId === null) continue;
     filters.push({
       workspaceId: unit.workspaceId,
       sessionId: mask & 1 ? unit.sessionId : undefined,

@@ -23,10 +23,24 @@ export interface CounterQuery {
   readonly values: readonly string[];
 }
 
+/** Where the counters are: Deriver Live's own `work_units`, or an attached Honcho's (`src/honcho/`). */
+export interface CounterSource {
+  readonly table: string;
+  /** A condition for filters naming no observer (rows that hold an observer's share are left out). */
+  readonly withoutObserver?: string;
+}
+
+const OWN_UNITS: CounterSource = { table: 'work_units' };
+
 /** The statements for `filter`; `placeholder(n)` writes the store's n-th (1-based) parameter. */
-export function counterQuery(filter: CounterFilter, placeholder: (n: number) => string): CounterQuery {
+export function counterQuery(
+  filter: CounterFilter,
+  placeholder: (n: number) => string,
+  source: CounterSource = OWN_UNITS,
+): CounterQuery {
   const values: string[] = [filter.workspaceId];
   const where = [`workspace_id = ${placeholder(1)}`];
+  if (filter.observerId === undefined && source.withoutObserver) where.push(source.withoutObserver);
   for (const [column, value] of [
     ['session_id', filter.sessionId],
     ['observer_id', filter.observerId],
@@ -36,7 +50,7 @@ export function counterQuery(filter: CounterFilter, placeholder: (n: number) => 
     values.push(value);
     where.push(`${column} = ${placeholder(values.length)}`);
   }
-  const from = `FROM work_units WHERE ${where.join(' AND ')}`;
+  const from = `FROM ${source.table} WHERE ${where.join(' AND ')}`;
   return {
     total: `SELECT ${SUMS} ${from}`,
     bySession: `SELECT session_id, ${SUMS} ${from} GROUP BY session_id ORDER BY session_id`,

@@ -1,0 +1,210 @@
+-- Deriver Live attached to a running Honcho (docs/honcho-attach.md): what `deriver-live honcho
+-- attach` installs, all in the schema `deriver_live_honcho`; nothing in Honcho's tables changes
+-- but the four triggers named `deriver_live_*` on `queue` and `active_queue_sessions`, which
+-- `detach` drops with the schema. Run in one transaction: creating the triggers locks Honcho's two
+-- tables against writes until the counts below are taken, so none is missed or counted twice.
+--
+-- `work_units` holds one row per Honcho work unit (`work_unit_key`) of the user-facing task types
+-- (representation, summary, dream), and one more per (unit, observer) for the tasks that name
+-- observers (`per_observer`): a representation row counts once for the unit and once for each name
+-- in its `observers`. Status sums the unit rows for a filter without an observer and the observer
+-- rows for one with it, so AND holds and nothing is counted twice. `unprocessed` rows of a unit
+-- are in progress while Honcho holds the unit (`held`: a row in `active_queue_sessions`), pending
+-- otherwise; `completed` counts rows processed since attach, errored ones included (`failed`), and
+-- is kept when Honcho's cleanup deletes processed rows: a count never goes down.
+--
+-- Every statement that moves counters sends the deltas on `deriver_changes_deriver_live_honcho`
+-- from inside Honcho's transaction (the same payload as Deriver Live's own store), so a rollback
+-- sends nothing and a commit is heard by every attached instance.
+CREATE SCHEMA deriver_live_honcho;
+
+CREATE TABLE deriver_live_honcho.work_units (
+  id bigserial PRIMARY KEY,
+  unit_key text NOT NULL UNIQUE,
+  work_unit_key text NOT NULL,
+  task_type text NOT NULL,
+  workspace_id text NOT NULL,
+  session_id text,
+  observer_id text,
+  sender_id text,
+  per_observer boolean NOT NULL,
+  held boolean NOT NULL DEFAULT false,
+  unprocessed integer NOT NULL DEFAULT 0,
+  completed integer NOT NULL DEFAULT 0,
+  failed integer NOT NULL DEFAULT 0,
+  pending integer GENERATED ALWAYS AS (CASE WHEN held THEN 0 ELSE unprocessed END) STORED,
+  running integer GENERATED ALWAYS AS (CASE WHEN held THEN unprocessed ELSE 0 END) STORED,
+  retrying integer NOT NULL DEFAULT 0
+);
+CREATE INDEX work_units_by_key ON deriver_live_honcho.work_units (work_unit_key);
+CREATE INDEX work_units_by_session ON deriver_live_honcho.work_units (workspace_id, session_id, observer_id, sender_id);
+CREATE INDEX work_units_by_observer ON deriver_live_honcho.work_units (workspace_id, observer_id, sender_id);
+CREATE INDEX work_units_by_sender ON deriver_live_honcho.work_units (workspace_id, sender_id);
+
+CREATE SEQUENCE deriver_live_honcho.unit_change_notices;
+
+-- One queue row as the counters see it: +1 for a row that now is, -1 for one that was.
+CREATE TYPE deriver_live_honcho.change AS (
+  sign integer, work_unit_key text, task_type text, workspace_name text, session_name text,
+  sender text, observers text[], processed boolean, errored boolean
+);
+
+CREATE FUNCTION deriver_live_honcho.change_of(sign integer, q public.queue) RETURNS deriver_live_honcho.change
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT ROW(sign, q.work_unit_key, q.task_type, q.workspace_name, q.payload->>'session_name',
+    CASE WHEN q.task_type = 'summary' THEN NULL ELSE q.payload->>'observed' END,
+    CASE
+      WHEN q.task_type = 'summary' THEN ARRAY[]::text[]
+      WHEN jsonb_typeof(q.payload->'observers') = 'array'
+        THEN ARRAY(SELECT jsonb_array_elements_text(q.payload->'observers'))
+      WHEN q.payload->>'observer' IS NOT NULL THEN ARRAY[q.payload->>'observer']
+      ELSE ARRAY[]::text[]
+    END,
+    q.processed, q.error IS NOT NULL)::deriver_live_honcho.change
+$$;
+
+-- A statement's changes as counter deltas per unit row (a unit's row, and one per observer).
+CREATE FUNCTION deriver_live_honcho.apply_changes(changed deriver_live_honcho.change[]) RETURNS void
+LANGUAGE sql AS $$
+  WITH rows AS (
+    SELECT * FROM unnest(changed)
+    WHERE task_type IN ('representation', 'summary', 'dream') AND workspace_name IS NOT NULL
+  ), expanded AS (
+    SELECT work_unit_key AS unit_key, work_unit_key, task_type, workspace_name, session_name,
+      NULL::text AS observer, sender, false AS per_observer, sign, processed, errored
+    FROM rows
+    UNION ALL
+    SELECT work_unit_key || chr(31) || o.name, work_unit_key, task_type, workspace_name, session_name,
+      o.name, sender, true, sign, processed, errored
+    FROM rows CROSS JOIN LATERAL unnest(rows.observers) AS o(name)
+  ), summed AS (
+    SELECT unit_key, min(work_unit_key) AS work_unit_key, min(task_type) AS task_type,
+      min(workspace_name) AS workspace_name, min(session_name) AS session_name, min(observer) AS observer,
+      min(sender) AS sender, bool_or(per_observer) AS per_observer,
+      sum(CASE WHEN processed THEN 0 ELSE sign END)::integer AS d_unprocessed,
+      sum(CASE WHEN processed THEN sign ELSE 0 END)::integer AS d_completed,
+      sum(CASE WHEN processed AND errored THEN sign ELSE 0 END)::integer AS d_failed
+    FROM expanded GROUP BY unit_key
+  )
+  INSERT INTO deriver_live_honcho.work_units AS u (unit_key, work_unit_key, task_type, workspace_id,
+    session_id, observer_id, sender_id, per_observer, held, unprocessed, completed, failed)
+  SELECT s.unit_key, s.work_unit_key, s.task_type, s.workspace_name, s.session_name, s.observer, s.sender,
+    s.per_observer,
+    EXISTS (SELECT 1 FROM public.active_queue_sessions a WHERE a.work_unit_key = s.work_unit_key),
+    s.d_unprocessed, s.d_completed, s.d_failed
+  FROM summed s
+  WHERE s.d_unprocessed <> 0 OR s.d_completed <> 0 OR s.d_failed <> 0
+  ORDER BY s.unit_key
+  ON CONFLICT (unit_key) DO UPDATE SET
+    unprocessed = u.unprocessed + excluded.unprocessed,
+    completed = u.completed + excluded.completed,
+    failed = u.failed + excluded.failed
+$$;
+
+CREATE FUNCTION deriver_live_honcho.queue_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM deriver_live_honcho.apply_changes(ARRAY(
+    SELECT deriver_live_honcho.change_of(1, n) FROM new_rows n
+    WHERE n.task_type IN ('representation', 'summary', 'dream')));
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION deriver_live_honcho.queue_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM deriver_live_honcho.apply_changes(ARRAY(
+    SELECT c FROM old_rows o JOIN new_rows n USING (id),
+      LATERAL (VALUES (deriver_live_honcho.change_of(-1, o)), (deriver_live_honcho.change_of(1, n))) AS v(c)
+    WHERE n.task_type IN ('representation', 'summary', 'dream')
+      AND (o.processed IS DISTINCT FROM n.processed OR (o.error IS NULL) <> (n.error IS NULL))));
+  RETURN NULL;
+END
+$$;
+
+-- Deleted rows: an unprocessed one leaves the counts; a processed one (Honcho's cleanup) stays
+-- counted as completed.
+CREATE FUNCTION deriver_live_honcho.queue_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM deriver_live_honcho.apply_changes(ARRAY(
+    SELECT deriver_live_honcho.change_of(-1, o) FROM old_rows o
+    WHERE NOT o.processed AND o.task_type IN ('representation', 'summary', 'dream')));
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION deriver_live_honcho.held_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    UPDATE deriver_live_honcho.work_units u SET held = true
+    WHERE u.work_unit_key IN (SELECT work_unit_key FROM new_rows) AND NOT u.held;
+  ELSE
+    UPDATE deriver_live_honcho.work_units u SET held = false
+    WHERE u.work_unit_key IN (SELECT work_unit_key FROM old_rows) AND u.held
+      AND NOT EXISTS (SELECT 1 FROM public.active_queue_sessions a WHERE a.work_unit_key = u.work_unit_key);
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+-- Deriver Live's own change notices, from `work_units` (as its store's migration 004 sends them).
+CREATE FUNCTION deriver_live_honcho.notify_unit_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  channel text := 'deriver_changes_deriver_live_honcho';
+  head text := '{"x":"' || pg_current_xact_id()::text || '","n":';
+  part text := '';
+  entry text;
+  changes refcursor;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    OPEN changes FOR
+      SELECT json_build_array(n.id, n.task_type, n.workspace_id, n.session_id, n.observer_id, n.sender_id,
+        n.pending, n.running, n.completed, n.failed, n.retrying, n.per_observer)::text
+      FROM changed_new n WHERE n.pending <> 0 OR n.running <> 0 OR n.completed <> 0 OR n.failed <> 0;
+  ELSE
+    OPEN changes FOR
+      SELECT json_build_array(n.id, n.task_type, n.workspace_id, n.session_id, n.observer_id, n.sender_id,
+        n.pending - o.pending, n.running - o.running, n.completed - o.completed, n.failed - o.failed, 0,
+        n.per_observer)::text
+      FROM changed_new n JOIN changed_old o USING (id)
+      WHERE n.pending <> o.pending OR n.running <> o.running OR n.completed <> o.completed OR n.failed <> o.failed;
+  END IF;
+  LOOP
+    FETCH changes INTO entry;
+    EXIT WHEN NOT FOUND;
+    IF part <> '' AND length(part) + length(entry) > 7000 THEN
+      PERFORM pg_notify(channel, head || nextval('deriver_live_honcho.unit_change_notices') || ',"u":[' || part || ']}');
+      part := '';
+    END IF;
+    part := CASE WHEN part = '' THEN entry ELSE part || ',' || entry END;
+  END LOOP;
+  CLOSE changes;
+  IF part <> '' THEN
+    PERFORM pg_notify(channel, head || nextval('deriver_live_honcho.unit_change_notices') || ',"u":[' || part || ']}');
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER work_units_notify_insert AFTER INSERT ON deriver_live_honcho.work_units
+  REFERENCING NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.notify_unit_changes();
+CREATE TRIGGER work_units_notify_update AFTER UPDATE ON deriver_live_honcho.work_units
+  REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
+  FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.notify_unit_changes();
+
+-- Honcho's tables: the four triggers (these lock `queue` and `active_queue_sessions` until commit).
+CREATE TRIGGER deriver_live_queue_insert AFTER INSERT ON public.queue
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.queue_inserted();
+CREATE TRIGGER deriver_live_queue_update AFTER UPDATE ON public.queue
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.queue_updated();
+CREATE TRIGGER deriver_live_queue_delete AFTER DELETE ON public.queue
+  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.queue_deleted();
+CREATE TRIGGER deriver_live_held_insert AFTER INSERT ON public.active_queue_sessions
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.held_changed();
+CREATE TRIGGER deriver_live_held_delete AFTER DELETE ON public.active_queue_sessions
+  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.held_changed();
+
+-- What Honcho's queue holds now, counted once (the writes wait for this transaction).
+SELECT deriver_live_honcho.apply_changes(ARRAY(
+  SELECT deriver_live_honcho.change_of(1, q) FROM public.queue q
+  WHERE q.task_type IN ('representation', 'summary', 'dream')));

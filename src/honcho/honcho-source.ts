@@ -1,0 +1,119 @@
+/**
+ * The status of a running Honcho, as Deriver Live serves it when `HONCHO_DATABASE_URL` names
+ * Honcho's PostgreSQL (docs/honcho-attach.md): the counters `attach.sql` keeps beside Honcho's
+ * queue, summed per filter (`sumCounters`, one indexed statement and the snapshot it read at), and
+ * the change feed those counters send from inside Honcho's own transactions. The status engine,
+ * live subscriptions and the API use them as they use Deriver Live's own store.
+ *
+ * Nothing is read at start-up: a filter's sums are read when first asked (then kept from the feed).
+ * The `pg` driver is loaded only here.
+ */
+import pg from 'pg';
+import type { CountersSnapshot } from '../domain/counters.ts';
+import { NotFoundError } from '../errors.ts';
+import type { ChangeFeed } from '../feed/change-feed.ts';
+import { createPostgresFeed } from '../feed/postgres-feed.ts';
+import type { StatusQuery } from '../status/status-filter.ts';
+import { type CounterSource, counterQuery } from '../store/counter-sql.ts';
+import { pgSnapshot } from '../store/postgres/snapshot.ts';
+import { countersOf, sumOf } from '../store/rows.ts';
+import type { CounterFilter } from '../store/store.ts';
+
+/** The schema `attach` installs; its change channel is the one Deriver Live's feed listens on. */
+export const HONCHO_SCHEMA = 'deriver_live_honcho';
+
+const SOURCE: CounterSource = {
+  table: `${HONCHO_SCHEMA}.work_units`,
+  withoutObserver: 'per_observer = false',
+};
+
+export interface HonchoSource {
+  /** Summed counters per filter, as `Store.sumCounters`. */
+  sumCounters(filter: CounterFilter, options: { readonly sessions: boolean }): Promise<CountersSnapshot>;
+  /** The changes Honcho's commits send. */
+  readonly feed: ChangeFeed;
+  /** `NotFoundError` naming the argument for a session (by name) or peer Honcho does not have. */
+  assertFilterNamesKnown(filter: StatusQuery): Promise<void>;
+  /** Proves Honcho's database answers (readiness). */
+  probe(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class NotAttachedError extends Error {
+  constructor(url: string) {
+    super(
+      `the Honcho database at ${url.replace(/:[^:@/]*@/, ':***@')} is not attached: run \`deriver-live honcho attach --database-url <its URL>\` once first`,
+    );
+  }
+}
+
+export async function openHonchoSource(
+  connectionString: string,
+  onFeedError?: (error: unknown) => void,
+): Promise<HonchoSource> {
+  const pool = new pg.Pool({ connectionString, max: 4 });
+  pool.on('error', () => {}); // a dropped idle connection; the next query opens another
+  try {
+    const attached = await pool.query<{ found: boolean }>(
+      'SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS found',
+      [HONCHO_SCHEMA],
+    );
+    if (!attached.rows[0]?.found) throw new NotAttachedError(connectionString);
+  } catch (error) {
+    await pool.end().catch(() => {});
+    throw error;
+  }
+  const feed = await createPostgresFeed({
+    connectionString,
+    channel: `deriver_changes_${HONCHO_SCHEMA}`,
+    onError: onFeedError,
+  }).catch(async (error: unknown) => {
+    await pool.end().catch(() => {});
+    throw error;
+  });
+
+  const exists = async (table: 'sessions' | 'peers', workspace: string, name: string) =>
+    (
+      await pool.query(`SELECT 1 FROM public.${table} WHERE workspace_name = $1 AND name = $2 LIMIT 1`, [
+        workspace,
+        name,
+      ])
+    ).rowCount !== 0;
+
+  return {
+    feed,
+    async sumCounters(filter, { sessions }) {
+      const query = counterQuery(filter, (n) => `$${n}`, SOURCE);
+      const text = `WITH seen AS (SELECT pg_current_snapshot()::text AS snapshot)
+        SELECT seen.snapshot, sums.* FROM seen LEFT JOIN (${sessions ? query.bySession : query.total}) sums ON true`;
+      const { rows } = await pool.query(text, [...query.values]);
+      const snapshot = pgSnapshot(rows[0]?.snapshot ?? '');
+      if (!sessions) return { snapshot, total: countersOf(rows[0] ?? {}), sessions: null };
+      // A dream without a session is in the total and in no session's entry, as Honcho counts it.
+      const groups = rows.filter((row) => row.session_id != null);
+      return {
+        snapshot,
+        total: sumOf(rows),
+        sessions: groups.map((row) => [row.session_id as string, countersOf(row)] as const),
+      };
+    },
+    async assertFilterNamesKnown({ workspaceId, sessionId, observerId, senderId }) {
+      if (sessionId !== undefined && !(await exists('sessions', workspaceId, sessionId)))
+        throw new NotFoundError('session', sessionId, 'sessionId');
+      for (const [argument, peerId] of [
+        ['observerId', observerId],
+        ['senderId', senderId],
+      ] as const) {
+        if (peerId !== undefined && !(await exists('peers', workspaceId, peerId)))
+          throw new NotFoundError('peer', peerId, argument);
+      }
+    },
+    async probe() {
+      await pool.query('SELECT 1');
+    },
+    async close() {
+      await feed.close();
+      await pool.end();
+    },
+  };
+}

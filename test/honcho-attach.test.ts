@@ -1,0 +1,222 @@
+/**
+ * A running Honcho, attached: a simulated Honcho (its tables, and a writer process doing what its
+ * API and deriver do) on PostgreSQL, 10,000 sessions; `deriver-live honcho attach` through the real
+ * command; a server with `HONCHO_DATABASE_URL`. The status served equals, for every filter, the
+ * same aggregate run over Honcho's own rows in SQL (with Honcho's definitions and AND filters); a
+ * subscriber is pushed the deriver's progress and its `untilIdle` wait ends exact; the writer is
+ * SIGKILLed while it holds units; a transaction that rolls back is never counted; Honcho's cleanup
+ * of processed rows changes no count; `detach` leaves nothing behind.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { createClient } from 'graphql-ws';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import WebSocket from 'ws';
+import { honchoCommand } from '../src/cli/honcho.ts';
+import { startTestServer, type TestServer } from './server-helpers.ts';
+import { printed } from './support/processes.ts';
+
+const WRITER = fileURLToPath(new URL('./fixtures/honcho/writer.ts', import.meta.url));
+const SCHEMA = readFileSync(new URL('./fixtures/honcho/schema.sql', import.meta.url), 'utf8');
+const WS = 'acme';
+const SESSIONS = 10_000;
+
+let url: string;
+let admin: pg.Client;
+let honcho: pg.Client;
+let server: TestServer;
+const children: ChildProcess[] = [];
+
+/** A database of its own on the run's PostgreSQL, with Honcho's tables. */
+beforeAll(async () => {
+  const serverUrl = inject('postgresUrl');
+  const name = `honcho_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  const at = new URL(serverUrl);
+  at.pathname = `/${name}`;
+  url = at.toString();
+  honcho = new pg.Client({ connectionString: url });
+  await honcho.connect();
+  await honcho.query(SCHEMA);
+}, 60_000);
+
+afterAll(async () => {
+  for (const child of children) child.kill('SIGKILL');
+  await server?.close();
+  await honcho?.end();
+  const name = new URL(url).pathname.slice(1);
+  await admin?.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin?.end();
+});
+
+function writer(options: Record<string, unknown>): ChildProcess {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', WRITER, JSON.stringify({ url, workspace: WS, ...options })],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  children.push(child);
+  return child;
+}
+const finished = (child: ChildProcess) =>
+  new Promise<void>((resolve, reject) =>
+    child.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`the writer exited with ${code}`)),
+    ),
+  );
+
+interface Counts {
+  totalWorkUnits: number;
+  completedWorkUnits: number;
+  inProgressWorkUnits: number;
+  pendingWorkUnits: number;
+}
+interface Filter {
+  sessionId?: string;
+  observerId?: string;
+  senderId?: string;
+}
+
+/** Honcho's definitions over its own rows, with AND filters and each observer of a row counted. */
+async function inSql(filter: Filter): Promise<Counts> {
+  const { rows } = await honcho.query<{ completed: string; in_progress: string; pending: string }>(
+    `SELECT count(*) FILTER (WHERE q.processed) AS completed,
+       count(*) FILTER (WHERE NOT q.processed AND a.id IS NOT NULL) AS in_progress,
+       count(*) FILTER (WHERE NOT q.processed AND a.id IS NULL) AS pending
+     FROM queue q LEFT JOIN active_queue_sessions a USING (work_unit_key)
+     WHERE q.workspace_name = $1 AND q.task_type IN ('representation', 'summary', 'dream')
+       AND ($2::text IS NULL OR q.payload->>'session_name' = $2)
+       AND ($3::text IS NULL OR (q.task_type <> 'summary' AND q.payload->'observers' ? $3))
+       AND ($4::text IS NULL OR (q.task_type <> 'summary' AND q.payload->>'observed' = $4))`,
+    [WS, filter.sessionId ?? null, filter.observerId ?? null, filter.senderId ?? null],
+  );
+  const r = rows[0]!;
+  const [completed, inProgress, pending] = [Number(r.completed), Number(r.in_progress), Number(r.pending)];
+  return {
+    totalWorkUnits: completed + inProgress + pending,
+    completedWorkUnits: completed,
+    inProgressWorkUnits: inProgress,
+    pendingWorkUnits: pending,
+  };
+}
+
+const COUNTS = 'totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWorkUnits';
+async function served(filter: Filter): Promise<Counts> {
+  const result = await server.http<{ deriverStatus: Counts }>(
+    `query($w: ID, $s: ID, $o: ID, $p: ID) { deriverStatus(workspaceId: $w, sessionId: $s, observerId: $o, senderId: $p) { ${COUNTS} } }`,
+    { w: WS, s: filter.sessionId, o: filter.observerId, p: filter.senderId },
+  );
+  expect(result.errors).toBeUndefined();
+  return result.data!.deriverStatus;
+}
+
+const FILTERS: Filter[] = [
+  {},
+  { sessionId: 's7' },
+  { observerId: 'p2' },
+  { observerId: 'p0' },
+  { senderId: 'p0' },
+  { observerId: 'p2', senderId: 'p1' },
+  { sessionId: 's7', observerId: 'p2', senderId: 'p0' },
+];
+
+async function expectExact(): Promise<void> {
+  for (const filter of FILTERS)
+    expect(await served(filter), JSON.stringify(filter)).toEqual(await inSql(filter));
+}
+
+it('serves a running Honcho its exact status, pushed, through its deriver being killed, a rollback and its cleanup', async () => {
+  // Honcho has history before Deriver Live attaches.
+  await finished(writer({ phases: ['api'], sessions: SESSIONS, messagesPerSession: 3 }));
+  const attached = await honchoCommand(['attach', '--database-url', url], {});
+  expect(attached).toMatchObject({ code: 0, stdout: expect.stringMatching(/^attached/) });
+  expect((await honchoCommand(['attach', '--database-url', url], {})).stdout).toMatch(/already attached/);
+
+  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
+  await expectExact();
+  const before = await served({});
+  expect(before.totalWorkUnits).toBe(SESSIONS * 3 + SESSIONS); // a representation row per message, a summary per session
+  expect(before.pendingWorkUnits).toBe(before.totalWorkUnits);
+
+  // A subscriber waits for the workspace to be idle, and one watches session s7 move.
+  const ws = createClient({
+    url: server.url.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+  });
+  const moves: Counts[] = [];
+  const idle = new Promise<Counts>((resolve, reject) => {
+    let last: Counts | undefined;
+    ws.subscribe<{ deriverStatus: Counts }>(
+      { query: `subscription { deriverStatus(workspaceId: "${WS}", untilIdle: true) { ${COUNTS} } }` },
+      { next: (r) => void (last = r.data!.deriverStatus), error: reject, complete: () => resolve(last!) },
+    );
+  });
+  ws.subscribe<{ deriverStatus: Counts }>(
+    {
+      query: `subscription { deriverStatus(workspaceId: "${WS}", sessionId: "s7", coalesceMs: 0) { ${COUNTS} } }`,
+    },
+    { next: (r) => void moves.push(r.data!.deriverStatus), error: () => {}, complete: () => {} },
+  );
+
+  // Honcho's deriver takes units and is SIGKILLed while it holds some.
+  const killed = writer({ phases: ['deriver'], unitsPerBatch: 500, holdAfter: 20 });
+  await printed(killed, /holding \d+/);
+  await expectExact();
+  expect((await served({})).inProgressWorkUnits).toBeGreaterThan(0);
+  killed.kill('SIGKILL');
+  await new Promise((resolve) => killed.once('exit', resolve));
+  // Honcho's own recovery releases the dead worker's units: they are pending again.
+  await honcho.query('DELETE FROM active_queue_sessions');
+  await expectExact();
+  expect((await served({})).inProgressWorkUnits).toBe(0);
+
+  // A transaction that rolls back is never counted.
+  await honcho.query('BEGIN');
+  await honcho.query(
+    `INSERT INTO queue (work_unit_key, task_type, payload, workspace_name)
+     VALUES ('summary:acme:s7:None:None', 'summary', '{"task_type":"summary","session_name":"s7"}', 'acme')`,
+  );
+  await honcho.query('ROLLBACK');
+  await expectExact();
+
+  // Another deriver finishes the work: the subscriber's wait ends exact.
+  await finished(writer({ phases: ['deriver'], unitsPerBatch: 500 }));
+  const last = await idle;
+  const exact = await inSql({});
+  expect(exact.pendingWorkUnits + exact.inProgressWorkUnits).toBe(0);
+  expect(last).toEqual(exact);
+  await expectExact();
+  expect(moves[0]!.completedWorkUnits).toBe(0);
+  expect(moves.at(-1)).toEqual(await inSql({ sessionId: 's7' }));
+  await ws.dispose();
+
+  // Honcho's cleanup deletes processed rows: its own count of completed drops to 0; ours keeps them.
+  await finished(writer({ phases: ['cleanup'] }));
+  expect((await inSql({})).totalWorkUnits).toBe(0);
+  expect(await served({})).toEqual(last);
+
+  // Detach leaves Honcho's tables as they were.
+  await server.close();
+  server = undefined as unknown as TestServer;
+  expect((await honchoCommand(['detach', '--database-url', url], {})).code).toBe(0);
+  const left = await honcho.query(
+    `SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'deriver_live%') AS triggers,
+       (SELECT count(*) FROM pg_namespace WHERE nspname = 'deriver_live_honcho') AS schemas`,
+  );
+  expect(left.rows[0]).toEqual({ triggers: '0', schemas: '0' });
+}, 240_000);
+
+it('says what to do when the database is not Honcho or not attached', async () => {
+  const notHoncho = await honchoCommand(['attach', '--database-url', inject('postgresUrl')], {});
+  expect(notHoncho).toMatchObject({ code: 1, stderr: expect.stringMatching(/has no Honcho queue/) });
+  expect((await honchoCommand(['attach'], {})).stderr).toMatch(/--database-url/);
+  await expect(startTestServer({ config: { honchoDatabaseUrl: url } })).rejects.toThrow(/is not attached/);
+});
