@@ -17,6 +17,7 @@ import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { honchoCommand } from '../src/cli/honcho.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
+import { launchChromium } from './support/browser.ts';
 import { printed } from './support/processes.ts';
 
 const WRITER = fileURLToPath(new URL('./fixtures/honcho/writer.ts', import.meta.url));
@@ -77,6 +78,8 @@ interface Counts {
   completedWorkUnits: number;
   inProgressWorkUnits: number;
   pendingWorkUnits: number;
+  /** The part of completed that Honcho marked with an error. */
+  failedWorkUnits: number;
 }
 interface Filter {
   sessionId?: string;
@@ -86,8 +89,14 @@ interface Filter {
 
 /** Honcho's definitions over its own rows, with AND filters and each observer of a row counted. */
 async function inSql(filter: Filter): Promise<Counts> {
-  const { rows } = await honcho.query<{ completed: string; in_progress: string; pending: string }>(
+  const { rows } = await honcho.query<{
+    completed: string;
+    in_progress: string;
+    pending: string;
+    failed: string;
+  }>(
     `SELECT count(*) FILTER (WHERE q.processed) AS completed,
+       count(*) FILTER (WHERE q.processed AND q.error IS NOT NULL) AS failed,
        count(*) FILTER (WHERE NOT q.processed AND a.id IS NOT NULL) AS in_progress,
        count(*) FILTER (WHERE NOT q.processed AND a.id IS NULL) AS pending
      FROM queue q LEFT JOIN active_queue_sessions a USING (work_unit_key)
@@ -104,10 +113,11 @@ async function inSql(filter: Filter): Promise<Counts> {
     completedWorkUnits: completed,
     inProgressWorkUnits: inProgress,
     pendingWorkUnits: pending,
+    failedWorkUnits: Number(r.failed),
   };
 }
 
-const COUNTS = 'totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWorkUnits';
+const COUNTS = 'totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWorkUnits failedWorkUnits';
 async function served(filter: Filter): Promise<Counts> {
   const result = await server.http<{ deriverStatus: Counts }>(
     `query($w: ID, $s: ID, $o: ID, $p: ID) { deriverStatus(workspaceId: $w, sessionId: $s, observerId: $o, senderId: $p) { ${COUNTS} } }`,
@@ -197,6 +207,21 @@ it('serves a running Honcho its exact status, pushed, through its deriver being 
   expect(moves[0]!.completedWorkUnits).toBe(0);
   expect(moves.at(-1)).toEqual(await inSql({ sessionId: 's7' }));
   await ws.dispose();
+  expect(exact.failedWorkUnits).toBeGreaterThan(0);
+
+  // The dashboard shows it (a real browser).
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage();
+    await page.goto(new URL(`/?workspace=${WS}`, server.url).toString());
+    await expect
+      .poll(() => page.locator('[data-testid="total"]').textContent())
+      .toBe(String(exact.totalWorkUnits));
+    expect(await page.locator('[data-testid="failed"]').textContent()).toBe(String(exact.failedWorkUnits));
+    expect(await page.locator('[data-testid="pending"]').textContent()).toBe('0');
+  } finally {
+    await browser.close();
+  }
 
   // Honcho's cleanup deletes processed rows: its own count of completed drops to 0; ours keeps them.
   await finished(writer({ phases: ['cleanup'] }));

@@ -34,6 +34,8 @@ export interface HonchoSource {
   readonly feed: ChangeFeed;
   /** `NotFoundError` naming the argument for a session (by name) or peer Honcho does not have. */
   assertFilterNamesKnown(filter: StatusQuery): Promise<void>;
+  /** Honcho's workspaces that have queue rows of the user-facing types, by name. */
+  listWorkspaces(limit: number): Promise<string[]>;
   /** Proves Honcho's database answers (readiness). */
   probe(): Promise<void>;
   close(): Promise<void>;
@@ -107,6 +109,13 @@ export async function openHonchoSource(
         if (peerId !== undefined && !(await exists('peers', workspaceId, peerId)))
           throw new NotFoundError('peer', peerId, argument);
       }
+    },
+    async listWorkspaces(limit) {
+      const { rows } = await pool.query<{ workspace_id: string }>(
+        `SELECT DISTINCT workspace_id FROM ${SOURCE.table} ORDER BY workspace_id LIMIT $1`,
+        [limit],
+      );
+      return rows.map((row) => row.workspace_id);
     },
     async probe() {
       await pool.query('SELECT 1');

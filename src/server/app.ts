@@ -20,7 +20,7 @@ import type { SchedulerOptions, TaskTypeLimits } from '../scheduler/options.ts';
 import { createScheduler, type Scheduler } from '../scheduler/scheduler.ts';
 import { createDerivationService } from '../service/derivation.ts';
 import { createDeriver, type Deriver } from '../service/deriver.ts';
-import { createQueueService } from '../service/queue.ts';
+import { createQueueService, WORKSPACE_LIST_LIMIT } from '../service/queue.ts';
 import { type RetentionOptions, startRetention } from '../service/retention.ts';
 import { createStatusEngine, type StatusEngine } from '../status/status-engine.ts';
 import { openStore } from '../store/open-store.ts';
@@ -285,11 +285,11 @@ async function assemble(
       status,
       live,
       keys,
-      queue: createQueueService({
-        store,
-        batches: config.taskTypes.batches,
-        stuckAfterMs,
-      }),
+      queue: {
+        ...createQueueService({ store, batches: config.taskTypes.batches, stuckAfterMs }),
+        // Attached to a Honcho: the dashboard's picker lists Honcho's workspaces.
+        ...(honcho ? { workspaces: () => honcho.listWorkspaces(WORKSPACE_LIST_LIMIT) } : {}),
+      },
       derivation: createDerivationService({ store, status }),
       webhooks: { store, allowPrivate: config.webhookAllowPrivate, wake: () => dispatcher?.wake() },
     },
