@@ -1,6 +1,6 @@
 -- Deriver Live attached to a running Honcho (docs/honcho-attach.md): what `deriver-live honcho
 -- attach` installs, all in the schema `deriver_live_honcho`; nothing in Honcho's tables changes
--- but the four triggers named `deriver_live_*` on `queue` and `active_queue_sessions`, which
+-- but the five triggers named `deriver_live_*` on `queue` and `active_queue_sessions`, which
 -- `detach` drops with the schema. Run in one transaction: creating the triggers locks Honcho's two
 -- tables against writes until the counts below are taken, so none is missed or counted twice.
 --
@@ -64,8 +64,10 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- A statement's changes as counter deltas per unit row (a unit's row, and one per observer).
+-- (plpgsql, not sql: its statement is planned once per connection, not at every call.)
 CREATE FUNCTION deriver_live_honcho.apply_changes(changed deriver_live_honcho.change[]) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
   WITH rows AS (
     SELECT * FROM unnest(changed)
     WHERE task_type IN ('representation', 'summary', 'dream') AND workspace_name IS NOT NULL
@@ -98,7 +100,8 @@ LANGUAGE sql AS $$
   ON CONFLICT (unit_key) DO UPDATE SET
     unprocessed = u.unprocessed + excluded.unprocessed,
     completed = u.completed + excluded.completed,
-    failed = u.failed + excluded.failed
+    failed = u.failed + excluded.failed;
+END
 $$;
 
 CREATE FUNCTION deriver_live_honcho.queue_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -110,13 +113,16 @@ BEGIN
 END
 $$;
 
+-- An updated row counts -1 as it was and +1 as it is: a row whose `processed` and error did not
+-- change nets to nothing (no join of the old and new rows needed).
 CREATE FUNCTION deriver_live_honcho.queue_updated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM deriver_live_honcho.apply_changes(ARRAY(
-    SELECT c FROM old_rows o JOIN new_rows n USING (id),
-      LATERAL (VALUES (deriver_live_honcho.change_of(-1, o)), (deriver_live_honcho.change_of(1, n))) AS v(c)
-    WHERE n.task_type IN ('representation', 'summary', 'dream')
-      AND (o.processed IS DISTINCT FROM n.processed OR (o.error IS NULL) <> (n.error IS NULL))));
+    SELECT deriver_live_honcho.change_of(-1, o) FROM old_rows o
+    WHERE o.task_type IN ('representation', 'summary', 'dream')
+    UNION ALL
+    SELECT deriver_live_honcho.change_of(1, n) FROM new_rows n
+    WHERE n.task_type IN ('representation', 'summary', 'dream')));
   RETURN NULL;
 END
 $$;
@@ -185,13 +191,7 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER work_units_notify_insert AFTER INSERT ON deriver_live_honcho.work_units
-  REFERENCING NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.notify_unit_changes();
-CREATE TRIGGER work_units_notify_update AFTER UPDATE ON deriver_live_honcho.work_units
-  REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
-  FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.notify_unit_changes();
-
--- Honcho's tables: the four triggers (these lock `queue` and `active_queue_sessions` until commit).
+-- Honcho's tables: the five triggers (these lock `queue` and `active_queue_sessions` until commit).
 CREATE TRIGGER deriver_live_queue_insert AFTER INSERT ON public.queue
   REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.queue_inserted();
 CREATE TRIGGER deriver_live_queue_update AFTER UPDATE ON public.queue
@@ -204,7 +204,28 @@ CREATE TRIGGER deriver_live_held_insert AFTER INSERT ON public.active_queue_sess
 CREATE TRIGGER deriver_live_held_delete AFTER DELETE ON public.active_queue_sessions
   REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.held_changed();
 
--- What Honcho's queue holds now, counted once (the writes wait for this transaction).
-SELECT deriver_live_honcho.apply_changes(ARRAY(
-  SELECT deriver_live_honcho.change_of(1, q) FROM public.queue q
-  WHERE q.task_type IN ('representation', 'summary', 'dream')));
+-- What Honcho's queue holds now, counted once (its writes wait for this transaction), in chunks
+-- of ids so that memory stays bounded however long its history; before the change notices exist,
+-- as nobody can have heard of these rows.
+DO $$
+DECLARE
+  lo bigint;
+  hi bigint;
+  step constant bigint := 50000;
+BEGIN
+  SELECT min(id), max(id) INTO lo, hi FROM public.queue;
+  WHILE lo IS NOT NULL AND lo <= hi LOOP
+    PERFORM deriver_live_honcho.apply_changes(ARRAY(
+      SELECT deriver_live_honcho.change_of(1, q) FROM public.queue q
+      WHERE q.id >= lo AND q.id < lo + step AND q.task_type IN ('representation', 'summary', 'dream')));
+    lo := lo + step;
+  END LOOP;
+END
+$$;
+
+CREATE TRIGGER work_units_notify_insert AFTER INSERT ON deriver_live_honcho.work_units
+  REFERENCING NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.notify_unit_changes();
+CREATE TRIGGER work_units_notify_update AFTER UPDATE ON deriver_live_honcho.work_units
+  REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
+  FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.notify_unit_changes();
+
