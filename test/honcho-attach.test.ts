@@ -166,7 +166,13 @@ it('serves a running Honcho its exact status, pushed, through its deriver being 
     let last: Counts | undefined;
     ws.subscribe<{ deriverStatus: Counts }>(
       { query: `subscription { deriverStatus(workspaceId: "${WS}", untilIdle: true) { ${COUNTS} } }` },
-      { next: (r) => void (last = r.data!.deriverStatus), error: reject, complete: () => resolve(last!) },
+      {
+        next: (r) => {
+          last = r.data!.deriverStatus;
+        },
+        error: reject,
+        complete: () => resolve(last!),
+      },
     );
   });
   ws.subscribe<{ deriverStatus: Counts }>(
