@@ -38,27 +38,23 @@ export async function attachHoncho(url: string): Promise<AttachOutcome> {
       );
     }
     if (row.attached) return 'already-attached';
-    await client.query('BEGIN');
-    try {
-      await client.query(sql('attach.sql'));
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
+    await runInTransaction(client, 'attach.sql');
     return 'attached';
   });
 }
 
 export async function detachHoncho(url: string): Promise<void> {
-  await withClient(url, async (client) => {
-    await client.query('BEGIN');
-    try {
-      await client.query(sql('detach.sql'));
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
-  });
+  await withClient(url, (client) => runInTransaction(client, 'detach.sql'));
+}
+
+/** Runs one of this folder's SQL files in a transaction: all of it, or nothing. */
+async function runInTransaction(client: pg.Client, file: string): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(sql(file));
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  }
 }

@@ -14,9 +14,8 @@ import { NotFoundError } from '../errors.ts';
 import type { ChangeFeed } from '../feed/change-feed.ts';
 import { createPostgresFeed } from '../feed/postgres-feed.ts';
 import type { StatusQuery } from '../status/status-filter.ts';
-import { type CounterSource, counterQuery } from '../store/counter-sql.ts';
-import { pgSnapshot } from '../store/postgres/snapshot.ts';
-import { countersOf, sumOf } from '../store/rows.ts';
+import type { CounterSource } from '../store/counter-sql.ts';
+import { sumCountersPg } from '../store/postgres/sum-counters.ts';
 import type { CounterFilter } from '../store/store.ts';
 
 /** The schema `attach` installs; its change channel is the one Deriver Live's feed listens on. */
@@ -84,21 +83,13 @@ export async function openHonchoSource(
 
   return {
     feed,
-    async sumCounters(filter, { sessions }) {
-      const query = counterQuery(filter, (n) => `$${n}`, SOURCE);
-      const text = `WITH seen AS (SELECT pg_current_snapshot()::text AS snapshot)
-        SELECT seen.snapshot, sums.* FROM seen LEFT JOIN (${sessions ? query.bySession : query.total}) sums ON true`;
-      const { rows } = await pool.query(text, [...query.values]);
-      const snapshot = pgSnapshot(rows[0]?.snapshot ?? '');
-      if (!sessions) return { snapshot, total: countersOf(rows[0] ?? {}), sessions: null };
-      // A dream without a session is in the total and in no session's entry, as Honcho counts it.
-      const groups = rows.filter((row) => row.session_id != null);
-      return {
-        snapshot,
-        total: sumOf(rows),
-        sessions: groups.map((row) => [row.session_id as string, countersOf(row)] as const),
-      };
-    },
+    sumCounters: (filter, { sessions }) =>
+      sumCountersPg(
+        async (text, values) => (await pool.query(text, [...values])).rows,
+        filter,
+        sessions,
+        SOURCE,
+      ),
     async assertFilterNamesKnown({ workspaceId, sessionId, observerId, senderId }) {
       if (sessionId !== undefined && !(await exists('sessions', workspaceId, sessionId)))
         throw new NotFoundError('session', sessionId, 'sessionId');

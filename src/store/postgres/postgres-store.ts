@@ -28,7 +28,6 @@ import {
   messageIdsOf,
   messageOf,
   OLDEST_PENDING_SQL,
-  sumOf,
   taskRowOf,
   type UnitRow,
   WORKSPACES_WITH_WORK_SQL,
@@ -69,7 +68,7 @@ import {
 } from './queue.ts';
 import { cancelPending, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
 import { createPostgresRateLimits } from './rate-limits.ts';
-import { pgSnapshot } from './snapshot.ts';
+import { sumCountersPg } from './sum-counters.ts';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database` */
@@ -192,23 +191,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
     renewLeases: (request) => transaction((db, now) => renewLeases(db, request, now)),
 
-    async sumCounters(filter, { sessions }) {
-      const query = counterQuery(filter, (n) => `$${n}`);
-      // One statement, one snapshot: the sums and the snapshot they were read at.
-      const text = `WITH seen AS (SELECT pg_current_snapshot()::text AS snapshot)
-        SELECT seen.snapshot, sums.* FROM seen LEFT JOIN (${sessions ? query.bySession : query.total}) sums ON true`;
-      const rows = await connection.query<Counters & { snapshot: string; session_id?: string }>(text, [
-        ...query.values,
-      ]);
-      const snapshot = pgSnapshot(rows[0]?.snapshot ?? '');
-      if (!sessions) return { snapshot, total: countersOf(rows[0] ?? {}), sessions: null };
-      const groups = rows.filter((row) => row.session_id != null);
-      return {
-        snapshot,
-        total: sumOf(groups),
-        sessions: groups.map((row) => [row.session_id as string, countersOf(row)] as const),
-      };
-    },
+    sumCounters: (filter, { sessions }) =>
+      sumCountersPg((text, values) => connection.query(text, [...values]), filter, sessions),
 
     async liveCountsByTaskType() {
       const rows = await connection.query<Counters & { task_type: TaskType }>(LIVE_COUNTS_SQL);
