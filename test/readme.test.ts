@@ -61,6 +61,21 @@ describe('the README', () => {
     );
   });
 
+  it("the Python client's README example runs as written, its watch ending when its time is up", async () => {
+    const readme = readFileSync(join(ROOT, 'clients/python/README.md'), 'utf8');
+    const script = (/```python\n([\s\S]*?)```/.exec(readme)?.[1] ?? '')
+      .replace('http://localhost:4000/graphql', server.url)
+      .replace('timeout=30', 'timeout=1'); // the watch watches for a second here, not thirty
+    const { stdout } = await promisify(execFile)('python3', ['-c', script], {
+      timeout: 60_000,
+      env: { ...process.env, PYTHONPATH: join(ROOT, 'clients/python/src'), PYTHONDONTWRITEBYTECODE: '1' },
+    });
+    // `print(done.completed, done.failed)`, then the watch's line(s): pending and running, all done.
+    const lines = stdout.trim().split('\n');
+    expect(lines[0]).toBe('1 0'); // bob's task observing alice's message, none failed
+    expect(lines.at(-1)).toBe('0 0');
+  });
+
   it('stays short enough to read first (at most about 250 lines); the rest is in docs/', () => {
     expect(README.split('\n').length).toBeLessThanOrEqual(260);
   });

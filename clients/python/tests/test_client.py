@@ -92,6 +92,14 @@ class ClientTest(unittest.TestCase):
         finally:
             watch.close()
 
+    def test_a_watch_ends_when_its_time_is_up(self) -> None:
+        # The README's form: `for status in ....watch_deriver_status(timeout=...)` ends, no traceback.
+        sid = fresh("watched")
+        session = self.client.session(sid)
+        session.add_peers(["gina"])
+        seen = list(session.watch_deriver_status(timeout=0.5))
+        self.assertEqual([s.total_work_units for s in seen], [0])
+
     def test_a_wait_that_runs_past_its_timeout(self) -> None:
         sid = fresh("held")
         session = self.client.session(sid)

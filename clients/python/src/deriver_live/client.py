@@ -24,7 +24,7 @@ from ._types import (
     session_from_api,
     status_from_api,
 )
-from .errors import DeriverLiveError
+from .errors import DeriverLiveError, DeriverLiveTimeout
 
 #: A message to add: ``{"peer_id": ..., "content": ...}`` (what ``Peer.message`` returns) or a
 #: ``(peer_id, content)`` pair.
@@ -160,7 +160,8 @@ class DeriverLive:
         timeout: Optional[float] = None,
     ) -> Iterator[DeriverStatus]:
         """The status now, then every change as the server pushes it. Close the iterator (or
-        leave the ``for`` loop) to stop; ``timeout`` bounds the whole watch."""
+        leave the ``for`` loop) to stop; ``timeout`` (seconds) is how long to watch: when it is up
+        the loop ends, with no exception (a wait that must finish is :meth:`wait_for_idle`)."""
         return self._watch(observer_id, sender_id, session_id, until_idle=False, timeout=timeout, coalesce_ms=coalesce_ms)
 
     def _watch(
@@ -180,8 +181,13 @@ class DeriverLive:
             "untilIdle": until_idle,
             "coalesceMs": coalesce_ms,
         }
-        for data in self._transport.subscribe(_WATCH_STATUS, variables, timeout):
-            yield status_from_api(data["deriverStatus"])
+        try:
+            for data in self._transport.subscribe(_WATCH_STATUS, variables, timeout):
+                yield status_from_api(data["deriverStatus"])
+        except DeriverLiveTimeout:
+            if until_idle:
+                raise  # a wait that did not finish in time is an error
+            return  # a watch's time is up: the loop ends
 
     # -- your messages --------------------------------------------------------------------------
 
