@@ -37,6 +37,10 @@ CREATE TABLE deriver_live_honcho.work_units (
   retrying integer NOT NULL DEFAULT 0
 );
 CREATE INDEX work_units_by_key ON deriver_live_honcho.work_units (work_unit_key);
+-- A workspace's status without an observer sums the units' own rows: read from this index alone
+-- (an index-only scan once autovacuum has marked the pages all-visible), not from the table.
+CREATE INDEX work_units_whole ON deriver_live_honcho.work_units (workspace_id, session_id)
+  INCLUDE (pending, running, completed, failed, retrying) WHERE per_observer = false;
 CREATE INDEX work_units_by_session ON deriver_live_honcho.work_units (workspace_id, session_id, observer_id, sender_id);
 CREATE INDEX work_units_by_observer ON deriver_live_honcho.work_units (workspace_id, observer_id, sender_id);
 CREATE INDEX work_units_by_sender ON deriver_live_honcho.work_units (workspace_id, sender_id);
