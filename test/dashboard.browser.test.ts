@@ -133,6 +133,38 @@ it('with auth on, asks for a key and works once one is entered', async () => {
   expect(await page.locator('tr[data-session="x"]').count()).toBe(1);
 });
 
+it('says a workspace with no tasks has none and names those that do; without a key, shows no counts at all', async () => {
+  server = await startTestServer({ config: { demoTaskMs: 1 } });
+  await run(server, 'mutation{upsertSession(workspaceId:"acme",id:"s",peers:[{peerId:"a"}]){id}}');
+  await run(
+    server,
+    'mutation{addMessages(workspaceId:"acme",sessionId:"s",messages:[{peerId:"a",content:"x"}]){enqueuedTasks}}',
+  );
+  browser = await launchChromium();
+  const page = await browser.newPage();
+  await page.goto(`${server.url.replace(/\/graphql$/, '/')}?workspace=nope-typo`);
+  await page.locator('#state.live').waitFor();
+  await expect
+    .poll(() => page.locator('#sessions').textContent())
+    .toBe('Workspace "nope-typo" has no tasks. Workspaces with tasks: acme.');
+  expect(await page.locator('[data-testid="total"]').textContent()).toBe('0');
+
+  // Auth on and no key: the error, and dashes instead of zeros and "No tasks yet".
+  const secret = 'dashboard-test-secret-at-least-32-bytes';
+  const locked = await startTestServer({ config: { authJwtSecret: secret } });
+  try {
+    const guarded = await browser.newPage();
+    await guarded.goto(locked.url.replace(/\/graphql$/, '/'));
+    await guarded.locator('#state.down').waitFor();
+    expect(await guarded.locator('#notice').textContent()).toContain('enter a key above');
+    expect(await guarded.locator('[data-testid="total"]').textContent()).toBe('–');
+    expect(await guarded.locator('[data-testid="pending"]').textContent()).toBe('–');
+    expect(await guarded.locator('#sessions').textContent()).toBe('Enter a key above to see this workspace.');
+  } finally {
+    await locked.close();
+  }
+});
+
 it("a workspace picker lists the workspaces with work; the demo's link opens its workspace; an empty one shows no percent", async () => {
   server = await startTestServer({ config: { demoTaskMs: 1 } });
   const empty = await startTestServer();

@@ -118,6 +118,12 @@ it('answers a route it does not serve, bad input and a wrong method in Honcho’
     });
     return { status: response.status, body: (await response.json()) as { detail: string } };
   };
+  // A wrong turn outside Honcho's routes says where things are (it was an empty 404).
+  const root = await fetch(new URL('/', server.url), { method: 'POST' });
+  expect(root.status).toBe(404);
+  expect(((await root.json()) as { errors: { message: string }[] }).errors[0]?.message).toMatch(
+    /nothing is served at POST \/: the GraphQL API is at \/graphql/,
+  );
   const unknown = await call('POST', '/v3/workspaces/w/peers/alice/chat', {});
   expect(unknown.status).toBe(404);
   expect(unknown.body.detail).toMatch(/not a route of Honcho's API that Deriver Live serves/);

@@ -291,6 +291,17 @@ export function createDeriverServer(options: DeriverServerOptions): DeriverServe
     }
     if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) return dashboard.serve(req, res);
     if (await honcho.handle(req, res)) return;
+    if (path !== GRAPHQL_PATH && path !== `${GRAPHQL_PATH}/`) {
+      // A wrong turn gets a sentence saying where things are, not an empty 404.
+      return sendJson(res, 404, {
+        errors: [
+          {
+            message: `nothing is served at ${req.method} ${(path ?? '/').slice(0, 200)}: the GraphQL API is at ${GRAPHQL_PATH} (POST, GET, WebSocket), GraphiQL at ${GRAPHQL_PATH} in a browser, the dashboard at / (GET), Honcho's routes under /v2 and /v3, health at /healthz and /readyz`,
+            extensions: { code: 'NOT_FOUND' },
+          },
+        ],
+      });
+    }
     return yoga(req, res);
   };
 
