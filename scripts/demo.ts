@@ -14,6 +14,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { createDeriverClient, DeriverClientError } from '../src/client/index.ts';
+import { DEMO_FAIL_MARK } from '../src/handlers/demo-handler.ts';
 
 const HELP = `Usage: npm run demo -- [options]
 
@@ -23,6 +24,8 @@ const HELP = `Usage: npm run demo -- [options]
   --workspace W      the workspace to fill (default: a new demo-<id>)
   --sessions N       sessions (default 4)
   --messages N       messages in all (default 300)
+  --fail-rate F      the share of messages whose tasks fail once, 0 to 1 (default 0): failed tasks
+                     on the dashboard, and a Retry that succeeds
 `;
 
 let options: ReturnType<typeof readOptions>;
@@ -47,6 +50,7 @@ function readOptions() {
       workspace: { type: 'string' },
       sessions: { type: 'string', default: process.env.DEMO_SESSIONS ?? '4' },
       messages: { type: 'string', default: process.env.DEMO_MESSAGES ?? '300' },
+      'fail-rate': { type: 'string', default: '0' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -62,6 +66,11 @@ function readOptions() {
     workspaceId: values.workspace ?? `demo-${Date.now().toString(36)}`,
     sessions: whole('sessions'),
     messages: whole('messages'),
+    failRate: (() => {
+      const rate = Number(values['fail-rate']);
+      if (!(rate >= 0 && rate <= 1)) throw new Error('--fail-rate must be a number from 0 to 1');
+      return rate;
+    })(),
   };
 }
 
@@ -127,12 +136,15 @@ async function main(): Promise<void> {
   console.log('  done     pending  running  completed  failed      rate   to idle');
   const watcher = (async () => {
     for await (const status of client.watchDeriverStatus({ workspaceId }, { coalesceMs: 500 })) {
+      // Rounded down: 100% only when every task is finished.
       const percent =
-        status.totalWorkUnits === 0 ? 100 : (100 * status.completedWorkUnits) / status.totalWorkUnits;
-      const bar = '#'.repeat(Math.round(percent / 5)).padEnd(20, '.');
+        status.totalWorkUnits === 0
+          ? 100
+          : Math.floor((100 * status.completedWorkUnits) / status.totalWorkUnits);
+      const bar = '#'.repeat(Math.floor(percent / 5)).padEnd(20, '.');
       console.log(
         [
-          `${percent.toFixed(0).padStart(5)}%`,
+          `${String(percent).padStart(5)}%`,
           String(status.pendingWorkUnits).padStart(9),
           String(status.inProgressWorkUnits).padStart(8),
           `${status.completedWorkUnits}/${status.totalWorkUnits}`.padStart(10),
@@ -151,7 +163,7 @@ async function main(): Promise<void> {
     const batch = 1 + Math.floor(Math.random() * 5);
     const messages = Array.from({ length: batch }, () => ({
       peerId: people[Math.floor(Math.random() * (3 + (session % 3)))] ?? 'alice',
-      content: lines[Math.floor(Math.random() * lines.length)] ?? '',
+      content: `${lines[Math.floor(Math.random() * lines.length)] ?? ''}${Math.random() < options.failRate ? ` ${DEMO_FAIL_MARK}` : ''}`,
     }));
     await client.addMessages({ workspaceId, sessionId: `chat-${session}`, messages });
     sent += batch;

@@ -241,4 +241,44 @@ describe('npm run demo', () => {
       await server.close();
     }
   }, 60_000);
+
+  it('with --fail-rate, fails that share of messages once (Retry then succeeds); its progress never reads 100% early', async () => {
+    const server = await startTestServer({ config: { demoTaskMs: 2 } });
+    try {
+      const { code, stdout } = await demo([
+        '--url',
+        server.url,
+        '--workspace',
+        'demo-fail',
+        '--sessions',
+        '2',
+        '--messages',
+        '12',
+        '--fail-rate',
+        '1',
+      ]);
+      expect(code).toBe(0);
+      const idle = /idle after \d+ ms: (\d+) tasks done, (\d+) failed/.exec(stdout);
+      expect(Number(idle?.[2])).toBeGreaterThan(0);
+      const status = await server.app.status.get({ workspaceId: 'demo-fail' });
+      expect(status.failedWorkUnits).toBe(Number(idle?.[2]));
+      // A progress line says 100% only when nothing is left.
+      for (const [, percent, completed, total] of stdout.matchAll(
+        /^\s+(\d+)%\s+\d+\s+\d+\s+(\d+)\/(\d+)/gm,
+      )) {
+        if (percent === '100') expect(completed).toBe(total);
+        else expect(Number(completed)).toBeLessThan(Number(total));
+      }
+      // Retrying the failed tasks runs them again, and they succeed (the demo fails a task once).
+      const retried = await server.http<{ retryFailedTasks: { retriedTasks: number } }>(
+        'mutation { retryFailedTasks(workspaceId: "demo-fail") { retriedTasks } }',
+      );
+      expect(retried.data?.retryFailedTasks.retriedTasks).toBe(status.failedWorkUnits);
+      await expect
+        .poll(async () => (await server.app.status.get({ workspaceId: 'demo-fail' })).failedWorkUnits)
+        .toBe(0);
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
 });
