@@ -12,7 +12,7 @@ import { flagOf, helpText, parseArgs, SETTINGS } from '../src/server/cli.ts';
 import { CONFIG_VARIABLES, loadConfig } from '../src/server/config.ts';
 import { tempDir } from './helpers.ts';
 import { startTestServer } from './server-helpers.ts';
-import { listeningUrl } from './support/processes.ts';
+import { listeningUrl, printed } from './support/processes.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 let children: ChildProcess[] = [];
@@ -115,6 +115,29 @@ describe('the server process', () => {
           ),
         )
         .toBe('down');
+    } finally {
+      temp.remove();
+    }
+  });
+});
+
+describe('the start-up banner', () => {
+  it("says when it created the embedded store's folder", async () => {
+    const temp = tempDir();
+    try {
+      const child = run('npm', ['start', '--silent', '--', '--port', '0'], {
+        DATABASE_URL: `file:${temp.path('new/folder/d.db')}`,
+      });
+      let out = '';
+      child.stdout?.on('data', (chunk) => {
+        out += chunk;
+      });
+      await printed(child, / {2}store: .*\n/);
+      expect(out).toContain(
+        `store:     file:${temp.path('new/folder/d.db')} (created the folder ${temp.path('new/folder')})`,
+      );
+      child.kill('SIGTERM');
+      await once(child, 'exit');
     } finally {
       temp.remove();
     }

@@ -220,6 +220,24 @@ describe('start-up refuses a database it cannot trust', () => {
     ]);
   });
 
+  it('a database in a folder that cannot be created: names the read-only folder, not ENOENT mkdir', async () => {
+    const run = withSmallFilesystem(
+      '16m',
+      [
+        'mount -o remount,ro,size=16m -t tmpfs tmpfs "$DIR" || exit 99',
+        // A database two folders down from the read-only one: neither exists.
+        'DATABASE_URL="file:$DIR/sub/deeper/db.sqlite" exec "$NODE" --import tsx "$MAIN"',
+      ].join('\n'),
+    );
+    run.child.stdout?.on('data', () => run.child.kill('SIGKILL'));
+    expect(await run.exit).toBe(1);
+    const [line] = run.stderr().trim().split('\n');
+    expect(line).toMatch(
+      /^deriver-live: could not start: cannot store: .* is on a read-only filesystem \(EROFS\)/,
+    );
+    expect(line).not.toMatch(/ENOENT|mkdir/);
+  });
+
   it('a database file another process is serving (one process per SQLite file)', async () => {
     const temp = tempDir();
     cleanups.push(() => temp.remove());

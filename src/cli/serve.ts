@@ -4,11 +4,14 @@
  * and when the `npm` that started this process goes away (so a signal to `npm start` never leaves
  * a server behind).
  */
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino from 'pino';
 import pretty from 'pino-pretty';
 import { startApp } from '../server/app.ts';
 import { helpText, parseArgs } from '../server/cli.ts';
 import { ConfigError, isLoopback, loadConfig } from '../server/config.ts';
+import { parseStoreUrl } from '../store/open-store.ts';
 
 /** Runs the server until a signal stops it (then exits the process). */
 export async function serve(argv: readonly string[]): Promise<void> {
@@ -38,6 +41,8 @@ export async function serve(argv: readonly string[]): Promise<void> {
         pretty({ sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }),
       )
     : pino({ level: config.logLevel });
+  // The embedded store creates its folder when missing: say so rather than create it silently.
+  const storeFolder = sqliteFolderToCreate(config.databaseUrl);
   const app = await startApp(config, { logger }).catch((error: unknown) => {
     process.stderr.write(
       `deriver-live: could not start: ${(error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ')}\n`,
@@ -54,7 +59,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
       `  Honcho:    ${new URL(app.url).origin} (baseURL for Honcho's SDKs: status and messages)\n` +
       (config.honchoDatabaseUrl
         ? `  honcho:    serving the status of the Honcho at ${withoutPassword(config.honchoDatabaseUrl)} (attached; its own deriver runs the tasks)\n`
-        : `  store:     ${withoutPassword(config.databaseUrl)}; workers: ${config.workerConcurrency}\n` +
+        : `  store:     ${withoutPassword(config.databaseUrl)}${storeFolder ? ` (created the folder ${storeFolder})` : ''}; workers: ${config.workerConcurrency}\n` +
           `  deriver:   ${handler}\n`) +
       `  auth:      ${config.authJwtSecret ? 'on (keys signed with AUTH_JWT_SECRET)' : 'off'}\n`,
   );
@@ -95,6 +100,14 @@ export async function serve(argv: readonly string[]): Promise<void> {
 }
 
 /** The store URL as it may be printed: a password in it is replaced by `***`. */
+/** The folder an embedded store's file needs and does not have yet, if any. */
+function sqliteFolderToCreate(databaseUrl: string): string | null {
+  const location = parseStoreUrl(databaseUrl);
+  if (location.kind !== 'sqlite' || location.path === ':memory:') return null;
+  const folder = dirname(location.path);
+  return existsSync(folder) ? null : folder;
+}
+
 function withoutPassword(url: string): string {
   if (!/^postgres(ql)?:\/\//.test(url)) return url;
   const parsed = new URL(url);

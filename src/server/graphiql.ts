@@ -3,19 +3,26 @@
  * order matters: the subscription runs first and keeps running, and the work is added from another
  * browser tab (running a second operation in the same GraphiQL stops the running subscription).
  */
-export const GRAPHIQL_DEFAULT_QUERY = `# Deriver Live: background-task status that is pushed to you, not polled.
+export const GRAPHIQL_DEFAULT_QUERY = `# Deriver Live: task status pushed to you, not polled.
 #
 # 1. Run "Setup" (pick it from the run button's menu).
-# 2. Run "Watch". It keeps running: the result pane shows the counts, pushed as they change.
-#    Leave this tab on it.
-# 3. Open this same address in a SECOND BROWSER TAB (not a new GraphiQL tab: running another
-#    operation here would stop "Watch"), and run "Chat" there, two or three times in a row. Each
-#    run adds 20 messages: 54 tasks for the built-in demo handler (DEMO_TASK_MS, 250 ms each; a
-#    work unit runs its tasks one at a time, so each run is a few seconds of work). Come back to
-#    this tab: pending, inProgress and completed move, with throughput and time to idle.
-# 4. "Queue" shows inside the queue: work units at work, failed tasks and their errors.
+# 2. Run "Watch". It keeps running: the result pane
+#    shows the counts, pushed as they change. Leave this
+#    tab on it.
+# 3. Open this same address in a SECOND BROWSER TAB
+#    (not a new GraphiQL tab: running another operation
+#    here would stop "Watch"), and run "Chat" there, two
+#    or three times in a row. Each run adds 20 messages:
+#    54 tasks for the built-in demo handler (DEMO_TASK_MS,
+#    250 ms each; a work unit runs its tasks one at a
+#    time, so each run is a few seconds of work). Come
+#    back to this tab: pending, inProgress and completed
+#    move, with throughput and time to idle.
+# 4. "Queue" shows inside the queue: work units at work,
+#    failed tasks and their errors.
 #
-# The dashboard at / shows the same, live, for a whole workspace.
+# The dashboard at / shows the same, live, for a whole
+# workspace.
 
 mutation Setup {
   upsertSession(

@@ -22,11 +22,9 @@
  * schema and the migrations table (a file that is not a database or whose pages are garbage is
  * refused there); the tables themselves are checked by SQLite as they are read.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { ReadSnapshot, UnitChanges } from '../../domain/counters.ts';
-import { assertWritable, createFileGuard } from './file-guard.ts';
+import { assertWritable, createFileGuard, ensureFolder } from './file-guard.ts';
 import { migrate } from './migrate.ts';
 import { prepareStatements, type Statements } from './statements.ts';
 import { captureUnitChanges } from './unit-changes.ts';
@@ -75,7 +73,7 @@ export function openSqlite(
   onCommit: (changes: UnitChanges) => void,
 ): SqliteConnection {
   if (path !== ':memory:') {
-    mkdirSync(dirname(path), { recursive: true });
+    ensureFolder(path);
     assertWritable(path);
   }
   const db = new Database(path);

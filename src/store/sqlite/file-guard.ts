@@ -6,8 +6,8 @@
  *   open SQLite connection would otherwise keep writing to the removed file, acknowledging writes
  *   that are gone after a restart). From then on every write is refused until a restart.
  */
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { StoreUnavailableError } from '../../errors.ts';
 
 export interface FileGuard {
@@ -35,6 +35,22 @@ export function storeFault(error: unknown, path: string): StoreUnavailableError 
   return new StoreUnavailableError(`cannot store: ${fault[1]} (${path}, ${code}); nothing was written`, {
     cause: error,
   });
+}
+
+/**
+ * Creates the database file's folder when missing; a folder that cannot be created is a
+ * `StoreUnavailableError` naming the nearest existing folder and why (a read-only filesystem, no
+ * permission), not `ENOENT ... mkdir`. Returns the first folder it created, if any.
+ */
+export function ensureFolder(path: string): string | undefined {
+  try {
+    return mkdirSync(dirname(path), { recursive: true });
+  } catch (error) {
+    let existing = dirname(path);
+    while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
+    assertWritable(join(existing, 'x')); // throws, naming the folder and the reason
+    throw error;
+  }
 }
 
 /**
