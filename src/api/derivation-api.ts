@@ -16,13 +16,11 @@ import type {
   MessageDerivationKey,
 } from '../service/derivation.ts';
 import type { MessageTasksRequest } from '../store/store.ts';
-import { builder } from './builder.ts';
+import { builder, type Types } from './builder.ts';
 import type { ApiContext } from './context.ts';
 import { workspaceOf } from './filter-args.ts';
 import { TaskTypeEnum } from './queue-api.ts';
 import { DeriverStatusType, MessageType } from './types.ts';
-
-type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
 
 const COUNTS: Record<Exclude<keyof DerivationCounts, 'done'>, string> = {
   pending: 'Not started, or waiting for a retry.',

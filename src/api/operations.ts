@@ -17,10 +17,7 @@ import {
 import { limits } from '../domain/limits.ts';
 import { AuthDisabledError, UnauthenticatedError } from '../errors.ts';
 import type { StatusView } from '../live/status-view.ts';
-import { builder } from './builder.ts';
-
-type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
-
+import { builder, type Types } from './builder.ts';
 import { toQuery, workspaceOf } from './filter-args.ts';
 import { selectsField } from './selection.ts';
 import {

@@ -12,11 +12,9 @@ import { TASK_TYPES, type TaskType } from '../domain/work-unit-key.ts';
 import { type PageOf, WORKSPACE_LIST_LIMIT, type WorkUnitView } from '../service/queue.ts';
 import type { WaitingFor } from '../service/waiting-for.ts';
 import type { FailedTask, WorkUnitInfo } from '../store/store.ts';
-import { builder } from './builder.ts';
+import { builder, type Types } from './builder.ts';
 import { toUnitFilter, workspaceOf } from './filter-args.ts';
 import { DeriverStatusType } from './types.ts';
-
-type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
 
 /** Epoch ms as ISO 8601 (`null` stays `null`). */
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());

@@ -7,10 +7,8 @@ import type { Progress } from '../status/completion-rate.ts';
 import type { SessionStatusCounts, StatusCounts } from '../status/counts.ts';
 import type { StatusQuery } from '../status/status-filter.ts';
 import type { AppendMessagesResult } from '../store/store.ts';
-import { builder } from './builder.ts';
+import { builder, type Types } from './builder.ts';
 import type { ApiContext } from './context.ts';
-
-type Types = typeof builder extends PothosSchemaTypes.SchemaBuilder<infer T> ? T : never;
 
 /** Honcho's attributes, and an upsert's `created`, shared by Workspace, Peer and Session. */
 function attributeFields<T extends Attributes>(t: PothosSchemaTypes.ObjectFieldBuilder<Types, T>) {
