@@ -169,13 +169,15 @@ interface Route {
    * (`/v3/workspaces/{workspace_id}/peers`); a trailing slash is optional on every path.
    */
   readonly paths: Partial<Record<Version, string>>;
+  /** The operation reads the caller's scope (`scope` below); others get `null` without a key check. */
+  readonly scoped?: true;
   /** The operation for this request, and how its data becomes Honcho's answer. */
   readonly operation: (request: {
     params: readonly string[];
     body: Record<string, unknown>;
     query: URLSearchParams;
     version: Version;
-    /** The caller's scope when its key verifies (`null`: no key, auth off, or a bad key). */
+    /** With `scoped`: the caller's scope when its key verifies (`null`: no key, auth off, a bad key). */
     scope: Scope | null;
   }) => {
     query: string;
@@ -326,6 +328,7 @@ export const ROUTES: readonly Route[] = [
       v2: '/v2/workspaces/{workspace_id}/deriver/status',
       v3: '/v3/workspaces/{workspace_id}/queue/status',
     },
+    scoped: true,
     operation: ({ params: [workspaceId], query, scope }) => {
       const filter = narrowToScope(
         {
@@ -451,7 +454,7 @@ export function createHonchoRest(options: {
       body,
       query: url.searchParams,
       version: match.version,
-      scope: await options.scopeOf(req.headers.authorization),
+      scope: match.route.scoped ? await options.scopeOf(req.headers.authorization) : null,
     });
     const result = await options.execute(
       { query, variables },
