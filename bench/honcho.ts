@@ -11,8 +11,12 @@
  *    INSERT of 100 queue rows (one enqueue), and an UPDATE marking 100 rows processed (one batch).
  * 3. From a row's commit to a client knowing it is processed: pushed (a subscription) against
  *    polling Honcho's status every second and every 100 ms (ROUNDS each).
+ * 4. The alternative to triggers, measured the same way on a private server run with
+ *    `wal_level=logical` (LOGICAL=0 skips it): the same writes with nothing attached, with a
+ *    logical replication slot (`pgoutput`, a publication of Honcho's two tables) drained by a
+ *    consumer while they run, and with the triggers.
  *
- *   npm run bench:honcho            (SIZES=..., QUERIES=200, ROUNDS=20)
+ *   npm run bench:honcho            (SIZES=..., QUERIES=200, ROUNDS=20, LOGICAL=1)
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -22,7 +26,7 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { attachHoncho, detachHoncho } from '../src/honcho/attach.ts';
 import { startTestServer } from '../test/server-helpers.ts';
-import { startPostgres } from '../test/support/postgres-server.ts';
+import { startPostgres, startPrivatePostgres } from '../test/support/postgres-server.ts';
 import { percentile, report, round } from './util.ts';
 
 const SIZES = (process.env.SIZES ?? '10000,100000,1000000').split(',').map(Number);
@@ -70,16 +74,16 @@ const HONCHO_STATUS = `SELECT queue.session_id,
   WHERE queue.workspace_name = $1 AND queue.task_type IN ('representation', 'summary', 'dream')`;
 
 /** Grows Honcho's queue to `rows` rows: 5 a unit, 100 units a session, 10% unprocessed. */
-async function grow(to: number, from: number): Promise<void> {
+async function grow(client: pg.Client, to: number, from: number): Promise<void> {
   const sessionsNeeded = Math.ceil(to / 500);
-  await db.query(
+  await client.query(
     `INSERT INTO sessions (id, name, workspace_name) SELECT 'bench:s' || i, 's' || i, 'bench'
      FROM generate_series(0, $1 - 1) i ON CONFLICT DO NOTHING`,
     [sessionsNeeded],
   );
   for (let lo = from; lo < to; lo += 100_000) {
     const hi = Math.min(to, lo + 100_000);
-    await db.query(
+    await client.query(
       `INSERT INTO queue (session_id, work_unit_key, task_type, payload, processed, workspace_name)
        SELECT 'bench:s' || (i / 500), 'representation:bench:s' || (i / 500) || ':p' || ((i / 5) % 100),
          'representation',
@@ -90,17 +94,20 @@ async function grow(to: number, from: number): Promise<void> {
       [lo, hi],
     );
   }
-  await db.query('ANALYZE queue');
+  await client.query('ANALYZE queue');
 }
 
 /** What one enqueue (100 rows) and one processed batch (100 rows) cost Honcho, mean ms over `times`. */
-async function writeCost(times: number): Promise<{ insert100Ms: number; process100Ms: number }> {
+async function writeCost(
+  client: pg.Client,
+  times: number,
+): Promise<{ insert100Ms: number; process100Ms: number }> {
   let insert = 0;
   let update = 0;
   for (let i = 0; i < times; i++) {
     const key = `representation:bench:w${i}:px`;
     let start = now();
-    await db.query(
+    await client.query(
       `INSERT INTO queue (work_unit_key, task_type, payload, workspace_name)
        SELECT $1, 'representation', jsonb_build_object('task_type', 'representation', 'session_name', 'w',
          'observers', jsonb_build_array('px', 'agent'), 'observed', 'px'), 'bench' FROM generate_series(1, 100)`,
@@ -108,7 +115,7 @@ async function writeCost(times: number): Promise<{ insert100Ms: number; process1
     );
     insert += now() - start;
     start = now();
-    await db.query('UPDATE queue SET processed = true WHERE work_unit_key = $1 AND NOT processed', [key]);
+    await client.query('UPDATE queue SET processed = true WHERE work_unit_key = $1 AND NOT processed', [key]);
     update += now() - start;
   }
   return { insert100Ms: round(insert / times, 2), process100Ms: round(update / times, 2) };
@@ -119,7 +126,7 @@ const figures: Record<string, unknown> = {};
 let rows = 0;
 for (const size of SIZES) {
   if (size > rows) await detachHoncho(url);
-  await grow(size, rows);
+  await grow(db, size, rows);
   rows = size;
   const attachStart = now();
   await attachHoncho(url);
@@ -158,9 +165,9 @@ for (const size of SIZES) {
 
 // The same writes on the largest queue, without and then with change capture.
 await detachHoncho(url);
-const costBefore = await writeCost(50);
+const costBefore = await writeCost(db, 50);
 await attachHoncho(url);
-const costAfter = await writeCost(50);
+const costAfter = await writeCost(db, 50);
 report({ bench: 'honcho', phase: 'write-cost', rows, without: costBefore, with: costAfter });
 
 // From a row's commit to a client knowing: pushed against polling every 1 s and every 100 ms.
@@ -241,6 +248,51 @@ report({
 await ws.dispose();
 await server.close();
 
+// 4. Logical replication instead of triggers: what each costs Honcho's writes, same server, same run.
+let logical: Record<string, unknown> | null = null;
+if (process.env.LOGICAL !== '0') {
+  const server = await startPrivatePostgres([
+    'wal_level=logical',
+    'max_replication_slots=4',
+    'max_wal_senders=4',
+  ]);
+  const client = new pg.Client({ connectionString: server.url });
+  await client.connect();
+  await client.query(SCHEMA);
+  await client.query("INSERT INTO workspaces (id, name) VALUES ('bench', 'bench')");
+  const history = Math.min(rows, 100_000);
+  await grow(client, history, 0);
+  const nothing = await writeCost(client, 50);
+  await client.query('CREATE PUBLICATION deriver_live_bench FOR TABLE queue, active_queue_sessions');
+  await client.query("SELECT pg_create_logical_replication_slot('deriver_live_bench', 'pgoutput')");
+  const consumer = new pg.Client({ connectionString: server.url });
+  await consumer.connect();
+  let draining = true;
+  let decoded = 0;
+  const drain = (async () => {
+    while (draining) {
+      const changes = await consumer.query<{ n: string }>(
+        `SELECT count(*) AS n FROM pg_logical_slot_get_binary_changes('deriver_live_bench', NULL, NULL,
+           'proto_version', '1', 'publication_names', 'deriver_live_bench')`,
+      );
+      decoded += Number(changes.rows[0]?.n);
+      await sleep(10);
+    }
+  })();
+  const slot = await writeCost(client, 50);
+  draining = false;
+  await drain;
+  await consumer.end();
+  await client.query("SELECT pg_drop_replication_slot('deriver_live_bench')");
+  await client.query('DROP PUBLICATION deriver_live_bench');
+  await attachHoncho(server.url);
+  const triggers = await writeCost(client, 50);
+  await client.end();
+  await server.stop();
+  logical = { rows: history, nothing, logicalSlotDrained: slot, messagesDecoded: decoded, triggers };
+  report({ bench: 'honcho', phase: 'capture-choice', ...logical });
+}
+
 await db.end();
 await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
 await admin.end();
@@ -260,4 +312,6 @@ report({
   insert100MsWithoutCapture: costBefore.insert100Ms,
   process100Ms: costAfter.process100Ms,
   process100MsWithoutCapture: costBefore.process100Ms,
+  logicalSlotProcess100Ms:
+    (logical?.logicalSlotDrained as { process100Ms: number } | undefined)?.process100Ms ?? null,
 });

@@ -26,6 +26,11 @@ export const SETTINGS: readonly Setting[] = [
     default: DEFAULTS.databaseUrl,
   },
   {
+    env: 'HONCHO_DATABASE_URL',
+    meaning: "a running Honcho's PostgreSQL (attached with deriver-live honcho attach): serve its status",
+    default: 'unset',
+  },
+  {
     env: 'WORKER_CONCURRENCY',
     meaning: 'work units processed at once; 0 runs an API-only instance',
     default: String(DEFAULTS.workerConcurrency),

