@@ -114,9 +114,10 @@ describe('transport failures', () => {
     const { url } = await server();
     const root = url.replace(/\/graphql$/, '');
     const c = client({ url: root });
+    // The server answers a path it does not serve with a sentence saying where the API is.
     const overHttp = await failure(c.getDeriverStatus());
-    expect(overHttp.code).toBe('BAD_RESPONSE');
-    expect(overHttp.message).toContain(`is the URL missing "/graphql"?`);
+    expect(overHttp.code).toBe('NOT_FOUND');
+    expect(overHttp.message).toContain('the GraphQL API is at /graphql');
     const overWs = await failure(c.waitForIdle());
     expect(overWs.code).toBe('NETWORK');
     expect(overWs.message).toContain(`the GraphQL endpoint is ${root}/graphql`);
