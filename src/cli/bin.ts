@@ -19,6 +19,13 @@ Options:
   -v, --version        the version
 `;
 
+/** A subcommand's outcome, written out: its output and its exit code. */
+function finish(result: { code: number; stdout: string; stderr: string }): void {
+  process.stdout.write(result.stdout);
+  process.stderr.write(result.stderr);
+  process.exitCode = result.code;
+}
+
 const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case 'start': {
@@ -26,22 +33,12 @@ switch (command) {
     await serve(rest);
     break;
   }
-  case 'key': {
-    const { keyCommand } = await import('./key.ts');
-    const result = await keyCommand(rest, process.env);
-    process.stdout.write(result.stdout);
-    process.stderr.write(result.stderr);
-    process.exitCode = result.code;
+  case 'key':
+    finish(await (await import('./key.ts')).keyCommand(rest, process.env));
     break;
-  }
-  case 'honcho': {
-    const { honchoCommand } = await import('./honcho.ts');
-    const result = await honchoCommand(rest, process.env);
-    process.stdout.write(result.stdout);
-    process.stderr.write(result.stderr);
-    process.exitCode = result.code;
+  case 'honcho':
+    finish(await (await import('./honcho.ts')).honchoCommand(rest, process.env));
     break;
-  }
   case undefined:
   case 'help':
   case '--help':
