@@ -10,6 +10,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'graphql-ws';
 import pg from 'pg';
@@ -149,7 +151,9 @@ it('serves a running Honcho its exact status, pushed, through its deriver being 
   expect(attached).toMatchObject({ code: 0, stdout: expect.stringMatching(/^attached/) });
   expect((await honchoCommand(['attach', '--database-url', url], {})).stdout).toMatch(/already attached/);
 
-  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
+  server = await startTestServer({
+    config: { honchoDatabaseUrl: url, workerConcurrency: 0, webhookAllowPrivate: true },
+  });
   await expectExact();
   const before = await served({});
   expect(before.totalWorkUnits).toBe(SESSIONS * 3 + SESSIONS); // a representation row per message, a summary per session
@@ -229,14 +233,106 @@ it('serves a running Honcho its exact status, pushed, through its deriver being 
     await browser.close();
   }
 
+  // Webhooks: a small workspace of Honcho's, watched by an endpoint registered here, gets one
+  // signed queue.empty per work unit and one session.idle per session as Honcho's deriver drains
+  // them, written in Honcho's transactions and delivered from this instance's outbox.
+  const received: { type: string; data: Record<string, string | null> }[] = [];
+  const hooks = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      received.push(JSON.parse(body));
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((resolve) => hooks.listen(0, '127.0.0.1', resolve));
+  try {
+    const hooksUrl = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/`;
+    const created = await server.http(
+      `mutation { createWebhook(workspaceId: "tiny", url: "${hooksUrl}", events: [QUEUE_EMPTY, SESSION_IDLE], secret: "a-secret-of-the-tiny-workspace") { id } }`,
+    );
+    expect(created.errors).toBeUndefined();
+    await finished(
+      writer({
+        workspace: 'tiny',
+        phases: ['api', 'deriver'],
+        sessions: 2,
+        messagesPerSession: 3,
+        unitsPerBatch: 1,
+      }),
+    );
+    // Per session: a representation unit for each of 3 senders and a summary unit; 2 sessions.
+    await expect.poll(() => received.length, { timeout: 30_000 }).toBe(10);
+    const idle = received.filter((e) => e.type === 'session.idle').map((e) => e.data.session_id);
+    expect(idle.sort()).toEqual(['s0', 's1']);
+    const emptied = received.filter((e) => e.type === 'queue.empty');
+    expect(
+      new Set(emptied.map((e) => `${e.data.session_id}/${e.data.queue_type}/${e.data.observed}`)).size,
+    ).toBe(8);
+    expect((await honcho.query('SELECT count(*)::int AS n FROM deriver_live_honcho.events')).rows[0]).toEqual(
+      { n: 0 },
+    );
+  } finally {
+    await new Promise((resolve) => hooks.close(resolve));
+  }
+
   // Honcho's cleanup deletes processed rows: its own count of completed drops to 0; ours keeps them.
   await finished(writer({ phases: ['cleanup'] }));
   expect((await inSql({})).totalWorkUnits).toBe(0);
   expect(await served({})).toEqual(last);
 
-  // Detach leaves Honcho's tables as they were.
   await server.close();
   server = undefined as unknown as TestServer;
+
+  // Two of Honcho's transactions drain a session's last two units at once: exactly one
+  // session.idle (each alone would see the other's unit still busy: the per-session lock orders
+  // them). Nothing relays events now (the server is closed): they stay in Honcho's table.
+  await honcho.query("INSERT INTO workspaces (id, name) VALUES ('race', 'race')");
+  const keys = ['representation:race:r:p0', 'summary:race:r:None:None'];
+  await honcho.query(
+    `INSERT INTO queue (work_unit_key, task_type, payload, workspace_name)
+     SELECT k, split_part(k, ':', 1), jsonb_build_object('task_type', split_part(k, ':', 1),
+       'session_name', 'r', 'observers', jsonb_build_array('p0'), 'observed', 'p0'), 'race'
+     FROM unnest($1::text[]) k`,
+    [keys],
+  );
+  const [first, second] = [
+    new pg.Client({ connectionString: url }),
+    new pg.Client({ connectionString: url }),
+  ];
+  await Promise.all([first.connect(), second.connect()]);
+  try {
+    await first.query('BEGIN');
+    await first.query('UPDATE queue SET processed = true WHERE work_unit_key = $1', [keys[0]]);
+    await second.query('BEGIN');
+    const secondDrains = second.query('UPDATE queue SET processed = true WHERE work_unit_key = $1', [
+      keys[1],
+    ]);
+    // The second waits for the first's lock on the session (a state, not a time).
+    await expect
+      .poll(
+        async () =>
+          (
+            await honcho.query(
+              "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+            )
+          ).rows[0].n,
+      )
+      .toBe(1);
+    await first.query('COMMIT');
+    await secondDrains;
+    await second.query('COMMIT');
+  } finally {
+    await Promise.all([first.end(), second.end()]);
+  }
+  const idleEvents = await honcho.query(
+    "SELECT count(*)::int AS n FROM deriver_live_honcho.events WHERE type = 'session.idle' AND workspace_id = 'race'",
+  );
+  expect(idleEvents.rows[0]).toEqual({ n: 1 });
+
+  // Detach leaves Honcho's tables as they were.
   expect((await honchoCommand(['detach', '--database-url', url], {})).code).toBe(0);
   const left = await honcho.query(
     `SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'deriver_live%') AS triggers,

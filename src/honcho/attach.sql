@@ -45,6 +45,18 @@ CREATE INDEX work_units_by_session ON deriver_live_honcho.work_units (workspace_
 CREATE INDEX work_units_by_observer ON deriver_live_honcho.work_units (workspace_id, observer_id, sender_id);
 CREATE INDEX work_units_by_sender ON deriver_live_honcho.work_units (workspace_id, sender_id);
 
+-- The webhook events Honcho's commits cause (see `apply_changes`), until an attached instance
+-- moves them into its own outbox (`HonchoSource.takeEvents`).
+CREATE TABLE deriver_live_honcho.events (
+  id bigserial PRIMARY KEY,
+  type text NOT NULL,
+  workspace_id text NOT NULL,
+  session_id text,
+  task_type text,
+  sender_id text,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE SEQUENCE deriver_live_honcho.unit_change_notices;
 
 -- One queue row as the counters see it: +1 for a row that now is, -1 for one that was.
@@ -67,10 +79,18 @@ LANGUAGE sql IMMUTABLE AS $$
     q.processed, q.error IS NOT NULL)::deriver_live_honcho.change
 $$;
 
--- A statement's changes as counter deltas per unit row (a unit's row, and one per observer).
--- (plpgsql, not sql: its statement is planned once per connection, not at every call.)
+-- A statement's changes as counter deltas per unit row (a unit's row, and one per observer), and
+-- the events they cause, written in the same transaction: `queue.empty` for each unit whose last
+-- unprocessed row went, and `session.idle` for each session that has none left. Whether a session
+-- is idle is decided under a per-session advisory lock taken in a statement of its own, so two
+-- transactions draining a session's last two units at once cannot both see the other's unit as
+-- busy (READ COMMITTED): the second to take the lock sees the first's commit.
+-- (plpgsql, not sql: its statements are planned once per connection, not at every call.)
 CREATE FUNCTION deriver_live_honcho.apply_changes(changed deriver_live_honcho.change[]) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+  drained_workspaces text[];
+  drained_sessions text[];
 BEGIN
   WITH rows AS (
     SELECT * FROM unnest(changed)
@@ -91,20 +111,42 @@ BEGIN
       sum(CASE WHEN processed THEN sign ELSE 0 END)::integer AS d_completed,
       sum(CASE WHEN processed AND errored THEN sign ELSE 0 END)::integer AS d_failed
     FROM expanded GROUP BY unit_key
+  ), upserted AS (
+    INSERT INTO deriver_live_honcho.work_units AS u (unit_key, work_unit_key, task_type, workspace_id,
+      session_id, observer_id, sender_id, per_observer, held, unprocessed, completed, failed)
+    SELECT s.unit_key, s.work_unit_key, s.task_type, s.workspace_name, s.session_name, s.observer, s.sender,
+      s.per_observer,
+      EXISTS (SELECT 1 FROM public.active_queue_sessions a WHERE a.work_unit_key = s.work_unit_key),
+      s.d_unprocessed, s.d_completed, s.d_failed
+    FROM summed s
+    WHERE s.d_unprocessed <> 0 OR s.d_completed <> 0 OR s.d_failed <> 0
+    ORDER BY s.unit_key
+    ON CONFLICT (unit_key) DO UPDATE SET
+      unprocessed = u.unprocessed + excluded.unprocessed,
+      completed = u.completed + excluded.completed,
+      failed = u.failed + excluded.failed
+    RETURNING u.unit_key, u.task_type, u.workspace_id, u.session_id, u.sender_id, u.per_observer, u.unprocessed
+  ), emptied AS (
+    INSERT INTO deriver_live_honcho.events (type, workspace_id, session_id, task_type, sender_id)
+    SELECT 'queue.empty', up.workspace_id, up.session_id, up.task_type, up.sender_id
+    FROM upserted up JOIN summed s USING (unit_key)
+    WHERE NOT up.per_observer AND up.unprocessed = 0 AND s.d_unprocessed < 0
+    RETURNING workspace_id, session_id
   )
-  INSERT INTO deriver_live_honcho.work_units AS u (unit_key, work_unit_key, task_type, workspace_id,
-    session_id, observer_id, sender_id, per_observer, held, unprocessed, completed, failed)
-  SELECT s.unit_key, s.work_unit_key, s.task_type, s.workspace_name, s.session_name, s.observer, s.sender,
-    s.per_observer,
-    EXISTS (SELECT 1 FROM public.active_queue_sessions a WHERE a.work_unit_key = s.work_unit_key),
-    s.d_unprocessed, s.d_completed, s.d_failed
-  FROM summed s
-  WHERE s.d_unprocessed <> 0 OR s.d_completed <> 0 OR s.d_failed <> 0
-  ORDER BY s.unit_key
-  ON CONFLICT (unit_key) DO UPDATE SET
-    unprocessed = u.unprocessed + excluded.unprocessed,
-    completed = u.completed + excluded.completed,
-    failed = u.failed + excluded.failed;
+  SELECT array_agg(d.workspace_id ORDER BY d.workspace_id, d.session_id),
+    array_agg(d.session_id ORDER BY d.workspace_id, d.session_id)
+  INTO drained_workspaces, drained_sessions
+  FROM (SELECT DISTINCT workspace_id, session_id FROM emptied WHERE session_id IS NOT NULL) d;
+  FOR i IN 1 .. coalesce(array_length(drained_sessions, 1), 0) LOOP
+    PERFORM pg_advisory_xact_lock(hashtext('deriver_live_honcho'),
+      hashtext(drained_workspaces[i] || chr(31) || drained_sessions[i]));
+    INSERT INTO deriver_live_honcho.events (type, workspace_id, session_id)
+    SELECT 'session.idle', drained_workspaces[i], drained_sessions[i]
+    WHERE NOT EXISTS (
+      SELECT 1 FROM deriver_live_honcho.work_units w
+      WHERE w.workspace_id = drained_workspaces[i] AND w.session_id = drained_sessions[i]
+        AND NOT w.per_observer AND w.unprocessed > 0);
+  END LOOP;
 END
 $$;
 

@@ -10,6 +10,7 @@
  */
 import pg from 'pg';
 import type { CountersSnapshot } from '../domain/counters.ts';
+import type { TaskType } from '../domain/work-unit-key.ts';
 import { NotFoundError } from '../errors.ts';
 import type { ChangeFeed } from '../feed/change-feed.ts';
 import { createPostgresFeed } from '../feed/postgres-feed.ts';
@@ -17,6 +18,7 @@ import type { StatusQuery } from '../status/status-filter.ts';
 import type { CounterSource } from '../store/counter-sql.ts';
 import { sumCountersPg } from '../store/postgres/sum-counters.ts';
 import type { CounterFilter } from '../store/store.ts';
+import { queueEmpty, sessionIdle, type WebhookEvent } from '../webhooks/events.ts';
 
 /** The schema `attach` installs; its change channel is the one Deriver Live's feed listens on. */
 export const HONCHO_SCHEMA = 'deriver_live_honcho';
@@ -33,12 +35,43 @@ export interface HonchoSource {
   readonly feed: ChangeFeed;
   /** `NotFoundError` naming the argument for a session (by name) or peer Honcho does not have. */
   assertFilterNamesKnown(filter: StatusQuery): Promise<void>;
+  /**
+   * Takes up to `max` of the webhook events Honcho's commits wrote (`attach.sql`), oldest first,
+   * hands them to `deliver` and deletes them once it resolved, in one transaction (a failure keeps
+   * them for the next take; several instances take different ones). Resolves with how many.
+   */
+  takeEvents(max: number, deliver: (events: readonly WebhookEvent[]) => Promise<void>): Promise<number>;
   /** Honcho's workspaces that have queue rows of the user-facing types, by name. */
   listWorkspaces(limit: number): Promise<string[]>;
   /** Proves Honcho's database answers (readiness). */
   probe(): Promise<void>;
   close(): Promise<void>;
 }
+
+interface EventRow {
+  id: string;
+  type: 'queue.empty' | 'session.idle';
+  workspace_id: string;
+  session_id: string | null;
+  task_type: string | null;
+  sender_id: string | null;
+  created_at: Date;
+}
+
+/** An event row as Deriver Live's webhook event (Honcho's `queue.empty` body for a unit). */
+const webhookEventOf = (row: EventRow): WebhookEvent =>
+  row.type === 'session.idle'
+    ? sessionIdle(row.workspace_id, row.session_id ?? '', row.created_at.getTime())
+    : queueEmpty(
+        {
+          taskType: row.task_type as TaskType,
+          workspaceId: row.workspace_id,
+          sessionId: row.session_id ?? '',
+          observerId: null,
+          senderId: row.sender_id,
+        },
+        row.created_at.getTime(),
+      );
 
 export class NotAttachedError extends Error {
   constructor(url: string) {
@@ -99,6 +132,30 @@ export async function openHonchoSource(
       ] as const) {
         if (peerId !== undefined && !(await exists('peers', workspaceId, peerId)))
           throw new NotFoundError('peer', peerId, argument);
+      }
+    },
+    async takeEvents(max, deliver) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const { rows } = await client.query<EventRow>(
+          `SELECT id, type, workspace_id, session_id, task_type, sender_id, created_at
+           FROM ${HONCHO_SCHEMA}.events ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+          [max],
+        );
+        if (rows.length > 0) {
+          await deliver(rows.map(webhookEventOf));
+          await client.query(`DELETE FROM ${HONCHO_SCHEMA}.events WHERE id = ANY($1::bigint[])`, [
+            rows.map((row) => row.id),
+          ]);
+        }
+        await client.query('COMMIT');
+        return rows.length;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      } finally {
+        client.release();
       }
     },
     async listWorkspaces(limit) {

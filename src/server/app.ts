@@ -221,10 +221,11 @@ async function assemble(
   scheduler.events.on('dispatch:resumed', ({ pausedMs }) =>
     logger.info({ pausedMs }, 'the handler accepts tasks again: dispatch resumed'),
   );
-  // Webhook deliveries (docs/webhooks.md): processes that run workers deliver the outbox.
+  // Webhook deliveries (docs/webhooks.md): processes that run workers deliver the outbox, and so
+  // does a process attached to a Honcho (its events are relayed into the outbox below).
   const webhookAttempts = { delivered: 0, retried: 0, failed: 0 };
   const dispatcher =
-    config.workerConcurrency > 0
+    config.workerConcurrency > 0 || honcho
       ? resources.use(
           createWebhookDispatcher({
             store,
@@ -246,6 +247,17 @@ async function assemble(
           (d) => d.stop(),
         )
       : undefined;
+  if (honcho) {
+    const { startHonchoEventRelay } = await import('../honcho/event-relay.ts');
+    const relay = startHonchoEventRelay({
+      source: honcho,
+      store,
+      onRelayed: () => dispatcher?.wake(),
+      onError: (error) =>
+        logger.warn({ err: error }, "could not move Honcho's webhook events; the next pass tries again"),
+    });
+    resources.defer(() => relay.stop());
+  }
   if (dispatcher) {
     const wake = () => dispatcher.wake();
     resources.defer(store.events.on('webhooks:enqueued', wake));
