@@ -159,6 +159,27 @@ it('serves a running Honcho its exact status, pushed, through its deriver being 
   expect(before.totalWorkUnits).toBe(SESSIONS * 3 + SESSIONS); // a representation row per message, a summary per session
   expect(before.pendingWorkUnits).toBe(before.totalWorkUnits);
 
+  // A second instance attached to the same Honcho: its subscriber is pushed the same progress.
+  const other = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
+  const secondWs = createClient({
+    url: other.url.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+  });
+  const secondIdle = new Promise<Counts>((resolve, reject) => {
+    let last: Counts | undefined;
+    secondWs.subscribe<{ deriverStatus: Counts }>(
+      { query: `subscription { deriverStatus(workspaceId: "${WS}", untilIdle: true) { ${COUNTS} } }` },
+      {
+        next: (r) => {
+          last = r.data!.deriverStatus;
+        },
+        error: reject,
+        complete: () => resolve(last!),
+      },
+    );
+  });
+
   // A subscriber waits for the workspace to be idle, and one watches session s7 move.
   const ws = createClient({
     url: server.url.replace(/^http/, 'ws'),
@@ -211,6 +232,9 @@ it('serves a running Honcho its exact status, pushed, through its deriver being 
   await finished(writer({ phases: ['deriver'], unitsPerBatch: 500 }));
   const last = await idle;
   const exact = await inSql({});
+  expect(await secondIdle).toEqual(exact);
+  await secondWs.dispose();
+  await other.close();
   expect(exact.pendingWorkUnits + exact.inProgressWorkUnits).toBe(0);
   expect(last).toEqual(exact);
   await expectExact();
