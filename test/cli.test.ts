@@ -122,6 +122,29 @@ describe('the server process', () => {
 });
 
 describe('the start-up banner', () => {
+  it('an API-only instance says it runs no deriver (it named the demo handler)', async () => {
+    const temp = tempDir();
+    try {
+      const child = run('npm', ['start', '--silent', '--', '--port', '0'], {
+        DATABASE_URL: `file:${temp.path('api.db')}`,
+        WORKER_CONCURRENCY: '0',
+      });
+      let out = '';
+      child.stdout?.on('data', (chunk) => {
+        out += chunk;
+      });
+      await printed(child, / {2}deriver: .*\n/);
+      expect(out).toMatch(
+        / {2}deriver: {3}none in this process \(WORKER_CONCURRENCY=0: an API-only instance/,
+      );
+      expect(out).not.toMatch(/demo handler/);
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    } finally {
+      temp.remove();
+    }
+  });
+
   it("says when it created the embedded store's folder", async () => {
     const temp = tempDir();
     try {

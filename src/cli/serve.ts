@@ -49,9 +49,13 @@ export async function serve(argv: readonly string[]): Promise<void> {
     );
     process.exit(1);
   });
-  const handler = config.handlerUrl
-    ? `tasks POSTed to ${config.handlerUrl}${config.handlerSecret ? ' (signed)' : ' (unsigned: set HANDLER_SECRET)'}`
-    : `built-in demo handler, ${config.demoTaskMs} ms per task`;
+  // An API-only instance runs no deriver: it says where the tasks must run instead.
+  const handler =
+    config.workerConcurrency === 0
+      ? 'none in this process (WORKER_CONCURRENCY=0: an API-only instance; tasks run only where workers run)'
+      : config.handlerUrl
+        ? `tasks POSTed to ${config.handlerUrl}${config.handlerSecret ? ' (signed)' : ' (unsigned: set HANDLER_SECRET)'}`
+        : `built-in demo handler, ${config.demoTaskMs} ms per task`;
   process.stdout.write(
     `Deriver Live is listening on ${app.url}\n` +
       `  dashboard: ${app.url.replace(/\/graphql$/, '/')} (open it in a browser)\n` +
