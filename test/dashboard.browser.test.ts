@@ -236,6 +236,16 @@ it.each([
       mainWidth: document.querySelector('main')?.getBoundingClientRect().width ?? 0,
     }));
     expect(layout.scrollWidth).toBeLessThanOrEqual(layout.innerWidth);
+    // Every count of a session is in view, its succeeded and failed too (on a phone they were
+    // scrolled off to the side of the table, past the edge of its scrolling box).
+    const row = page.locator('tr[data-session]').first();
+    const frame = await page.locator('#sessions-table').locator('xpath=..').boundingBox();
+    for (const cell of await row.locator('td').all()) {
+      if (!(await cell.isVisible())) continue;
+      const box = await cell.boundingBox();
+      expect(box && box.x + box.width).toBeLessThanOrEqual((frame?.x ?? 0) + (frame?.width ?? 0) + 0.5);
+    }
+    expect(await row.locator('td:visible').count()).toBeGreaterThanOrEqual(5);
     const [r = 0, g = 0, b = 0] = (layout.background.match(/\d+/g) ?? []).map(Number);
     const luminance = (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
     if (scheme === 'dark') expect(luminance).toBeLessThan(0.2);
