@@ -61,6 +61,21 @@ describe('the README', () => {
     );
   });
 
+  it('its TypeScript example runs as written from the clone (`deriver-live/client`, built by npm ci)', async () => {
+    const script = block(README, '## Clients', 'ts').replace('http://127.0.0.1:4000/graphql', server.url);
+    // `npm ci` builds the package (`prepare`): the clone imports its own client by name.
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      ['--input-type=module', '-e', script],
+      {
+        cwd: ROOT,
+        timeout: 60_000,
+      },
+    );
+    expect(stderr).toBe('');
+    expect(stdout).toBe('');
+  });
+
   it("the Python client's README example runs as written, its watch ending when its time is up", async () => {
     const readme = readFileSync(join(ROOT, 'clients/python/README.md'), 'utf8');
     const script = (/```python\n([\s\S]*?)```/.exec(readme)?.[1] ?? '')
