@@ -22,11 +22,19 @@ export const attributesOf = (row: {
   configuration: jsonColumn(row.configuration),
 });
 
-/** An update's objects as column values: JSON text, or null to keep the stored one. */
-export const updateColumns = (update: AttributesUpdate | undefined) => ({
-  metadata: update?.metadata === undefined ? null : JSON.stringify(update.metadata),
-  configuration: update?.configuration === undefined ? null : JSON.stringify(update.configuration),
-});
+/**
+ * An update's objects as column values (JSON text, or null to keep the stored one); `null` when it
+ * changes nothing, so no store writes an empty update.
+ */
+export function updateColumns(
+  update: AttributesUpdate | undefined,
+): { metadata: string | null; configuration: string | null } | null {
+  if (update?.metadata === undefined && update?.configuration === undefined) return null;
+  return {
+    metadata: update.metadata === undefined ? null : JSON.stringify(update.metadata),
+    configuration: update.configuration === undefined ? null : JSON.stringify(update.configuration),
+  };
+}
 
 /** A message's metadata as its column: NULL for the empty object (the common case costs nothing). */
 export const messageMetadataColumn = (metadata: JsonObject | undefined): string | null =>

@@ -28,14 +28,16 @@ export async function ensureWorkspace(db: Db, id: string, now: number): Promise<
 
 type AttributeTable = 'workspaces' | 'peers' | 'sessions';
 
-/** Replaces the given attributes of a row (the key: `id`, or `workspace_id` and `id`). */
+/** Replaces the given attributes of a row (the key: `id`, or `workspace_id` and `id`); none given, no write. */
 export async function setAttributes(
   db: Db,
   table: AttributeTable,
   key: readonly string[],
-  update: AttributesUpdate,
+  update: AttributesUpdate | undefined,
 ): Promise<void> {
-  const { metadata, configuration } = updateColumns(update);
+  const columns = updateColumns(update);
+  if (!columns) return;
+  const { metadata, configuration } = columns;
   const where = key.length === 1 ? 'id = $3' : 'workspace_id = $3 AND id = $4';
   await db.query(
     `UPDATE ${table} SET metadata = coalesce($1::jsonb, metadata),
@@ -173,19 +175,22 @@ export async function appendMessages(
   batches: BatchPolicies,
 ): Promise<AppendMessagesResult> {
   const { workspaceId, sessionId } = request;
-  if (request.createSession) {
+  const lockSession = async () =>
+    (
+      await db.query<{ settings: SettingsOverride; message_count: number }>(
+        'SELECT settings, message_count FROM sessions WHERE workspace_id = $1 AND id = $2 FOR UPDATE',
+        [workspaceId, sessionId],
+      )
+    ).rows[0];
+  let session = await lockSession();
+  if (!session && request.createSession) {
     await ensureWorkspace(db, workspaceId, now);
     await db.query(
       'INSERT INTO sessions (workspace_id, id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
       [workspaceId, sessionId, now],
     );
+    session = await lockSession();
   }
-  const session = (
-    await db.query<{ settings: SettingsOverride; message_count: number }>(
-      'SELECT settings, message_count FROM sessions WHERE workspace_id = $1 AND id = $2 FOR UPDATE',
-      [workspaceId, sessionId],
-    )
-  ).rows[0];
   if (!session) throw new NotFoundError('session', sessionId);
   const members = await readMembers(db, workspaceId, sessionId);
   const named = [...new Set([...members.map((m) => m.peerId), ...request.messages.map((m) => m.peerId)])];

@@ -100,7 +100,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       transaction(async (db, now): Promise<Upserted<Workspace>> => {
         const created = await ensureWorkspace(db, id, now);
         if (settings) await setWorkspaceSettings(db, id, settings);
-        if (attributes) await setAttributes(db, 'workspaces', [id], attributes);
+        await setAttributes(db, 'workspaces', [id], attributes);
         const workspace = await readWorkspace(db, id);
         if (!workspace) throw new Error(`workspace ${id} vanished inside its transaction`);
         return { ...workspace, created };
@@ -118,7 +118,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
            RETURNING (xmax = 0) AS created`,
           [workspaceId, id, observeMe !== false, now, observeMe ?? null],
         );
-        if (attributes) await setAttributes(db, 'peers', [workspaceId, id], attributes);
+        await setAttributes(db, 'peers', [workspaceId, id], attributes);
         const peer = await readPeer(db, workspaceId, id);
         if (!peer) throw new Error(`peer ${id} vanished inside its transaction`);
         return { ...peer, created: row.rows[0]?.created === true };
@@ -147,7 +147,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
             JSON.stringify(merged),
           ]);
         }
-        if (request.attributes) await setAttributes(db, 'sessions', [workspaceId, id], request.attributes);
+        await setAttributes(db, 'sessions', [workspaceId, id], request.attributes);
         await ensurePeers(db, workspaceId, peerIds, now);
         const current = await readMembers(db, workspaceId, id);
         await writeMembers(db, workspaceId, id, current, planMembers(current), now);

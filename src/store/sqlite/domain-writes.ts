@@ -70,10 +70,8 @@ export function writeSession(
   const { workspaceId, id } = request;
   ensureWorkspace(sql, workspaceId, now);
   const created = sql.insertSession.run(workspaceId, id, now).changes > 0;
-  if (request.attributes) {
-    const { metadata, configuration } = updateColumns(request.attributes);
-    sql.setSessionAttributes.run(metadata, configuration, workspaceId, id);
-  }
+  const columns = updateColumns(request.attributes);
+  if (columns) sql.setSessionAttributes.run(columns.metadata, columns.configuration, workspaceId, id);
   if (request.settings) {
     const current = sql.getSession.get(workspaceId, id)?.settings;
     sql.setSessionSettings.run(mergedSettings(current, request.settings), workspaceId, id);
@@ -109,11 +107,12 @@ export function appendMessages(
   batches: BatchPolicies,
 ): AppendMessagesResult {
   const { workspaceId, sessionId } = request;
-  if (request.createSession) {
+  let session = sql.getSession.get(workspaceId, sessionId);
+  if (!session && request.createSession) {
     ensureWorkspace(sql, workspaceId, now);
     sql.insertSession.run(workspaceId, sessionId, now);
+    session = sql.getSession.get(workspaceId, sessionId);
   }
-  const session = sql.getSession.get(workspaceId, sessionId);
   if (!session) throw new NotFoundError('session', sessionId);
   const members = readMembers(sql, workspaceId, sessionId);
   const peerObserveMe = new Map<string, boolean>();

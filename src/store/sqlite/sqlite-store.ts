@@ -99,10 +99,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         const created = ensureWorkspace(sql, id, clock());
         if (settings)
           sql.setWorkspaceSettings.run(mergedSettings(sql.getWorkspace.get(id)?.settings, settings), id);
-        if (attributes) {
-          const { metadata, configuration } = updateColumns(attributes);
-          sql.setWorkspaceAttributes.run(metadata, configuration, id);
-        }
+        const columns = updateColumns(attributes);
+        if (columns) sql.setWorkspaceAttributes.run(columns.metadata, columns.configuration, id);
         const workspace = readWorkspace(sql, id);
         if (!workspace) throw new Error(`workspace ${id} vanished inside its transaction`);
         return { ...workspace, created };
@@ -119,10 +117,8 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
         ensureWorkspace(sql, workspaceId, now);
         const created = sql.insertPeer.run(workspaceId, id, now).changes > 0;
         if (observeMe !== undefined) sql.setPeerObserveMe.run(observeMe ? 1 : 0, workspaceId, id);
-        if (attributes) {
-          const { metadata, configuration } = updateColumns(attributes);
-          sql.setPeerAttributes.run(metadata, configuration, workspaceId, id);
-        }
+        const columns = updateColumns(attributes);
+        if (columns) sql.setPeerAttributes.run(columns.metadata, columns.configuration, workspaceId, id);
         const peer = readPeer(sql, workspaceId, id);
         if (!peer) throw new Error(`peer ${id} vanished inside its transaction`);
         return { ...peer, created };
