@@ -158,9 +158,13 @@ interface Answer {
   readonly status?: number;
 }
 
-/** v3 answers 201 when a get-or-create created the object; v2 answers 200 (FastAPI's default). */
-const createdStatus = (version: Version, created: boolean | null) =>
-  version === 'v3' && created === true ? 201 : 200;
+/**
+ * Whether a route answers 201 when it created the object: v3's get-or-create does; v2's (FastAPI's
+ * default) and every update (`PUT`, a session's peers) answer 200.
+ */
+type OnCreate = 201 | 200;
+const onCreateOf = (version: Version): OnCreate => (version === 'v3' ? 201 : 200);
+const statusOf = (onCreate: OnCreate, created: boolean | null) => (created === true ? onCreate : 200);
 
 interface Route {
   readonly method: 'GET' | 'POST' | 'PUT';
@@ -188,13 +192,13 @@ interface Route {
 
 const both = (v3: string): Partial<Record<Version, string>> => ({ v2: v3.replace(/^\/v3/, '/v2'), v3 });
 
-const upsertWorkspace = (id: string, body: Record<string, unknown>, version: Version) => ({
+const upsertWorkspace = (id: string, body: Record<string, unknown>, onCreate: OnCreate) => ({
   query: `mutation ($id: ID!, $metadata: JSONObject, $configuration: JSONObject) {
     upsertWorkspace(id: $id, metadata: $metadata, configuration: $configuration) { ${WORKSPACE_FIELDS} } }`,
   variables: { id, ...attributes(body) },
   answer: (data: Record<string, unknown>): Answer => {
     const workspace = data.upsertWorkspace as Stored;
-    return { body: workspaceBody(workspace), status: createdStatus(version, workspace.created) };
+    return { body: workspaceBody(workspace), status: statusOf(onCreate, workspace.created) };
   },
 });
 
@@ -202,7 +206,7 @@ const upsertPeer = (
   workspaceId: string | undefined,
   id: string,
   body: Record<string, unknown>,
-  version: Version,
+  onCreate: OnCreate,
 ) => {
   const given = attributes(body);
   const observeMe = given.configuration?.observe_me;
@@ -212,7 +216,7 @@ const upsertPeer = (
     variables: { workspaceId, id, ...given, ...(typeof observeMe === 'boolean' ? { observeMe } : {}) },
     answer: (data: Record<string, unknown>): Answer => {
       const peer = data.upsertPeer as Stored & { workspaceId: string };
-      return { body: peerBody(peer), status: createdStatus(version, peer.created) };
+      return { body: peerBody(peer), status: statusOf(onCreate, peer.created) };
     },
   };
 };
@@ -222,14 +226,14 @@ const upsertSession = (
   id: string,
   body: Record<string, unknown>,
   peers: unknown,
-  version: Version,
+  onCreate: OnCreate,
 ) => ({
   query: `mutation ($workspaceId: ID, $id: ID!, $peers: [SessionPeerInput!], $metadata: JSONObject, $configuration: JSONObject) {
     upsertSession(workspaceId: $workspaceId, id: $id, peers: $peers, metadata: $metadata, configuration: $configuration) { ${SESSION_FIELDS} } }`,
   variables: { workspaceId, id, peers: sessionPeers(peers), ...attributes(body) },
   answer: (data: Record<string, unknown>): Answer => {
     const session = data.upsertSession as Stored & { workspaceId: string };
-    return { body: sessionBody(session), status: createdStatus(version, session.created) };
+    return { body: sessionBody(session), status: statusOf(onCreate, session.created) };
   },
 });
 
@@ -238,42 +242,40 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'POST',
     paths: both('/v3/workspaces'),
-    operation: ({ body, version }) => upsertWorkspace(stringId(body.id, 'id'), body, version),
+    operation: ({ body, version }) => upsertWorkspace(stringId(body.id, 'id'), body, onCreateOf(version)),
   },
   {
     method: 'PUT',
     paths: both('/v3/workspaces/{workspace_id}'),
-    // An update of an existing workspace; answered 200 as Honcho does.
-    operation: ({ params: [id], body }) => upsertWorkspace(id!, body, 'v2'),
+    operation: ({ params: [id], body }) => upsertWorkspace(id!, body, 200),
   },
   {
     method: 'POST',
     paths: both('/v3/workspaces/{workspace_id}/peers'),
     operation: ({ params: [workspaceId], body, version }) =>
-      upsertPeer(workspaceId, stringId(body.id, 'id'), body, version),
+      upsertPeer(workspaceId, stringId(body.id, 'id'), body, onCreateOf(version)),
   },
   {
     method: 'PUT',
     paths: both('/v3/workspaces/{workspace_id}/peers/{peer_id}'),
-    operation: ({ params: [workspaceId, id], body }) => upsertPeer(workspaceId, id!, body, 'v2'),
+    operation: ({ params: [workspaceId, id], body }) => upsertPeer(workspaceId, id!, body, 200),
   },
   {
     method: 'POST',
     paths: both('/v3/workspaces/{workspace_id}/sessions'),
     operation: ({ params: [workspaceId], body, version }) =>
-      upsertSession(workspaceId, stringId(body.id, 'id'), body, body.peers, version),
+      upsertSession(workspaceId, stringId(body.id, 'id'), body, body.peers, onCreateOf(version)),
   },
   {
     method: 'PUT',
     paths: both('/v3/workspaces/{workspace_id}/sessions/{session_id}'),
-    operation: ({ params: [workspaceId, id], body }) =>
-      upsertSession(workspaceId, id!, body, undefined, 'v2'),
+    operation: ({ params: [workspaceId, id], body }) => upsertSession(workspaceId, id!, body, undefined, 200),
   },
   {
     method: 'POST',
     paths: both('/v3/workspaces/{workspace_id}/sessions/{session_id}/peers'),
     // The body is the peers map itself; the session is answered (200, as Honcho does).
-    operation: ({ params: [workspaceId, id], body }) => upsertSession(workspaceId, id!, {}, body, 'v2'),
+    operation: ({ params: [workspaceId, id], body }) => upsertSession(workspaceId, id!, {}, body, 200),
   },
   {
     method: 'POST',
