@@ -63,6 +63,7 @@ import type {
   UnitReport,
 } from '../store/store.ts';
 import { TypedEmitter } from '../util/typed-emitter.ts';
+import { AttemptAbort } from './attempt-abort.ts';
 import type { SchedulerEvents } from './events.ts';
 import {
   type BatchResult,
@@ -104,7 +105,7 @@ interface ActiveUnit {
   readonly batch: boolean;
   /** `task:stuck` fired for the call running now. */
   stuckReported: boolean;
-  controller: AbortController | null;
+  controller: AttemptAbort | null;
   startedAt: number;
   /** Attempts ended since the last report. */
   ended: Ended[];
@@ -310,7 +311,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   function launch(unit: ActiveUnit, tasks: readonly TaskRecord[]): void {
     const task = tasks[0];
     if (!task) return;
-    const controller = new AbortController();
+    const controller = new AttemptAbort();
     unit.current = task;
     unit.running = tasks;
     unit.controller = controller;
@@ -319,13 +320,10 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     const attempt = task.failures + 1;
     const handler = options.handlers[task.type];
     let timeout: NodeJS.Timeout | undefined;
-    const aborted = new Promise<never>((_, reject) => {
-      controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
-    });
     const run = (async () => {
       // A rate limit or a provider's pause holds the call back; the lease is kept meanwhile.
       if (needsAdmission(task.type)) await admitted(task.type, tokensOf(tasks), controller.signal);
-      if (controller.signal.aborted) throw controller.signal.reason;
+      if (controller.aborted) throw controller.reason;
       unit.startedAt = performance.now();
       unit.stuckReported = false;
       for (const started of tasks)
@@ -334,10 +332,18 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
         () => controller.abort(new TaskTimeoutError(options.timeoutMs)),
         options.timeoutMs,
       );
-      return handler({ task, tasks, batch: unit.batch, attempt, signal: controller.signal });
+      return handler({
+        task,
+        tasks,
+        batch: unit.batch,
+        attempt,
+        get signal() {
+          return controller.signal;
+        },
+      });
     })();
     run.catch(() => {}); // a handler that rejects after its timeout must not be an unhandled rejection
-    Promise.race([run, aborted]).then(
+    Promise.race([run, controller.ended]).then(
       (result) => ended(null, result),
       (error: unknown) => ended(error ?? new Error('handler rejected without a reason')),
     );

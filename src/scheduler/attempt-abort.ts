@@ -1,0 +1,47 @@
+/**
+ * One handler call's cancellation. `abort(reason)` ends the call at once for the scheduler
+ * (`ended` rejects with the reason) and aborts its `AbortSignal`; the signal, with its
+ * AbortController, is made only when someone reads it (the handler, a rate-limit wait): creating
+ * one costs about 5 µs, a tenth of a no-op task's whole CPU, and most handlers never look.
+ *
+ * Protocol: `abort` may be called any number of times, before or after `signal` is read; only the
+ * first reason counts, and a signal read after the abort is already aborted with it.
+ */
+export class AttemptAbort {
+  /** Rejects with the abort's reason; never resolves. */
+  readonly ended: Promise<never>;
+  #reject!: (reason: unknown) => void;
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
+
+  constructor() {
+    this.ended = new Promise<never>((_, reject) => {
+      this.#reject = reject;
+    });
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  get reason(): unknown {
+    return this.#reason;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#reject(reason);
+    this.#controller?.abort(reason);
+  }
+}
