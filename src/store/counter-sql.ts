@@ -61,7 +61,10 @@ export function counterQuery(
 
 /**
  * The stuck-task count of one task type (`Store.countStuckTasks`): running tasks started before a
- * time, through the partial index of running tasks. Values: the type, the time, then the filter's.
+ * time. A running task is always one of its leased unit's claimed tasks (its head through
+ * `claimed_through`, everything after the head when that is not recorded), so the leased units of the type (`work_units_leased`, as many as the
+ * workers' concurrency) are read, not an index of tasks by state, which every task's start and
+ * finish would have to update. Values: the type, the time, then the filter's.
  */
 export function stuckTasksQuery(
   filter: CounterFilter | undefined,
@@ -69,10 +72,10 @@ export function stuckTasksQuery(
 ): { readonly text: string; readonly filterValues: readonly string[] } {
   const scoped = filter ? counterQuery(filter, (n) => placeholder(n + 2)) : null;
   return {
-    text: `SELECT count(*) AS n FROM tasks t JOIN work_units u ON u.id = t.unit_id
-      WHERE t.state = 'running' AND u.task_type = ${placeholder(1)} AND t.started_at < ${placeholder(2)}${
-        scoped ? ` AND ${scoped.unitWhere}` : ''
-      }`,
+    text: `SELECT count(*) AS n FROM work_units u JOIN tasks t ON t.unit_id = u.id
+        AND t.id >= u.head_task_id AND (u.claimed_through IS NULL OR t.id <= u.claimed_through)
+      WHERE u.lease_owner IS NOT NULL AND u.task_type = ${placeholder(1)}
+        AND t.state = 'running' AND t.started_at < ${placeholder(2)}${scoped ? ` AND ${scoped.unitWhere}` : ''}`,
     filterValues: scoped?.values ?? [],
   };
 }
