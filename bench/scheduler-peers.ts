@@ -9,6 +9,7 @@
 import { Queue, Worker } from 'bullmq';
 import { Logger, makeWorkerUtils, run } from 'graphile-worker';
 import { Redis } from 'ioredis';
+import type { Probe } from './profile.ts';
 
 const quiet = new Logger(() => () => {});
 
@@ -18,7 +19,12 @@ export interface Shape {
   readonly concurrency: number;
 }
 
-export async function graphileWorker(connectionString: string, shape: Shape): Promise<number> {
+/** Jobs per second; with a probe, also the profile of the run (`bench:scheduler -- --profile`). */
+export async function graphileWorker(
+  connectionString: string,
+  shape: Shape,
+  probe?: Probe,
+): Promise<{ perSecond: number; profile?: Record<string, unknown> }> {
   const schema = `graphile_worker_${process.pid}`;
   const utils = await makeWorkerUtils({ connectionString, schema, logger: quiet });
   await utils.migrate();
@@ -40,6 +46,7 @@ export async function graphileWorker(connectionString: string, shape: Shape): Pr
   const finished = new Promise<void>((resolve) => {
     allDone = resolve;
   });
+  await probe?.start();
   const start = performance.now();
   const runner = await run({
     connectionString,
@@ -60,6 +67,7 @@ export async function graphileWorker(connectionString: string, shape: Shape): Pr
   await finished;
   await runner.stop(); // flushes the last batch of completions
   const ms = performance.now() - start;
+  const profile = await probe?.stop(total);
   const [left] = (
     await utils.withPgClient((client) =>
       client.query(`SELECT count(*)::int AS n FROM ${schema}._private_jobs`),
@@ -68,7 +76,7 @@ export async function graphileWorker(connectionString: string, shape: Shape): Pr
   await utils.withPgClient((client) => client.query(`DROP SCHEMA ${schema} CASCADE`));
   await utils.release();
   if (left?.n !== 0) throw new Error(`graphile-worker left ${left?.n} jobs behind`);
-  return total / (ms / 1000);
+  return { perSecond: total / (ms / 1000), profile };
 }
 
 export async function bullmq(shape: Shape): Promise<number> {

@@ -9,6 +9,12 @@
  * exclusive locking).
  * PostgreSQL: the server `TEST_DATABASE_URL` names, else an embedded one (as the tests find theirs);
  * in the same run and on the same server, graphile-worker as the peer (see `scheduler-peers.ts`).
+ *
+ *   npm run bench:scheduler -- --profile [--store postgres]
+ *
+ * adds where each task's time goes (`profile.ts`): this process's CPU by file and package and, on
+ * PostgreSQL (a private server with pg_stat_statements), each statement's time per task, for the
+ * run phase of ours and of graphile-worker.
  */
 import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
@@ -17,7 +23,8 @@ import { createScheduler } from '../src/scheduler/scheduler.ts';
 import { createDeriver } from '../src/service/deriver.ts';
 import { createStatusEngine } from '../src/status/status-engine.ts';
 import { openStore } from '../src/store/open-store.ts';
-import { startPostgres } from '../test/support/postgres-server.ts';
+import { startPostgres, startPrivatePostgres } from '../test/support/postgres-server.ts';
+import { type Probe, probe, STATEMENT_STATS } from './profile.ts';
 import { benchDir, report, round } from './util.ts';
 
 const TASKS = Number(process.env.TASKS ?? 100_000);
@@ -26,7 +33,7 @@ const CONCURRENCY = Number(process.env.CONCURRENCY ?? 8);
 const perUnit = Math.ceil(TASKS / UNITS);
 const dir = benchDir();
 
-async function scheduler(url: string): Promise<number> {
+async function scheduler(url: string, probe?: Probe): Promise<number> {
   const store = await openStore(url);
   const feed = await openFeed(url, store);
   const status = createStatusEngine({ store, feed });
@@ -70,12 +77,14 @@ async function scheduler(url: string): Promise<number> {
     for (const { unitId, key, delta } of changes.units)
       payloadBytes += JSON.stringify([unitId, ...Object.values(key), ...Object.values(delta)]).length + 1;
   });
+  await probe?.start();
   const cpuStart = process.cpuUsage();
   const start = performance.now();
   scheduler.start();
   await done;
   const ms = performance.now() - start;
   const cpu = process.cpuUsage(cpuStart);
+  const profile = await probe?.stop(total);
   await scheduler.stop();
   status.close();
   await feed.close();
@@ -92,6 +101,7 @@ async function scheduler(url: string): Promise<number> {
     unitChangesPerMessage: round(unitChanges / Math.max(1, messages), 2),
     feedPayloadBytesPerTask: round(payloadBytes / total, 1),
     tasksPerSecond: Math.round(perSecond),
+    ...(profile ? { profile } : {}),
   });
   return perSecond;
 }
@@ -122,22 +132,26 @@ function ceiling(): number {
   return perSecond;
 }
 
-const backend = parseArgs({ options: { store: { type: 'string', default: 'sqlite' } } }).values.store;
+const { store: backend, profile } = parseArgs({
+  options: { store: { type: 'string', default: 'sqlite' }, profile: { type: 'boolean', default: false } },
+}).values;
 
 try {
   if (backend === 'postgres') {
-    const server = await startPostgres();
+    const server = profile ? await startPrivatePostgres(STATEMENT_STATS) : await startPostgres();
     try {
       const url = new URL(server.url);
       url.searchParams.set('schema', `bench_${process.pid}`);
-      const tasksPerSecond = await scheduler(url.toString());
+      const tasksPerSecond = await scheduler(url.toString(), profile ? probe(server.url) : undefined);
       const { bullmq, graphileWorker } = await import('./scheduler-peers.ts');
       const shape = { tasks: TASKS, units: UNITS, concurrency: CONCURRENCY };
-      const graphileWorkerPerSecond = await graphileWorker(server.url, shape);
+      const peer = await graphileWorker(server.url, shape, profile ? probe(server.url) : undefined);
+      const graphileWorkerPerSecond = peer.perSecond;
       report({
         bench: 'scheduler-pg',
         phase: 'graphile-worker',
         jobsPerSecond: Math.round(graphileWorkerPerSecond),
+        ...(peer.profile ? { profile: peer.profile } : {}),
       });
       const bullmqPerSecond = await bullmq(shape);
       report({ bench: 'scheduler-pg', phase: 'bullmq', jobsPerSecond: Math.round(bullmqPerSecond) });
@@ -152,7 +166,7 @@ try {
       await server.stop();
     }
   } else {
-    const tasksPerSecond = await scheduler(`file:${dir.path('scheduler.db')}`);
+    const tasksPerSecond = await scheduler(`file:${dir.path('scheduler.db')}`, profile ? probe() : undefined);
     const ceilingPerSecond = ceiling();
     report({
       bench: 'scheduler',
