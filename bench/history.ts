@@ -7,14 +7,17 @@
  *   npm run bench:history
  *   SIZES=100000,1000000 STORES=sqlite QUERIES=300 npm run bench:history
  *
- * For each store and size: seconds from spawning the server to `/readyz` answering 200, its RSS
+ * For each store: seconds from `npm start` (the compiled server) to `/readyz` answering 200 on a new
+ * store (`new`: it creates its tables) and on that store again (`empty`). For each size: the same
+ * on the filled store, its RSS
  * then (MB), status p50/p99 over HTTP (one kept-alive connection) for a session, a peer (as
  * observer) and a whole workspace (counts, and with its per-session breakdown), each cold (a
  * filter never asked before: one read of the store's indexed sums) and warm (asked again: from
  * memory, after the feed's read barrier), and the time to the first event of a new subscription
- * over SSE. PostgreSQL: the server TEST_DATABASE_URL names, else a private one (as the tests).
- * Summary keys: `startSeconds`, `rssMb`, `p99Ms` (by store, size, filter, cold/warm),
- * `firstEventMs`.
+ * over SSE; beside them, in the same run on the same connection, the server's floor: `{ __typename }`.
+ * PostgreSQL: the server TEST_DATABASE_URL names, else a private one (as the tests).
+ * Summary keys: `startSeconds` (by store, then `new`, `empty` and each size), `rssMb`, `p99Ms` (by
+ * store, size, filter, cold/warm), `floorP99Ms`, `firstEventMs`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -30,7 +33,7 @@ const SIZES = (process.env.SIZES ?? '100000,1000000,10000000').split(',').map(Nu
 const STORES = (process.env.STORES ?? 'sqlite,postgres').split(',');
 const QUERIES = Number(process.env.QUERIES ?? 300);
 const ACTIVE = Number(process.env.ACTIVE ?? 10_000);
-const MAIN = fileURLToPath(new URL('../src/server/main.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 const label = (n: number) => (n >= 1e6 ? `${n / 1e6}m` : `${n / 1e3}k`);
 
@@ -38,7 +41,8 @@ async function startServer(
   databaseUrl: string,
 ): Promise<{ child: ChildProcess; url: string; seconds: number }> {
   const started = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+  const child = spawn('npm', ['start', '--silent'], {
+    cwd: ROOT,
     env: { ...process.env, PORT: '0', DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -97,7 +101,23 @@ const summary = {
   rssMb: {} as Record<string, Record<string, number>>,
   p99Ms: {} as Record<string, Record<string, Record<string, { cold: number; warm: number }>>>,
   firstEventMs: {} as Record<string, Record<string, number>>,
+  floorP99Ms: {} as Record<string, Record<string, number>>,
 };
+
+async function stopServer(child: ChildProcess): Promise<void> {
+  child.kill('SIGTERM');
+  await new Promise((resolve) => child.once('exit', resolve));
+}
+
+/** Start-up on a new store (it creates its tables), then on the same store again. */
+async function measureEmpty(store: string, databaseUrl: string): Promise<void> {
+  for (const key of ['new', 'empty']) {
+    const server = await startServer(databaseUrl);
+    put(summary.startSeconds, store, key, round(server.seconds, 2));
+    report({ bench: 'history', store, size: 0, phase: key, startSeconds: round(server.seconds, 2) });
+    await stopServer(server.child);
+  }
+}
 
 /** `table[store][size] = value`. */
 function put<T>(table: Record<string, Record<string, T>>, store: string, size: string, value: T): void {
@@ -122,8 +142,14 @@ async function measure(store: string, size: number, databaseUrl: string): Promis
     workspace: (i) => `workspaceId: "${workspaceOf(i)}"`,
   };
   // Warm-up, not counted: the server's first requests run cold code (JIT), whatever the store.
-  for (let q = 0; q < 300; q++)
+  for (let q = 0; q < 300; q++) {
     await post(server.url, '{ deriverStatus(workspaceId: "w0") { totalWorkUnits } }');
+    await post(server.url, '{ __typename }');
+  }
+  const floor: number[] = [];
+  for (let q = 0; q < QUERIES; q++) floor.push(await post(server.url, '{ __typename }'));
+  const floorStats = stats(floor);
+  report({ bench: 'history', store, size, filter: 'floor', floorMs: floorStats });
   const latencies: Record<string, { cold: number; warm: number }> = {};
   let offset = 1; // session 0's workspace (w0) was warmed up
   for (const [kind, filter] of Object.entries(filters)) {
@@ -164,24 +190,26 @@ async function measure(store: string, size: number, databaseUrl: string): Promis
   put(summary.rssMb, store, key, round(rss, 1));
   put(summary.p99Ms, store, key, latencies);
   put(summary.firstEventMs, store, key, first.p99);
-  server.child.kill('SIGTERM');
-  await new Promise((resolve) => server.child.once('exit', resolve));
+  put(summary.floorP99Ms, store, key, floorStats.p99);
+  await stopServer(server.child);
 }
 
 const dir = benchDir();
 try {
   for (const store of STORES) {
     if (store === 'sqlite') {
+      await measureEmpty(store, `file:${dir.path('history-empty.db')}`);
       for (const size of SIZES) await measure(store, size, `file:${dir.path(`history-${size}.db`)}`);
     } else {
       const server = await startPostgres();
       try {
-        for (const size of SIZES) {
+        for (const size of [0, ...SIZES]) {
           const schema = `history_${randomUUID().slice(0, 8)}`;
           const url = new URL(server.url);
           url.searchParams.set('schema', schema);
           try {
-            await measure(store, size, url.toString());
+            if (size === 0) await measureEmpty(store, url.toString());
+            else await measure(store, size, url.toString());
           } finally {
             const admin = new pg.Client({ connectionString: server.url });
             await admin.connect();
