@@ -1,8 +1,9 @@
 /**
  * One handler call's cancellation. `abort(reason)` ends the call at once for the scheduler
  * (`ended` rejects with the reason) and aborts its `AbortSignal`; the signal, with its
- * AbortController, is made only when someone reads it (the handler, a rate-limit wait): creating
- * one costs about 5 µs, a tenth of a no-op task's whole CPU, and most handlers never look.
+ * AbortController, is made only when someone reads it (the handler, a rate-limit wait): making
+ * one with its listener cost about 3 µs of a no-op task's 35 (docs/benchmarks.md, "Where a task's
+ * time goes"), and most handlers never read it.
  *
  * Protocol: `abort` may be called any number of times, before or after `signal` is read; only the
  * first reason counts, and a signal read after the abort is already aborted with it.

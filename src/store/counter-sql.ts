@@ -62,9 +62,10 @@ export function counterQuery(
 /**
  * The stuck-task count of one task type (`Store.countStuckTasks`): running tasks started before a
  * time. A running task is always one of its leased unit's claimed tasks (its head through
- * `claimed_through`, everything after the head when that is not recorded), so the leased units of the type (`work_units_leased`, as many as the
- * workers' concurrency) are read, not an index of tasks by state, which every task's start and
- * finish would have to update. Values: the type, the time, then the filter's.
+ * `claimed_through`, or everything after the head when that is not recorded), so the leased units
+ * of the type are read (`work_units_leased`: as many as the workers' concurrency), not an index of
+ * tasks by state, which every task's start and finish would have to update. Values: the type, the
+ * time, then the filter's.
  */
 export function stuckTasksQuery(
   filter: CounterFilter | undefined,
