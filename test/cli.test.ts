@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createKeyring } from '../src/auth/keyring.ts';
 import { keyCommand } from '../src/cli/key.ts';
 import { flagOf, helpText, parseArgs, SETTINGS } from '../src/server/cli.ts';
@@ -122,7 +122,7 @@ describe('the server process', () => {
 });
 
 describe('the start-up banner', () => {
-  it('an API-only instance says it runs no deriver (it named the demo handler)', async () => {
+  it('an API-only instance on SQLite says that no worker is running anywhere (it named the demo handler)', async () => {
     const temp = tempDir();
     try {
       const child = run('npm', ['start', '--silent', '--', '--port', '0'], {
@@ -133,11 +133,19 @@ describe('the start-up banner', () => {
       child.stdout?.on('data', (chunk) => {
         out += chunk;
       });
+      let err = '';
+      child.stderr?.on('data', (chunk) => {
+        err += chunk;
+      });
       await printed(child, / {2}deriver: .*\n/);
       expect(out).toMatch(
-        / {2}deriver: {3}none in this process \(WORKER_CONCURRENCY=0: an API-only instance/,
+        / {2}deriver: {3}none: no worker is running \(WORKER_CONCURRENCY=0, and a SQLite file serves this process only\); tasks wait until it restarts with workers\n/,
       );
       expect(out).not.toMatch(/demo handler/);
+      // The warning comes as a log line (stdout or stderr, as the logger is configured).
+      await vi.waitFor(() =>
+        expect(out + err).toMatch(/no worker is running: with WORKER_CONCURRENCY=0 on a SQLite store/),
+      );
       child.kill('SIGTERM');
       await once(child, 'exit');
     } finally {

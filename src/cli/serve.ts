@@ -49,10 +49,14 @@ export async function serve(argv: readonly string[]): Promise<void> {
     );
     process.exit(1);
   });
-  // An API-only instance runs no deriver: it says where the tasks must run instead.
-  const handler =
-    config.workerConcurrency === 0
-      ? 'none in this process (WORKER_CONCURRENCY=0: an API-only instance; tasks run only where workers run)'
+  // An API-only instance runs no deriver: it says where the tasks must run instead. On SQLite no
+  // other process can open the file, so there is no such place: it says that no worker runs at all.
+  const noWorkerAnywhere =
+    config.workerConcurrency === 0 && parseStoreUrl(config.databaseUrl).kind === 'sqlite';
+  const handler = noWorkerAnywhere
+    ? 'none: no worker is running (WORKER_CONCURRENCY=0, and a SQLite file serves this process only); tasks wait until it restarts with workers'
+    : config.workerConcurrency === 0
+      ? 'none in this process (WORKER_CONCURRENCY=0: an API-only instance; tasks run in the worker processes on the same database)'
       : config.handlerUrl
         ? `tasks POSTed to ${config.handlerUrl}${config.handlerSecret ? ' (signed)' : ' (unsigned: set HANDLER_SECRET)'}`
         : `built-in demo handler, ${config.demoTaskMs} ms per task`;
@@ -67,6 +71,12 @@ export async function serve(argv: readonly string[]): Promise<void> {
           `  deriver:   ${handler}\n`) +
       `  auth:      ${config.authJwtSecret ? 'on (keys signed with AUTH_JWT_SECRET)' : 'off'}\n`,
   );
+  if (noWorkerAnywhere && !config.honchoDatabaseUrl) {
+    logger.warn(
+      { workerConcurrency: 0 },
+      'no worker is running: with WORKER_CONCURRENCY=0 on a SQLite store no process runs tasks, so they wait; set WORKER_CONCURRENCY above 0, or use PostgreSQL with worker processes',
+    );
+  }
   if (!config.authJwtSecret && !isLoopback(config.host)) {
     logger.warn(
       { host: config.host },
