@@ -3,7 +3,7 @@
  * docs/benchmarks.md publishes), reads the JSON lines each prints, and makes one row per figure:
  * its target, the baseline measured in the same run, the ratio the target applies to, met or not.
  *
- *   npm run bench                            (short shape, about 10 minutes here)
+ *   npm run bench                            (short shape, about 5 minutes here)
  *   npm run bench -- --full                  (the published shape: 10M units, 10k subscribers)
  *   npm run bench -- --only scheduler-pg,history
  *   npm run bench -- --write                 (also bench/results.json and docs/benchmarks.md)
