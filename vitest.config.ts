@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 const require = createRequire(import.meta.url);
@@ -16,5 +17,11 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Two files at a time even on two cores: most files spend their time waiting on child
+    // processes, PostgreSQL and browsers, not on this CPU.
+    maxWorkers: Math.max(2, availableParallelism() - 1),
+    // expect.poll waits for a state; its default second is a clock assumption that a loaded
+    // machine breaks. The test's own timeout is the bound.
+    expect: { poll: { timeout: 50_000 } },
   },
 });
