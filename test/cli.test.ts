@@ -13,6 +13,7 @@ import { CONFIG_VARIABLES, loadConfig } from '../src/server/config.ts';
 import { tempDir } from './helpers.ts';
 import { startTestServer } from './server-helpers.ts';
 import { listeningUrl, printed } from './support/processes.ts';
+import { POSTGRES, SQLITE } from './support/stores.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 let children: ChildProcess[] = [];
@@ -122,36 +123,49 @@ describe('the server process', () => {
 });
 
 describe('the start-up banner', () => {
-  it('an API-only instance on SQLite says that no worker is running anywhere (it named the demo handler)', async () => {
-    const temp = tempDir();
-    try {
-      const child = run('npm', ['start', '--silent', '--', '--port', '0'], {
-        DATABASE_URL: `file:${temp.path('api.db')}`,
-        WORKER_CONCURRENCY: '0',
-      });
-      let out = '';
-      child.stdout?.on('data', (chunk) => {
-        out += chunk;
-      });
-      let err = '';
-      child.stderr?.on('data', (chunk) => {
-        err += chunk;
-      });
-      await printed(child, / {2}deriver: .*\n/);
-      expect(out).toMatch(
-        / {2}deriver: {3}none: no worker is running \(WORKER_CONCURRENCY=0, and a SQLite file serves this process only\); tasks wait until it restarts with workers\n/,
-      );
-      expect(out).not.toMatch(/demo handler/);
-      // The warning comes as a log line (stdout or stderr, as the logger is configured).
-      await vi.waitFor(() =>
-        expect(out + err).toMatch(/no worker is running: with WORKER_CONCURRENCY=0 on a SQLite store/),
-      );
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    } finally {
-      temp.remove();
-    }
-  });
+  it.each([
+    {
+      store: SQLITE,
+      banner:
+        'none: no worker is running (WORKER_CONCURRENCY=0, and a SQLite file serves this process only); tasks wait until it restarts with workers',
+      warning: /no worker is running: with WORKER_CONCURRENCY=0 on a SQLite store/,
+    },
+    {
+      store: POSTGRES,
+      banner:
+        'none in this process (WORKER_CONCURRENCY=0: an API-only instance); no worker process is running on this database now: tasks wait until one starts',
+      warning:
+        /no worker is running on this database: tasks wait until a process with WORKER_CONCURRENCY above 0 starts/,
+    },
+  ])(
+    'an API-only instance on $store.name with no worker process anywhere says so (it named the demo handler)',
+    async ({ store, banner, warning }) => {
+      const location = await store.fresh();
+      try {
+        const child = run('npm', ['start', '--silent', '--', '--port', '0'], {
+          DATABASE_URL: location.url,
+          WORKER_CONCURRENCY: '0',
+        });
+        let out = '';
+        child.stdout?.on('data', (chunk) => {
+          out += chunk;
+        });
+        let err = '';
+        child.stderr?.on('data', (chunk) => {
+          err += chunk;
+        });
+        await printed(child, / {2}deriver: .*\n/);
+        expect(out).toContain(`  deriver:   ${banner}\n`);
+        expect(out).not.toMatch(/demo handler/);
+        // The warning comes as a log line (stdout or stderr, as the logger is configured).
+        await vi.waitFor(() => expect(out + err).toMatch(warning), { timeout: 50_000 });
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      } finally {
+        await location.dispose();
+      }
+    },
+  );
 
   it("says when it created the embedded store's folder", async () => {
     const temp = tempDir();

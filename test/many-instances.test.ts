@@ -10,6 +10,7 @@ import { createClient } from 'graphql-ws';
 import pg from 'pg';
 import { afterEach, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
+import { presenceName } from '../src/feed/postgres-feed.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
 import { POSTGRES } from './support/stores.ts';
 import { COUNTS, type Counts, send, statusOf } from './transports.ts';
@@ -126,9 +127,11 @@ it('subscribers still end exact when the listening connections are killed during
   cleanups.push(() => admin.end());
   const feeding = feedMessages(a, 10, 20);
   await expect.poll(() => watching.events.length).toBeGreaterThan(1);
+  // Each instance's listening connection names itself (`presenceName`), whatever it ran last.
+  const channel = `deriver_changes_${schema}`;
   const killed = await admin.query(
-    'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1',
-    [`LISTEN "deriver_changes_${schema}"`],
+    'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE $1 OR application_name LIKE $2',
+    [`${presenceName(channel, 'worker')}%`, `${presenceName(channel, 'api')}%`],
   );
   expect(killed.rowCount).toBe(3);
   expect(await feeding).toBe(400);

@@ -238,3 +238,47 @@ it('a worker-only process paused past its leases: others finish its units, its l
   expect(await statusOf(a.url)).toEqual(final); // no task counted twice
   expect(await statusOf(b.url)).toEqual(final);
 });
+
+it('an API-only process says that no worker is running, hears a worker process start, and hears it die', {
+  timeout: 120_000,
+}, async () => {
+  const location = await POSTGRES.fresh();
+  cleanups.push(location.dispose);
+  const temp = tempDir();
+  cleanups.push(temp.remove);
+  const env = { DATABASE_URL: location.url, TASK_MS: '1' };
+  const a = await spawnInstance({ ...env, WORKER_CONCURRENCY: '0' }, temp.path('a.log'));
+  const seen: (number | null)[] = [];
+  const client = createClient({
+    url: a.url.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+  });
+  cleanups.push(() => client.dispose());
+  client.subscribe<{ deriverStatus: { workerProcesses: number | null } }>(
+    { query: 'subscription{deriverStatus{workerProcesses}}' },
+    {
+      next: (r) => seen.push(r.data?.deriverStatus.workerProcesses ?? null),
+      error: () => {},
+      complete: () => {},
+    },
+  );
+  await expect.poll(() => seen.at(-1)).toBe(0);
+  // Another API-only process is not a worker; a worker-only one is, and so is the next.
+  await spawnInstance({ ...env, WORKER_CONCURRENCY: '0' }, temp.path('b.log'));
+  const w = await spawnInstance({ ...env, WORKER_CONCURRENCY: '2', SERVE_API: 'false' }, temp.path('w.log'));
+  await expect.poll(() => seen.at(-1)).toBe(1);
+  const x = await spawnInstance({ ...env, WORKER_CONCURRENCY: '2' }, temp.path('x.log'));
+  await expect.poll(() => seen.at(-1)).toBe(2);
+  expect(await send('http', x.url, { query: '{deriverStatus{workerProcesses}}' })).toMatchObject({
+    code: 'OK',
+    data: { deriverStatus: { workerProcesses: 2 } },
+  });
+  // Killed without a word: its connection ends with it, and every process hears it.
+  for (const dead of [w, x]) {
+    dead.child.kill('SIGKILL');
+    await new Promise((resolve) => dead.child.once('exit', resolve));
+  }
+  await expect.poll(() => seen.at(-1)).toBe(0);
+  expect(seen.filter((n, i) => i > 0 && n === seen[i - 1])).toEqual([]); // one event per change
+});

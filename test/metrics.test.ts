@@ -81,6 +81,7 @@ describe('/metrics', () => {
     expect(v.get('deriver_oldest_pending_seconds')).toBeGreaterThanOrEqual(0);
     expect(v.get('deriver_subscriptions')).toBe(1);
     expect(v.get('deriver_websocket_connections')).toBe(1);
+    expect(v.get('deriver_worker_processes')).toBe(1); // this process: SQLite serves one
     expect(before.text).toContain('process_cpu_user_seconds_total');
 
     release();

@@ -67,7 +67,7 @@ describe('the status engine', () => {
     let failing = false;
     const status = createStatusEngine({
       maxEntries,
-      feed: { events, sync: async () => {} },
+      feed: { events, sync: async () => {}, workers: null },
       store: {
         async sumCounters(filter, { sessions }) {
           reads.push(filter.sessionId ?? filter.observerId ?? filter.workspaceId);

@@ -185,6 +185,12 @@ export const DeriverStatusType = builder.objectRef<StatusView>('DeriverStatus').
       description: 'Why live is false (null while live).',
       resolve: (v, _args, ctx) => (v.liveness ?? ctx.status.liveness()).reason,
     }),
+    workerProcesses: t.int({
+      nullable: true,
+      description:
+        'Processes running workers for this store now: on SQLite this one (1) or none (WORKER_CONCURRENCY=0); on PostgreSQL every process on the database with WORKER_CONCURRENCY above 0, within half a second of one starting, stopping or dying. 0: pending tasks wait until a worker starts. null when not known (an instance attached to a Honcho, whose own deriver runs its tasks). A subscription gets an event when it changes.',
+      resolve: (v, _args, ctx) => (v.workers !== undefined ? v.workers : ctx.status.workers()),
+    }),
     sessions: t.field({
       type: [SessionDeriverStatusType],
       nullable: true,

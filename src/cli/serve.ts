@@ -49,14 +49,21 @@ export async function serve(argv: readonly string[]): Promise<void> {
     );
     process.exit(1);
   });
-  // An API-only instance runs no deriver: it says where the tasks must run instead. On SQLite no
-  // other process can open the file, so there is no such place: it says that no worker runs at all.
-  const noWorkerAnywhere =
-    config.workerConcurrency === 0 && parseStoreUrl(config.databaseUrl).kind === 'sqlite';
-  const handler = noWorkerAnywhere
-    ? 'none: no worker is running (WORKER_CONCURRENCY=0, and a SQLite file serves this process only); tasks wait until it restarts with workers'
-    : config.workerConcurrency === 0
-      ? 'none in this process (WORKER_CONCURRENCY=0: an API-only instance; tasks run in the worker processes on the same database)'
+  // An API-only instance runs no deriver: it says where the tasks run instead, and when nothing
+  // runs them (on SQLite no other process can open the file; on PostgreSQL the feed counts the
+  // worker processes on the database).
+  const sqlite = parseStoreUrl(config.databaseUrl).kind === 'sqlite';
+  const workers = app.feed.workers;
+  const noWorkerAnywhere = config.workerConcurrency === 0 && workers === 0;
+  const handler =
+    config.workerConcurrency === 0
+      ? sqlite
+        ? 'none: no worker is running (WORKER_CONCURRENCY=0, and a SQLite file serves this process only); tasks wait until it restarts with workers'
+        : `none in this process (WORKER_CONCURRENCY=0: an API-only instance); ${
+            workers === 0
+              ? 'no worker process is running on this database now: tasks wait until one starts'
+              : `tasks run in the ${workers === 1 ? 'worker process' : `${workers} worker processes`} on this database`
+          }`
       : config.handlerUrl
         ? `tasks POSTed to ${config.handlerUrl}${config.handlerSecret ? ' (signed)' : ' (unsigned: set HANDLER_SECRET)'}`
         : `built-in demo handler, ${config.demoTaskMs} ms per task`;
@@ -74,7 +81,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
   if (noWorkerAnywhere && !config.honchoDatabaseUrl) {
     logger.warn(
       { workerConcurrency: 0 },
-      'no worker is running: with WORKER_CONCURRENCY=0 on a SQLite store no process runs tasks, so they wait; set WORKER_CONCURRENCY above 0, or use PostgreSQL with worker processes',
+      sqlite
+        ? 'no worker is running: with WORKER_CONCURRENCY=0 on a SQLite store no process runs tasks, so they wait; set WORKER_CONCURRENCY above 0, or use PostgreSQL with worker processes'
+        : 'no worker is running on this database: tasks wait until a process with WORKER_CONCURRENCY above 0 starts on it',
     );
   }
   if (!config.authJwtSecret && !isLoopback(config.host)) {

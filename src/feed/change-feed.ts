@@ -6,6 +6,10 @@
  * matter. A listener that may have missed messages (its connection dropped) gets `resync` once it
  * hears again, and reads what it keeps again.
  *
+ * `workers` is who runs the tasks: the processes on the store that run a worker (on PostgreSQL, the
+ * listening connections that say so in their `application_name`, counted in `pg_stat_activity`: a
+ * process that dies takes its connection with it, so no table and no heartbeat row are kept).
+ *
  * `sync()` is a read barrier: it resolves once every change committed before it was called has been
  * heard (PostgreSQL delivers notifications in commit order, so hearing a notification this process
  * sent after the call proves it), so a sum kept from the feed can answer as of the call.
@@ -27,12 +31,20 @@ export interface ChangeFeedEvents {
    * what is kept may go stale until the `resync` that follows the reconnection.
    */
   down: string;
+  /** The number of worker processes on the store changed (`ChangeFeed.workers`). */
+  workers: number | null;
 }
 
 export interface ChangeFeed {
   readonly events: TypedEmitter<ChangeFeedEvents>;
   /** Whether the feed hears changes now. */
   readonly connected: boolean;
+  /**
+   * Processes on this store that run a worker, this one included: on SQLite this process or none;
+   * on PostgreSQL every process on the database and schema, known within a heartbeat of one
+   * starting or dying. `null` when the feed cannot know (it was opened without a `presence`).
+   */
+  readonly workers: number | null;
   /**
    * Resolves once every change committed before the call has been heard (at once when changes are
    * heard as they commit; at once too while disconnected: a `resync` follows the reconnection).

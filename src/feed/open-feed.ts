@@ -12,14 +12,20 @@ import { createInProcessFeed } from './in-process-feed.ts';
 export async function openFeed(
   storeUrl: string,
   store: Pick<Store, 'events'>,
-  onError?: (error: unknown) => void,
+  options: {
+    /** Whether this process runs a worker: the feed then counts the processes that do. */
+    readonly presence?: { readonly worker: boolean };
+    readonly onError?: (error: unknown) => void;
+  } = {},
 ): Promise<ChangeFeed> {
+  const { presence, onError } = options;
   const location = parseStoreUrl(storeUrl);
-  if (location.kind === 'sqlite') return createInProcessFeed(store.events);
+  if (location.kind === 'sqlite') return createInProcessFeed(store.events, presence);
   const { createPostgresFeed } = await import('./postgres-feed.ts');
   return createPostgresFeed({
     connectionString: location.connectionString,
     channel: `deriver_changes_${location.schema ?? 'public'}`.slice(0, 63),
+    presence,
     onError,
   });
 }

@@ -19,11 +19,20 @@
  *
  * ## Heartbeat
  * A connection that dies without a word (a network partition, a server that stopped answering)
- * sends no `end`: while `listening`, a `SELECT 1` every `heartbeatMs` that takes longer than
+ * sends no `end`: while `listening`, a query every `heartbeatMs` that takes longer than
  * `heartbeatMs` (or fails) counts as the connection lost, so an outage is known within about
  * twice that.
+ *
+ * ## Presence (who runs workers)
+ * Opened with a `presence`, the listening connection names itself in its `application_name`:
+ * `deriver-live/worker/<store>/<process>` or `deriver-live/api/...`, `<store>` a hash of the
+ * channel (the schema; the count is of the current database), set after connecting so that an
+ * `application_name` in the URL does not hide it. The heartbeat's query is then the count of distinct worker names on the
+ * database (`pg_stat_activity`, which every role may read that far), so `workers` follows
+ * processes that start, stop or die (a killed process's connection ends with it) within a
+ * heartbeat, with no table and no writes. While `down`, `workers` keeps its last value.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { UnitChanges, UnitDelta } from '../domain/counters.ts';
 import type { TaskType } from '../domain/work-unit-key.ts';
@@ -38,7 +47,17 @@ export interface PostgresFeedOptions {
   readonly onError?: (error: unknown) => void;
   /** Interval and time limit of the listening connection's heartbeat, in ms. @default 500 */
   readonly heartbeatMs?: number;
+  /** Whether this process runs a worker; given, the feed counts the processes that do (`workers`). */
+  readonly presence?: { readonly worker: boolean } | undefined;
 }
+
+/** The `application_name` prefix of the listening connections of one store's processes, by role. */
+export function presenceName(channel: string, role: 'worker' | 'api'): string {
+  return `deriver-live/${role}/${createHash('sha256').update(channel).digest('hex').slice(0, 12)}/`;
+}
+
+const WORKERS_SQL = `SELECT count(DISTINCT application_name)::int AS n FROM pg_stat_activity
+  WHERE datname = current_database() AND application_name LIKE $1`;
 
 type State = 'connecting' | 'listening' | 'down' | 'closed';
 
@@ -118,6 +137,25 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
   let retryTimer: NodeJS.Timeout | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   const heartbeatMs = options.heartbeatMs ?? 500;
+  const { presence } = options;
+  const applicationName = presence
+    ? `${presenceName(channel, presence.worker ? 'worker' : 'api')}${fenceOrigin.slice(0, 8)}`
+    : undefined;
+  const workerPattern = presence ? `${presenceName(channel, 'worker')}%` : undefined;
+  let workers: number | null = null;
+  /** The heartbeat's query: with a presence, it counts the worker processes too. */
+  const beat = async (on: pg.Client): Promise<void> => {
+    if (!workerPattern) {
+      await on.query('SELECT 1');
+      return;
+    }
+    const result = await on.query<{ n: number }>(WORKERS_SQL, [workerPattern]);
+    const n = result.rows[0]?.n ?? 0;
+    if (n !== workers) {
+      workers = n;
+      events.emit('workers', n);
+    }
+  };
 
   const scheduleReconnect = (): void => {
     if (state === 'closed' || retryTimer) return;
@@ -164,7 +202,10 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
     client = next;
     try {
       await next.connect();
+      if (applicationName)
+        await next.query("SELECT set_config('application_name', $1, false)", [applicationName]);
       await next.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      await beat(next);
     } catch (error) {
       lost(error);
       return;
@@ -180,7 +221,7 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
         () => lost(new Error(`PostgreSQL did not answer within ${heartbeatMs} ms`)),
         heartbeatMs,
       );
-      next.query('SELECT 1').then(
+      beat(next).then(
         () => {
           clearTimeout(silent);
           beating = false;
@@ -208,6 +249,9 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
     events,
     get connected() {
       return state === 'listening';
+    },
+    get workers() {
+      return workers;
     },
     sync() {
       if (state !== 'listening') return Promise.resolve();

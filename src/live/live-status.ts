@@ -21,6 +21,8 @@
  * ## Liveness
  * Every view carries the engine's liveness; when it flips (the store cannot be heard, or can again)
  * every topic publishes, so each subscriber learns of an outage, and of its end with an exact view.
+ * The same for the number of processes running a worker (`StatusEngine.workers`): a subscriber
+ * hears at once that the last one stopped, or that one started.
  *
  * ## Throughput
  * A view may also carry the filter's throughput and time to idle (when its subscribers selected
@@ -129,7 +131,12 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
       computations++;
       const counts = this.watch.counts();
       const progress = this.withProgress ? status.progress(this.filter, counts) : undefined;
-      const stamps = { changedAt: this.#changedAt, publishedAt: epochNow(), liveness: status.liveness() };
+      const stamps = {
+        changedAt: this.#changedAt,
+        publishedAt: epochNow(),
+        liveness: status.liveness(),
+        workers: status.workers(),
+      };
       if (!this.withSessions || this.filter.sessionId !== undefined)
         return { filter: this.filter, counts, progress, ...stamps };
       return { filter: this.filter, counts, progress, sessions: this.watch.sessions(), ...stamps };
@@ -284,6 +291,7 @@ export function createLiveStatus(options: LiveStatusOptions): LiveStatus {
     status.events.on('status:changed', onChanged),
     status.events.on('status:reloaded', wakeTopics),
     status.events.on('status:liveness', () => wakeTopics(byFilter.keys())),
+    status.events.on('status:workers', () => wakeTopics(byFilter.keys())),
   ];
 
   /** The topic for these options: an open one, one being opened, or a new one (its filter read). */

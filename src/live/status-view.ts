@@ -14,6 +14,8 @@ export interface StatusView {
   readonly sessions?: readonly SessionStatusCounts[] | undefined;
   /** Whether the counts followed the store's changes when computed; `undefined`: ask the engine. */
   readonly liveness?: Liveness | undefined;
+  /** Processes running a worker when computed; `undefined`: ask the engine. */
+  readonly workers?: number | null | undefined;
   /** When the change this view reports was announced (epoch ms, sub-ms precision). */
   readonly changedAt?: number;
   /** When this view was computed for publication (epoch ms, sub-ms precision). */
@@ -26,6 +28,7 @@ export const epochNow = (): number => performance.timeOrigin + performance.now()
 export function sameView(a: StatusView, b: StatusView): boolean {
   if (!sameStatusCounts(a.counts, b.counts)) return false;
   if (a.liveness?.live !== b.liveness?.live || a.liveness?.reason !== b.liveness?.reason) return false;
+  if (a.workers !== b.workers) return false;
   if (
     a.progress?.throughputPerSecond !== b.progress?.throughputPerSecond ||
     a.progress?.estimatedSecondsToIdle !== b.progress?.estimatedSecondsToIdle

@@ -169,9 +169,11 @@ async function assemble(
   });
   // Listening before anything is read: a status read after this sees, or hears, every commit.
   const feed = resources.use(
-    await openFeed(config.databaseUrl, store, (error) =>
-      logger.warn({ err: error }, 'change feed connection lost; reconnecting'),
-    ),
+    await openFeed(config.databaseUrl, store, {
+      // It says whether this process runs a worker, and counts the processes on the store that do.
+      presence: { worker: config.workerConcurrency > 0 },
+      onError: (error) => logger.warn({ err: error }, 'change feed connection lost; reconnecting'),
+    }),
     (f) => f.close(),
   );
   // Attached to a running Honcho: the status is its queue's, from the counters `attach` keeps.
@@ -200,6 +202,14 @@ async function assemble(
   scheduler.events.on('error', ({ error, operation }) =>
     logger.warn({ err: error, operation }, 'scheduler error'),
   );
+  // On PostgreSQL, every process hears worker processes come and go: say when none is left.
+  if (!honcho) {
+    status.events.on('status:workers', (workers) => {
+      if (workers === 0)
+        logger.warn('no worker is running on this store now: tasks wait until a worker process starts');
+      else logger.info({ workers }, 'worker processes on this store');
+    });
+  }
   scheduler.events.on('task:failed', ({ task, error }) =>
     logger.warn({ taskId: task.id, error }, 'task failed'),
   );

@@ -31,7 +31,7 @@ import type { Store } from '../store/store.ts';
 import type { TypedEmitter } from '../util/typed-emitter.ts';
 
 export interface MetricsOptions {
-  readonly status: Pick<StatusEngine, 'stats'>;
+  readonly status: Pick<StatusEngine, 'stats' | 'workers'>;
   readonly store: Pick<
     Store,
     'liveCountsByTaskType' | 'oldestPendingAt' | 'countStuckTasks' | 'pendingWebhookDeliveries'
@@ -151,6 +151,17 @@ export function createMetrics(options: MetricsOptions): Metrics {
     registers: [registry],
     collect() {
       this.set(options.webSocketConnections());
+    },
+  });
+
+  new Gauge({
+    name: 'deriver_worker_processes',
+    help: 'Processes running workers for this store now (on PostgreSQL, every one on the database); 0: pending tasks wait. Absent when not known (attached to a Honcho).',
+    registers: [registry],
+    collect() {
+      const workers = options.status.workers();
+      if (workers === null) this.reset();
+      else this.set(workers);
     },
   });
 

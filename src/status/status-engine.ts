@@ -32,6 +32,10 @@
  * `status:reloaded` of those reads: the first live status is exact. A `down` during that resync
  * keeps it down.
  *
+ * ## Workers
+ * Who runs the tasks is the feed's to know (`ChangeFeed.workers`): the engine passes it on, as
+ * `status:workers` when it changes, so a status can say that no worker is running.
+ *
  * ## Throughput
  * Completion rates (`completion-rate.ts`) are kept per filter fed by a change that completed tasks,
  * hot or not, and forgotten once stale: that memory grows with recent work only.
@@ -60,6 +64,8 @@ export interface StatusEvents {
   'status:reloaded': readonly string[];
   /** The counts stopped, or started again, following the store's changes (see "Liveness"). */
   'status:liveness': Liveness;
+  /** The number of processes running a worker on the store changed (`StatusEngine.workers`). */
+  'status:workers': number | null;
 }
 
 /** Whether the counts follow the store's changes now; when not, why. */
@@ -101,6 +107,8 @@ export interface StatusEngine {
   resync(): Promise<void>;
   /** Whether the counts follow the store's changes now (see "Liveness"). */
   liveness(): Liveness;
+  /** Processes running a worker on the store now (`ChangeFeed.workers`): `null` when not known. */
+  workers(): number | null;
   /** What is held: roll-ups, their entries, those pinned by watches, store reads so far. */
   stats(): { rollups: number; entries: number; pinned: number; reads: number };
   close(): void;
@@ -113,7 +121,7 @@ export interface StatusEngineOptions {
    * `changes`, reads again on `resync`, and awaits its read barrier (`sync`) before a query is
    * answered from memory, so the answer holds every change committed before the query.
    */
-  readonly feed: Pick<ChangeFeed, 'events' | 'sync'>;
+  readonly feed: Pick<ChangeFeed, 'events' | 'sync' | 'workers'>;
   /** After a failed resync, how long until the next try, in ms. @default 1000 */
   readonly resyncRetryMs?: number;
   /**
@@ -311,6 +319,7 @@ export function createStatusEngine(options: StatusEngineOptions): StatusEngine {
   const offs = [
     options.feed.events.on('changes', apply),
     options.feed.events.on('resync', recover),
+    options.feed.events.on('workers', (n) => events.emit('status:workers', n)),
     options.feed.events.on('down', (reason) => {
       outages++;
       clearTimeout(retry);
@@ -364,6 +373,7 @@ export function createStatusEngine(options: StatusEngineOptions): StatusEngine {
     apply,
     resync,
     liveness: () => liveness,
+    workers: () => options.feed.workers,
 
     stats() {
       let pinned = 0;
