@@ -289,6 +289,46 @@ it('lists the units that wait and why: a batch filling, with its tokens and task
   ]);
 });
 
+it('opens with the chart of work it did not see, says how many more units wait, and that no worker runs them', async () => {
+  server = await startTestServer({ config: { workerConcurrency: 0 } });
+  await run(server, 'mutation{upsertWorkspace(id:"default",settings:{summariesEnabled:false}){id}}');
+  for (let i = 0; i < 25; i++) {
+    await run(
+      server,
+      `mutation{upsertSession(id:"s${i}",peers:[{peerId:"p${i}"}]){id} addMessages(sessionId:"s${i}",messages:[{peerId:"p${i}",content:"x"}]){enqueuedTasks}}`,
+    );
+  }
+  // The server samples the workspace while no page is open: wait for two samples.
+  const history = async () =>
+    (
+      await server!.http<{ deriverStatusHistory: { samples: { pendingWorkUnits: number }[] } }>(
+        '{deriverStatusHistory{samples{pendingWorkUnits}}}',
+      )
+    ).data?.deriverStatusHistory.samples ?? [];
+  await expect.poll(async () => (await history()).length).toBeGreaterThanOrEqual(2);
+  expect((await history()).at(-1)?.pendingWorkUnits).toBe(25);
+
+  browser = await launchChromium();
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await page.goto(server.url.replace(/\/graphql$/, '/'));
+  await page.locator('#state.live').waitFor();
+  // The backlog line starts before the page was opened (x is time over the last 10 minutes).
+  await page.waitForFunction(() => {
+    const points = document.querySelector('#chart .backlog')?.getAttribute('points')?.split(' ') ?? [];
+    const first = Date.now() - 600_000 + (Number(points[0]?.split(',')[0]) * 600_000) / 600;
+    return points.length >= 3 && first < performance.timeOrigin;
+  });
+  expect(await page.locator('[data-testid="backlog-peak"]').textContent()).toBe('25');
+  // 20 units listed, and the rest counted.
+  await expect.poll(() => page.locator('#waiting tr[data-unit]').count()).toBe(20);
+  expect(await page.locator('#waiting [data-testid="waiting-more"]').textContent()).toBe(
+    'and 5 more (workUnits in GraphiQL lists them all)',
+  );
+  // No worker: the count says so, and so does the time to idle.
+  expect(await page.locator('[data-testid="workers"]').textContent()).toBe('0');
+  expect(await page.locator('[data-testid="eta"]').textContent()).toBe('no worker running');
+});
+
 it('shows the workspace webhooks with their deliveries and last error', async () => {
   server = await startTestServer({ config: { webhookAllowPrivate: true, demoTaskMs: 1 } });
   await run(server, 'mutation{upsertWorkspace(id:"default",settings:{summariesEnabled:false}){id}}');

@@ -72,6 +72,23 @@ describe.each(STORES)('inside the queue ($name)', (backend) => {
     expect(unit?.oldestPendingAt).toBeGreaterThan(0);
   });
 
+  it('counts the units a list would show on every page, up to a bound, with the same filter', async () => {
+    await setup(7, 1);
+    const count = (filter: Parameters<typeof h.store.countWorkUnits>[0], includeIdle: boolean, upTo = 100) =>
+      h.store.countWorkUnits(filter, { includeIdle, upTo });
+    expect(await count(all, false)).toBe(7);
+    expect(await count(all, false, 5)).toBe(5); // bounded: it stops counting there
+    expect(await count({ ...all, sessionId: 's3' }, false)).toBe(1);
+    expect(await count({ ...all, taskType: 'summary' }, false)).toBe(0);
+    expect(await count({ workspaceId: 'nobody' }, true)).toBe(0);
+    h.startScheduler({ ...fast, handlers: { representation: () => {}, summary: () => {} } });
+    await h.idle();
+    expect(await count(all, false)).toBe(0);
+    expect(await count(all, true)).toBe(7);
+    const listed = await h.store.listWorkUnits(all, { afterId: null, limit: 100, includeIdle: true });
+    expect(listed).toHaveLength(7);
+  });
+
   it('lists the running task with its attempt and start, and the oldest pending task', async () => {
     await setup(1, 3);
     const started = deferred();

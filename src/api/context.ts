@@ -8,12 +8,15 @@ import type { DerivationService, MessageDerivation, MessageDerivationKey } from 
 import type { Deriver } from '../service/deriver.ts';
 import type { QueueService } from '../service/queue.ts';
 import type { StatusEngine } from '../status/status-engine.ts';
+import type { StatusHistory } from '../status/status-history.ts';
 import type { Store } from '../store/store.ts';
 
 /** The services every resolver uses; the same for every request. */
 export interface ApiServices {
   readonly deriver: Deriver;
   readonly status: StatusEngine;
+  /** Each workspace's recent status, sampled (the dashboard's chart). */
+  readonly history: StatusHistory;
   readonly live: LiveStatus;
   /** Inside the queue: work units, failed tasks, retry and cancel, session watermarks. */
   readonly queue: QueueService;

@@ -9,7 +9,12 @@ import { z } from 'zod';
 import { authorize } from '../auth/authorize.ts';
 import { PAGE_SIZE, pageSizeSchema, retryFailedTasksInput, unitFilterInput } from '../domain/inputs.ts';
 import { TASK_TYPES, type TaskType } from '../domain/work-unit-key.ts';
-import { type PageOf, WORKSPACE_LIST_LIMIT, type WorkUnitView } from '../service/queue.ts';
+import {
+  type PageOf,
+  WORK_UNIT_COUNT_LIMIT,
+  WORKSPACE_LIST_LIMIT,
+  type WorkUnitView,
+} from '../service/queue.ts';
 import type { WaitingFor } from '../service/waiting-for.ts';
 import type { FailedTask, WorkUnitInfo } from '../store/store.ts';
 import { builder, type Types } from './builder.ts';
@@ -216,10 +221,24 @@ const FailedTaskType = builder.objectRef<FailedTask>('FailedTask').implement({
   }),
 });
 
-const WorkUnitConnection = builder.objectRef<{ page: PageOf<WorkUnitView> }>('WorkUnitConnection').implement({
+interface WorkUnitPage {
+  readonly page: PageOf<WorkUnitView>;
+  /** Counts the units of every page (read once, when a count field is selected). */
+  readonly count: () => Promise<{ readonly count: number; readonly exact: boolean }>;
+}
+
+const WorkUnitConnection = builder.objectRef<WorkUnitPage>('WorkUnitConnection').implement({
   fields: (t) => ({
     nodes: t.field({ type: [WorkUnitType], resolve: (c) => [...c.page.items] }),
     pageInfo: t.field({ type: PageInfoType, resolve: (c) => pageInfoOf('workUnits', c.page) }),
+    totalCount: t.int({
+      description: `Units matching, on every page, counted up to ${WORK_UNIT_COUNT_LIMIT.toLocaleString('en')} (totalCountIsExact is false when there are more).`,
+      resolve: async (c) => (await c.count()).count,
+    }),
+    totalCountIsExact: t.boolean({
+      description: `False when more than ${WORK_UNIT_COUNT_LIMIT.toLocaleString('en')} units match: the count stopped there.`,
+      resolve: async (c) => (await c.count()).exact,
+    }),
   }),
 });
 
@@ -298,12 +317,14 @@ builder.queryFields((t) => ({
     resolve: async (_root, { includeIdle, first, after, ...args }, ctx) => {
       const filter = toUnitFilter(args);
       authorize(ctx.principal, { kind: 'status', ...filter });
+      const idle = includeIdle === true;
       const page = await ctx.queue.workUnits(filter, {
         afterId: after ?? null,
         limit: first ?? PAGE_SIZE.default,
-        includeIdle: includeIdle === true,
+        includeIdle: idle,
       });
-      return { page };
+      let counted: ReturnType<WorkUnitPage['count']> | undefined;
+      return { page, count: () => (counted ??= ctx.queue.countWorkUnits(filter, { includeIdle: idle })) };
     },
   }),
   failedTasks: t.field({

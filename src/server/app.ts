@@ -23,6 +23,7 @@ import { createDeriver, type Deriver } from '../service/deriver.ts';
 import { createQueueService, WORKSPACE_LIST_LIMIT } from '../service/queue.ts';
 import { type RetentionOptions, startRetention } from '../service/retention.ts';
 import { createStatusEngine, type StatusEngine } from '../status/status-engine.ts';
+import { createStatusHistory } from '../status/status-history.ts';
 import { openStore } from '../store/open-store.ts';
 import type { Store } from '../store/store.ts';
 import { ResourceStack } from '../util/resource-stack.ts';
@@ -194,6 +195,7 @@ async function assemble(
     }),
     (s) => s.close(),
   );
+  const history = resources.use(createStatusHistory({ status }), (h) => h.close());
   resources.defer(wakeOnStoredWork(feed, () => scheduler.wake()));
   const live = resources.use(createLiveStatus({ status, windowMs: config.coalesceMs }), (l) => l.close());
   const deriver = honcho
@@ -305,6 +307,7 @@ async function assemble(
     services: {
       deriver,
       status,
+      history,
       live,
       keys,
       queue: {

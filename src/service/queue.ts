@@ -43,6 +43,11 @@ export interface QueueService {
     filter: UnitFilter,
     page: Page & { readonly includeIdle?: boolean },
   ): Promise<PageOf<WorkUnitView>>;
+  /** How many units `workUnits` lists in all, counted up to `WORK_UNIT_COUNT_LIMIT`. */
+  countWorkUnits(
+    filter: UnitFilter,
+    options: { readonly includeIdle?: boolean },
+  ): Promise<{ readonly count: number; readonly exact: boolean }>;
   /** Tasks of matching units that failed for good, by id after `page.afterId`. */
   failedTasks(filter: UnitFilter, page: Page): Promise<PageOf<FailedTask>>;
   /** Puts failed tasks back in line (only `taskIds` when given); returns how many. */
@@ -56,6 +61,9 @@ export interface QueueService {
   /** A session's watermark over the units the filter matches (`Store.derivedThroughSeq`). */
   derivedThroughSeq(filter: CounterFilter & { readonly sessionId: string }): Promise<number | null>;
 }
+
+/** Units counted at most by `countWorkUnits`: a bounded read, whatever the queue holds. */
+export const WORK_UNIT_COUNT_LIMIT = 10_000;
 
 /** Workspaces listed at most (the dashboard's picker). */
 export const WORKSPACE_LIST_LIMIT = 200;
@@ -93,6 +101,13 @@ export function createQueueService(options: {
           };
         }),
       };
+    },
+    async countWorkUnits(filter, options) {
+      const n = await store.countWorkUnits(filter, {
+        includeIdle: options.includeIdle === true,
+        upTo: WORK_UNIT_COUNT_LIMIT + 1,
+      });
+      return { count: Math.min(n, WORK_UNIT_COUNT_LIMIT), exact: n <= WORK_UNIT_COUNT_LIMIT };
     },
     failedTasks: (filter, page) => paged(page, (p) => store.listFailedTasks(filter, p)),
     retryFailedTasks: (filter, taskIds) => store.retryFailedTasks(filter, taskIds),

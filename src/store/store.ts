@@ -454,6 +454,11 @@ export interface Store {
    * running. Paging by id is stable: a unit never changes its id or disappears.
    */
   listWorkUnits(filter: UnitFilter, page: Page & { readonly includeIdle: boolean }): Promise<WorkUnitInfo[]>;
+  /** How many units `listWorkUnits` would list in all, counted up to `upTo` (a bounded read). */
+  countWorkUnits(
+    filter: UnitFilter,
+    options: { readonly includeIdle: boolean; readonly upTo: number },
+  ): Promise<number>;
   /** Tasks of matching units that failed for good, by id. */
   listFailedTasks(filter: UnitFilter, page: Page): Promise<FailedTask[]>;
   /**

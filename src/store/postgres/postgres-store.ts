@@ -66,7 +66,7 @@ import {
   renewLeases,
   type TaskRowData,
 } from './queue.ts';
-import { cancelPending, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
+import { cancelPending, countWorkUnits, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
 import { createPostgresRateLimits } from './rate-limits.ts';
 import { sumCountersPg } from './sum-counters.ts';
 
@@ -200,6 +200,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     },
 
     listWorkUnits: (filter, page) => transaction((db) => listWorkUnits(db, filter, page)),
+    countWorkUnits: (filter, options) => transaction((db) => countWorkUnits(db, filter, options)),
 
     listFailedTasks: (filter, page) => transaction((db) => listFailedTasks(db, filter, page)),
 

@@ -56,6 +56,19 @@ export async function listWorkUnits(
   return rows.rows.map(workUnitInfoOf);
 }
 
+export async function countWorkUnits(
+  db: Db,
+  filter: UnitFilter,
+  options: { readonly includeIdle: boolean; readonly upTo: number },
+): Promise<number> {
+  const rows = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (
+       SELECT 1 FROM work_units u WHERE ${UNIT_FILTER} AND ($6 OR u.pending + u.running > 0) LIMIT $7) x`,
+    [...paramsOf(filter), options.includeIdle, options.upTo],
+  );
+  return rows.rows[0]?.n ?? 0;
+}
+
 export async function listFailedTasks(db: Db, filter: UnitFilter, page: Page): Promise<FailedTask[]> {
   const rows = await db.query<FailedTaskRow<TaskPayload>>(
     `SELECT t.id, t.message_id, t.payload, t.runs, t.last_error, t.created_at, t.finished_at,

@@ -47,6 +47,19 @@ export function listWorkUnits(
     .map(workUnitInfoOf);
 }
 
+export function countWorkUnits(
+  sql: Statements,
+  filter: UnitFilter,
+  options: { readonly includeIdle: boolean; readonly upTo: number },
+): number {
+  const row = sql.countWorkUnits.get({
+    ...paramsOf(filter),
+    includeIdle: options.includeIdle ? 1 : 0,
+    upTo: options.upTo,
+  });
+  return row?.n ?? 0;
+}
+
 export function listFailedTasks(sql: Statements, filter: UnitFilter, page: Page): FailedTask[] {
   return sql.listFailedTasks
     .all({ ...paramsOf(filter), afterId: page.afterId ?? 0, limit: page.limit })

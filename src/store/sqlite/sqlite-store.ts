@@ -54,7 +54,7 @@ import {
 } from './domain-writes.ts';
 import { createGroupCommit } from './group-commit.ts';
 import { applyReport, claimReady, recoverLeases } from './queue.ts';
-import { cancelPending, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
+import { cancelPending, countWorkUnits, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
 
 export interface SqliteStoreOptions {
   /** Database file; created with its folder when missing. `:memory:` for a private database. */
@@ -204,6 +204,10 @@ export function createSqliteStore(options: SqliteStoreOptions): Store {
 
     async listWorkUnits(filter, page) {
       return listWorkUnits(sql, filter, page);
+    },
+
+    async countWorkUnits(filter, options) {
+      return countWorkUnits(sql, filter, options);
     },
 
     async listFailedTasks(filter, page) {

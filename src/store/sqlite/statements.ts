@@ -354,6 +354,11 @@ export function prepareStatements(db: Database.Database) {
        WHERE ${UNIT_FILTER} AND (@includeIdle = 1 OR u.pending + u.running > 0) AND u.id > @afterId
        ORDER BY u.id LIMIT @limit`,
     ),
+    countWorkUnits: p<[UnitFilterParams & { includeIdle: number; upTo: number }], { n: number }>(
+      `SELECT count(*) AS n FROM (
+         SELECT 1 FROM work_units u WHERE ${UNIT_FILTER} AND (@includeIdle = 1 OR u.pending + u.running > 0)
+         LIMIT @upTo)`,
+    ),
     listFailedTasks: p<[UnitFilterParams & { afterId: number; limit: number }], FailedTaskRow<string>>(
       `SELECT t.id, t.message_id, t.payload, t.runs, t.last_error, t.created_at, t.finished_at,
          u.task_type, u.workspace_id, u.session_id, u.observer_id, u.sender_id
