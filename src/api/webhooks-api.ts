@@ -5,10 +5,10 @@
 import { z } from 'zod';
 import { authorize } from '../auth/authorize.ts';
 import { limits } from '../domain/limits.ts';
+import { WEBHOOK_EVENT_TYPES, type WebhookEventType, webhookTest } from '../domain/webhook-events.ts';
 import { InvalidInputError, NotFoundError } from '../errors.ts';
 import type { Store, WebhookEndpointInfo } from '../store/store.ts';
 import { refusedAddress, refusedUrl, shownUrl } from '../webhooks/destination.ts';
-import { WEBHOOK_EVENT_TYPES, type WebhookEventType, webhookTest } from '../webhooks/events.ts';
 import { builder } from './builder.ts';
 import { workspaceOf } from './filter-args.ts';
 import { iso } from './queue-api.ts';

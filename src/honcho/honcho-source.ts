@@ -10,6 +10,7 @@
  */
 import pg from 'pg';
 import type { CountersSnapshot } from '../domain/counters.ts';
+import { queueEmpty, sessionIdle, type WebhookEvent } from '../domain/webhook-events.ts';
 import type { TaskType } from '../domain/work-unit-key.ts';
 import { NotFoundError } from '../errors.ts';
 import type { ChangeFeed } from '../feed/change-feed.ts';
@@ -18,7 +19,6 @@ import type { StatusQuery } from '../status/status-filter.ts';
 import type { CounterSource } from '../store/counter-sql.ts';
 import { sumCountersPg } from '../store/postgres/sum-counters.ts';
 import type { CounterFilter } from '../store/store.ts';
-import { queueEmpty, sessionIdle, type WebhookEvent } from '../webhooks/events.ts';
 
 /** The schema `attach` installs; its change channel is the one Deriver Live's feed listens on. */
 export const HONCHO_SCHEMA = 'deriver_live_honcho';

@@ -43,9 +43,9 @@ import type {
 } from '../domain/model.ts';
 import type { SettingsOverride } from '../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot, SummaryRange, TaskPayload } from '../domain/task-generation.ts';
+import type { WebhookEvent, WebhookEventType } from '../domain/webhook-events.ts';
 import type { TaskType, WorkUnitKey } from '../domain/work-unit-key.ts';
 import type { TypedEmitter } from '../util/typed-emitter.ts';
-import type { WebhookEvent, WebhookEventType } from '../webhooks/events.ts';
 import type { RateLimits } from './rate-limits.ts';
 
 export type TaskState = 'pending' | 'running' | 'succeeded' | 'failed';

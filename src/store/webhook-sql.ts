@@ -1,9 +1,9 @@
 /**
  * The webhook outbox's statements, shared by both stores (the same tables and columns;
- * `placeholder(n)` writes the store's n-th parameter). See `../webhooks/events.ts` for the events
+ * `placeholder(n)` writes the store's n-th parameter). See `../domain/webhook-events.ts` for the events
  * and docs/webhooks.md for the delivery rules.
  */
-import { eventsOf, messagesDerived, type WebhookEventType } from '../webhooks/events.ts';
+import { eventsOf, messagesDerived, type WebhookEventType } from '../domain/webhook-events.ts';
 import type { DueDelivery, WebhookEndpoint, WebhookEndpointInfo } from './store.ts';
 
 type Placeholder = (n: number) => string;

@@ -15,9 +15,9 @@
 import type { Counters } from '../../domain/counters.ts';
 import type { Peer, Upserted, Workspace } from '../../domain/model.ts';
 import { mergeOverrides } from '../../domain/settings.ts';
+import { eventsColumn } from '../../domain/webhook-events.ts';
 import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
-import { eventsColumn } from '../../webhooks/events.ts';
 import { counterQuery, LIVE_COUNTS_SQL, stuckTasksQuery } from '../counter-sql.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import {

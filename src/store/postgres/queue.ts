@@ -7,8 +7,8 @@
 import type { Counters } from '../../domain/counters.ts';
 import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
+import { queueEmpty, sessionIdle, taskFailed, type WebhookEvent } from '../../domain/webhook-events.ts';
 import type { TaskType, WorkUnitKey } from '../../domain/work-unit-key.ts';
-import { queueEmpty, sessionIdle, taskFailed, type WebhookEvent } from '../../webhooks/events.ts';
 import {
   availableAt,
   type BatchPolicies,

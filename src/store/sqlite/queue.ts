@@ -5,8 +5,8 @@
  */
 import type { Message } from '../../domain/model.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
+import { queueEmpty, sessionIdle, taskFailed, type WebhookEvent } from '../../domain/webhook-events.ts';
 import { TASK_TYPES, type TaskType, type WorkUnitKey } from '../../domain/work-unit-key.ts';
-import { queueEmpty, sessionIdle, taskFailed, type WebhookEvent } from '../../webhooks/events.ts';
 import {
   availableAt,
   type BatchPolicies,

@@ -9,9 +9,9 @@
 import type Database from 'better-sqlite3';
 import type { Counters } from '../../domain/counters.ts';
 import type { TaskPayload } from '../../domain/task-generation.ts';
+import { eventsColumn } from '../../domain/webhook-events.ts';
 import { TASK_TYPES, type TaskType } from '../../domain/work-unit-key.ts';
 import { TypedEmitter } from '../../util/typed-emitter.ts';
-import { eventsColumn } from '../../webhooks/events.ts';
 import { updateColumns } from '../attributes.ts';
 import { counterQuery, LIVE_COUNTS_SQL, stuckTasksQuery } from '../counter-sql.ts';
 import type { BatchPolicies } from '../queue-plan.ts';

@@ -4,7 +4,7 @@
  * timestamp }`; the others follow the same shape. The stores write them to the outbox in the
  * transaction that causes them; the dispatcher delivers them.
  */
-import type { WorkUnitKey } from '../domain/work-unit-key.ts';
+import type { WorkUnitKey } from './work-unit-key.ts';
 
 export const WEBHOOK_EVENT_TYPES = [
   'queue.empty',
