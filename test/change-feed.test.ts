@@ -12,7 +12,7 @@ import { planMessages } from '../src/domain/task-generation.ts';
 import type { ChangeFeed, ChangeFeedEvents } from '../src/feed/change-feed.ts';
 
 import { openFeed } from '../src/feed/open-feed.ts';
-import { createPostgresFeed } from '../src/feed/postgres-feed.ts';
+import { createPostgresFeed, presenceName } from '../src/feed/postgres-feed.ts';
 import { wakeOnStoredWork } from '../src/feed/wake-on-stored-work.ts';
 import { openStore } from '../src/store/open-store.ts';
 import type { Store } from '../src/store/store.ts';
@@ -49,8 +49,8 @@ async function openOn(backend: StoreBackend): Promise<{ store: Store; url: strin
   return { store, url: fresh.url };
 }
 
-async function feedOn(url: string, store: Store): Promise<ChangeFeed> {
-  const feed = await openFeed(url, store);
+async function feedOn(url: string, store: Store, presence?: { worker: boolean }): Promise<ChangeFeed> {
+  const feed = await openFeed(url, store, { presence });
   cleanups.push(() => feed.close());
   return feed;
 }
@@ -116,12 +116,32 @@ describe.each(STORES)('change feed ($name)', (backend) => {
       expect(summed(changes).pending).toBe(round);
     }
   });
+
+  it('counts the processes on the store that run a worker (none without a presence)', async () => {
+    const { store, url } = await openOn(backend);
+    expect((await feedOn(url, store)).workers).toBe(null);
+    const api = await feedOn(url, store, { worker: false });
+    expect(api.workers).toBe(0);
+    const worker = await feedOn(url, store, { worker: true });
+    // SQLite: this process is the only one; PostgreSQL: every feed that says it runs one.
+    expect(worker.workers).toBe(1);
+    await expect.poll(() => api.workers).toBe(backend.name === 'postgres' ? 1 : 0);
+    if (backend.name !== 'postgres') return;
+    const heard: (number | null)[] = [];
+    api.events.on('workers', (n) => void heard.push(n));
+    const second = await feedOn(url, store, { worker: true });
+    await expect.poll(() => heard.at(-1)).toBe(2);
+    await second.close();
+    await worker.close();
+    await expect.poll(() => heard.at(-1)).toBe(0);
+    expect(api.workers).toBe(0);
+  });
 });
 
 describe('change feed (postgres): a dropped listening connection', () => {
   it('reconnects, says resync, and hears again', async () => {
     const { store, url } = await openOn(POSTGRES);
-    const feed = await feedOn(url, store);
+    const feed = await feedOn(url, store, { worker: true });
     const schema = new URL(url).searchParams.get('schema');
     const resyncs: number[] = [];
     feed.events.on('resync', () => void resyncs.push(Date.now()));
@@ -129,9 +149,10 @@ describe('change feed (postgres): a dropped listening connection', () => {
     const admin = new pg.Client({ connectionString: inject('postgresUrl') });
     await admin.connect();
     cleanups.push(() => admin.end());
+    // The listening connection names itself (whatever query it ran last: the heartbeat's).
     const killed = await admin.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`,
-      [`LISTEN "deriver_changes_${schema}"`],
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE $1',
+      [`${presenceName(`deriver_changes_${schema}`, 'worker')}%`],
     );
     expect(killed.rowCount).toBe(1);
     await expect.poll(() => resyncs.length, { timeout: 10_000 }).toBe(1);

@@ -60,6 +60,7 @@ interface Operation {
 /** Every operation, keyed `Type.field`; the coverage check holds this list to the schema. */
 const OPERATIONS: Readonly<Record<string, Operation>> = {
   'Query.deriverStatus': {},
+  'Query.deriverStatusHistory': {},
   'Query.failedTasks': {},
   'Query.messageDerivation': {},
   'Query.peer': { id: 'peer' },
