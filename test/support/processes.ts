@@ -4,35 +4,38 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 /** The URL a server process prints (`... listening on URL`); rejects if it exits before. */
-export function listeningUrl(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (chunk) => {
-      out += chunk;
-      const match = /listening on (\S+)/.exec(out);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`the server exited with ${code} before listening`)));
-  });
+export async function listeningUrl(child: ChildProcess): Promise<string> {
+  const [, url = ''] = await printed(child, /listening on (\S+)/);
+  return url;
 }
 
-/** Resolves once the process has printed a line matching `pattern` on stdout or stderr. */
-export function printed(child: ChildProcess, pattern: RegExp): Promise<void> {
+/**
+ * Resolves with the match once the process has printed text matching `pattern` on stdout or
+ * stderr (what it printed so far, from when this was called); rejects if it exits before.
+ */
+export function printed(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     let out = '';
+    const stop = () => {
+      child.stdout?.off('data', onData);
+      child.stderr?.off('data', onData);
+      child.off('exit', onExit);
+    };
     const onData = (chunk: Buffer) => {
       out += chunk;
-      if (pattern.test(out)) {
-        child.stdout?.off('data', onData);
-        child.stderr?.off('data', onData);
-        resolve();
+      const match = pattern.exec(out);
+      if (match) {
+        stop();
+        resolve(match);
       }
+    };
+    const onExit = (code: number | null) => {
+      stop();
+      reject(new Error(`exited with ${code} before printing ${pattern}:\n${out}`));
     };
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
-    child.once('exit', (code) =>
-      reject(new Error(`exited with ${code} before printing ${pattern}:\n${out}`)),
-    );
+    child.once('exit', onExit);
   });
 }
 
