@@ -90,7 +90,7 @@ interface Filter {
 }
 
 /** Honcho's definitions over its own rows, with AND filters and each observer of a row counted. */
-async function inSql(filter: Filter): Promise<Counts> {
+async function inSql(filter: Filter, workspace = WS): Promise<Counts> {
   const { rows } = await honcho.query<{
     completed: string;
     in_progress: string;
@@ -106,7 +106,7 @@ async function inSql(filter: Filter): Promise<Counts> {
        AND ($2::text IS NULL OR q.payload->>'session_name' = $2)
        AND ($3::text IS NULL OR (q.task_type <> 'summary' AND q.payload->'observers' ? $3))
        AND ($4::text IS NULL OR (q.task_type <> 'summary' AND q.payload->>'observed' = $4))`,
-    [WS, filter.sessionId ?? null, filter.observerId ?? null, filter.senderId ?? null],
+    [workspace, filter.sessionId ?? null, filter.observerId ?? null, filter.senderId ?? null],
   );
   const r = rows[0]!;
   const [completed, inProgress, pending] = [Number(r.completed), Number(r.in_progress), Number(r.pending)];
@@ -120,10 +120,10 @@ async function inSql(filter: Filter): Promise<Counts> {
 }
 
 const COUNTS = 'totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWorkUnits failedWorkUnits';
-async function served(filter: Filter): Promise<Counts> {
+async function served(filter: Filter, workspace = WS): Promise<Counts> {
   const result = await server.http<{ deriverStatus: Counts }>(
     `query($w: ID, $s: ID, $o: ID, $p: ID) { deriverStatus(workspaceId: $w, sessionId: $s, observerId: $o, senderId: $p) { ${COUNTS} } }`,
-    { w: WS, s: filter.sessionId, o: filter.observerId, p: filter.senderId },
+    { w: workspace, s: filter.sessionId, o: filter.observerId, p: filter.senderId },
   );
   expect(result.errors).toBeUndefined();
   return result.data!.deriverStatus;
@@ -139,9 +139,9 @@ const FILTERS: Filter[] = [
   { sessionId: 's7', observerId: 'p2', senderId: 'p0' },
 ];
 
-async function expectExact(): Promise<void> {
+async function expectExact(workspace = WS): Promise<void> {
   for (const filter of FILTERS)
-    expect(await served(filter), JSON.stringify(filter)).toEqual(await inSql(filter));
+    expect(await served(filter, workspace), JSON.stringify(filter)).toEqual(await inSql(filter, workspace));
 }
 
 it('serves a running Honcho its exact status, pushed, through its deriver being killed, a rollback and its cleanup', async () => {
@@ -364,6 +364,27 @@ it('serves a running Honcho its exact status, pushed, through its deriver being 
   );
   expect(left.rows[0]).toEqual({ triggers: '0', schemas: '0' });
 }, 240_000);
+
+it('attached to a history of every kind (processed, errored, held, unprocessed), counts it exactly', async () => {
+  const workspace = 'history';
+  await finished(writer({ workspace, phases: ['api'], sessions: 300, messagesPerSession: 3 }));
+  await honcho.query(`UPDATE queue SET processed = true, error = CASE WHEN id % 2 = 0 THEN 'boom' END
+    WHERE workspace_name = '${workspace}' AND id % 3 = 0`);
+  await honcho.query(`INSERT INTO active_queue_sessions (work_unit_key)
+    SELECT DISTINCT work_unit_key FROM queue WHERE workspace_name = '${workspace}' AND NOT processed AND id % 7 = 0`);
+  expect((await honchoCommand(['attach', '--database-url', url], {})).code).toBe(0);
+  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
+  try {
+    const all = await inSql({}, workspace);
+    expect(all.failedWorkUnits).toBeGreaterThan(0);
+    expect(all.inProgressWorkUnits).toBeGreaterThan(0);
+    expect(all.pendingWorkUnits).toBeGreaterThan(0);
+    await expectExact(workspace);
+  } finally {
+    await server.close();
+    expect((await honchoCommand(['detach', '--database-url', url], {})).code).toBe(0);
+  }
+}, 120_000);
 
 it('says what to do when the database is not Honcho or not attached', async () => {
   const notHoncho = await honchoCommand(['attach', '--database-url', inject('postgresUrl')], {});

@@ -20,7 +20,7 @@ CREATE SCHEMA deriver_live_honcho;
 
 CREATE TABLE deriver_live_honcho.work_units (
   id bigserial PRIMARY KEY,
-  unit_key text NOT NULL UNIQUE,
+  unit_key text NOT NULL,
   work_unit_key text NOT NULL,
   task_type text NOT NULL,
   workspace_id text NOT NULL,
@@ -36,14 +36,6 @@ CREATE TABLE deriver_live_honcho.work_units (
   running integer GENERATED ALWAYS AS (CASE WHEN held THEN unprocessed ELSE 0 END) STORED,
   retrying integer NOT NULL DEFAULT 0
 );
-CREATE INDEX work_units_by_key ON deriver_live_honcho.work_units (work_unit_key);
--- A workspace's status without an observer sums the units' own rows: read from this index alone
--- (an index-only scan once autovacuum has marked the pages all-visible), not from the table.
-CREATE INDEX work_units_whole ON deriver_live_honcho.work_units (workspace_id, session_id)
-  INCLUDE (pending, running, completed, failed, retrying) WHERE per_observer = false;
-CREATE INDEX work_units_by_session ON deriver_live_honcho.work_units (workspace_id, session_id, observer_id, sender_id);
-CREATE INDEX work_units_by_observer ON deriver_live_honcho.work_units (workspace_id, observer_id, sender_id);
-CREATE INDEX work_units_by_sender ON deriver_live_honcho.work_units (workspace_id, sender_id);
 
 -- The webhook events Honcho's commits cause (see `apply_changes`), until an attached instance
 -- moves them into its own outbox (`HonchoSource.takeEvents`).
@@ -250,24 +242,60 @@ CREATE TRIGGER deriver_live_held_insert AFTER INSERT ON public.active_queue_sess
 CREATE TRIGGER deriver_live_held_delete AFTER DELETE ON public.active_queue_sessions
   REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.held_changed();
 
--- What Honcho's queue holds now, counted once (its writes wait for this transaction), in chunks
--- of ids so that memory stays bounded however long its history; before the change notices exist,
--- as nobody can have heard of these rows.
-DO $$
-DECLARE
-  lo bigint;
-  hi bigint;
-  step constant bigint := 50000;
-BEGIN
-  SELECT min(id), max(id) INTO lo, hi FROM public.queue;
-  WHILE lo IS NOT NULL AND lo <= hi LOOP
-    PERFORM deriver_live_honcho.apply_changes(ARRAY(
-      SELECT deriver_live_honcho.change_of(1, q) FROM public.queue q
-      WHERE q.id >= lo AND q.id < lo + step AND q.task_type IN ('representation', 'summary', 'dream')));
-    lo := lo + step;
-  END LOOP;
-END
-$$;
+-- What Honcho's queue holds now, counted once (its writes wait for this transaction): one
+-- aggregate over the queue, the same rows and rules as `apply_changes` (a unit's row, and one per
+-- observer), written into the empty table in one insert; its indexes are built after it, in one
+-- pass each, rather than kept up row by row. No change notices yet: nobody can have heard of
+-- these rows. (At a million queue rows this holds Honcho's writes 12.9 s where applying the rows
+-- in chunks through `apply_changes` held them 21.6 s, same run: docs/honcho-attach.md.)
+INSERT INTO deriver_live_honcho.work_units (unit_key, work_unit_key, task_type, workspace_id,
+  session_id, observer_id, sender_id, per_observer, held, unprocessed, completed, failed)
+WITH rows AS (
+  -- `change_of`'s columns, written out: a function per row would cost more than the rest.
+  SELECT q.work_unit_key, q.task_type, q.workspace_name, q.payload->>'session_name' AS session_name,
+    CASE WHEN q.task_type = 'summary' THEN NULL ELSE q.payload->>'observed' END AS sender,
+    CASE
+      WHEN q.task_type = 'summary' THEN ARRAY[]::text[]
+      WHEN jsonb_typeof(q.payload->'observers') = 'array'
+        THEN ARRAY(SELECT jsonb_array_elements_text(q.payload->'observers'))
+      WHEN q.payload->>'observer' IS NOT NULL THEN ARRAY[q.payload->>'observer']
+      ELSE ARRAY[]::text[]
+    END AS observers,
+    q.processed, q.error IS NOT NULL AS errored
+  FROM public.queue q
+  WHERE q.task_type IN ('representation', 'summary', 'dream') AND q.workspace_name IS NOT NULL
+), expanded AS (
+  SELECT work_unit_key AS unit_key, work_unit_key, task_type, workspace_name, session_name,
+    NULL::text AS observer, sender, false AS per_observer, processed, errored
+  FROM rows
+  UNION ALL
+  SELECT work_unit_key || chr(31) || o.name, work_unit_key, task_type, workspace_name, session_name,
+    o.name, sender, true, processed, errored
+  FROM rows CROSS JOIN LATERAL unnest(rows.observers) AS o(name)
+), summed AS (
+  SELECT unit_key, min(work_unit_key) AS work_unit_key, min(task_type) AS task_type,
+    min(workspace_name) AS workspace_name, min(session_name) AS session_name, min(observer) AS observer,
+    min(sender) AS sender, bool_or(per_observer) AS per_observer,
+    count(*) FILTER (WHERE NOT processed)::integer AS unprocessed,
+    count(*) FILTER (WHERE processed)::integer AS completed,
+    count(*) FILTER (WHERE processed AND errored)::integer AS failed
+  FROM expanded GROUP BY unit_key
+)
+SELECT s.unit_key, s.work_unit_key, s.task_type, s.workspace_name, s.session_name, s.observer, s.sender,
+  s.per_observer, a.work_unit_key IS NOT NULL, s.unprocessed, s.completed, s.failed
+FROM summed s LEFT JOIN (SELECT DISTINCT work_unit_key FROM public.active_queue_sessions) a
+  ON a.work_unit_key = s.work_unit_key;
+
+ALTER TABLE deriver_live_honcho.work_units ADD CONSTRAINT work_units_unit_key_key UNIQUE (unit_key);
+CREATE INDEX work_units_by_key ON deriver_live_honcho.work_units (work_unit_key);
+-- A workspace's status without an observer sums the units' own rows: read from this index alone
+-- (an index-only scan once autovacuum has marked the pages all-visible), not from the table.
+CREATE INDEX work_units_whole ON deriver_live_honcho.work_units (workspace_id, session_id)
+  INCLUDE (pending, running, completed, failed, retrying) WHERE per_observer = false;
+CREATE INDEX work_units_by_session ON deriver_live_honcho.work_units (workspace_id, session_id, observer_id, sender_id);
+CREATE INDEX work_units_by_observer ON deriver_live_honcho.work_units (workspace_id, observer_id, sender_id);
+CREATE INDEX work_units_by_sender ON deriver_live_honcho.work_units (workspace_id, sender_id);
+ANALYZE deriver_live_honcho.work_units;
 
 CREATE TRIGGER work_units_notify_insert AFTER INSERT ON deriver_live_honcho.work_units
   REFERENCING NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.notify_unit_changes();
