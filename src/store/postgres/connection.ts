@@ -196,3 +196,8 @@ async function migrate(
     await db.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
   }
 }
+
+/** The first row a statement returns, if any. */
+export async function one<R>(db: Db, text: string, values: unknown[]): Promise<R | undefined> {
+  return (await db.query(text, values)).rows[0] as R | undefined;
+}

@@ -14,8 +14,9 @@ import type { BatchPolicies } from '../queue-plan.ts';
 import type { Head, UnitRow } from '../rows.ts';
 import type { AppendMessagesRequest, AppendMessagesResult } from '../store.ts';
 import { insertWatchSql, newWatch } from '../webhook-sql.ts';
+import { claimableAt } from './claims.ts';
 import type { Db } from './connection.ts';
-import { claimableAt, recordEvent } from './queue.ts';
+import { recordEvent } from './outbox.ts';
 
 /** Creates the workspace when missing; whether it did. */
 export async function ensureWorkspace(db: Db, id: string, now: number): Promise<boolean> {

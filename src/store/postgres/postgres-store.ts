@@ -45,6 +45,7 @@ import {
   pickDue,
   pruneOutboxSql,
 } from '../webhook-sql.ts';
+import { claimReady } from './claims.ts';
 import { connect } from './connection.ts';
 import {
   appendMessages,
@@ -58,14 +59,8 @@ import {
   setWorkspaceSettings,
   writeMembers,
 } from './domain-writes.ts';
-import {
-  applyReports,
-  claimReady,
-  recordEvent,
-  recoverLeases,
-  renewLeases,
-  type TaskRowData,
-} from './queue.ts';
+import { recordEvent } from './outbox.ts';
+import { applyReports, recoverLeases, renewLeases, type TaskRowData } from './queue.ts';
 import { cancelPending, countWorkUnits, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
 import { createPostgresRateLimits } from './rate-limits.ts';
 import { sumCountersPg } from './sum-counters.ts';

@@ -24,7 +24,7 @@ import {
 } from '../store.ts';
 import { watchIdsOf } from '../webhook-sql.ts';
 import type { Db } from './connection.ts';
-import { settleWatches } from './queue.ts';
+import { settleWatches } from './outbox.ts';
 
 /** `UnitFilter` on `work_units u`, with its parameters at $1 to $5. */
 const UNIT_FILTER = `u.workspace_id = $1
