@@ -100,15 +100,21 @@ function finalStatus(url: string, total: number): Promise<Counts> {
   });
 }
 
+/** A fresh PostgreSQL schema and a folder for the processes' logs, removed after the test. */
+async function freshDatabase() {
+  const location = await POSTGRES.fresh();
+  cleanups.push(location.dispose);
+  const temp = tempDir();
+  cleanups.push(temp.remove);
+  return { location, temp };
+}
+
 /**
  * A database with worker-only process C (tasks of `taskMs`, 1.5 s leases) and API-only process A,
  * and `sessions` x `perSession` messages added through A; `spawn` starts one more process there.
  */
 async function workerOnlyWithWork(taskMs: number, sessions: number, perSession: number) {
-  const location = await POSTGRES.fresh();
-  cleanups.push(location.dispose);
-  const temp = tempDir();
-  cleanups.push(temp.remove);
+  const { location, temp } = await freshDatabase();
   const env = { DATABASE_URL: location.url, LEASE_MS: '1500' };
   const c = await spawnInstance(
     { ...env, WORKER_CONCURRENCY: '4', SERVE_API: 'false', TASK_MS: String(taskMs) },
@@ -124,10 +130,7 @@ async function workerOnlyWithWork(taskMs: number, sessions: number, perSession: 
 it('three processes: order per unit across processes, exact status everywhere', {
   timeout: 120_000,
 }, async () => {
-  const location = await POSTGRES.fresh();
-  cleanups.push(location.dispose);
-  const temp = tempDir();
-  cleanups.push(temp.remove);
+  const { location, temp } = await freshDatabase();
   const env = { DATABASE_URL: location.url, TASK_MS: '1' };
   const a = await spawnInstance({ ...env, WORKER_CONCURRENCY: '4' }, temp.path('a.log'));
   const b = await spawnInstance({ ...env, WORKER_CONCURRENCY: '4' }, temp.path('b.log'));
@@ -242,10 +245,7 @@ it('a worker-only process paused past its leases: others finish its units, its l
 it('an API-only process says that no worker is running, hears a worker process start, and hears it die', {
   timeout: 120_000,
 }, async () => {
-  const location = await POSTGRES.fresh();
-  cleanups.push(location.dispose);
-  const temp = tempDir();
-  cleanups.push(temp.remove);
+  const { location, temp } = await freshDatabase();
   const env = { DATABASE_URL: location.url, TASK_MS: '1' };
   const a = await spawnInstance({ ...env, WORKER_CONCURRENCY: '0' }, temp.path('a.log'));
   const seen: (number | null)[] = [];
