@@ -126,7 +126,9 @@ process.on('message', async (command: ServerCommand) => {
     const open = () => app.server.webSockets.size + raw.clients.size;
     while (open() !== command.sockets) await sleep(10);
     (globalThis as { gc?: () => void }).gc?.();
-    reply(command.id, {});
+    // What is live after a full collection: the heap and what it holds outside (buffers).
+    const { heapUsed, external } = process.memoryUsage();
+    reply(command.id, { liveKb: (heapUsed + external) / 1024 });
   } else if (command.op === 'status') {
     reply(command.id, { status: await app.status.get({ workspaceId: command.workspaceId }) });
   }

@@ -253,9 +253,11 @@ const closeAll = async (clients: Client[]) => {
  * garbage, and so has this process (run with --expose-gc), so that neither pays for the previous
  * pass during this one.
  */
-async function quiesce(sockets: number): Promise<void> {
-  await command({ op: 'quiesce', sockets });
+/** Waits until the server has `sockets` open, collects its garbage; returns its live memory (KB). */
+async function quiesce(sockets: number): Promise<number> {
+  const { liveKb } = await command({ op: 'quiesce', sockets });
   (globalThis as { gc?: () => void }).gc?.();
+  return Number(liveKb);
 }
 /**
  * Subscribers that speak graphql-transport-ws over plain `ws` sockets and do what the raw twin's
@@ -334,6 +336,9 @@ async function rawLatencyTwin(
 ): Promise<void> {
   const rawLatencies: number[] = [];
   const rawSockets: WebSocket[] = [];
+  // The memory twin of an idle subscription: an idle raw socket in its group, same process.
+  const liveBefore = await quiesce(0);
+  const rssBefore = serverRssKb();
   for (let i = 0; i < size; i += 250) {
     await Promise.all(
       Array.from({ length: Math.min(250, size - i) }, (_, k) => {
@@ -354,7 +359,11 @@ async function rawLatencyTwin(
     );
   }
   await sleep(300);
-  await quiesce(size);
+  const liveAfter = await quiesce(size);
+  if (size === Math.max(...SIZES)) {
+    kbPerRawSocket = (liveAfter - liveBefore) / size;
+    rssKbPerRawSocket = (serverRssKb() - rssBefore) / size;
+  }
   const rawRounds = async (count: number) => {
     for (let r = 0; r < count; r++) {
       await command({ op: 'rawRound', group: r % SESSIONS.length, bytes: eventBytes, count: perRound });
@@ -460,6 +469,11 @@ const p99: Record<string, number> = {};
 const protocolP99: Record<string, number> = {};
 const rawP99: Record<string, number> = {};
 let kbPerSubscription = Number.NaN;
+/** The same measure for an idle raw `ws` socket in its broadcast group (the raw twin, largest size). */
+let kbPerRawSocket = Number.NaN;
+/** Both by RSS too (what the process holds; moved by a previous phase's freed pages at 1k). */
+let rssKbPerSubscription = Number.NaN;
+let rssKbPerRawSocket = Number.NaN;
 const ROUNDS = PHASES.has('latency') ? Number(process.env.LATENCY_ROUNDS ?? 150) : 0;
 /** Rounds run and not counted before each latency pass (ours and raw): one per topic. */
 const WARMUP_ROUNDS = 10;
@@ -498,15 +512,20 @@ async function latencyRounds(size: number, events: EventLog) {
 
 for (const size of SIZES) {
   const label = size >= 1000 ? `${size / 1000}k` : String(size);
-  // Memory held per idle subscription: the server's RSS with its garbage collected, before and after.
-  await quiesce(0);
+  // Memory held per idle subscription: what the server holds live after a full collection (heap
+  // and buffers), before and after, as for the raw twin's sockets; and its RSS (which a previous
+  // phase's freed pages make move by more than a subscription holds at small sizes).
+  const liveBefore = await quiesce(0);
   const rssBefore = serverRssKb();
   const clients = await connect(size);
   const pool = await subscribeAll(clients, latencyVariables);
   await sleep(500);
-  await quiesce(size);
+  const liveAfter = await quiesce(size);
   const rssAfter = serverRssKb();
-  if (size === Math.max(...SIZES)) kbPerSubscription = (rssAfter - rssBefore) / size;
+  if (size === Math.max(...SIZES)) {
+    kbPerSubscription = (liveAfter - liveBefore) / size;
+    rssKbPerSubscription = (rssAfter - rssBefore) / size;
+  }
   const { figures } = await latencyRounds(size, pool.events);
   p99[label] = figures.p99Ms;
   const perRound = Math.max(1, Math.round(figures.events / ((ROUNDS * size) / SESSIONS.length)));
@@ -524,7 +543,8 @@ for (const size of SIZES) {
     ...figures,
     serverRssKbBefore: rssBefore,
     serverRssKbAfter: rssAfter,
-    kbPerSubscription: round((rssAfter - rssBefore) / size, 1),
+    kbPerSubscription: round((liveAfter - liveBefore) / size, 1),
+    rssKbPerSubscription: round((rssAfter - rssBefore) / size, 1),
   });
   pool.unsubscribe();
 
@@ -898,6 +918,10 @@ report({
   honchoSdkPollIdleMs: round(mean(honchoSdk), 1),
   poll200IdleMs: round(mean(poll200), 1),
   kbPerSubscription: round(kbPerSubscription, 1),
+  kbPerRawSocket: round(kbPerRawSocket, 1),
+  memoryRatio: round(kbPerSubscription / kbPerRawSocket, 2),
+  rssKbPerSubscription: round(rssKbPerSubscription, 1),
+  rssKbPerRawSocket: round(rssKbPerRawSocket, 1),
   finalExact,
   crossInstanceP99Ms: cross?.crossInstanceP99Ms ?? null,
   singleInstanceP99Ms: cross?.singleInstanceP99Ms ?? null,
