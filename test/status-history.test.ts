@@ -91,15 +91,25 @@ it('samples a workspace from its first change, keeps the window, and lets it go 
   }
 });
 
-it('follows at most maxWorkspaces, letting go of the one changed least recently; no sample while not live', async () => {
+it('follows at most maxWorkspaces, the least recently changed giving its place once quiet; no sample while not live', async () => {
   const { engine, change, held, setLive } = fakeEngine();
   let now = 0;
-  const history = createStatusHistory({ status: engine, maxWorkspaces: 2, clock: () => now });
+  const history = createStatusHistory({
+    status: engine,
+    maxWorkspaces: 2,
+    minQuietMs: 60_000,
+    clock: () => now,
+  });
   try {
     change('a', 1);
     change('b', 1);
+    now += 30_000;
     change('a', 2); // a is now the most recent
-    change('c', 1);
+    change('c', 1); // b changed 30 s ago: every place is busy, c is not followed
+    await settle();
+    expect([...held].sort()).toEqual(['a', 'b']);
+    now += 30_000;
+    change('c', 1); // b has been quiet for a minute: c takes its place
     await settle();
     expect(history.followed()).toBe(2);
     expect([...held].sort()).toEqual(['a', 'c']);

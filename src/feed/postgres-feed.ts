@@ -27,10 +27,10 @@
  * Opened with a `presence`, the listening connection names itself in its `application_name`:
  * `deriver-live/worker/<store>/<process>` or `deriver-live/api/...`, `<store>` a hash of the
  * channel (the schema; the count is of the current database), set after connecting so that an
- * `application_name` in the URL does not hide it. The heartbeat's query is then the count of distinct worker names on the
- * database (`pg_stat_activity`, which every role may read that far), so `workers` follows
- * processes that start, stop or die (a killed process's connection ends with it) within a
- * heartbeat, with no table and no writes. While `down`, `workers` keeps its last value.
+ * `application_name` in the URL does not hide it. The heartbeat's query is then the count of
+ * distinct worker names on the database (`pg_stat_activity`, which every role may read that far),
+ * so `workers` follows processes that start, stop or die (a killed process's connection ends with
+ * it) within a heartbeat, with no table and no writes. While `down`, `workers` keeps its last value.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';

@@ -8,7 +8,9 @@
  * progress) and throughput are sampled; samples older than `windowMs` are dropped. A workspace is
  * let go (its watch released, its samples forgotten) once nothing changed in it for `windowMs` and
  * every sample it keeps is idle: its chart would be a flat zero line. At most `maxWorkspaces` are
- * followed; a new one then lets go of the one changed least recently. Memory is bounded by
+ * followed; a new one then takes the place of the one changed least recently if that one has been
+ * quiet for `minQuietMs`, else it is not followed (so that many busy workspaces cannot make each
+ * change a store read: at most `maxWorkspaces` reads per `minQuietMs`). Memory is bounded by
  * `maxWorkspaces x windowMs / sampleMs` samples, whatever the history of the store; nothing is read
  * at start-up, so the history is what this instance heard since it started. No sample is taken
  * while the counts are not live (the chart shows a gap, not stale numbers).
@@ -47,6 +49,8 @@ export interface StatusHistoryOptions {
   readonly windowMs?: number;
   /** @default 100 */
   readonly maxWorkspaces?: number;
+  /** How long the least recently changed workspace must have been quiet to give its place. @default 60000 */
+  readonly minQuietMs?: number;
   /** Epoch ms. @default Date.now */
   readonly clock?: () => number;
 }
@@ -67,6 +71,7 @@ export function createStatusHistory(options: StatusHistoryOptions): StatusHistor
   const sampleMs = options.sampleMs ?? 5_000;
   const windowMs = options.windowMs ?? 600_000;
   const maxWorkspaces = options.maxWorkspaces ?? 100;
+  const minQuietMs = options.minQuietMs ?? 60_000;
   const clock = options.clock ?? Date.now;
   /** Followed workspaces, changed least recently first. */
   const followed = new Map<string, Followed>();
@@ -96,12 +101,13 @@ export function createStatusHistory(options: StatusHistoryOptions): StatusHistor
       followed.set(workspaceId, known);
       return;
     }
-    const entry: Followed = { watch: null, released: false, samples: [], changedAt: now };
-    followed.set(workspaceId, entry);
-    if (followed.size > maxWorkspaces) {
+    if (followed.size >= maxWorkspaces) {
       const [oldestId, oldest] = followed.entries().next().value as [string, Followed];
+      if (now - oldest.changedAt < minQuietMs) return; // every place is busy
       letGo(oldestId, oldest);
     }
+    const entry: Followed = { watch: null, released: false, samples: [], changedAt: now };
+    followed.set(workspaceId, entry);
     status.watch({ workspaceId }).then(
       (watch) => {
         if (entry.released) return watch.release();
