@@ -9,8 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 major=$1
 shift
-cache=${DERIVER_LIVE_CACHE:-${HOME:-}/.cache/deriver-live}
-mkdir -p "$cache/better-sqlite3" 2>/dev/null && [ -w "$cache" ] || cache=$PWD/.cache
+cache=$(scripts/cache-dir.sh)
 mkdir -p "$cache/better-sqlite3"
 module=node_modules/better-sqlite3/build/Release/better_sqlite3.node
 
