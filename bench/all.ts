@@ -439,6 +439,13 @@ if (flags.from) {
     console.error(`--only: no run named ${unknown.join(', ')} (runs: ${RUNS.map((r) => r.id).join(', ')})`);
     process.exit(2);
   }
+  // Some runs written: the others keep their saved results, and the table says which are newer.
+  // A shape other than the saved one is refused before anything runs.
+  const previous = only && flags.write ? (JSON.parse(readFileSync(RESULTS, 'utf8')) as Saved) : null;
+  if (previous && previous.shape !== (flags.full ? 'full' : 'short')) {
+    console.error(`--only --write: bench/results.json holds the ${previous.shape} shape; run the same shape`);
+    process.exit(2);
+  }
   const results: Record<string, Line[]> = {};
   const seconds: Record<string, number> = {};
   for (const run of RUNS) {
@@ -455,12 +462,6 @@ if (flags.from) {
     });
   }
   const model = cpus()[0]?.model ?? 'unknown CPU';
-  // Some runs written: the others keep their saved results, and the table says which are newer.
-  const previous = only && flags.write ? (JSON.parse(readFileSync(RESULTS, 'utf8')) as Saved) : null;
-  if (previous && previous.shape !== (flags.full ? 'full' : 'short')) {
-    console.error(`--only --write: bench/results.json holds the ${previous.shape} shape; run the same shape`);
-    process.exit(2);
-  }
   saved = previous
     ? {
         ...previous,
