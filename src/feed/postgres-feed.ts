@@ -9,7 +9,9 @@
  * session_id,observer_id,sender_id,d_pending,d_running,d_completed,d_failed,d_retrying],...]}`.
  * A read barrier (`sync`) is a notification of this process's own, `{"f":"<token>"}`, sent after
  * the call: notifications arrive in commit order, so once it is heard, every change committed
- * before the call has been too. Calls in the same tick share one barrier.
+ * before the call has been too. Calls in the same tick share one barrier. It is sent on the
+ * listening connection itself, which hears it at its own commit: one round trip, and no other
+ * backend to wake (a second connection cost a signal between backends on every warm query).
  *
  * ## Listening connection (state machine)
  * `connecting` -> `listening` (LISTEN succeeded) -> `down` (the connection ended or failed) ->
@@ -118,8 +120,6 @@ export function decodeChanges(payload: string): UnitChanges | null {
 export async function createPostgresFeed(options: PostgresFeedOptions): Promise<ChangeFeed> {
   const { channel } = options;
   const events = new TypedEmitter<ChangeFeedEvents>();
-  const publisher = new pg.Pool({ connectionString: options.connectionString, max: 2 });
-  publisher.on('error', () => {});
   const fenceOrigin = randomUUID();
   let fences = 0;
   /** Barriers sent and not heard yet, by token. */
@@ -239,7 +239,6 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
 
   await listen();
   if ((state as State) !== 'listening') {
-    await publisher.end().catch(() => {});
     throw new Error(
       `the change feed could not listen on PostgreSQL (${options.connectionString.replace(/:[^:@/]*@/, ':***@')})`,
     );
@@ -258,9 +257,14 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
       gathering ??= new Promise<void>((resolve) => {
         queueMicrotask(() => {
           gathering = null;
+          const on = client;
+          if (state !== 'listening' || !on) {
+            resolve(); // the connection went meanwhile: its resync reads again
+            return;
+          }
           const token = `${fenceOrigin}:${++fences}`;
           waiting.set(token, resolve);
-          publisher.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify({ f: token })]).catch(() => {
+          on.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify({ f: token })]).catch(() => {
             waiting.delete(token);
             resolve(); // not sent: the database is unreachable, and so is a fresher answer
           });
@@ -277,7 +281,6 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
       client = undefined;
       await current?.end().catch(() => {});
       releaseAll();
-      await publisher.end().catch(() => {});
     },
   };
 }
