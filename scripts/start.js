@@ -27,4 +27,4 @@ if (!existsSync(stamp) || newest(join(root, 'src')) > statSync(stamp).mtimeMs) {
 // Node 22.1+ keeps the compiled code of every module it loads (in the temp folder): later starts
 // skip compiling the server and its dependencies again.
 module.enableCompileCache?.();
-await import('../dist/server/main.js');
+await import('../dist/bundle/server.js');

@@ -4,6 +4,7 @@
  * `--version`. Each subcommand reads its own arguments (`serve.ts`, `key.ts`).
  */
 import { readFileSync } from 'node:fs';
+import { packageFile } from '../util/package-files.ts';
 
 const HELP = `Usage: deriver-live <command> [options]
 
@@ -47,7 +48,7 @@ switch (command) {
     break;
   case '--version':
   case '-v': {
-    const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    const manifest = JSON.parse(readFileSync(packageFile('../package.json'), 'utf8'));
     process.stdout.write(`${manifest.version}\n`);
     break;
   }

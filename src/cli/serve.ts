@@ -1,5 +1,5 @@
 /**
- * `deriver-live start` (and `npm start`, `node dist/server/main.js`): configuration from the
+ * `deriver-live start` (and `npm start`, `node dist/bundle/server.js`): configuration from the
  * environment and flags, one clear line on a bad value; graceful shutdown on SIGTERM or SIGINT,
  * and when the `npm` that started this process goes away (so a signal to `npm start` never leaves
  * a server behind).

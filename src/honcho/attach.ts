@@ -6,9 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { packageFile } from '../util/package-files.ts';
 import { HONCHO_SCHEMA } from './honcho-source.ts';
 
-const sql = (name: string) => readFileSync(new URL(`./${name}`, import.meta.url), 'utf8');
+const sql = (name: string) => readFileSync(packageFile(`honcho/${name}`), 'utf8');
 
 /** What `attach` did: installed now, or found already installed (nothing changed). */
 export type AttachOutcome = 'attached' | 'already-attached';

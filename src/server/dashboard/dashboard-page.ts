@@ -8,8 +8,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gzipSync } from 'node:zlib';
+import { packageFile } from '../../util/package-files.ts';
 
-const PAGE = new URL('./dashboard.html', import.meta.url);
+const PAGE = packageFile('server/dashboard/dashboard.html');
 
 export interface DashboardPage {
   serve(request: IncomingMessage, response: ServerResponse): void;

@@ -6,9 +6,10 @@
  */
 import pg from 'pg';
 import { StoreUnavailableError } from '../../errors.ts';
+import { packageFile } from '../../util/package-files.ts';
 import { loadMigrations, type Migration, pendingMigrations } from '../migrations.ts';
 
-const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
+const MIGRATIONS_DIR = packageFile('store/postgres/migrations/');
 /** Key of the advisory lock held while migrating (any number unique to this use). */
 const MIGRATION_LOCK = 727_245_901;
 const RETRYABLE = new Set(['40001', '40P01']);

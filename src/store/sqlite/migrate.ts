@@ -1,7 +1,8 @@
 import type Database from 'better-sqlite3';
+import { packageFile } from '../../util/package-files.ts';
 import { loadMigrations, type Migration, pendingMigrations } from '../migrations.ts';
 
-const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
+const MIGRATIONS_DIR = packageFile('store/sqlite/migrations/');
 
 /**
  * Applies the migrations not applied yet, each exactly once; refuses a database with migrations
