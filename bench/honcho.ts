@@ -97,6 +97,38 @@ async function grow(client: pg.Client, to: number, from: number): Promise<void> 
   await client.query('ANALYZE queue');
 }
 
+/**
+ * Runs `work` while another connection enqueues one row at a time, as Honcho's API would: how many
+ * commits, and the longest one (ms), which is how long `work` held Honcho's writes at most.
+ */
+async function whileWriting(url: string, work: () => Promise<unknown>) {
+  const writer = new pg.Client({ connectionString: url });
+  await writer.connect();
+  let done = false;
+  let commits = 0;
+  let longestMs = 0;
+  const writing = (async () => {
+    while (!done) {
+      const start = now();
+      await writer.query(
+        `INSERT INTO queue (work_unit_key, task_type, payload, workspace_name)
+         VALUES ('representation:bench:attach:px', 'representation', '{"session_name": "attach", "observed": "px"}', 'bench')`,
+      );
+      longestMs = Math.max(longestMs, now() - start);
+      commits++;
+    }
+  })();
+  try {
+    await work();
+  } finally {
+    done = true;
+    await writing;
+    await writer.query(`DELETE FROM queue WHERE work_unit_key = 'representation:bench:attach:px'`);
+    await writer.end();
+  }
+  return { commits, longestMs: round(longestMs, 1) };
+}
+
 /** What one enqueue (100 rows) and one processed batch (100 rows) cost Honcho, mean ms over `times`. */
 async function writeCost(
   client: pg.Client,
@@ -129,7 +161,7 @@ for (const size of SIZES) {
   await grow(db, size, rows);
   rows = size;
   const attachStart = now();
-  await attachHoncho(url);
+  const writesDuringAttach = await whileWriting(url, () => attachHoncho(url));
   const attachMs = round(now() - attachStart, 0);
   const server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
   const counters = new pg.Client({ connectionString: url });
@@ -151,6 +183,8 @@ for (const size of SIZES) {
     phase: 'status',
     rows: size,
     attachMs,
+    // Honcho's enqueues while attach ran, one after another: the longest shows what attach held.
+    writesDuringAttach,
     honchoStatusQuery: honcho,
     oursCold: cold,
     oursWarmHttp: warm,
@@ -305,6 +339,10 @@ report({
   coldP99Ms: last?.oursCold?.p99Ms ?? null,
   warmP99Ms: last?.oursWarmHttp?.p99Ms ?? null,
   httpFloorP99Ms: last?.httpFloor?.p99Ms ?? null,
+  attachMs: (last as { attachMs?: number } | undefined)?.attachMs ?? null,
+  longestWriteDuringAttachMs:
+    (last as { writesDuringAttach?: { longestMs: number } } | undefined)?.writesDuringAttach?.longestMs ??
+    null,
   pushedP99Ms: stats(pushed).p99Ms,
   poll1sMeanMs: mean(polled1s),
   poll100msMeanMs: mean(polled100),

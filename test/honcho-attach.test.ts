@@ -18,6 +18,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { honchoCommand } from '../src/cli/honcho.ts';
+import { attachHoncho } from '../src/honcho/attach.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
 import { launchChromium } from './support/browser.ts';
 import { printed } from './support/processes.ts';
@@ -379,6 +380,91 @@ it('attached to a history of every kind (processed, errored, held, unprocessed),
     expect(all.failedWorkUnits).toBeGreaterThan(0);
     expect(all.inProgressWorkUnits).toBeGreaterThan(0);
     expect(all.pendingWorkUnits).toBeGreaterThan(0);
+    await expectExact(workspace);
+  } finally {
+    await server.close();
+    expect((await honchoCommand(['detach', '--database-url', url], {})).code).toBe(0);
+  }
+}, 120_000);
+
+it("attaches without holding Honcho's writes: what Honcho writes while attach counts is counted once", async () => {
+  const workspace = 'busy';
+  await finished(writer({ workspace, phases: ['api'], sessions: 300, messagesPerSession: 3 }));
+  const history = (sql: string) => honcho.query(sql.replaceAll('$w', `'${workspace}'`));
+  await history(`UPDATE queue SET processed = true, error = CASE WHEN id % 2 = 0 THEN 'boom' END
+    WHERE workspace_name = $w AND id % 3 = 0`);
+  await history(`INSERT INTO active_queue_sessions (work_unit_key)
+    SELECT DISTINCT work_unit_key FROM queue WHERE workspace_name = $w AND NOT processed AND id % 7 = 0`);
+  let wrote = false;
+  const outcome = await attachHoncho(url, {
+    // The triggers are in, attach has not taken its snapshot: these are in the snapshot, and the
+    // triggers counted them too.
+    afterInstall: async () => {
+      await history(
+        `UPDATE queue SET processed = true WHERE workspace_name = $w AND NOT processed AND id % 19 = 3`,
+      );
+      await history(`INSERT INTO queue (session_id, work_unit_key, task_type, payload, workspace_name, message_id)
+        SELECT session_id, work_unit_key, task_type, payload, workspace_name, message_id FROM queue
+        WHERE workspace_name = $w AND id % 23 = 0`);
+      await history(`DELETE FROM queue WHERE workspace_name = $w AND NOT processed AND id % 29 = 0`);
+    },
+    // Attach's snapshot is taken and it has not counted yet: Honcho goes on, and every write
+    // commits at once (were one held by attach, it would wait for this very callback: the
+    // statement timeout says so rather than the test's).
+    whileCounting: async () => {
+      await honcho.query("SET statement_timeout = '20s'");
+      await history(
+        `UPDATE queue SET processed = true WHERE workspace_name = $w AND NOT processed AND id % 5 = 1`,
+      );
+      await history(
+        `UPDATE queue SET processed = true, error = 'late' WHERE workspace_name = $w AND NOT processed AND id % 5 = 2`,
+      );
+      await history(`INSERT INTO queue (session_id, work_unit_key, task_type, payload, workspace_name, message_id)
+        SELECT session_id, work_unit_key, task_type, payload, workspace_name, message_id FROM queue
+        WHERE workspace_name = $w AND id % 4 = 0`);
+      await history(`DELETE FROM queue WHERE workspace_name = $w AND NOT processed AND id % 11 = 0`);
+      await history(`INSERT INTO active_queue_sessions (work_unit_key)
+        SELECT DISTINCT work_unit_key FROM queue WHERE workspace_name = $w AND NOT processed AND id % 13 = 0
+        ON CONFLICT (work_unit_key) DO NOTHING`);
+      await history(`DELETE FROM active_queue_sessions WHERE work_unit_key IN
+        (SELECT work_unit_key FROM queue WHERE workspace_name = $w AND id % 17 = 0)`);
+      await honcho.query('RESET statement_timeout');
+      wrote = true;
+    },
+  });
+  expect(outcome).toBe('attached');
+  expect(wrote).toBe(true);
+  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
+  try {
+    const all = await inSql({}, workspace);
+    expect(all.failedWorkUnits).toBeGreaterThan(0);
+    expect(all.inProgressWorkUnits).toBeGreaterThan(0);
+    expect(all.pendingWorkUnits).toBeGreaterThan(0);
+    await expectExact(workspace);
+  } finally {
+    await server.close();
+    expect((await honchoCommand(['detach', '--database-url', url], {})).code).toBe(0);
+  }
+}, 120_000);
+
+it('resumes an attach cut short, and serves nothing until it is done', async () => {
+  const workspace = 'resumed';
+  await finished(writer({ workspace, phases: ['api'], sessions: 50, messagesPerSession: 3 }));
+  // Cut short inside its count: the triggers are in, the earlier rows not counted yet.
+  const cut = new Error('cut short');
+  await expect(
+    attachHoncho(url, {
+      whileCounting: () => Promise.reject(cut),
+    }),
+  ).rejects.toBe(cut);
+  await expect(startTestServer({ config: { honchoDatabaseUrl: url } })).rejects.toThrow(/has not finished/);
+  await honcho.query(
+    `UPDATE queue SET processed = true WHERE workspace_name = '${workspace}' AND id % 2 = 0`,
+  );
+  expect((await honchoCommand(['attach', '--database-url', url], {})).code).toBe(0);
+  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
+  try {
+    expect((await inSql({}, workspace)).completedWorkUnits).toBeGreaterThan(0);
     await expectExact(workspace);
   } finally {
     await server.close();

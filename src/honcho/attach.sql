@@ -1,8 +1,12 @@
 -- Deriver Live attached to a running Honcho (docs/honcho-attach.md): what `deriver-live honcho
 -- attach` installs, all in the schema `deriver_live_honcho`; nothing in Honcho's tables changes
 -- but the five triggers named `deriver_live_*` on `queue` and `active_queue_sessions`, which
--- `detach` drops with the schema. Run in one transaction: creating the triggers locks Honcho's two
--- tables against writes until the counts below are taken, so none is missed or counted twice.
+-- `detach` drops with the schema. This file is the first of attach's three steps (`attach.ts`):
+-- one short transaction that creates the schema and the triggers (creating a trigger waits for
+-- the writes in flight and holds new ones only until this commits), so every write from then on is
+-- counted by the triggers. The second (`backfill.sql`) counts what the queue held before, from one
+-- snapshot and without locking anything; the third (`backfill-apply.sql`) adds that in, and the
+-- counts are exact from then on (`attach_state.phase` = 'ready').
 --
 -- `work_units` holds one row per Honcho work unit (`work_unit_key`) of the user-facing task types
 -- (representation, summary, dream), and one more per (unit, observer) for the tasks that name
@@ -18,9 +22,18 @@
 -- sends nothing and a commit is heard by every attached instance.
 CREATE SCHEMA deriver_live_honcho;
 
+-- Where attach is: 'capturing' (the triggers count; the queue's earlier rows are not counted yet),
+-- 'applying' (`backfill` holds those earlier rows' counts, being added in) or 'ready'. Instances
+-- serve only a 'ready' Honcho; the triggers write webhook events only then.
+CREATE TABLE deriver_live_honcho.attach_state (
+  one boolean PRIMARY KEY DEFAULT true CHECK (one),
+  phase text NOT NULL CHECK (phase IN ('capturing', 'applying', 'ready'))
+);
+INSERT INTO deriver_live_honcho.attach_state (phase) VALUES ('capturing');
+
 CREATE TABLE deriver_live_honcho.work_units (
   id bigserial PRIMARY KEY,
-  unit_key text NOT NULL,
+  unit_key text NOT NULL UNIQUE,
   work_unit_key text NOT NULL,
   task_type text NOT NULL,
   workspace_id text NOT NULL,
@@ -36,6 +49,31 @@ CREATE TABLE deriver_live_honcho.work_units (
   running integer GENERATED ALWAYS AS (CASE WHEN held THEN unprocessed ELSE 0 END) STORED,
   retrying integer NOT NULL DEFAULT 0
 );
+
+-- A statement's changes as counter deltas per unit row (the rows `apply_changes` expands a queue
+-- row into), as `backfill.sql` computes them, until `backfill-apply.sql` has added them in.
+CREATE TABLE deriver_live_honcho.backfill (
+  unit_key text PRIMARY KEY,
+  work_unit_key text NOT NULL,
+  task_type text NOT NULL,
+  workspace_id text NOT NULL,
+  session_id text,
+  observer_id text,
+  sender_id text,
+  per_observer boolean NOT NULL,
+  d_unprocessed integer NOT NULL,
+  d_completed integer NOT NULL,
+  d_failed integer NOT NULL
+);
+
+CREATE INDEX work_units_by_key ON deriver_live_honcho.work_units (work_unit_key);
+-- A workspace's status without an observer sums the units' own rows: read from this index alone
+-- (an index-only scan once autovacuum has marked the pages all-visible), not from the table.
+CREATE INDEX work_units_whole ON deriver_live_honcho.work_units (workspace_id, session_id)
+  INCLUDE (pending, running, completed, failed, retrying) WHERE per_observer = false;
+CREATE INDEX work_units_by_session ON deriver_live_honcho.work_units (workspace_id, session_id, observer_id, sender_id);
+CREATE INDEX work_units_by_observer ON deriver_live_honcho.work_units (workspace_id, observer_id, sender_id);
+CREATE INDEX work_units_by_sender ON deriver_live_honcho.work_units (workspace_id, sender_id);
 
 -- The webhook events Honcho's commits cause (see `apply_changes`), until an attached instance
 -- moves them into its own outbox (`HonchoSource.takeEvents`).
@@ -119,10 +157,12 @@ BEGIN
       failed = u.failed + excluded.failed
     RETURNING u.unit_key, u.task_type, u.workspace_id, u.session_id, u.sender_id, u.per_observer, u.unprocessed
   ), emptied AS (
+    -- Until attach is done, a unit's count lacks its earlier rows: no event can be told yet.
     INSERT INTO deriver_live_honcho.events (type, workspace_id, session_id, task_type, sender_id)
     SELECT 'queue.empty', up.workspace_id, up.session_id, up.task_type, up.sender_id
     FROM upserted up JOIN summed s USING (unit_key)
     WHERE NOT up.per_observer AND up.unprocessed = 0 AND s.d_unprocessed < 0
+      AND (SELECT phase FROM deriver_live_honcho.attach_state) = 'ready'
     RETURNING workspace_id, session_id
   )
   SELECT array_agg(d.workspace_id ORDER BY d.workspace_id, d.session_id),
@@ -229,7 +269,14 @@ BEGIN
 END
 $$;
 
--- Honcho's tables: the five triggers (these lock `queue` and `active_queue_sessions` until commit).
+CREATE TRIGGER work_units_notify_insert AFTER INSERT ON deriver_live_honcho.work_units
+  REFERENCING NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.notify_unit_changes();
+CREATE TRIGGER work_units_notify_update AFTER UPDATE ON deriver_live_honcho.work_units
+  REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
+  FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.notify_unit_changes();
+
+-- Honcho's tables: the five triggers (these hold writes to `queue` and `active_queue_sessions` until
+-- this transaction commits).
 CREATE TRIGGER deriver_live_queue_insert AFTER INSERT ON public.queue
   REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.queue_inserted();
 CREATE TRIGGER deriver_live_queue_update AFTER UPDATE ON public.queue
@@ -241,65 +288,4 @@ CREATE TRIGGER deriver_live_held_insert AFTER INSERT ON public.active_queue_sess
   REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.held_changed();
 CREATE TRIGGER deriver_live_held_delete AFTER DELETE ON public.active_queue_sessions
   REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.held_changed();
-
--- What Honcho's queue holds now, counted once (its writes wait for this transaction): one
--- aggregate over the queue, the same rows and rules as `apply_changes` (a unit's row, and one per
--- observer), written into the empty table in one insert; its indexes are built after it, in one
--- pass each, rather than kept up row by row. No change notices yet: nobody can have heard of
--- these rows. (At a million queue rows this holds Honcho's writes 12.9 s where applying the rows
--- in chunks through `apply_changes` held them 21.6 s, same run: docs/honcho-attach.md.)
-INSERT INTO deriver_live_honcho.work_units (unit_key, work_unit_key, task_type, workspace_id,
-  session_id, observer_id, sender_id, per_observer, held, unprocessed, completed, failed)
-WITH rows AS (
-  -- `change_of`'s columns, written out: a function per row would cost more than the rest.
-  SELECT q.work_unit_key, q.task_type, q.workspace_name, q.payload->>'session_name' AS session_name,
-    CASE WHEN q.task_type = 'summary' THEN NULL ELSE q.payload->>'observed' END AS sender,
-    CASE
-      WHEN q.task_type = 'summary' THEN ARRAY[]::text[]
-      WHEN jsonb_typeof(q.payload->'observers') = 'array'
-        THEN ARRAY(SELECT jsonb_array_elements_text(q.payload->'observers'))
-      WHEN q.payload->>'observer' IS NOT NULL THEN ARRAY[q.payload->>'observer']
-      ELSE ARRAY[]::text[]
-    END AS observers,
-    q.processed, q.error IS NOT NULL AS errored
-  FROM public.queue q
-  WHERE q.task_type IN ('representation', 'summary', 'dream') AND q.workspace_name IS NOT NULL
-), expanded AS (
-  SELECT work_unit_key AS unit_key, work_unit_key, task_type, workspace_name, session_name,
-    NULL::text AS observer, sender, false AS per_observer, processed, errored
-  FROM rows
-  UNION ALL
-  SELECT work_unit_key || chr(31) || o.name, work_unit_key, task_type, workspace_name, session_name,
-    o.name, sender, true, processed, errored
-  FROM rows CROSS JOIN LATERAL unnest(rows.observers) AS o(name)
-), summed AS (
-  SELECT unit_key, min(work_unit_key) AS work_unit_key, min(task_type) AS task_type,
-    min(workspace_name) AS workspace_name, min(session_name) AS session_name, min(observer) AS observer,
-    min(sender) AS sender, bool_or(per_observer) AS per_observer,
-    count(*) FILTER (WHERE NOT processed)::integer AS unprocessed,
-    count(*) FILTER (WHERE processed)::integer AS completed,
-    count(*) FILTER (WHERE processed AND errored)::integer AS failed
-  FROM expanded GROUP BY unit_key
-)
-SELECT s.unit_key, s.work_unit_key, s.task_type, s.workspace_name, s.session_name, s.observer, s.sender,
-  s.per_observer, a.work_unit_key IS NOT NULL, s.unprocessed, s.completed, s.failed
-FROM summed s LEFT JOIN (SELECT DISTINCT work_unit_key FROM public.active_queue_sessions) a
-  ON a.work_unit_key = s.work_unit_key;
-
-ALTER TABLE deriver_live_honcho.work_units ADD CONSTRAINT work_units_unit_key_key UNIQUE (unit_key);
-CREATE INDEX work_units_by_key ON deriver_live_honcho.work_units (work_unit_key);
--- A workspace's status without an observer sums the units' own rows: read from this index alone
--- (an index-only scan once autovacuum has marked the pages all-visible), not from the table.
-CREATE INDEX work_units_whole ON deriver_live_honcho.work_units (workspace_id, session_id)
-  INCLUDE (pending, running, completed, failed, retrying) WHERE per_observer = false;
-CREATE INDEX work_units_by_session ON deriver_live_honcho.work_units (workspace_id, session_id, observer_id, sender_id);
-CREATE INDEX work_units_by_observer ON deriver_live_honcho.work_units (workspace_id, observer_id, sender_id);
-CREATE INDEX work_units_by_sender ON deriver_live_honcho.work_units (workspace_id, sender_id);
-ANALYZE deriver_live_honcho.work_units;
-
-CREATE TRIGGER work_units_notify_insert AFTER INSERT ON deriver_live_honcho.work_units
-  REFERENCING NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.notify_unit_changes();
-CREATE TRIGGER work_units_notify_update AFTER UPDATE ON deriver_live_honcho.work_units
-  REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
-  FOR EACH STATEMENT EXECUTE FUNCTION deriver_live_honcho.notify_unit_changes();
 

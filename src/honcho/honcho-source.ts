@@ -73,10 +73,34 @@ const webhookEventOf = (row: EventRow): WebhookEvent =>
         row.created_at.getTime(),
       );
 
+/** Where `attach` is on a database (`attach.ts`): only a `ready` one is served. */
+export type AttachPhase = 'capturing' | 'applying' | 'ready';
+
+/**
+ * The attach's phase on this database, `null` when nothing is installed. A schema without
+ * `attach_state` was attached by an earlier build, in one transaction: it is ready.
+ */
+export async function attachPhase(client: pg.ClientBase | pg.Pool): Promise<AttachPhase | null> {
+  const found = await client.query<{ schema: boolean; state: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS schema,
+       to_regclass($2) IS NOT NULL AS state`,
+    [HONCHO_SCHEMA, `${HONCHO_SCHEMA}.attach_state`],
+  );
+  if (!found.rows[0]?.schema) return null;
+  if (!found.rows[0].state) return 'ready';
+  const { rows } = await client.query<{ phase: AttachPhase }>(
+    `SELECT phase FROM ${HONCHO_SCHEMA}.attach_state`,
+  );
+  return rows[0]?.phase ?? 'capturing';
+}
+
 export class NotAttachedError extends Error {
-  constructor(url: string) {
+  constructor(url: string, phase: AttachPhase | null = null) {
+    const where = url.replace(/:[^:@/]*@/, ':***@');
     super(
-      `the Honcho database at ${url.replace(/:[^:@/]*@/, ':***@')} is not attached: run \`deriver-live honcho attach --database-url <its URL>\` once first`,
+      phase === null
+        ? `the Honcho database at ${where} is not attached: run \`deriver-live honcho attach --database-url <its URL>\` once first`
+        : `the attach of the Honcho database at ${where} has not finished (it is running, or was interrupted): run \`deriver-live honcho attach --database-url <its URL>\` to finish it`,
     );
   }
 }
@@ -88,11 +112,8 @@ export async function openHonchoSource(
   const pool = new pg.Pool({ connectionString, max: 4 });
   pool.on('error', () => {}); // a dropped idle connection; the next query opens another
   try {
-    const attached = await pool.query<{ found: boolean }>(
-      'SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS found',
-      [HONCHO_SCHEMA],
-    );
-    if (!attached.rows[0]?.found) throw new NotAttachedError(connectionString);
+    const phase = await attachPhase(pool);
+    if (phase !== 'ready') throw new NotAttachedError(connectionString, phase);
   } catch (error) {
     await pool.end().catch(() => {});
     throw error;
