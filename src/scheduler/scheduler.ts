@@ -32,22 +32,22 @@
  * Enqueueing in this process wakes the pump at once. A timer covers retries that come due, and a
  * fallback poll every `pollMs` covers work and expired leases of other processes.
  *
- * ## Refusals
+ * ## Refusals, holds and outcomes
  * A handler that throws `HandlerRefusedError` (the HTTP handler on 401/403) refuses the service,
  * not the task: the task is put back (no failure counted) and claiming pauses, 1 s the first time,
  * doubling up to a minute while attempts keep being refused. After each pause one unit is claimed
- * alone, as a probe; the first success ends the episode and claiming goes back to full width.
+ * alone, as a probe; the first success ends the episode and claiming goes back to full width
+ * (`refusals.ts`). A provider's rate limit holds a task type (`type-holds.ts`). What an attempt's
+ * end means for each task is `outcomes.ts`.
  *
  * ## Shutdown
  * `stop()` stops claiming, lets running attempts finish until the deadline, aborts the rest with
  * `ShutdownError` (put back as pending, no failure counted), and releases every claim.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TASK_TYPES, type TaskType, type WorkUnitKey } from '../domain/work-unit-key.ts';
 import {
   HandlerRefusedError,
   LeaseLostError,
-  PermanentTaskError,
   RateLimitedError,
   ShutdownError,
   TaskTimeoutError,
@@ -65,13 +65,12 @@ import type {
 import { TypedEmitter } from '../util/typed-emitter.ts';
 import { AttemptAbort } from './attempt-abort.ts';
 import type { SchedulerEvents } from './events.ts';
-import {
-  type BatchResult,
-  type ResolvedSchedulerOptions,
-  resolveSchedulerOptions,
-  retryDelay,
-  type SchedulerOptions,
-} from './options.ts';
+import { type ResolvedSchedulerOptions, resolveSchedulerOptions, type SchedulerOptions } from './options.ts';
+import { outcomesOf } from './outcomes.ts';
+import { type DispatchState, Refusals } from './refusals.ts';
+import { createTypeHolds } from './type-holds.ts';
+
+export type { DispatchState } from './refusals.ts';
 
 export interface Scheduler {
   readonly events: TypedEmitter<SchedulerEvents>;
@@ -87,10 +86,6 @@ export interface Scheduler {
   /** Graceful shutdown; see the module comment. Resolves when every claim is released. */
   stop(options?: { deadlineMs?: number }): Promise<void>;
 }
-
-export type DispatchState =
-  | { readonly paused: false }
-  | { readonly paused: true; readonly since: number; readonly until: number; readonly error: string };
 
 interface ActiveUnit {
   readonly lease: Lease;
@@ -151,13 +146,16 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   let wakeTimer: { at: number; timer: NodeJS.Timeout } | undefined;
   let unsubscribeEnqueued: (() => void) | undefined;
   let storeFailures = 0;
-  /** Per task type: until when (this process's clock) nothing of it is claimed or started. */
-  const heldUntil = new Map<TaskType, number>();
   let holdsTimer: NodeJS.Timeout | undefined;
   let stuckTimer: NodeJS.Timeout | undefined;
-  /** Refusals in a row (0: not paused), when the episode began, and until when nothing is claimed. */
-  let refusal = { count: 0, since: 0, until: 0, error: '' };
-  const claimingPaused = (): boolean => refusal.count > 0 && Date.now() < refusal.until;
+  const refusals = new Refusals();
+  const holds = createTypeHolds({
+    rateLimits: store.rateLimits,
+    taskTypes: options.taskTypes,
+    wakeAt: (at) => wakeAt(at),
+    onRateLimited: (type, until, error) => events.emit('type:rate-limited', { type, until, error }),
+    reportError,
+  });
   const request = {
     owner: options.workerId,
     leaseMs: options.leaseMs,
@@ -203,9 +201,9 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     const free = concurrency - active.size + releasing;
     // After a refusal's pause, one unit tries alone until an attempt succeeds (see "Refusals").
     const max =
-      mode !== 'running' || claimingPaused()
+      mode !== 'running' || refusals.paused(Date.now())
         ? 0
-        : refusal.count > 0
+        : refusals.probing
           ? Math.min(free, active.size === releasing ? 1 : 0)
           : free;
     if (moved.length === 0 && !(claimWanted && max > 0)) {
@@ -230,7 +228,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
         ...request,
         reports,
         max,
-        maxByType: max > 0 ? claimableByType() : undefined,
+        maxByType: max > 0 ? holds.claimable(runningOfType) : undefined,
       });
       storeFailures = 0;
     } catch (error) {
@@ -322,7 +320,8 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     let timeout: NodeJS.Timeout | undefined;
     const run = (async () => {
       // A rate limit or a provider's pause holds the call back; the lease is kept meanwhile.
-      if (needsAdmission(task.type)) await admitted(task.type, tokensOf(tasks), controller.signal);
+      if (holds.needsAdmission(task.type))
+        await holds.admitted(task.type, tokensOf(tasks), controller.signal);
       if (controller.aborted) throw controller.reason;
       unit.startedAt = performance.now();
       unit.stuckReported = false;
@@ -351,7 +350,8 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       if (timeout) clearTimeout(timeout);
       if (unit.current !== task) return;
       const durationMs = performance.now() - unit.startedAt;
-      const outcomes = outcomesOf(unit, tasks, error, result);
+      const outcomes = outcomesOf(tasks, unit.batch, error, result, options);
+      attemptEnded(tasks, error, outcomes);
       tasks.forEach((t, i) => {
         unit.ended.push({ task: t, outcome: outcomes[i] ?? { kind: 'requeue' }, durationMs });
       });
@@ -373,111 +373,23 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     }
   }
 
-  /**
-   * The outcome of each task of a call: the handler's error applies to all of them (each by its own
-   * attempts), except `PermanentTaskError`, which fails a batch's first task only; a batch result
-   * finishes its first `completed` and puts the rest back.
-   */
-  function outcomesOf(
-    unit: ActiveUnit,
+  /** What an attempt's end means for the scheduler: a refusal, a rate limit, or a success. */
+  function attemptEnded(
     tasks: readonly TaskRecord[],
     error: unknown,
-    result: unknown,
-  ): TaskOutcome[] {
-    if (error instanceof RateLimitedError) {
-      rateLimited(tasks[0]?.type, error);
-      return tasks.map(() => ({ kind: 'requeue' }));
+    outcomes: readonly TaskOutcome[],
+  ): void {
+    const type = tasks[0]?.type;
+    if (error instanceof RateLimitedError && type) holds.rateLimited(type, error);
+    else if (error instanceof HandlerRefusedError) {
+      const pause = refusals.refused(error.message, Date.now());
+      if (pause?.first) events.emit('dispatch:paused', { error: error.message, until: pause.until });
+      if (pause) wakeAt(pause.until);
     }
-    // "Never" is about one input: a batch's first task fails for good, the rest go back in line.
-    if (error instanceof PermanentTaskError && tasks.length > 1)
-      return tasks.map((task, i) => (i === 0 ? outcomeOf(task, error) : { kind: 'requeue' }));
-    if (error === null && (tasks.length > 1 || unit.batch)) {
-      const completed = completedOf(result, tasks.length);
-      if (typeof completed === 'string') return tasks.map((task) => outcomeOf(task, new Error(completed)));
-      return tasks.map((task, i) => (i < completed ? outcomeOf(task, null) : { kind: 'requeue' }));
+    if (outcomes.some((o) => o.kind === 'succeeded')) {
+      const pausedMs = refusals.succeeded(Date.now());
+      if (pausedMs !== null) events.emit('dispatch:resumed', { pausedMs });
     }
-    return tasks.map((task) => outcomeOf(task, error));
-  }
-
-  function outcomeOf(task: TaskRecord, error: unknown): TaskOutcome {
-    if (error === null) {
-      if (refusal.count > 0) {
-        const pausedMs = Date.now() - refusal.since;
-        refusal = { count: 0, since: 0, until: 0, error: '' };
-        events.emit('dispatch:resumed', { pausedMs });
-      }
-      return { kind: 'succeeded' };
-    }
-    if (error instanceof ShutdownError || error instanceof LeaseLostError) return { kind: 'requeue' };
-    if (error instanceof HandlerRefusedError) {
-      refused(error.message);
-      return { kind: 'requeue' };
-    }
-    const message = toError(error).message;
-    const attempts = task.failures + 1;
-    if (error instanceof PermanentTaskError || attempts >= options.maxAttempts)
-      return { kind: 'failed', error: message };
-    const delay = retryDelay(attempts, options.retryBaseMs, options.retryMaxMs, options.random);
-    return { kind: 'retry', error: message, delayMs: delay };
-  }
-
-  /** One more refusal: pause claiming (again, for twice as long while inside the episode). */
-  function refused(message: string): void {
-    const now = Date.now();
-    if (refusal.count > 0 && now < refusal.until) return; // the attempts already in flight
-    const count = refusal.count + 1;
-    const until = now + Math.min(60_000, 1_000 * 2 ** (count - 1));
-    refusal = { count, since: count === 1 ? now : refusal.since, until, error: message };
-    if (count === 1) events.emit('dispatch:paused', { error: message, until });
-    wakeAt(until);
-  }
-
-  /** Whether a call of `type` must ask first: it has a rate limit, or it is held back now. */
-  function needsAdmission(type: TaskType): boolean {
-    return options.taskTypes[type]?.rateLimit !== undefined || (heldUntil.get(type) ?? 0) > Date.now();
-  }
-
-  /**
-   * Resolves when a call of `type` with `tokens` tokens may start: after any hold (a provider's
-   * pause, paced calls), and once its rate limit, shared through the store, admits it.
-   */
-  async function admitted(type: TaskType, tokens: number, signal: AbortSignal): Promise<void> {
-    const limit = options.taskTypes[type]?.rateLimit;
-    for (;;) {
-      let waitMs = (heldUntil.get(type) ?? 0) - Date.now();
-      if (waitMs <= 0) {
-        if (!limit) return;
-        try {
-          const admission = await store.rateLimits.take(type, limit, tokens);
-          if (admission.ok) return;
-          waitMs = admission.waitMs;
-          hold(type, Date.now() + waitMs);
-        } catch (error) {
-          reportError(error, 'rateLimits.take');
-          waitMs = 1_000;
-        }
-      }
-      await sleep(Math.max(1, waitMs), undefined, { signal });
-    }
-  }
-
-  /** Claims and starts nothing of `type` until `until` (this process's clock). */
-  function hold(type: TaskType, until: number): void {
-    if ((heldUntil.get(type) ?? 0) >= until) return;
-    heldUntil.set(type, until);
-    wakeAt(until);
-  }
-
-  /** A provider said "too many requests": hold the type here now, and everywhere through the store. */
-  function rateLimited(type: TaskType | undefined, error: RateLimitedError): void {
-    if (!type) return;
-    const waitMs = error.retryAfterMs;
-    const until = Date.now() + waitMs;
-    if ((heldUntil.get(type) ?? 0) < until) {
-      events.emit('type:rate-limited', { type, until, error: error.message });
-      hold(type, until);
-    }
-    store.rateLimits.pause(type, waitMs).catch((e: unknown) => reportError(e, 'rateLimits.pause'));
   }
 
   /** Fires `task:stuck` once for each call running longer than its type's `stuckAfterMs`. */
@@ -494,33 +406,11 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     }
   }
 
-  /** Learns the holds other processes set (their providers' pauses, shared paced calls). */
-  async function readHolds(): Promise<void> {
-    try {
-      const now = Date.now();
-      for (const [type, waitMs] of await store.rateLimits.waits()) hold(type, now + waitMs);
-    } catch (error) {
-      reportError(error, 'rateLimits.waits');
-    }
-  }
-
-  /** Units of each type this process may claim now: none of a held type, a capped type's free slots. */
-  function claimableByType(): Partial<Record<TaskType, number>> | undefined {
-    let byType: Partial<Record<TaskType, number>> | undefined;
-    const now = Date.now();
-    for (const type of TASK_TYPES) {
-      const cap = options.taskTypes[type]?.concurrency;
-      let max: number | undefined;
-      if ((heldUntil.get(type) ?? 0) > now) max = 0;
-      else if (cap !== undefined) {
-        let busyOfType = 0;
-        for (const unit of active.values())
-          if (unit.key.taskType === type && unit.current !== null) busyOfType++;
-        max = Math.max(0, cap - busyOfType);
-      }
-      if (max !== undefined) byType = { ...byType, [type]: max };
-    }
-    return byType;
+  /** Units of `type` running a call here now. */
+  function runningOfType(type: TaskType): number {
+    let n = 0;
+    for (const unit of active.values()) if (unit.key.taskType === type && unit.current !== null) n++;
+    return n;
   }
 
   async function heartbeat(): Promise<void> {
@@ -561,9 +451,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       return active.size;
     },
     get dispatch(): DispatchState {
-      return refusal.count === 0
-        ? { paused: false }
-        : { paused: true, since: refusal.since, until: refusal.until, error: refusal.error };
+      return refusals.state;
     },
     wake() {
       if (mode === 'recovering' || mode === 'running') wantClaim();
@@ -577,7 +465,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       }
       unsubscribeEnqueued = store.events.on('tasks:enqueued', wantClaim);
       pollTimer = setInterval(wantClaim, options.pollMs).unref();
-      holdsTimer = setInterval(() => void readHolds(), options.pollMs).unref();
+      holdsTimer = setInterval(() => void holds.readHolds(), options.pollMs).unref();
       const stuckAfter = TASK_TYPES.map((type) => options.taskTypes[type]?.stuckAfterMs ?? Infinity);
       if (Math.min(...stuckAfter) < Infinity)
         stuckTimer = setInterval(
@@ -620,19 +508,6 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       return stopPromise;
     },
   };
-}
-
-/**
- * How many of a batch of `size` tasks a handler's result finished: all without a count, else the
- * count; a sentence when the count makes no sense (it fails the attempt, so it is seen).
- */
-function completedOf(result: unknown, size: number): number | string {
-  const completed = (result as Partial<BatchResult> | undefined)?.completed;
-  if (result === undefined || result === null || completed === undefined) return size;
-  if (!Number.isInteger(completed) || completed < 0 || completed > size)
-    return `the handler reported completed: ${String(completed)} for a batch of ${size} tasks (expected a whole number from 0 to ${size})`;
-  if (completed === 0) return `the handler finished none of its batch of ${size} tasks (completed: 0)`;
-  return completed;
 }
 
 /** The tokens of a call: its tasks' estimates. */
