@@ -145,6 +145,36 @@ async function expectExact(workspace = WS): Promise<void> {
     expect(await served(filter, workspace), JSON.stringify(filter)).toEqual(await inSql(filter, workspace));
 }
 
+/**
+ * A workspace's history of every kind: rows unprocessed, processed, errored, and held by a deriver
+ * worker. Returns a query runner for it (`$w` stands for the workspace).
+ */
+async function historyOfEveryKind(workspace: string, sessions = 300) {
+  await finished(writer({ workspace, phases: ['api'], sessions, messagesPerSession: 3 }));
+  const history = (sql: string) => honcho.query(sql.replaceAll('$w', `'${workspace}'`));
+  await history(`UPDATE queue SET processed = true, error = CASE WHEN id % 2 = 0 THEN 'boom' END
+    WHERE workspace_name = $w AND id % 3 = 0`);
+  await history(`INSERT INTO active_queue_sessions (work_unit_key)
+    SELECT DISTINCT work_unit_key FROM queue WHERE workspace_name = $w AND NOT processed AND id % 7 = 0`);
+  return history;
+}
+
+/** An instance serves the attached Honcho: `workspace`'s counts, of every kind, are exact. Then detach. */
+async function expectServedExactlyThenDetach(workspace: string): Promise<void> {
+  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
+  try {
+    const all = await inSql({}, workspace);
+    expect(all.completedWorkUnits).toBeGreaterThan(0);
+    expect(all.failedWorkUnits).toBeGreaterThan(0);
+    expect(all.inProgressWorkUnits).toBeGreaterThan(0);
+    expect(all.pendingWorkUnits).toBeGreaterThan(0);
+    await expectExact(workspace);
+  } finally {
+    await server.close();
+    expect((await honchoCommand(['detach', '--database-url', url], {})).code).toBe(0);
+  }
+}
+
 it('serves a running Honcho its exact status, pushed, through its deriver being killed, a rollback and its cleanup', async () => {
   // Honcho has history before Deriver Live attaches.
   await finished(writer({ phases: ['api'], sessions: SESSIONS, messagesPerSession: 3 }));
@@ -368,33 +398,14 @@ it('serves a running Honcho its exact status, pushed, through its deriver being 
 
 it('attached to a history of every kind (processed, errored, held, unprocessed), counts it exactly', async () => {
   const workspace = 'history';
-  await finished(writer({ workspace, phases: ['api'], sessions: 300, messagesPerSession: 3 }));
-  await honcho.query(`UPDATE queue SET processed = true, error = CASE WHEN id % 2 = 0 THEN 'boom' END
-    WHERE workspace_name = '${workspace}' AND id % 3 = 0`);
-  await honcho.query(`INSERT INTO active_queue_sessions (work_unit_key)
-    SELECT DISTINCT work_unit_key FROM queue WHERE workspace_name = '${workspace}' AND NOT processed AND id % 7 = 0`);
+  await historyOfEveryKind(workspace);
   expect((await honchoCommand(['attach', '--database-url', url], {})).code).toBe(0);
-  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
-  try {
-    const all = await inSql({}, workspace);
-    expect(all.failedWorkUnits).toBeGreaterThan(0);
-    expect(all.inProgressWorkUnits).toBeGreaterThan(0);
-    expect(all.pendingWorkUnits).toBeGreaterThan(0);
-    await expectExact(workspace);
-  } finally {
-    await server.close();
-    expect((await honchoCommand(['detach', '--database-url', url], {})).code).toBe(0);
-  }
+  await expectServedExactlyThenDetach(workspace);
 }, 120_000);
 
 it("attaches without holding Honcho's writes: what Honcho writes while attach counts is counted once", async () => {
   const workspace = 'busy';
-  await finished(writer({ workspace, phases: ['api'], sessions: 300, messagesPerSession: 3 }));
-  const history = (sql: string) => honcho.query(sql.replaceAll('$w', `'${workspace}'`));
-  await history(`UPDATE queue SET processed = true, error = CASE WHEN id % 2 = 0 THEN 'boom' END
-    WHERE workspace_name = $w AND id % 3 = 0`);
-  await history(`INSERT INTO active_queue_sessions (work_unit_key)
-    SELECT DISTINCT work_unit_key FROM queue WHERE workspace_name = $w AND NOT processed AND id % 7 = 0`);
+  const history = await historyOfEveryKind(workspace);
   let wrote = false;
   const outcome = await attachHoncho(url, {
     // The triggers are in, attach has not taken its snapshot: these are in the snapshot, and the
@@ -434,22 +445,12 @@ it("attaches without holding Honcho's writes: what Honcho writes while attach co
   });
   expect(outcome).toBe('attached');
   expect(wrote).toBe(true);
-  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
-  try {
-    const all = await inSql({}, workspace);
-    expect(all.failedWorkUnits).toBeGreaterThan(0);
-    expect(all.inProgressWorkUnits).toBeGreaterThan(0);
-    expect(all.pendingWorkUnits).toBeGreaterThan(0);
-    await expectExact(workspace);
-  } finally {
-    await server.close();
-    expect((await honchoCommand(['detach', '--database-url', url], {})).code).toBe(0);
-  }
+  await expectServedExactlyThenDetach(workspace);
 }, 120_000);
 
 it('resumes an attach cut short, and serves nothing until it is done', async () => {
   const workspace = 'resumed';
-  await finished(writer({ workspace, phases: ['api'], sessions: 50, messagesPerSession: 3 }));
+  const history = await historyOfEveryKind(workspace, 50);
   // Cut short inside its count: the triggers are in, the earlier rows not counted yet.
   const cut = new Error('cut short');
   await expect(
@@ -458,18 +459,11 @@ it('resumes an attach cut short, and serves nothing until it is done', async () 
     }),
   ).rejects.toBe(cut);
   await expect(startTestServer({ config: { honchoDatabaseUrl: url } })).rejects.toThrow(/has not finished/);
-  await honcho.query(
-    `UPDATE queue SET processed = true WHERE workspace_name = '${workspace}' AND id % 2 = 0`,
+  await history(
+    `UPDATE queue SET processed = true WHERE workspace_name = $w AND NOT processed AND id % 2 = 0`,
   );
   expect((await honchoCommand(['attach', '--database-url', url], {})).code).toBe(0);
-  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
-  try {
-    expect((await inSql({}, workspace)).completedWorkUnits).toBeGreaterThan(0);
-    await expectExact(workspace);
-  } finally {
-    await server.close();
-    expect((await honchoCommand(['detach', '--database-url', url], {})).code).toBe(0);
-  }
+  await expectServedExactlyThenDetach(workspace);
 }, 120_000);
 
 it('says what to do when the database is not Honcho or not attached', async () => {
