@@ -16,6 +16,7 @@ import {
   planRecovery,
   planReport,
   READINESS,
+  type TaskWrite,
 } from '../queue-plan.ts';
 import {
   type Head,
@@ -221,8 +222,19 @@ export function applyReport(
   /** The first task put back (its failed attempts: a head that failed before waits for a retry). */
   let firstPutBack: PutBack | undefined;
   const finished: number[] = [];
+  // A busy unit reports many successes at once (the pipeline ran them): one statement for all.
+  const succeeded = plan.writes.filter(
+    (w): w is Extract<TaskWrite, { op: 'finish' }> => w.op === 'finish' && w.state === 'succeeded',
+  );
+  if (succeeded.length > 1) {
+    const tasks = JSON.stringify(succeeded.map((w) => [w.id, w.expected]));
+    if (sql.succeedTasks.run({ tasks, unitId, now }).changes !== succeeded.length)
+      throw new Error(`tasks ${tasks} are not all in the states expected in work unit ${unitId}`);
+    for (const write of succeeded) finished.push(write.id);
+  }
   for (const write of plan.writes) {
     let changes: number;
+    if (write.op === 'finish' && succeeded.length > 1 && write.state === 'succeeded') continue;
     if (write.op === 'finish') {
       const change = { now, id: write.id, unitId, expected: write.expected };
       changes =

@@ -305,6 +305,13 @@ export function prepareStatements(db: Database.Database) {
          runs = runs + (state = 'pending')
        WHERE id = @id AND unit_id = @unitId AND state = @expected`,
     ),
+    /** Every task of `@tasks` (a JSON array of `[id, expected state]`) of one unit, succeeded at once. */
+    succeedTasks: p<[{ tasks: string; unitId: number; now: number }]>(
+      `UPDATE tasks SET state = 'succeeded', started_at = coalesce(started_at, @now), finished_at = @now,
+         runs = runs + (state = 'pending')
+       WHERE unit_id = @unitId AND (id, state) IN (
+         SELECT value ->> 0, value ->> 1 FROM json_each(@tasks))`,
+    ),
     failTask: p<[Pick<TaskChange, 'id' | 'unitId' | 'expected' | 'error'> & { now: number }]>(
       `UPDATE tasks SET state = 'failed', failures = failures + 1, last_error = @error,
          started_at = coalesce(started_at, @now), finished_at = @now, runs = runs + (state = 'pending')
