@@ -104,7 +104,7 @@ async function applyBackfill(client: pg.Client): Promise<void> {
       }),
     );
   } finally {
-    await client.query('RESET lock_timeout');
+    await client.query('RESET lock_timeout').catch(() => {}); // a lost connection: its error is thrown
   }
   // The chunks left dead rows behind (in `backfill`, and each counter row they added to): cleared
   // now, and the pages marked all-visible for the index-only sums, rather than by autovacuum later
@@ -133,7 +133,8 @@ ON CONFLICT (unit_key) DO UPDATE SET
 /** Whether Honcho holds each unit, read again with holds and releases locked out. */
 const HELD_AGAIN = `
 UPDATE deriver_live_honcho.work_units u SET held = NOT u.held
-WHERE u.held <> (u.work_unit_key IN (SELECT work_unit_key FROM public.active_queue_sessions))`;
+WHERE u.held <> (u.work_unit_key IN
+  (SELECT work_unit_key FROM public.active_queue_sessions WHERE work_unit_key IS NOT NULL))`;
 
 /** Runs `run` again when it gave way on a lock (`lock_timeout`) or lost a deadlock. */
 async function patiently<T>(run: () => Promise<T>): Promise<T> {
