@@ -178,8 +178,16 @@ async function expectServedExactlyThenDetach(workspace: string): Promise<void> {
 it('serves a running Honcho its exact status, pushed, through its deriver being killed, a rollback and its cleanup', async () => {
   // Honcho has history before Deriver Live attaches.
   await finished(writer({ phases: ['api'], sessions: SESSIONS, messagesPerSession: 3 }));
-  const attached = await honchoCommand(['attach', '--database-url', url], {});
+  const steps: string[] = [];
+  const attached = await honchoCommand(['attach', '--database-url', url], {}, (line) => steps.push(line));
   expect(attached).toMatchObject({ code: 0, stdout: expect.stringMatching(/^attached/) });
+  // Each step said as it ended; 10,000 sessions' units are added in chunks, and said as they go.
+  expect(steps[0]).toMatch(/^attach 1\/3: change capture installed/);
+  expect(steps[1]).toMatch(/^attach 2\/3: counted what the queue held before/);
+  expect(steps.slice(2, -1).length).toBeGreaterThan(0);
+  for (const line of steps.slice(2, -1))
+    expect(line).toMatch(/^attach 3\/3: added [\d,]+ of [\d,]+ counter rows\n$/);
+  expect(steps.at(-1)).toMatch(/^attach 3\/3: added [\d,]+ counter rows: the counts are exact\n$/);
   expect((await honchoCommand(['attach', '--database-url', url], {})).stdout).toMatch(/already attached/);
 
   server = await startTestServer({
@@ -462,7 +470,11 @@ it('resumes an attach cut short, and serves nothing until it is done', async () 
   await history(
     `UPDATE queue SET processed = true WHERE workspace_name = $w AND NOT processed AND id % 2 = 0`,
   );
-  expect((await honchoCommand(['attach', '--database-url', url], {})).code).toBe(0);
+  const resumed: string[] = [];
+  expect(
+    (await honchoCommand(['attach', '--database-url', url], {}, (line) => resumed.push(line))).code,
+  ).toBe(0);
+  expect(resumed[0]).toBe('attach resumed where it stopped (capturing)\n');
   await expectServedExactlyThenDetach(workspace);
 }, 120_000);
 

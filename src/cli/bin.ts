@@ -38,7 +38,11 @@ switch (command) {
     finish(await (await import('./key.ts')).keyCommand(rest, process.env));
     break;
   case 'honcho':
-    finish(await (await import('./honcho.ts')).honchoCommand(rest, process.env));
+    finish(
+      await (await import('./honcho.ts')).honchoCommand(rest, process.env, (line) =>
+        process.stderr.write(line),
+      ),
+    );
     break;
   case undefined:
   case 'help':

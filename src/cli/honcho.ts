@@ -1,6 +1,7 @@
 /**
  * `deriver-live honcho attach|detach --database-url <Honcho's PostgreSQL>` (or `HONCHO_DATABASE_URL`):
- * prints one line saying what was done; exit code 1 with one line on a failure.
+ * prints one line saying what was done (attach also says each of its steps as it ends, to
+ * `progress`: stderr); exit code 1 with one line on a failure.
  */
 import { attachHoncho, detachHoncho } from '../honcho/attach.ts';
 
@@ -17,6 +18,8 @@ export const HONCHO_HELP = `Usage: deriver-live honcho <attach|detach> [--databa
 export async function honchoCommand(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
+  /** Where attach's steps are said as they end (the command: stderr). */
+  progress: (line: string) => void = () => {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const [action, ...rest] = argv;
   if (action === undefined || action === '--help' || action === '-h')
@@ -38,7 +41,7 @@ export async function honchoCommand(
   }
   try {
     if (action === 'attach') {
-      const outcome = await attachHoncho(url);
+      const outcome = await attachHoncho(url, { onStep: (sentence) => progress(`attach ${sentence}\n`) });
       return {
         code: 0,
         stdout:

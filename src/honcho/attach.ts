@@ -30,6 +30,8 @@ const sql = (name: string) => readFileSync(packageFile(`honcho/${name}`), 'utf8'
 export type AttachOutcome = 'attached' | 'already-attached';
 
 export interface AttachOptions {
+  /** Told each step as it ends, in a sentence (the command prints them: a big queue takes a while). */
+  readonly onStep?: (sentence: string) => void;
   /** Runs once step 1 has committed (the triggers count), before step 2 takes its snapshot. */
   readonly afterInstall?: () => Promise<void>;
   /**
@@ -71,10 +73,12 @@ export async function attachHoncho(url: string, options: AttachOptions = {}): Pr
     try {
       let phase = await attachPhase(client);
       if (phase === 'ready') return 'already-attached';
+      const told = options.onStep ?? (() => {});
       if (phase === null) {
         await inTransaction(client, 'BEGIN', () => client.query(sql('attach.sql')));
         phase = 'capturing';
-      }
+        told("1/3: change capture installed: Honcho's writes are counted from now on");
+      } else told(`resumed where it stopped (${phase})`);
       if (phase === 'capturing') {
         await options.afterInstall?.();
         await inTransaction(client, 'BEGIN ISOLATION LEVEL REPEATABLE READ', async () => {
@@ -82,8 +86,9 @@ export async function attachHoncho(url: string, options: AttachOptions = {}): Pr
           await options.whileCounting?.();
           await client.query(sql('backfill.sql'));
         });
+        told('2/3: counted what the queue held before, from one snapshot');
       }
-      await applyBackfill(client);
+      await applyBackfill(client, told);
       return 'attached';
     } finally {
       await client.query('SELECT pg_advisory_unlock($1)', [ATTACH_LOCK]).catch(() => {});
@@ -92,10 +97,24 @@ export async function attachHoncho(url: string, options: AttachOptions = {}): Pr
 }
 
 /** Step 3: `backfill` into the counters, chunk by chunk, then `held` again and phase `ready`. */
-async function applyBackfill(client: pg.Client): Promise<void> {
+async function applyBackfill(client: pg.Client, told: (sentence: string) => void): Promise<void> {
+  const { rows } = await client.query<{ n: number }>(
+    'SELECT count(*)::integer AS n FROM deriver_live_honcho.backfill',
+  );
+  const total = rows[0]?.n ?? 0;
   await client.query(`SET lock_timeout = '${LOCK_TIMEOUT}'`);
   try {
-    while ((await patiently(() => client.query(APPLY_CHUNK, [CHUNK]))).rowCount) {}
+    let added = 0;
+    let toldAt = 0;
+    for (;;) {
+      const chunk = (await patiently(() => client.query(APPLY_CHUNK, [CHUNK]))).rowCount ?? 0;
+      if (chunk === 0) break;
+      added += chunk;
+      if (added - toldAt >= total / 10 && added < total) {
+        told(`3/3: added ${added.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} counter rows`);
+        toldAt = added;
+      }
+    }
     await patiently(() =>
       inTransaction(client, 'BEGIN', async () => {
         await client.query('LOCK TABLE public.active_queue_sessions IN SHARE MODE');
@@ -103,6 +122,7 @@ async function applyBackfill(client: pg.Client): Promise<void> {
         await client.query(`UPDATE deriver_live_honcho.attach_state SET phase = 'ready'`);
       }),
     );
+    told(`3/3: added ${total.toLocaleString('en-US')} counter rows: the counts are exact`);
   } finally {
     await client.query('RESET lock_timeout').catch(() => {}); // a lost connection: its error is thrown
   }
