@@ -230,8 +230,12 @@ it('a worker-only process paused past its leases: others finish its units, its l
   const stalled = events.filter((e) => e.kind === 'start' && !ended.has(e.task)).map((e) => e.unit);
   expect(stalled.length).toBeGreaterThan(0);
   c.child.kill('SIGCONT');
-  const lost = () => new Set(readLogs([c.log]).flatMap((e) => (e.kind === 'lost' ? [e.unit] : [])));
-  await expect.poll(() => stalled.filter((unit) => !lost().has(unit))).toEqual([]);
+  await expect
+    .poll(() => {
+      const lost = new Set(readLogs([c.log]).flatMap((e) => (e.kind === 'lost' ? [e.unit] : [])));
+      return stalled.filter((unit) => !lost.has(unit));
+    })
+    .toEqual([]);
   const store = await openStore(location.url);
   cleanups.push(() => store.close());
   const tasks = await store.listTasks();

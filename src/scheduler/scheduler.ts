@@ -152,7 +152,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   const holds = createTypeHolds({
     rateLimits: store.rateLimits,
     taskTypes: options.taskTypes,
-    wakeAt: (at) => wakeAt(at),
+    wakeAt,
     onRateLimited: (type, until, error) => events.emit('type:rate-limited', { type, until, error }),
     reportError,
   });
