@@ -161,6 +161,7 @@ describe.each(STORES)('inside the queue ($name)', (backend) => {
     await expectExact(h);
     expect(await h.store.retryFailedTasks({ ...all, sessionId: 's1' })).toBe(2);
     expect(await h.store.retryFailedTasks({ ...all, sessionId: 's1' })).toBe(0);
+    await h.feed.sync(); // every change committed so far has been heard
     expect(announced).toHaveLength(2);
     await expectExact(h);
     h.startScheduler({ ...fast, handlers: { representation: handler, summary: handler } });
