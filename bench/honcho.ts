@@ -4,8 +4,9 @@
  *
  * 1. For each size of Honcho's queue (SIZES=10000,100000,1000000 rows, 10% unprocessed, 5 rows a
  *    unit): Honcho's own status query (the window-function aggregate of its `get_queue_status`,
- *    for the workspace) against ours read cold (the counters' indexed sum) and warm (GraphQL over
- *    HTTP to a server with HONCHO_DATABASE_URL, answered from memory, beside `{ __typename }` on the
+ *    for the workspace) against ours read cold (the workspace's totals, as an instance reads a
+ *    filter it has not watched yet; and, to compare, the indexed sum over its units that a filter
+ *    naming a session or peer reads) and warm (GraphQL over HTTP to a server with HONCHO_DATABASE_URL, answered from memory, beside `{ __typename }` on the
  *    same server: the HTTP floor); p50/p99 over QUERIES each.
  * 2. What change capture costs Honcho's writes, before and after attach, in the same run: an
  *    INSERT of 100 queue rows (one enqueue), and an UPDATE marking 100 rows processed (one batch).
@@ -25,6 +26,7 @@ import { createClient } from 'graphql-ws';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { attachHoncho, detachHoncho } from '../src/honcho/attach.ts';
+import { openHonchoSource } from '../src/honcho/honcho-source.ts';
 import { startTestServer } from '../test/server-helpers.ts';
 import { startPostgres, startPrivatePostgres } from '../test/support/postgres-server.ts';
 import { percentile, report, round } from './util.ts';
@@ -167,7 +169,12 @@ for (const size of SIZES) {
   const counters = new pg.Client({ connectionString: url });
   await counters.connect();
   const honcho = await timed(Math.min(QUERIES, 50), () => db.query(HONCHO_STATUS, [WS]));
-  const cold = await timed(QUERIES, () =>
+  // Cold: what an instance reads for a filter it has not watched yet. The whole workspace (the
+  // headline figure) reads its totals; the sum over its units is what it would cost without them.
+  const source = await openHonchoSource(url);
+  const cold = await timed(QUERIES, () => source.sumCounters({ workspaceId: WS }, { sessions: false }));
+  await source.close();
+  const unitsSum = await timed(QUERIES, () =>
     counters.query(
       `SELECT sum(pending), sum(running), sum(completed), sum(failed) FROM deriver_live_honcho.work_units
        WHERE workspace_id = $1 AND per_observer = false`,
@@ -187,6 +194,7 @@ for (const size of SIZES) {
     writesDuringAttach,
     honchoStatusQuery: honcho,
     oursCold: cold,
+    oursUnitsSum: unitsSum,
     oursWarmHttp: warm,
     httpFloor: floor,
     warmRatio: round(warm.p99Ms / floor.p99Ms, 2),
@@ -337,6 +345,7 @@ report({
   rows: SIZES.at(-1),
   honchoStatusP99Ms: last?.honchoStatusQuery?.p99Ms ?? null,
   coldP99Ms: last?.oursCold?.p99Ms ?? null,
+  unitsSumP99Ms: last?.oursUnitsSum?.p99Ms ?? null,
   warmP99Ms: last?.oursWarmHttp?.p99Ms ?? null,
   httpFloorP99Ms: last?.httpFloor?.p99Ms ?? null,
   attachMs: (last as { attachMs?: number } | undefined)?.attachMs ?? null,

@@ -159,6 +159,26 @@ async function historyOfEveryKind(workspace: string, sessions = 300) {
   return history;
 }
 
+/**
+ * Each workspace's totals, with the change rows not folded into them yet, equal the sum of its
+ * units' own counter rows (what a status without a filter would read without the totals).
+ */
+async function expectTotalsEqualUnits(): Promise<void> {
+  const sums = (from: string) =>
+    `SELECT workspace_id, coalesce(sum(pending), 0) AS pending, coalesce(sum(running), 0) AS running,
+       coalesce(sum(completed), 0) AS completed, coalesce(sum(failed), 0) AS failed
+     FROM ${from} GROUP BY workspace_id`;
+  const { rows } = await honcho.query(
+    `SELECT workspace_id, u.pending, u.running, u.completed, u.failed, t.pending, t.running, t.completed, t.failed
+     FROM (${sums('deriver_live_honcho.work_units WHERE NOT per_observer')}) u
+     FULL JOIN (${sums(`(SELECT * FROM deriver_live_honcho.workspace_totals
+       UNION ALL SELECT * FROM deriver_live_honcho.workspace_changes) both_kinds`)}) t USING (workspace_id)
+     WHERE (coalesce(u.pending, 0), coalesce(u.running, 0), coalesce(u.completed, 0), coalesce(u.failed, 0))
+       <> (coalesce(t.pending, 0), coalesce(t.running, 0), coalesce(t.completed, 0), coalesce(t.failed, 0))`,
+  );
+  expect(rows).toEqual([]);
+}
+
 /** An instance serves the attached Honcho: `workspace`'s counts, of every kind, are exact. Then detach. */
 async function expectServedExactlyThenDetach(workspace: string): Promise<void> {
   server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
@@ -169,6 +189,7 @@ async function expectServedExactlyThenDetach(workspace: string): Promise<void> {
     expect(all.inProgressWorkUnits).toBeGreaterThan(0);
     expect(all.pendingWorkUnits).toBeGreaterThan(0);
     await expectExact(workspace);
+    await expectTotalsEqualUnits();
   } finally {
     await server.close();
     expect((await honchoCommand(['detach', '--database-url', url], {})).code).toBe(0);
@@ -277,6 +298,27 @@ it('serves a running Honcho its exact status, pushed, through its deriver being 
   expect(exact.pendingWorkUnits + exact.inProgressWorkUnits).toBe(0);
   expect(last).toEqual(exact);
   await expectExact();
+  // The workspace's totals: exact, and an instance that never read it answers from them at once.
+  await expectTotalsEqualUnits();
+  const cold = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
+  try {
+    const result = await cold.http<{ deriverStatus: Counts }>(
+      `{ deriverStatus(workspaceId: "${WS}") { ${COUNTS} } }`,
+    );
+    expect(result.data?.deriverStatus).toEqual(exact);
+  } finally {
+    await cold.close();
+  }
+  // The change rows Honcho's commits added are folded into the totals (a second after they were heard).
+  await expect
+    .poll(
+      async () =>
+        (await honcho.query('SELECT count(*)::int AS n FROM deriver_live_honcho.workspace_changes')).rows[0]
+          .n,
+      { timeout: 20_000 },
+    )
+    .toBe(0);
+  await expectTotalsEqualUnits();
   expect(moves[0]!.completedWorkUnits).toBe(0);
   expect(moves.at(-1)).toEqual(await inSql({ sessionId: 's7' }));
   await ws.dispose();

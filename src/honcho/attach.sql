@@ -75,6 +75,58 @@ CREATE INDEX work_units_by_session ON deriver_live_honcho.work_units (workspace_
 CREATE INDEX work_units_by_observer ON deriver_live_honcho.work_units (workspace_id, observer_id, sender_id);
 CREATE INDEX work_units_by_sender ON deriver_live_honcho.work_units (workspace_id, sender_id);
 
+-- A workspace's totals (its units' own rows: no observer's share), so its status without a filter
+-- reads a few rows rather than each of its units. Every statement that moves counters adds one row
+-- per workspace to `workspace_changes` (an insert: no Honcho write waits on a row another holds);
+-- `fold_workspace_changes` moves them into `workspace_totals`, which only it writes (attached
+-- instances call it after Honcho's commits). A workspace's status is its totals row plus its
+-- change rows, read in one statement: a fold commits the rows' removal and their addition together.
+CREATE TABLE deriver_live_honcho.workspace_totals (
+  workspace_id text PRIMARY KEY,
+  pending bigint NOT NULL,
+  running bigint NOT NULL,
+  completed bigint NOT NULL,
+  failed bigint NOT NULL
+);
+CREATE TABLE deriver_live_honcho.workspace_changes (
+  workspace_id text NOT NULL,
+  pending bigint NOT NULL,
+  running bigint NOT NULL,
+  completed bigint NOT NULL,
+  failed bigint NOT NULL
+);
+CREATE INDEX workspace_changes_by_workspace ON deriver_live_honcho.workspace_changes (workspace_id);
+
+-- Moves up to `most` change rows into the totals, in the caller's transaction; returns how many
+-- (fewer than `most`: none are left). One fold at a time: while another runs this one does nothing
+-- (it returns 0) rather than wait on it.
+CREATE FUNCTION deriver_live_honcho.fold_workspace_changes(most integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  folded integer;
+BEGIN
+  IF NOT pg_try_advisory_xact_lock(hashtext('deriver_live_honcho.fold_workspace_changes')) THEN
+    RETURN 0;
+  END IF;
+  WITH moved AS (
+    DELETE FROM deriver_live_honcho.workspace_changes WHERE ctid = ANY (ARRAY(
+      SELECT ctid FROM deriver_live_honcho.workspace_changes LIMIT most))
+    RETURNING *
+  ), added AS (
+    INSERT INTO deriver_live_honcho.workspace_totals AS t (workspace_id, pending, running, completed, failed)
+    SELECT workspace_id, sum(pending), sum(running), sum(completed), sum(failed)
+    FROM moved GROUP BY workspace_id ORDER BY workspace_id
+    ON CONFLICT (workspace_id) DO UPDATE SET
+      pending = t.pending + excluded.pending,
+      running = t.running + excluded.running,
+      completed = t.completed + excluded.completed,
+      failed = t.failed + excluded.failed
+  )
+  SELECT count(*) INTO folded FROM moved;
+  RETURN folded;
+END
+$$;
+
 -- The webhook events Honcho's commits cause (see `apply_changes`), until an attached instance
 -- moves them into its own outbox (`HonchoSource.takeEvents`).
 CREATE TABLE deriver_live_honcho.events (
@@ -230,7 +282,8 @@ BEGIN
 END
 $$;
 
--- Deriver Live's own change notices, from `work_units` (as its store's migration 004 sends them).
+-- Deriver Live's own change notices, from `work_units` (as its store's migration 004 sends them),
+-- and each workspace's change row (`workspace_changes`).
 CREATE FUNCTION deriver_live_honcho.notify_unit_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   channel text := 'deriver_changes_deriver_live_honcho';
@@ -251,6 +304,19 @@ BEGIN
         n.per_observer)::text
       FROM changed_new n JOIN changed_old o USING (id)
       WHERE n.pending <> o.pending OR n.running <> o.running OR n.completed <> o.completed OR n.failed <> o.failed;
+  END IF;
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO deriver_live_honcho.workspace_changes (workspace_id, pending, running, completed, failed)
+    SELECT n.workspace_id, sum(n.pending), sum(n.running), sum(n.completed), sum(n.failed)
+    FROM changed_new n WHERE NOT n.per_observer GROUP BY n.workspace_id
+    HAVING sum(n.pending) <> 0 OR sum(n.running) <> 0 OR sum(n.completed) <> 0 OR sum(n.failed) <> 0;
+  ELSE
+    INSERT INTO deriver_live_honcho.workspace_changes (workspace_id, pending, running, completed, failed)
+    SELECT n.workspace_id, sum(n.pending - o.pending), sum(n.running - o.running),
+      sum(n.completed - o.completed), sum(n.failed - o.failed)
+    FROM changed_new n JOIN changed_old o USING (id) WHERE NOT n.per_observer GROUP BY n.workspace_id
+    HAVING sum(n.pending - o.pending) <> 0 OR sum(n.running - o.running) <> 0
+      OR sum(n.completed - o.completed) <> 0 OR sum(n.failed - o.failed) <> 0;
   END IF;
   LOOP
     FETCH changes INTO entry;

@@ -7,9 +7,11 @@
  *
  * ## When it runs
  * After every change Honcho's commits send (the events are written by those commits), at most one
- * pass at a time (a change during a pass runs one more), and every `intervalMs` as a fallback.
+ * pass at a time (`coalescedRuns`: a change during a pass runs one more), and every `intervalMs` as
+ * a fallback.
  */
 import type { Store } from '../store/store.ts';
+import { coalescedRuns } from '../util/coalesced-runs.ts';
 import type { HonchoSource } from './honcho-source.ts';
 
 export interface HonchoEventRelayOptions {
@@ -26,8 +28,6 @@ export interface HonchoEventRelayOptions {
 
 export function startHonchoEventRelay(options: HonchoEventRelayOptions): { stop(): Promise<void> } {
   const batch = options.batch ?? 500;
-  let mode: 'idle' | 'running' | 'rerun' | 'stopped' = 'idle';
-  let pass: Promise<void> = Promise.resolve();
 
   const relay = async (): Promise<void> => {
     for (;;) {
@@ -44,31 +44,17 @@ export function startHonchoEventRelay(options: HonchoEventRelayOptions): { stop(
       if (taken < batch) return;
     }
   };
-  const run = (): void => {
-    if (mode === 'stopped') return;
-    if (mode !== 'idle') {
-      mode = 'rerun';
-      return;
-    }
-    mode = 'running';
-    pass = relay()
-      .catch(options.onError)
-      .finally(() => {
-        const again = mode === 'rerun';
-        if (mode !== 'stopped') mode = 'idle';
-        if (again) run();
-      });
-  };
+  const runs = coalescedRuns(relay, options.onError);
+  const run = runs.request;
   const off = options.source.feed.events.on('changes', run);
   const timer = setInterval(run, options.intervalMs ?? 5_000);
   timer.unref();
   run();
   return {
     async stop() {
-      mode = 'stopped';
       off();
       clearInterval(timer);
-      await pass;
+      await runs.stop();
     },
   };
 }

@@ -19,14 +19,33 @@ import type { StatusQuery } from '../status/status-filter.ts';
 import type { CounterSource } from '../store/counter-sql.ts';
 import { sumCountersPg } from '../store/postgres/sum-counters.ts';
 import type { CounterFilter } from '../store/store.ts';
+import { coalescedRuns } from '../util/coalesced-runs.ts';
 
 /** The schema `attach` installs; its change channel is the one Deriver Live's feed listens on. */
 export const HONCHO_SCHEMA = 'deriver_live_honcho';
 
-const SOURCE: CounterSource = {
+const UNITS: CounterSource = {
   table: `${HONCHO_SCHEMA}.work_units`,
   withoutObserver: 'per_observer = false',
 };
+
+/** The same, a whole workspace read from its totals and the changes not folded into them yet. */
+const WITH_TOTALS: CounterSource = {
+  ...UNITS,
+  workspaceTotal: (workspace) =>
+    `SELECT coalesce(sum(pending), 0) AS pending, coalesce(sum(running), 0) AS running,
+       coalesce(sum(completed), 0) AS completed, coalesce(sum(failed), 0) AS failed, 0 AS retrying
+     FROM (SELECT pending, running, completed, failed FROM ${HONCHO_SCHEMA}.workspace_totals
+           WHERE workspace_id = ${workspace}
+           UNION ALL
+           SELECT pending, running, completed, failed FROM ${HONCHO_SCHEMA}.workspace_changes
+           WHERE workspace_id = ${workspace}) sums`,
+};
+
+/** Change rows folded into the totals per transaction. */
+const FOLD_BATCH = 10_000;
+/** How often the change rows are folded into the totals, while Honcho writes. */
+const FOLD_EVERY_MS = 1_000;
 
 export interface HonchoSource {
   /** Summed counters per filter, as `Store.sumCounters`. */
@@ -105,9 +124,16 @@ export class NotAttachedError extends Error {
   }
 }
 
+export interface HonchoSourceOptions {
+  /** The change feed's connection was lost (it reconnects and resyncs). */
+  readonly onFeedError?: (error: unknown) => void;
+  /** A fold of change rows into the totals failed (the next change heard tries again). */
+  readonly onFoldError?: (error: unknown) => void;
+}
+
 export async function openHonchoSource(
   connectionString: string,
-  onFeedError?: (error: unknown) => void,
+  { onFeedError, onFoldError }: HonchoSourceOptions = {},
 ): Promise<HonchoSource> {
   const pool = new pg.Pool({ connectionString, max: 4 });
   pool.on('error', () => {}); // a dropped idle connection; the next query opens another
@@ -127,6 +153,39 @@ export async function openHonchoSource(
     throw error;
   });
 
+  // An attach by an earlier build has no totals: its workspaces are summed from their units.
+  const { rows: kept } = await pool.query<{ totals: boolean }>(
+    `SELECT to_regclass('${HONCHO_SCHEMA}.workspace_totals') IS NOT NULL AS totals`,
+  );
+  const source = kept[0]?.totals ? WITH_TOTALS : UNITS;
+  // Folds the change rows Honcho's commits add into the totals: at open, then every
+  // `FOLD_EVERY_MS` once a change was heard (apart from the pushes: a fold is a write of its own),
+  // so a workspace's status reads its totals row and the few change rows of the last moment.
+  const folds = coalescedRuns(
+    async () => {
+      if (source !== WITH_TOTALS) return;
+      for (;;) {
+        const { rows } = await pool.query<{ folded: number }>(
+          `SELECT ${HONCHO_SCHEMA}.fold_workspace_changes($1) AS folded`,
+          [FOLD_BATCH],
+        );
+        if ((rows[0]?.folded ?? 0) < FOLD_BATCH) return;
+      }
+    },
+    (error) => onFoldError?.(error),
+  );
+  let heard = false;
+  const stopHearing = feed.events.on('changes', () => {
+    heard = true;
+  });
+  const foldTimer = setInterval(() => {
+    if (!heard) return;
+    heard = false;
+    folds.request();
+  }, FOLD_EVERY_MS);
+  foldTimer.unref();
+  folds.request();
+
   const exists = async (table: 'sessions' | 'peers', workspace: string, name: string) =>
     (
       await pool.query(`SELECT 1 FROM public.${table} WHERE workspace_name = $1 AND name = $2 LIMIT 1`, [
@@ -142,7 +201,7 @@ export async function openHonchoSource(
         async (text, values) => (await pool.query(text, [...values])).rows,
         filter,
         sessions,
-        SOURCE,
+        source,
       ),
     async assertFilterNamesKnown({ workspaceId, sessionId, observerId, senderId }) {
       if (sessionId !== undefined && !(await exists('sessions', workspaceId, sessionId)))
@@ -181,7 +240,7 @@ export async function openHonchoSource(
     },
     async listWorkspaces(limit) {
       const { rows } = await pool.query<{ workspace_id: string }>(
-        `SELECT DISTINCT workspace_id FROM ${SOURCE.table} ORDER BY workspace_id LIMIT $1`,
+        `SELECT DISTINCT workspace_id FROM ${UNITS.table} ORDER BY workspace_id LIMIT $1`,
         [limit],
       );
       return rows.map((row) => row.workspace_id);
@@ -190,6 +249,9 @@ export async function openHonchoSource(
       await pool.query('SELECT 1');
     },
     async close() {
+      stopHearing();
+      clearInterval(foldTimer);
+      await folds.stop();
       await feed.close();
       await pool.end();
     },

@@ -180,10 +180,15 @@ async function assemble(
   // Attached to a running Honcho: the status is its queue's, from the counters `attach` keeps.
   const honcho = config.honchoDatabaseUrl
     ? resources.use(
-        await (await import('../honcho/honcho-source.ts')).openHonchoSource(
-          config.honchoDatabaseUrl,
-          (error) => logger.warn({ err: error }, "Honcho's change feed connection lost; reconnecting"),
-        ),
+        await (await import('../honcho/honcho-source.ts')).openHonchoSource(config.honchoDatabaseUrl, {
+          onFeedError: (error) =>
+            logger.warn({ err: error }, "Honcho's change feed connection lost; reconnecting"),
+          onFoldError: (error) =>
+            logger.warn(
+              { err: error },
+              "could not fold Honcho's workspace changes into their totals; the next change heard tries again",
+            ),
+        }),
         (h) => h.close(),
       )
     : null;

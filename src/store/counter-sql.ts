@@ -28,6 +28,11 @@ export interface CounterSource {
   readonly table: string;
   /** A condition for filters naming no observer (rows that hold an observer's share are left out). */
   readonly withoutObserver?: string;
+  /**
+   * A statement for a whole workspace's sums (a filter naming nothing else) kept apart from the
+   * units', given the placeholder of the workspace (an attached Honcho's totals).
+   */
+  readonly workspaceTotal?: (workspace: string) => string;
 }
 
 const OWN_UNITS: CounterSource = { table: 'work_units' };
@@ -51,8 +56,9 @@ export function counterQuery(
     where.push(`${column} = ${placeholder(values.length)}`);
   }
   const from = `FROM ${source.table} WHERE ${where.join(' AND ')}`;
+  const wholeWorkspace = values.length === 1 && source.workspaceTotal;
   return {
-    total: `SELECT ${SUMS} ${from}`,
+    total: wholeWorkspace ? wholeWorkspace(placeholder(1)) : `SELECT ${SUMS} ${from}`,
     bySession: `SELECT session_id, ${SUMS} ${from} GROUP BY session_id ORDER BY session_id`,
     unitWhere: where.map((condition) => `u.${condition}`).join(' AND '),
     values,
