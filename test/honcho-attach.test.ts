@@ -520,6 +520,32 @@ it('resumes an attach cut short, and serves nothing until it is done', async () 
   await expectServedExactlyThenDetach(workspace);
 }, 120_000);
 
+it('refuses to detach while an attach runs, and detaches once it has finished', async () => {
+  const workspace = 'detach-during-attach';
+  await historyOfEveryKind(workspace, 20);
+  let letAttachGoOn = () => {};
+  let attaching: Promise<unknown> = Promise.resolve();
+  // The attach stops inside its count (step 2) until the test lets it go on.
+  const counting = new Promise<void>((inside) => {
+    attaching = attachHoncho(url, {
+      whileCounting: () =>
+        new Promise<void>((goOn) => {
+          letAttachGoOn = goOn;
+          inside();
+        }),
+    });
+  });
+  await counting;
+  const refused = await honchoCommand(['detach', '--database-url', url], {});
+  expect(refused).toMatchObject({
+    code: 1,
+    stderr: expect.stringMatching(/an attach is running on this database/),
+  });
+  letAttachGoOn();
+  expect(await attaching).toBe('attached');
+  await expectServedExactlyThenDetach(workspace);
+}, 120_000);
+
 it('says what to do when the database is not Honcho or not attached', async () => {
   const notHoncho = await honchoCommand(['attach', '--database-url', inject('postgresUrl')], {});
   expect(notHoncho).toMatchObject({ code: 1, stderr: expect.stringMatching(/has no Honcho queue/) });

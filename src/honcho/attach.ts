@@ -16,7 +16,8 @@
  *    being added may have missed it), and phase `ready`: instances serve it from then on.
  * Each step of 3 waits at most `LOCK_TIMEOUT` for a lock and tries again rather than make Honcho's
  * transactions wait on it (or be the one PostgreSQL aborts in a deadlock). Attach run again after
- * an interruption resumes at its phase; attaches are one at a time (an advisory lock).
+ * an interruption resumes at its phase; attaches are one at a time (an advisory lock), and detach
+ * is refused while one runs.
  */
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -169,8 +170,25 @@ async function patiently<T>(run: () => Promise<T>): Promise<T> {
   }
 }
 
+export class AttachRunningError extends Error {
+  constructor() {
+    super('an attach is running on this database: let it finish (or stop it), then run detach again');
+  }
+}
+
+/** Removes everything attach installed; refused while an attach runs (it holds `ATTACH_LOCK`). */
 export async function detachHoncho(url: string): Promise<void> {
-  await withClient(url, (client) => inTransaction(client, 'BEGIN', () => client.query(sql('detach.sql'))));
+  await withClient(url, async (client) => {
+    const { rows } = await client.query<{ free: boolean }>('SELECT pg_try_advisory_lock($1) AS free', [
+      ATTACH_LOCK,
+    ]);
+    if (!rows[0]?.free) throw new AttachRunningError();
+    try {
+      await inTransaction(client, 'BEGIN', () => client.query(sql('detach.sql')));
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [ATTACH_LOCK]).catch(() => {});
+    }
+  });
 }
 
 /** Runs `run` in a transaction begun with `begin`: all of it, or nothing. */
