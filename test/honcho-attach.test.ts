@@ -498,6 +498,40 @@ it("attaches without holding Honcho's writes: what Honcho writes while attach co
   await expectServedExactlyThenDetach(workspace);
 }, 120_000);
 
+it("keeps completed the rows processed before attach that Honcho's cleanup deletes while attach runs", async () => {
+  const workspace = 'cleaned';
+  const history = await historyOfEveryKind(workspace, 100);
+  const before = await inSql({}, workspace);
+  expect(before.completedWorkUnits).toBeGreaterThan(0);
+  const cleanup = async (which: string) => {
+    await history(`DELETE FROM queue WHERE workspace_name = $w AND processed AND ${which}`);
+  };
+  expect(
+    await attachHoncho(url, {
+      // Before attach's snapshot: rows its count cannot see any more.
+      afterInstall: () => cleanup('id % 2 = 0'),
+      // After it: rows its count sees, deleted meanwhile.
+      whileCounting: () => cleanup('true'),
+    }),
+  ).toBe('attached');
+  const left = await inSql({}, workspace);
+  expect(left.completedWorkUnits).toBe(0);
+  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
+  try {
+    // Honcho's own count dropped them; ours still counts each once, as completed.
+    expect(await served({}, workspace)).toEqual({
+      ...left,
+      totalWorkUnits: left.totalWorkUnits + before.completedWorkUnits,
+      completedWorkUnits: before.completedWorkUnits,
+      failedWorkUnits: before.failedWorkUnits,
+    });
+    await expectTotalsEqualUnits();
+  } finally {
+    await server.close();
+    expect((await honchoCommand(['detach', '--database-url', url], {})).code).toBe(0);
+  }
+}, 120_000);
+
 it('resumes an attach cut short, and serves nothing until it is done', async () => {
   const workspace = 'resumed';
   const history = await historyOfEveryKind(workspace, 50);

@@ -5,7 +5,7 @@
 -- one short transaction that creates the schema and the triggers (creating a trigger waits for
 -- the writes in flight and holds new ones only until this commits), so every write from then on is
 -- counted by the triggers. The second (`backfill.sql`) counts what the queue held before, from one
--- snapshot and without locking anything; the third (`backfill-apply.sql`) adds that in, and the
+-- snapshot and without locking anything; the third (`APPLY_CHUNK` in `attach.ts`) adds that in, and the
 -- counts are exact from then on (`attach_state.phase` = 'ready').
 --
 -- `work_units` holds one row per Honcho work unit (`work_unit_key`) of the user-facing task types
@@ -51,7 +51,7 @@ CREATE TABLE deriver_live_honcho.work_units (
 );
 
 -- A statement's changes as counter deltas per unit row (the rows `apply_changes` expands a queue
--- row into), as `backfill.sql` computes them, until `backfill-apply.sql` has added them in.
+-- row into), as `backfill.sql` computes them, until step 3 (`attach.ts`) has added them in.
 CREATE TABLE deriver_live_honcho.backfill (
   unit_key text PRIMARY KEY,
   work_unit_key text NOT NULL,
@@ -64,6 +64,17 @@ CREATE TABLE deriver_live_honcho.backfill (
   d_unprocessed integer NOT NULL,
   d_completed integer NOT NULL,
   d_failed integer NOT NULL
+);
+
+-- Processed rows Honcho's cleanup deleted while attach had not counted the queue yet (phase
+-- 'capturing'): `backfill.sql` counts those its snapshot no longer holds as if they were there, so a
+-- row processed before attach stays completed, as one the triggers saw does.
+CREATE TABLE deriver_live_honcho.deleted_while_capturing (
+  work_unit_key text,
+  task_type text,
+  workspace_name text,
+  payload jsonb,
+  error text
 );
 
 CREATE INDEX work_units_by_key ON deriver_live_honcho.work_units (work_unit_key);
@@ -258,9 +269,14 @@ END
 $$;
 
 -- Deleted rows: an unprocessed one leaves the counts; a processed one (Honcho's cleanup) stays
--- counted as completed.
+-- counted as completed (and is kept aside until attach has counted the queue).
 CREATE FUNCTION deriver_live_honcho.queue_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+  IF (SELECT phase FROM deriver_live_honcho.attach_state) = 'capturing' THEN
+    INSERT INTO deriver_live_honcho.deleted_while_capturing (work_unit_key, task_type, workspace_name, payload, error)
+    SELECT o.work_unit_key, o.task_type, o.workspace_name, o.payload, o.error FROM old_rows o
+    WHERE o.processed AND o.task_type IN ('representation', 'summary', 'dream');
+  END IF;
   PERFORM deriver_live_honcho.apply_changes(ARRAY(
     SELECT deriver_live_honcho.change_of(-1, o) FROM old_rows o
     WHERE NOT o.processed AND o.task_type IN ('representation', 'summary', 'dream')));

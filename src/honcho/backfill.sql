@@ -4,14 +4,20 @@
 -- A write committed before the snapshot is in both (its rows, and the triggers' counts of them):
 -- it cancels out. One committed after is in neither: the triggers count it in the live table.
 -- So the differences are exactly the rows the triggers never saw, the queue's earlier ones, and
--- `backfill-apply.sql` adds them in. This reads and locks nothing of Honcho's but its snapshot:
+-- step 3 adds them in. The processed rows Honcho's cleanup deleted before the snapshot (kept aside
+-- by the triggers meanwhile) count as if the queue still held them: a completed row stays counted. This reads and locks nothing of Honcho's but its snapshot:
 -- Honcho's writes go on meanwhile. (`change_of`'s columns are written out: a function call per
 -- row would cost more than the rest.)
 DELETE FROM deriver_live_honcho.backfill;
 
 INSERT INTO deriver_live_honcho.backfill (unit_key, work_unit_key, task_type, workspace_id, session_id,
   observer_id, sender_id, per_observer, d_unprocessed, d_completed, d_failed)
-WITH rows AS (
+WITH queued AS (
+  SELECT work_unit_key, task_type, workspace_name, payload, processed, error FROM public.queue
+  UNION ALL
+  SELECT work_unit_key, task_type, workspace_name, payload, true, error
+  FROM deriver_live_honcho.deleted_while_capturing
+), rows AS (
   SELECT q.work_unit_key, q.task_type, q.workspace_name, q.payload->>'session_name' AS session_name,
     CASE WHEN q.task_type = 'summary' THEN NULL ELSE q.payload->>'observed' END AS sender,
     CASE
@@ -22,7 +28,7 @@ WITH rows AS (
       ELSE ARRAY[]::text[]
     END AS observers,
     q.processed, q.error IS NOT NULL AS errored
-  FROM public.queue q
+  FROM queued q
   WHERE q.task_type IN ('representation', 'summary', 'dream') AND q.workspace_name IS NOT NULL
 ), expanded AS (
   SELECT work_unit_key AS unit_key, work_unit_key, task_type, workspace_name, session_name,
@@ -53,4 +59,5 @@ WITH rows AS (
 )
 SELECT * FROM differences WHERE d_unprocessed <> 0 OR d_completed <> 0 OR d_failed <> 0;
 
+DELETE FROM deriver_live_honcho.deleted_while_capturing;
 UPDATE deriver_live_honcho.attach_state SET phase = 'applying';
