@@ -303,7 +303,7 @@ const FIGURES: readonly Figure[] = [
     met: atMost(50),
   },
   {
-    figure: 'attached Honcho: pushed status p99, write to event (ms)',
+    figure: "attached Honcho: pushed status p99, Honcho's commit to event (ms)",
     run: 'honcho',
     target: '<= 10 ms',
     measure: (lines) => plain(num(last(lines).pushedP99Ms)),

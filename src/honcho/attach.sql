@@ -178,9 +178,12 @@ $$;
 -- is idle is decided under a per-session advisory lock taken in a statement of its own, so two
 -- transactions draining a session's last two units at once cannot both see the other's unit as
 -- busy (READ COMMITTED): the second to take the lock sees the first's commit.
--- (plpgsql, not sql: its statements are planned once per connection, not at every call.)
+-- (plpgsql, not sql: its statements are planned once per connection, not at every call; and with a
+-- generic plan: left to choose, PostgreSQL planned the statement again at every call for its array
+-- argument, which was a third of a one-row UPDATE's time with the triggers: 1.26 -> 0.89 ms p50
+-- over 200 one-row UPDATEs on one connection, 0.30 ms with no trigger.)
 CREATE FUNCTION deriver_live_honcho.apply_changes(changed deriver_live_honcho.change[]) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
   drained_workspaces text[];
   drained_sessions text[];
