@@ -117,6 +117,18 @@ export function decodeChanges(payload: string): UnitChanges | null {
   }
 }
 
+type InTurn = <T>(run: (client: pg.Client) => Promise<T>) => Promise<T>;
+
+/** Runs the queries given it on `client` one after another (pg 8 warns of one sent while another runs). */
+function oneAtATime(client: pg.Client): InTurn {
+  let last: Promise<unknown> = Promise.resolve();
+  return (run) => {
+    const next = last.then(() => run(client));
+    last = next.catch(() => {});
+    return next;
+  };
+}
+
 export async function createPostgresFeed(options: PostgresFeedOptions): Promise<ChangeFeed> {
   const { channel } = options;
   const events = new TypedEmitter<ChangeFeedEvents>();
@@ -132,6 +144,8 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
   };
   let state: State = 'connecting';
   let client: pg.Client | undefined;
+  /** The listening connection's queries, one at a time: the heartbeat's and the barriers'. */
+  let inTurn: InTurn | undefined;
   let backoff = 100;
   let everListened = false;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -175,6 +189,7 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
     const lost = (error?: unknown) => {
       if (client !== next) return;
       client = undefined;
+      inTurn = undefined;
       clearInterval(heartbeat);
       releaseAll(); // what they wait for may be lost: the resync after reconnecting reads again
       if (error) options.onError?.(error);
@@ -200,6 +215,8 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
       if (changes) events.emit('changes', changes);
     });
     client = next;
+    const turn = oneAtATime(next);
+    inTurn = turn;
     try {
       await next.connect();
       if (applicationName)
@@ -221,7 +238,7 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
         () => lost(new Error(`PostgreSQL did not answer within ${heartbeatMs} ms`)),
         heartbeatMs,
       );
-      beat(next).then(
+      turn(beat).then(
         () => {
           clearTimeout(silent);
           beating = false;
@@ -257,17 +274,19 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
       gathering ??= new Promise<void>((resolve) => {
         queueMicrotask(() => {
           gathering = null;
-          const on = client;
-          if (state !== 'listening' || !on) {
+          const on = inTurn;
+          if (state !== 'listening' || !client || !on) {
             resolve(); // the connection went meanwhile: its resync reads again
             return;
           }
           const token = `${fenceOrigin}:${++fences}`;
           waiting.set(token, resolve);
-          on.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify({ f: token })]).catch(() => {
-            waiting.delete(token);
-            resolve(); // not sent: the database is unreachable, and so is a fresher answer
-          });
+          on((c) => c.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify({ f: token })])).catch(
+            () => {
+              waiting.delete(token);
+              resolve(); // not sent: the database is unreachable, and so is a fresher answer
+            },
+          );
         });
       });
       return gathering;
@@ -279,6 +298,7 @@ export async function createPostgresFeed(options: PostgresFeedOptions): Promise<
       events.removeAllListeners();
       const current = client;
       client = undefined;
+      inTurn = undefined;
       await current?.end().catch(() => {});
       releaseAll();
     },
