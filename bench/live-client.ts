@@ -1,0 +1,117 @@
+/**
+ * The server of `npm run bench:live` (live-server.ts) as the load generator drives it: the process,
+ * started on import, its commands over IPC, its memory, and GraphQL over HTTP to it.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import type { ServerCommand } from './live-server.ts';
+
+export const now = () => performance.timeOrigin + performance.now();
+export type Counts = {
+  totalWorkUnits: number;
+  completedWorkUnits: number;
+  inProgressWorkUnits: number;
+  pendingWorkUnits: number;
+  failedWorkUnits: number;
+};
+export const COUNTS =
+  'totalWorkUnits completedWorkUnits inProgressWorkUnits pendingWorkUnits failedWorkUnits';
+export const LATENCY_SUBSCRIPTION = `subscription($w:ID,$s:ID,$c:Int){deriverStatus(workspaceId:$w,sessionId:$s,coalesceMs:$c){${COUNTS}}}`;
+
+// ---- the server process ---------------------------------------------------------------------
+
+const child: ChildProcess = spawn(
+  process.execPath,
+  [
+    ...(process.env.BENCH_PROFILE_DIR
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
+      : []),
+    '--expose-gc',
+    '--import',
+    'tsx',
+    fileURLToPath(new URL('./live-server.ts', import.meta.url)),
+  ],
+  { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+);
+const replies = new Map<number, (message: Record<string, unknown>) => void>();
+let commandId = 0;
+const ready = new Promise<{ url: string; rawUrl: string }>((resolve) => {
+  child.on('message', (message: Record<string, unknown>) => {
+    if (message.ready) resolve(message as { url: string; rawUrl: string });
+    else replies.get(message.id as number)?.(message);
+  });
+});
+type Command = ServerCommand extends infer C ? (C extends ServerCommand ? Omit<C, 'id'> : never) : never;
+export function command(c: Command): Promise<Record<string, unknown>> {
+  const id = ++commandId;
+  return new Promise((resolve) => {
+    replies.set(id, resolve);
+    child.send({ ...c, id });
+  });
+}
+export const serverRssKb = () =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]);
+
+export const { url, rawUrl } = await ready;
+/**
+ * GraphQL over HTTP with node:http and kept-alive connections: the cheapest real client, so the
+ * generator's own cost per round stays small beside the raw twin's rounds (an IPC message each).
+ * (undici's fetch here added a fifth to a third to the 1k latency p99 of our passes.)
+ */
+const httpAgent = new Agent({ keepAlive: true, maxSockets: 4 });
+export function gql<T = Record<string, unknown>>(query: string, variables?: object): Promise<T> {
+  const payload = JSON.stringify({ query, variables });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent: httpAgent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => {
+          const body = JSON.parse(Buffer.concat(chunks).toString()) as { data?: T; errors?: unknown };
+          if (body.errors) reject(new Error(JSON.stringify(body.errors)));
+          else resolve(body.data as T);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+export async function setupWorkspace(workspaceId: string, sessions: string[]) {
+  await gql('mutation($w:ID!){upsertWorkspace(id:$w,settings:{summariesEnabled:false}){id}}', {
+    w: workspaceId,
+  });
+  for (const id of sessions) {
+    await gql(
+      'mutation($w:ID,$id:ID!,$p:ID!){upsertSession(workspaceId:$w,id:$id,peers:[{peerId:$p}]){id}}',
+      {
+        w: workspaceId,
+        id,
+        p: `p-${id}`,
+      },
+    );
+  }
+}
+export const addMessages = (workspaceId: string, sessionId: string, count: number) =>
+  gql(
+    'mutation($w:ID,$s:ID!,$m:[MessageInput!]!){addMessages(workspaceId:$w,sessionId:$s,messages:$m){enqueuedTasks}}',
+    {
+      w: workspaceId,
+      s: sessionId,
+      m: Array.from({ length: count }, () => ({ peerId: `p-${sessionId}`, content: 'x' })),
+    },
+  );
+
+/** Lets the server process go (it exits once its IPC channel closes). */
+export function releaseServer(): void {
+  httpAgent.destroy();
+  child.disconnect();
+}
