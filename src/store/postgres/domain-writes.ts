@@ -4,11 +4,12 @@
  * session take sequence numbers one after the other.
  */
 
-import type { AttributesUpdate, Message, Peer, Session, SessionPeer, Workspace } from '../../domain/model.ts';
+import type { AttributesUpdate, Peer, Session, SessionPeer, Workspace } from '../../domain/model.ts';
 import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
-import { formatWorkUnitKey, type TaskType } from '../../domain/work-unit-key.ts';
+import type { TaskType } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
+import { appendedMessages, appendRows } from '../append-rows.ts';
 import { attributesOf, messageMetadataColumn, updateColumns } from '../attributes.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import type { Head, UnitRow } from '../rows.ts';
@@ -231,21 +232,9 @@ export async function appendMessages(
     ],
   );
   const idBySeq = new Map(inserted.rows.map((r) => [r.seq, r.id]));
-  const messages: Message[] = planned.messages.map((m) => ({
-    id: String(idBySeq.get(m.seq)),
-    workspaceId,
-    sessionId,
-    peerId: m.peerId,
-    seq: m.seq,
-    content: m.content,
-    createdAt: now,
-    metadata: m.metadata ?? {},
-  }));
-
-  // Tasks in creation order (message order, then the order the plan lists them): ids are FIFO.
-  const tasks = planned.messages.flatMap((m) =>
-    m.tasks.map((task) => ({ task, messageId: idBySeq.get(m.seq)! })),
-  );
+  const messageIds = planned.messages.map((m) => idBySeq.get(m.seq)!);
+  const messages = appendedMessages(workspaceId, sessionId, planned.messages, messageIds, now);
+  const { units, tasks } = appendRows(planned);
   const watch = request.notifyWhenDerived
     ? await insertWatch(
         db,
@@ -255,29 +244,26 @@ export async function appendMessages(
         now,
       )
     : null;
-  const keys = [...new Map(tasks.map(({ task }) => [formatWorkUnitKey(task.key), task.key])).entries()].sort(
-    ([a], [b]) => (a < b ? -1 : a > b ? 1 : 0),
-  );
   const unitIds = new Map<string, number>();
-  if (keys.length > 0) {
+  if (units.length > 0) {
     // One upsert for every unit of the call, in key order (a stable lock order across calls).
-    const units = await db.query<{ id: number; unit_key: string }>(
+    const upserted = await db.query<{ id: number; unit_key: string }>(
       `INSERT INTO work_units (unit_key, task_type, workspace_id, session_id, observer_id, sender_id)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
        ON CONFLICT (unit_key) DO UPDATE SET version = work_units.version
        RETURNING id, unit_key`,
       [
-        keys.map(([k]) => k),
-        keys.map(([, k]) => k.taskType),
-        keys.map(([, k]) => k.workspaceId),
-        keys.map(([, k]) => k.sessionId),
-        keys.map(([, k]) => k.observerId),
-        keys.map(([, k]) => k.senderId),
+        units.map((u) => u.unitKey),
+        units.map((u) => u.key.taskType),
+        units.map((u) => u.key.workspaceId),
+        units.map((u) => u.key.sessionId),
+        units.map((u) => u.key.observerId),
+        units.map((u) => u.key.senderId),
       ],
     );
-    for (const row of units.rows) unitIds.set(row.unit_key, row.id);
+    for (const row of upserted.rows) unitIds.set(row.unit_key, row.id);
   }
-  const taskUnits = tasks.map(({ task }) => unitIds.get(formatWorkUnitKey(task.key))!);
+  const taskUnits = tasks.map(({ unitKey }) => unitIds.get(unitKey)!);
   const insertedTasks = await db.query<{ id: number; unit_id: number }>(
     `INSERT INTO tasks (unit_id, message_id, state, payload, tokens, created_at, watch_id)
      SELECT t.unit_id, t.message_id, 'pending', t.payload, t.tokens, $5, $6
@@ -286,7 +272,7 @@ export async function appendMessages(
      ORDER BY t.n RETURNING id, unit_id`,
     [
       taskUnits,
-      tasks.map((t) => t.messageId),
+      tasks.map((t) => messageIds[t.message]),
       tasks.map(({ task }) => JSON.stringify(task.payload)),
       tasks.map(({ task }) => task.tokens),
       now,

@@ -2,11 +2,12 @@
  * Workspaces, peers, sessions, members and messages in the embedded store. Every function runs
  * inside the caller's transaction.
  */
-import type { Message, Peer, Session, SessionPeer, Upserted, Workspace } from '../../domain/model.ts';
+import type { Peer, Session, SessionPeer, Upserted, Workspace } from '../../domain/model.ts';
 import { mergeOverrides, resolveSettings, type SettingsOverride } from '../../domain/settings.ts';
 import type { MessagePlan, SessionSnapshot } from '../../domain/task-generation.ts';
-import { formatWorkUnitKey, type WorkUnitKey } from '../../domain/work-unit-key.ts';
+import type { WorkUnitKey } from '../../domain/work-unit-key.ts';
 import { NotFoundError } from '../../errors.ts';
+import { appendedMessages, appendRows } from '../append-rows.ts';
 import { attributesOf, messageMetadataColumn, updateColumns } from '../attributes.ts';
 import type { BatchPolicies } from '../queue-plan.ts';
 import type { AppendMessagesRequest, AppendMessagesResult, UpsertSessionRequest } from '../store.ts';
@@ -135,20 +136,12 @@ export function appendMessages(
   for (const peerId of planned.joins) sql.upsertMember.run(workspaceId, sessionId, peerId, null, 0, now);
   // One upsert per work unit the call feeds, counting all its new tasks: the unit rows first, then
   // the messages and their tasks (a unit without a head gets its first new task as the head).
+  const rows = appendRows(planned);
   const units = new Map<
     string,
-    { key: WorkUnitKey; tasks: number; id: number; needsHead: boolean; head: number; leased: boolean }
+    { key: WorkUnitKey; id: number; needsHead: boolean; head: number; leased: boolean }
   >();
-  for (const message of planned.messages) {
-    for (const { key } of message.tasks) {
-      const unitKey = formatWorkUnitKey(key);
-      const unit = units.get(unitKey);
-      if (unit) unit.tasks++;
-      else units.set(unitKey, { key, tasks: 1, id: 0, needsHead: false, head: 0, leased: false });
-    }
-  }
-  for (const [unitKey, unit] of units) {
-    const { key } = unit;
+  for (const { unitKey, key, tasks } of rows.units) {
     const row = sql.enqueueUnit.get(
       unitKey,
       key.taskType,
@@ -156,15 +149,17 @@ export function appendMessages(
       key.sessionId,
       key.observerId,
       key.senderId,
-      unit.tasks,
+      tasks,
     );
     if (!row) throw new Error('work unit upsert returned nothing');
-    unit.id = row.id;
-    unit.needsHead = row.head_task_id === null;
-    unit.head = row.head_task_id ?? 0;
-    unit.leased = row.lease_owner !== null;
+    units.set(unitKey, {
+      key,
+      id: row.id,
+      needsHead: row.head_task_id === null,
+      head: row.head_task_id ?? 0,
+      leased: row.lease_owner !== null,
+    });
   }
-  const messages: Message[] = [];
   const messageIds = planned.messages.map(
     (message) =>
       sql.insertMessage.run(
@@ -177,36 +172,27 @@ export function appendMessages(
         messageMetadataColumn(message.metadata),
       ).lastInsertRowid,
   );
-  const taskCount = planned.messages.reduce((n, m) => n + m.tasks.length, 0);
+  const messages = appendedMessages(workspaceId, sessionId, planned.messages, messageIds, now);
   const watch = request.notifyWhenDerived
-    ? insertWatch(sql, request, messageIds.map(String), taskCount, now)
+    ? insertWatch(sql, request, messageIds.map(String), rows.tasks.length, now)
     : null;
-  let enqueuedTasks = 0;
-  for (const [i, message] of planned.messages.entries()) {
-    const messageId = Number(messageIds[i]);
-    messages.push({
-      id: String(messageId),
-      workspaceId,
-      sessionId,
-      peerId: message.peerId,
-      seq: message.seq,
-      content: message.content,
-      createdAt: now,
-      metadata: message.metadata ?? {},
-    });
-    for (const task of message.tasks) {
-      const unit = units.get(formatWorkUnitKey(task.key));
-      if (!unit) throw new Error('a task of no upserted work unit');
-      const taskId = Number(
-        sql.insertTask.run(unit.id, messageId, JSON.stringify(task.payload), task.tokens, now, watch)
-          .lastInsertRowid,
-      );
-      if (unit.needsHead) {
-        sql.setUnitHead.run(taskId, unit.id);
-        unit.needsHead = false;
-        unit.head = taskId;
-      }
-      enqueuedTasks++;
+  for (const { task, unitKey, message } of rows.tasks) {
+    const unit = units.get(unitKey);
+    if (!unit) throw new Error('a task of no upserted work unit');
+    const taskId = Number(
+      sql.insertTask.run(
+        unit.id,
+        Number(messageIds[message]),
+        JSON.stringify(task.payload),
+        task.tokens,
+        now,
+        watch,
+      ).lastInsertRowid,
+    );
+    if (unit.needsHead) {
+      sql.setUnitHead.run(taskId, unit.id);
+      unit.needsHead = false;
+      unit.head = taskId;
     }
   }
   if (watch !== null) for (const unit of units.values()) sql.markWatching.run(unit.id);
@@ -220,7 +206,7 @@ export function appendMessages(
   );
   const last = planned.messages.at(-1);
   if (last) sql.setMessageCount.run(last.seq, workspaceId, sessionId);
-  return { messages, enqueuedTasks, watchId: watch === null ? null : String(watch) };
+  return { messages, enqueuedTasks: rows.tasks.length, watchId: watch === null ? null : String(watch) };
 }
 
 /** A `notifyWhenDerived` call's watch; a call that made no task is derived at once. */
