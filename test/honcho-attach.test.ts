@@ -12,9 +12,11 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'graphql-ws';
 import pg from 'pg';
+import pino from 'pino';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { honchoCommand } from '../src/cli/honcho.ts';
@@ -180,8 +182,11 @@ async function expectTotalsEqualUnits(): Promise<void> {
 }
 
 /** An instance serves the attached Honcho: `workspace`'s counts, of every kind, are exact. Then detach. */
-async function expectServedExactlyThenDetach(workspace: string, { totals = true } = {}): Promise<void> {
-  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 } });
+async function expectServedExactlyThenDetach(
+  workspace: string,
+  { totals = true, logger }: { totals?: boolean; logger?: pino.Logger } = {},
+): Promise<void> {
+  server = await startTestServer({ config: { honchoDatabaseUrl: url, workerConcurrency: 0 }, logger });
   try {
     const all = await inSql({}, workspace);
     expect(all.completedWorkUnits).toBeGreaterThan(0);
@@ -538,7 +543,25 @@ it("serves a Honcho attached before the workspace totals from its units' sums", 
   expect((await honchoCommand(['attach', '--database-url', url], {})).code).toBe(0);
   // What an earlier build's attach left: no totals (its triggers wrote no change rows either).
   await honcho.query('DROP TABLE deriver_live_honcho.workspace_totals');
-  await expectServedExactlyThenDetach(workspace, { totals: false });
+  // Attach again says what it found, and how to get the totals.
+  expect((await honchoCommand(['attach', '--database-url', url], {})).stdout).toMatch(
+    /^already attached, by an earlier build: .* run detach, then attach, to add them\n$/,
+  );
+  // An instance serves it exact, and says in its log how to get the totals.
+  const warnings: string[] = [];
+  const logger = pino(
+    { level: 'warn' },
+    new Writable({
+      write(chunk, _encoding, done) {
+        warnings.push(JSON.parse(String(chunk)).msg);
+        done();
+      },
+    }),
+  );
+  await expectServedExactlyThenDetach(workspace, { totals: false, logger });
+  expect(warnings).toEqual([
+    expect.stringMatching(/attached by an earlier Deriver Live: .* to keep per-workspace totals$/),
+  ]);
 }, 120_000);
 
 it('resumes an attach cut short, and serves nothing until it is done', async () => {

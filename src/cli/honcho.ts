@@ -47,7 +47,9 @@ export async function honchoCommand(
         stdout:
           outcome === 'attached'
             ? 'attached: start Deriver Live with HONCHO_DATABASE_URL set to this URL to serve its status\n'
-            : 'already attached: nothing changed\n',
+            : outcome === 'already-attached'
+              ? 'already attached: nothing changed\n'
+              : "already attached, by an earlier build: nothing changed. It keeps no per-workspace totals, so a workspace's status is summed over its units (slower on a big queue): run detach, then attach, to add them\n",
         stderr: '',
       };
     }

@@ -23,12 +23,15 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { packageFile } from '../util/package-files.ts';
-import { attachPhase } from './honcho-source.ts';
+import { attachPhase, hasWorkspaceTotals } from './honcho-source.ts';
 
 const sql = (name: string) => readFileSync(packageFile(`honcho/${name}`), 'utf8');
 
-/** What `attach` did: installed now (or finished an interrupted one), or found it done. */
-export type AttachOutcome = 'attached' | 'already-attached';
+/**
+ * What `attach` did: installed now (or finished an interrupted one), or found it done (by an
+ * earlier build without the workspace totals: served all the same, from its units' sums).
+ */
+export type AttachOutcome = 'attached' | 'already-attached' | 'already-attached-without-totals';
 
 export interface AttachOptions {
   /** Told each step as it ends, in a sentence (the command prints them: a big queue takes a while). */
@@ -73,7 +76,8 @@ export async function attachHoncho(url: string, options: AttachOptions = {}): Pr
     await client.query('SELECT pg_advisory_lock($1)', [ATTACH_LOCK]);
     try {
       let phase = await attachPhase(client);
-      if (phase === 'ready') return 'already-attached';
+      if (phase === 'ready')
+        return (await hasWorkspaceTotals(client)) ? 'already-attached' : 'already-attached-without-totals';
       const told = options.onStep ?? (() => {});
       if (phase === null) {
         await inTransaction(client, 'BEGIN', () => client.query(sql('attach.sql')));

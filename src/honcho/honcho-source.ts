@@ -52,6 +52,11 @@ export interface HonchoSource {
   sumCounters(filter: CounterFilter, options: { readonly sessions: boolean }): Promise<CountersSnapshot>;
   /** The changes Honcho's commits send. */
   readonly feed: ChangeFeed;
+  /**
+   * Whether a whole workspace is read from its totals (false: attached by an earlier build, and
+   * summed over its units, which grows with Honcho's queue; detach and attach again for the totals).
+   */
+  readonly workspaceTotals: boolean;
   /** `NotFoundError` naming the argument for a session (by name) or peer Honcho does not have. */
   assertFilterNamesKnown(filter: StatusQuery): Promise<void>;
   /**
@@ -113,6 +118,14 @@ export async function attachPhase(client: pg.ClientBase | pg.Pool): Promise<Atta
   return rows[0]?.phase ?? 'capturing';
 }
 
+/** Whether the attach keeps each workspace's totals (an earlier build's does not). */
+export async function hasWorkspaceTotals(client: pg.ClientBase | pg.Pool): Promise<boolean> {
+  const { rows } = await client.query<{ totals: boolean }>(
+    `SELECT to_regclass('${HONCHO_SCHEMA}.workspace_totals') IS NOT NULL AS totals`,
+  );
+  return rows[0]?.totals === true;
+}
+
 export class NotAttachedError extends Error {
   constructor(url: string, phase: AttachPhase | null = null) {
     const where = url.replace(/:[^:@/]*@/, ':***@');
@@ -154,10 +167,8 @@ export async function openHonchoSource(
   });
 
   // An attach by an earlier build has no totals: its workspaces are summed from their units.
-  const { rows: kept } = await pool.query<{ totals: boolean }>(
-    `SELECT to_regclass('${HONCHO_SCHEMA}.workspace_totals') IS NOT NULL AS totals`,
-  );
-  const source = kept[0]?.totals ? WITH_TOTALS : UNITS;
+  const workspaceTotals = await hasWorkspaceTotals(pool);
+  const source = workspaceTotals ? WITH_TOTALS : UNITS;
   // Folds the change rows Honcho's commits add into the totals: at open, then every
   // `FOLD_EVERY_MS` once a change was heard (apart from the pushes: a fold is a write of its own),
   // so a workspace's status reads its totals row and the few change rows of the last moment.
@@ -196,6 +207,7 @@ export async function openHonchoSource(
 
   return {
     feed,
+    workspaceTotals,
     sumCounters: (filter, { sessions }) =>
       sumCountersPg(
         async (text, values) => (await pool.query(text, [...values])).rows,

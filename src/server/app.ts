@@ -192,6 +192,11 @@ async function assemble(
         (h) => h.close(),
       )
     : null;
+  if (honcho && !honcho.workspaceTotals) {
+    logger.warn(
+      "this Honcho was attached by an earlier Deriver Live: a workspace's status is summed over its units (slower on a big queue); run `deriver-live honcho detach`, then `attach`, to keep per-workspace totals",
+    );
+  }
   const status = resources.use(
     createStatusEngine({
       store: honcho ?? store,
