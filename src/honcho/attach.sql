@@ -5,8 +5,8 @@
 -- one short transaction that creates the schema and the triggers (creating a trigger waits for
 -- the writes in flight and holds new ones only until this commits), so every write from then on is
 -- counted by the triggers. The second (`backfill.sql`) counts what the queue held before, from one
--- snapshot and without locking anything; the third (`APPLY_CHUNK` in `attach.ts`) adds that in, and the
--- counts are exact from then on (`attach_state.phase` = 'ready').
+-- snapshot and without locking anything; the third (`APPLY_CHUNK` in `attach.ts`) adds that in,
+-- and the counts are exact from then on (`attach_state.phase` = 'ready').
 --
 -- `work_units` holds one row per Honcho work unit (`work_unit_key`) of the user-facing task types
 -- (representation, summary, dream), and one more per (unit, observer) for the tasks that name
@@ -90,7 +90,7 @@ CREATE INDEX work_units_by_sender ON deriver_live_honcho.work_units (workspace_i
 -- reads a few rows rather than each of its units. Every statement that moves counters adds one row
 -- per workspace to `workspace_changes` (an insert: no Honcho write waits on a row another holds);
 -- `fold_workspace_changes` moves them into `workspace_totals`, which only it writes (attached
--- instances call it after Honcho's commits). A workspace's status is its totals row plus its
+-- instances call it once a second while Honcho writes). A workspace's status is its totals row plus its
 -- change rows, read in one statement: a fold commits the rows' removal and their addition together.
 CREATE TABLE deriver_live_honcho.workspace_totals (
   workspace_id text PRIMARY KEY,

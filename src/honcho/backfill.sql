@@ -5,9 +5,9 @@
 -- it cancels out. One committed after is in neither: the triggers count it in the live table.
 -- So the differences are exactly the rows the triggers never saw, the queue's earlier ones, and
 -- step 3 adds them in. The processed rows Honcho's cleanup deleted before the snapshot (kept aside
--- by the triggers meanwhile) count as if the queue still held them: a completed row stays counted. This reads and locks nothing of Honcho's but its snapshot:
--- Honcho's writes go on meanwhile. (`change_of`'s columns are written out: a function call per
--- row would cost more than the rest.)
+-- by the triggers meanwhile) count as if the queue still held them: a completed row stays counted.
+-- This reads and locks nothing of Honcho's but its snapshot: Honcho's writes go on meanwhile.
+-- (`change_of`'s columns are written out: a function call per row would cost more than the rest.)
 DELETE FROM deriver_live_honcho.backfill;
 
 INSERT INTO deriver_live_honcho.backfill (unit_key, work_unit_key, task_type, workspace_id, session_id,

@@ -5,7 +5,9 @@
  * the change feed those counters send from inside Honcho's own transactions. The status engine,
  * live subscriptions and the API use them as they use Deriver Live's own store.
  *
- * Nothing is read at start-up: a filter's sums are read when first asked (then kept from the feed).
+ * Nothing is read at start-up: a filter's sums are read when first asked (then kept from the feed);
+ * a whole workspace's from its totals, which this source keeps folded (the change rows Honcho's
+ * statements add go into them once a second while Honcho writes, one instance at a time).
  * The `pg` driver is loaded only here.
  */
 import pg from 'pg';
