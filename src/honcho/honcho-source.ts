@@ -139,6 +139,42 @@ export class NotAttachedError extends Error {
   }
 }
 
+/** Folds the totals' change rows while changes are heard; resolves its stop once a fold in flight ends. */
+function startFolding(
+  pool: pg.Pool,
+  feed: ChangeFeed,
+  onError: ((error: unknown) => void) | undefined,
+): () => Promise<void> {
+  const folds = coalescedRuns(
+    async () => {
+      for (;;) {
+        const { rows } = await pool.query<{ folded: number }>(
+          `SELECT ${HONCHO_SCHEMA}.fold_workspace_changes($1) AS folded`,
+          [FOLD_BATCH],
+        );
+        if ((rows[0]?.folded ?? 0) < FOLD_BATCH) return;
+      }
+    },
+    (error) => onError?.(error),
+  );
+  let heard = false;
+  const stopHearing = feed.events.on('changes', () => {
+    heard = true;
+  });
+  const timer = setInterval(() => {
+    if (!heard) return;
+    heard = false;
+    folds.request();
+  }, FOLD_EVERY_MS);
+  timer.unref();
+  folds.request();
+  return async () => {
+    stopHearing();
+    clearInterval(timer);
+    await folds.stop();
+  };
+}
+
 export interface HonchoSourceOptions {
   /** The change feed's connection was lost (it reconnects and resyncs). */
   readonly onFeedError?: (error: unknown) => void;
@@ -171,33 +207,11 @@ export async function openHonchoSource(
   // An attach by an earlier build has no totals: its workspaces are summed from their units.
   const workspaceTotals = await hasWorkspaceTotals(pool);
   const source = workspaceTotals ? WITH_TOTALS : UNITS;
-  // Folds the change rows Honcho's commits add into the totals: at open, then every
-  // `FOLD_EVERY_MS` once a change was heard (apart from the pushes: a fold is a write of its own),
-  // so a workspace's status reads its totals row and the few change rows of the last moment.
-  const folds = coalescedRuns(
-    async () => {
-      if (source !== WITH_TOTALS) return;
-      for (;;) {
-        const { rows } = await pool.query<{ folded: number }>(
-          `SELECT ${HONCHO_SCHEMA}.fold_workspace_changes($1) AS folded`,
-          [FOLD_BATCH],
-        );
-        if ((rows[0]?.folded ?? 0) < FOLD_BATCH) return;
-      }
-    },
-    (error) => onFoldError?.(error),
-  );
-  let heard = false;
-  const stopHearing = feed.events.on('changes', () => {
-    heard = true;
-  });
-  const foldTimer = setInterval(() => {
-    if (!heard) return;
-    heard = false;
-    folds.request();
-  }, FOLD_EVERY_MS);
-  foldTimer.unref();
-  folds.request();
+  // Folds the change rows Honcho's commits add into the totals (an attach with totals only): at
+  // open, then every `FOLD_EVERY_MS` once a change was heard (apart from the pushes: a fold is a
+  // write of its own), so a workspace's status reads its totals row and the few change rows of the
+  // last moment.
+  const stopFolding = workspaceTotals ? startFolding(pool, feed, onFoldError) : async () => {};
 
   const exists = async (table: 'sessions' | 'peers', workspace: string, name: string) =>
     (
@@ -263,9 +277,7 @@ export async function openHonchoSource(
       await pool.query('SELECT 1');
     },
     async close() {
-      stopHearing();
-      clearInterval(foldTimer);
-      await folds.stop();
+      await stopFolding();
       await feed.close();
       await pool.end();
     },
