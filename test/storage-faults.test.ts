@@ -8,7 +8,7 @@
  * (`unshare --user --map-root-user --mount`): the servers run there as real `npm start` processes,
  * an ordinary user can do it as well as root, and the mount vanishes with the processes.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
@@ -16,6 +16,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createSqliteStore } from '../src/store/sqlite/sqlite-store.ts';
 import { tempDir } from './helpers.ts';
 import { startTestServer, type TestServer } from './server-helpers.ts';
+import { watchOutput } from './support/processes.ts';
 import { send } from './transports.ts';
 
 const MAIN = fileURLToPath(new URL('../src/server/main.ts', import.meta.url));
@@ -24,40 +25,6 @@ const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** A child's stdout, and the `nth` capture of `pattern` (global) in it once printed. */
-function watchOutput(child: ChildProcess) {
-  let stdout = '';
-  let stderr = '';
-  const checks = new Set<() => void>();
-  child.stdout?.on('data', (chunk) => {
-    stdout += chunk;
-    for (const check of checks) check();
-  });
-  child.stderr?.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return {
-    exit,
-    stderr: () => stderr,
-    nth(pattern: RegExp, nth: number): Promise<string> {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const found = [...stdout.matchAll(pattern)][nth - 1]?.[1];
-          if (found === undefined) return;
-          checks.delete(check);
-          resolve(found);
-        };
-        checks.add(check);
-        check();
-        void exit.then((code) =>
-          reject(new Error(`exited with ${code} before printing ${pattern} (${nth}):\n${stdout}${stderr}`)),
-        );
-      });
-    },
-  };
-}
 
 /**
  * Runs the shell `script` with a fresh tmpfs of `size` (e.g. `4m`) mounted at `$DIR`, in a user
@@ -150,7 +117,7 @@ describe('storage faults are visible', () => {
       '"$NODE" --import tsx "$MAIN" & echo "server-pid $!"; wait $!; exec "$NODE" --import tsx "$MAIN"',
       { WORKER_CONCURRENCY: '0' },
     );
-    const first = await run.nth(/listening on (\S+)/g, 1);
+    const [, first = ''] = await run.nth(/listening on (\S+)/g, 1);
     await send('http', first, { query: 'mutation{upsertSession(id:"s",peers:[{peerId:"a"}]){id}}' });
     let acknowledged = 0;
     let refusal: Awaited<ReturnType<typeof addMessage>> | undefined;
@@ -163,8 +130,8 @@ describe('storage faults are visible', () => {
     expect(refusal?.message).toMatch(/disk holding the database is full/);
     expect(acknowledged).toBeGreaterThan(10);
     // Restart on the same file: every acknowledged message is there, nothing half-written.
-    process.kill(Number(await run.nth(/server-pid (\d+)/g, 1)), 'SIGTERM');
-    const second = await run.nth(/listening on (\S+)/g, 2);
+    process.kill(Number((await run.nth(/server-pid (\d+)/g, 1))[1]), 'SIGTERM');
+    const [, second = ''] = await run.nth(/listening on (\S+)/g, 2);
     expect(await stored(second)).toEqual({
       messages: acknowledged,
       representationTasks: acknowledged,

@@ -10,33 +10,62 @@ export async function listeningUrl(child: ChildProcess): Promise<string> {
 }
 
 /**
- * Resolves with the match once the process has printed text matching `pattern` on stdout or
- * stderr (what it printed so far, from when this was called); rejects if it exits before.
+ * What a child process prints on stdout and stderr from when this is called, in arrival order, and
+ * its exit; `nth` resolves with the `nth` match of `pattern` in it once printed, and rejects if
+ * the process exits before. `stop()` stops listening.
  */
-export function printed(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const stop = () => {
-      child.stdout?.off('data', onData);
-      child.stderr?.off('data', onData);
-      child.off('exit', onExit);
-    };
-    const onData = (chunk: Buffer) => {
-      out += chunk;
-      const match = pattern.exec(out);
-      if (match) {
-        stop();
-        resolve(match);
-      }
-    };
-    const onExit = (code: number | null) => {
-      stop();
-      reject(new Error(`exited with ${code} before printing ${pattern}:\n${out}`));
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', onExit);
-  });
+export function watchOutput(child: ChildProcess) {
+  let out = '';
+  let stderr = '';
+  const checks = new Set<() => void>();
+  const onStdout = (chunk: Buffer) => {
+    out += chunk;
+    for (const check of checks) check();
+  };
+  const onStderr = (chunk: Buffer) => {
+    stderr += chunk;
+    onStdout(chunk);
+  };
+  child.stdout?.on('data', onStdout);
+  child.stderr?.on('data', onStderr);
+  const exit = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return {
+    exit,
+    /** Everything printed so far (both streams). */
+    output: () => out,
+    stderr: () => stderr,
+    nth(pattern: RegExp, nth = 1): Promise<RegExpExecArray> {
+      const global = pattern.global ? pattern : new RegExp(pattern.source, `${pattern.flags}g`);
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const found = [...out.matchAll(global)][nth - 1];
+          if (found === undefined) return;
+          checks.delete(check);
+          resolve(found);
+        };
+        checks.add(check);
+        check();
+        void exit.then((code) => {
+          if (checks.delete(check))
+            reject(new Error(`exited with ${code} before printing ${pattern} (${nth}):\n${out}`));
+        });
+      });
+    },
+    stop() {
+      child.stdout?.off('data', onStdout);
+      child.stderr?.off('data', onStderr);
+    },
+  };
+}
+
+/** The first match of `pattern` in what the process prints from now on (see `watchOutput`). */
+export async function printed(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
+  const output = watchOutput(child);
+  try {
+    return await output.nth(pattern);
+  } finally {
+    output.stop();
+  }
 }
 
 /** Resident memory of a process, in MB (Linux `/proc`). */
