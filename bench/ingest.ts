@@ -1,6 +1,7 @@
 /**
  * Message ingest from outside, server and load generator (autocannon) in separate processes on
- * loopback, in one run: the server's floor (`{ __typename }`), the status query, `addMessages` with
+ * loopback, in one run; the server is `npm start`'s (the compiled bundle, built first when the
+ * sources are newer): the server's floor (`{ __typename }`), the status query, `addMessages` with
  * one message, and with 100. The server runs no workers (WORKER_CONCURRENCY=0), so only ingest is
  * measured, and no mutation rate limit.
  *
@@ -19,16 +20,14 @@ import { benchDir, report, round } from './util.ts';
 const SECONDS = Number(process.env.INGEST_SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.INGEST_CONNECTIONS ?? 100);
 const dir = benchDir();
-const main = fileURLToPath(new URL('../src/server/main.ts', import.meta.url));
+const start = fileURLToPath(new URL('../scripts/start.js', import.meta.url));
 const server = spawn(
   process.execPath,
   [
     ...(process.env.BENCH_PROFILE_DIR
       ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
       : []),
-    '--import',
-    'tsx',
-    main,
+    start,
     '--port',
     '0',
     '--worker-concurrency',
