@@ -9,6 +9,8 @@
  *                                                 results; the table says they are newer)
  *   npm run bench -- --write                 (also bench/results.json and docs/benchmarks.md)
  *   npm run bench -- --from bench/results.json --write   (the docs' table from saved results)
+ *   npm run bench -- --runs 3 --write        (every benchmark three times, in turn: each figure a
+ *                                            range, met in how many of the runs)
  *
  * Output: one JSON line per figure, the last the summary (every figure, the shape, Node, the
  * machine); the table on stderr. `--write` keeps the results (bench/results.json) and rewrites the
@@ -342,15 +344,21 @@ function runBench(run: Run, full: boolean): Promise<{ lines: Line[]; ok: boolean
   });
 }
 
+/** The smallest and largest of a figure's runs (equal for one run), or null when none measured. */
+type Range = readonly [number, number] | null;
+
 interface Row {
   readonly figure: string;
   readonly command: string;
   readonly target: string;
-  readonly value: number | null;
+  readonly value: Range;
   readonly baselineIs: string | null;
-  readonly baseline: number | null;
-  readonly ratio: number | null;
-  /** true, false, or null when not measured (its run failed or was not run, or no baseline yet). */
+  readonly baseline: Range;
+  readonly ratio: Range;
+  /** Runs that measured the figure, and how many of them met its target. */
+  readonly measured: number;
+  readonly metIn: number;
+  /** true when every run that measured it met the target, false when one did not, else null. */
   readonly met: boolean | null;
 }
 
@@ -359,28 +367,55 @@ function commandOf(run: Run | undefined): string {
   return `npm run ${run.script}${run.args ? ` -- ${run.args.join(' ')}` : ''}`;
 }
 
-function rowsOf(results: Record<string, Line[]>): Row[] {
+function rangeOf(values: readonly number[], digits: number): Range {
+  if (values.length === 0) return null;
+  return [round(Math.min(...values), digits), round(Math.max(...values), digits)];
+}
+
+/** One row per figure over every run of its benchmark (`runs[i]`: the lines of run i, by run id). */
+function rowsOf(runs: readonly Record<string, Line[]>[]): Row[] {
   return FIGURES.map((figure): Row => {
-    const lines = results[figure.run];
-    const measured = lines && lines.length > 0 ? figure.measure(lines) : null;
-    const hasBaseline = measured?.baseline !== undefined;
-    const comparable = measured !== null && Number.isFinite(measured.compared);
+    const measured = runs.flatMap((results) => {
+      const lines = results[figure.run];
+      const m = lines && lines.length > 0 ? figure.measure(lines) : null;
+      return m !== null && Number.isFinite(m.compared) ? [m] : [];
+    });
+    const metIn = measured.filter((m) => figure.met(m.compared)).length;
+    const baselines = measured.flatMap((m) => (m.baseline === undefined ? [] : [m.baseline]));
     return {
       figure: figure.figure,
       command: commandOf(RUNS.find((r) => r.id === figure.run)),
       target: figure.target,
-      value: measured ? round(measured.value, 4) : null,
+      value: rangeOf(
+        measured.map((m) => m.value),
+        4,
+      ),
       baselineIs: figure.baselineIs ?? null,
-      baseline: hasBaseline ? round(measured?.baseline ?? 0, 4) : null,
-      ratio: hasBaseline && comparable ? round(measured?.compared ?? 0, 2) : null,
-      met: comparable ? figure.met(measured.compared) : null,
+      baseline: rangeOf(baselines, 4),
+      ratio:
+        baselines.length > 0
+          ? rangeOf(
+              measured.map((m) => m.compared),
+              2,
+            )
+          : null,
+      measured: measured.length,
+      metIn,
+      met: measured.length === 0 ? null : metIn === measured.length,
     };
   });
 }
 
-const cell = (n: number | null) =>
-  n === null ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: 4 });
-const verdict = (met: boolean | null) => (met === null ? 'not measured' : met ? 'met' : '**not met**');
+const number = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 4 });
+const cell = (range: Range) =>
+  range === null ? '–' : range[0] === range[1] ? number(range[0]) : `${number(range[0])}–${number(range[1])}`;
+function verdict(row: Row): string {
+  if (row.met === null) return 'not measured';
+  if (row.measured === 1) return row.met ? 'met' : '**not met**';
+  return row.met
+    ? `met (${row.measured} of ${row.measured})`
+    : `**not met** (met in ${row.metIn} of ${row.measured})`;
+}
 
 function markdownTable(rows: readonly Row[]): string {
   const lines = [
@@ -388,7 +423,7 @@ function markdownTable(rows: readonly Row[]): string {
     '| --- | --- | --- | --- | --- | --- |',
     ...rows.map(
       (r) =>
-        `| ${r.figure} | ${r.target} | ${cell(r.value)} | ${r.baselineIs ? `${cell(r.baseline)} (${r.baselineIs})` : ''} | ${cell(r.ratio)} | ${verdict(r.met)} |`,
+        `| ${r.figure} | ${r.target} | ${cell(r.value)} | ${r.baselineIs ? `${cell(r.baseline)} (${r.baselineIs})` : ''} | ${cell(r.ratio)} | ${verdict(r)} |`,
     ),
   ];
   return lines.join('\n');
@@ -400,7 +435,8 @@ interface Saved {
   readonly cpus: string;
   readonly date: string;
   readonly seconds: Record<string, number>;
-  readonly results: Record<string, Line[]>;
+  /** Each run's lines by run id: one record per repetition (`--runs`), in the order they ran. */
+  readonly runs: Record<string, Line[]>[];
   /** Runs measured again later with `--only ... --write` (the rest is from `date`), by run id. */
   readonly rerun?: Record<string, string>;
 }
@@ -415,7 +451,9 @@ function writeDocs(saved: Saved, rows: readonly Row[]): void {
   const reruns = Object.entries(saved.rerun ?? {})
     .map(([id, date]) => `${id} on ${date.slice(0, 10)}`)
     .join(', ');
-  const made = `Made by \`npm run bench${saved.shape === 'full' ? ' -- --full' : ''} -- --write\` on ${saved.date.slice(0, 10)}${reruns ? ` (measured again with \`--only\`: ${reruns})` : ''}: Node ${saved.node}, ${saved.cpus}, ${saved.shape} shape (\`bench/results.json\` holds every line). Each run's commands are in \`bench/all.ts\`; one run, so each figure moves between runs (see the sections below for ranges).`;
+  const repeats = saved.runs.length;
+  const flags = `${saved.shape === 'full' ? ' --full' : ''}${repeats > 1 ? ` --runs ${repeats}` : ''}`;
+  const made = `Made by \`npm run bench --${flags} --write\` on ${saved.date.slice(0, 10)}${reruns ? ` (measured again with \`--only\`: ${reruns})` : ''}: Node ${saved.node}, ${saved.cpus}, ${saved.shape} shape (\`bench/results.json\` holds every line). Each run's commands are in \`bench/all.ts\`; ${repeats > 1 ? `the benchmarks ran ${repeats} times in turn: a cell is the range over its benchmark's runs, and a target is met when every one of them met it` : 'one run, so each figure moves between runs (see the sections below for ranges)'}.`;
   const table = `${start}\n\n${made}\n\n${markdownTable(rows)}\n\n${end}`;
   writeFileSync(DOCS, docs.slice(0, from) + table + docs.slice(to + end.length));
 }
@@ -426,12 +464,25 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     write: { type: 'boolean', default: false },
     from: { type: 'string' },
+    runs: { type: 'string', default: '1' },
   },
 });
+const repeats = Number(flags.runs);
+if (!Number.isInteger(repeats) || repeats < 1) {
+  console.error(`--runs: a whole number of runs, 1 or more (got ${flags.runs})`);
+  process.exit(2);
+}
+
+/** Saved results as this script reads them; a file of one run (before `--runs`) holds `results`. */
+function readSaved(path: string): Saved {
+  const raw = JSON.parse(readFileSync(path, 'utf8')) as Saved & { results?: Record<string, Line[]> };
+  const { results, ...rest } = raw;
+  return { ...rest, runs: raw.runs ?? (results ? [results] : []) };
+}
 
 let saved: Saved;
 if (flags.from) {
-  saved = JSON.parse(readFileSync(flags.from, 'utf8')) as Saved;
+  saved = readSaved(flags.from);
 } else {
   const only = flags.only ? new Set(flags.only.split(',')) : null;
   const unknown = [...(only ?? [])].filter((id) => !RUNS.some((r) => r.id === id));
@@ -441,35 +492,48 @@ if (flags.from) {
   }
   // Some runs written: the others keep their saved results, and the table says which are newer.
   // A shape other than the saved one is refused before anything runs.
-  const previous = only && flags.write ? (JSON.parse(readFileSync(RESULTS, 'utf8')) as Saved) : null;
+  const previous = only && flags.write ? readSaved(RESULTS) : null;
   if (previous && previous.shape !== (flags.full ? 'full' : 'short')) {
     console.error(`--only --write: bench/results.json holds the ${previous.shape} shape; run the same shape`);
     process.exit(2);
   }
-  const results: Record<string, Line[]> = {};
+  // Repetitions in turn (every benchmark once, then again), so that a slow spell of the machine
+  // lands on one repetition of several benchmarks rather than on every run of one.
+  const runs: Record<string, Line[]>[] = [];
   const seconds: Record<string, number> = {};
-  for (const run of RUNS) {
-    if (only && !only.has(run.id)) continue;
-    const outcome = await runBench(run, flags.full);
-    results[run.id] = outcome.ok ? outcome.lines : [];
-    seconds[run.id] = outcome.seconds;
-    report({
-      bench: 'all',
-      run: run.id,
-      ok: outcome.ok,
-      seconds: outcome.seconds,
-      summary: last(outcome.lines),
-    });
+  for (let repetition = 1; repetition <= repeats; repetition++) {
+    const results: Record<string, Line[]> = {};
+    for (const run of RUNS) {
+      if (only && !only.has(run.id)) continue;
+      const outcome = await runBench(run, flags.full);
+      results[run.id] = outcome.ok ? outcome.lines : [];
+      seconds[run.id] = round((seconds[run.id] ?? 0) + outcome.seconds, 1);
+      report({
+        bench: 'all',
+        run: run.id,
+        repetition,
+        ok: outcome.ok,
+        seconds: outcome.seconds,
+        summary: last(outcome.lines),
+      });
+    }
+    runs.push(results);
   }
   const model = cpus()[0]?.model ?? 'unknown CPU';
   saved = previous
     ? {
         ...previous,
         seconds: { ...previous.seconds, ...seconds },
-        results: { ...previous.results, ...results },
+        // The runs measured now replace theirs in every repetition; the others keep what they had.
+        runs: Array.from({ length: Math.max(previous.runs.length, runs.length) }, (_, i) => {
+          const kept = Object.fromEntries(
+            Object.entries(previous.runs[i] ?? {}).filter(([id]) => !only?.has(id)),
+          );
+          return { ...kept, ...runs[i] };
+        }),
         rerun: {
           ...previous.rerun,
-          ...Object.fromEntries(Object.keys(results).map((id) => [id, new Date().toISOString()])),
+          ...Object.fromEntries([...(only ?? [])].map((id) => [id, new Date().toISOString()])),
         },
       }
     : {
@@ -478,11 +542,11 @@ if (flags.from) {
         cpus: `${availableParallelism()} cores (${model.trim()})`,
         date: new Date().toISOString(),
         seconds,
-        results,
+        runs,
       };
 }
 
-const rows = rowsOf(saved.results);
+const rows = rowsOf(saved.runs);
 for (const row of rows) report({ bench: 'all', ...row });
 console.error(`\n${markdownTable(rows)}\n`);
 if (flags.write) {
