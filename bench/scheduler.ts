@@ -4,6 +4,9 @@
  *   npm run bench:scheduler                      (TASKS=100000 UNITS=1000 CONCURRENCY=8 change the shape)
  *   npm run bench:scheduler -- --store postgres
  *
+ * CLAIM_BUDGET=n sets the scheduler's `claimBudget` (tasks a claim hands over; default 20), to see
+ * what the per-claim cost is against graphile-worker's local queue of 500.
+ *
  * SQLite (default): a durable file; in the same run, the raw ceiling: as many single-row committed
  * UPDATEs with plain better-sqlite3 on a file with the same pragmas (WAL, synchronous NORMAL,
  * exclusive locking).
@@ -63,6 +66,7 @@ async function scheduler(url: string, probe?: Probe): Promise<number> {
   const scheduler = createScheduler({
     store,
     concurrency: CONCURRENCY,
+    ...(process.env.CLAIM_BUDGET ? { claimBudget: Number(process.env.CLAIM_BUDGET) } : {}),
     handlers: { representation: () => {}, summary: () => {} },
   });
   // What the change feed carries while tasks run (on PostgreSQL: NOTIFYs every instance hears).
