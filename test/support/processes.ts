@@ -28,11 +28,13 @@ export function watchOutput(child: ChildProcess) {
   };
   child.stdout?.on('data', onStdout);
   child.stderr?.on('data', onStderr);
-  const exit = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  let exited: (code: number | null) => void = () => {};
+  const exit = new Promise<number | null>((resolve) => {
+    exited = resolve;
+  });
+  child.once('exit', exited);
   return {
     exit,
-    /** Everything printed so far (both streams). */
-    output: () => out,
     stderr: () => stderr,
     nth(pattern: RegExp, nth = 1): Promise<RegExpExecArray> {
       const global = pattern.global ? pattern : new RegExp(pattern.source, `${pattern.flags}g`);
@@ -54,6 +56,7 @@ export function watchOutput(child: ChildProcess) {
     stop() {
       child.stdout?.off('data', onStdout);
       child.stderr?.off('data', onStderr);
+      child.off('exit', exited);
     },
   };
 }
