@@ -37,6 +37,7 @@ run "SESSIONS=2 MESSAGES=20 RPM=600 LATENCY_MS=20" bench:llm
 run "WAITING=200 CLAIMS=20" bench:claims
 run "WAITING=100 CLAIMS=20" bench:claims -- --store postgres
 run "SIZES=2000 QUERIES=20 ROUNDS=2" bench:honcho
+run "SUBSCRIBERS=50" bench:memory
 run "" bench -- --only claims-sqlite --runs 2
 run "" bench -- --from bench/results.json
 exit $failed
