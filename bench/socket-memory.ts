@@ -9,9 +9,9 @@
  * over 10 sessions. Both: what the server holds live after a full collection (heap and buffers,
  * `heapUsed + external`), before and after, divided by the count.
  *
- * Why fresh processes: measured one after the other in one process, the second set of sockets
- * found much of what a socket needs already grown by the first (read buffers, tables), and the raw
- * twin, measured second in bench:live, came out at a third of what it holds in a fresh process.
+ * Why fresh processes: the raw twin, measured in bench:live's one process after our sockets had
+ * closed, came out at a third of what it holds in a fresh process (most likely the second set of
+ * sockets finds what the first grew: buffers, tables); each set here is the first of its process.
  *
  * Last line: {"bench":"memory","subscribers","kbPerSubscription","kbPerRawSocket","ratio"}.
  */
