@@ -1,12 +1,9 @@
 /**
  * The server of `npm run bench:live` (live-server.ts) as the load generator drives it: the process,
- * started on import, its commands over IPC, its memory, and GraphQL over HTTP to it.
+ * started on import (live-process.ts), its commands over IPC, its memory, and GraphQL over HTTP to it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { fileURLToPath } from 'node:url';
-import type { ServerCommand } from './live-server.ts';
+import { type Command, startLiveServer } from './live-process.ts';
 
 export const now = () => performance.timeOrigin + performance.now();
 export type Counts = {
@@ -22,39 +19,10 @@ export const LATENCY_SUBSCRIPTION = `subscription($w:ID,$s:ID,$c:Int){deriverSta
 
 // ---- the server process ---------------------------------------------------------------------
 
-const child: ChildProcess = spawn(
-  process.execPath,
-  [
-    ...(process.env.BENCH_PROFILE_DIR
-      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
-      : []),
-    '--expose-gc',
-    '--import',
-    'tsx',
-    fileURLToPath(new URL('./live-server.ts', import.meta.url)),
-  ],
-  { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
-);
-const replies = new Map<number, (message: Record<string, unknown>) => void>();
-let commandId = 0;
-const ready = new Promise<{ url: string; rawUrl: string }>((resolve) => {
-  child.on('message', (message: Record<string, unknown>) => {
-    if (message.ready) resolve(message as { url: string; rawUrl: string });
-    else replies.get(message.id as number)?.(message);
-  });
-});
-type Command = ServerCommand extends infer C ? (C extends ServerCommand ? Omit<C, 'id'> : never) : never;
-export function command(c: Command): Promise<Record<string, unknown>> {
-  const id = ++commandId;
-  return new Promise((resolve) => {
-    replies.set(id, resolve);
-    child.send({ ...c, id });
-  });
-}
-export const serverRssKb = () =>
-  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]);
-
-export const { url, rawUrl } = await ready;
+const server = await startLiveServer();
+export const { url, rawUrl } = server;
+export const command = (c: Command): Promise<Record<string, unknown>> => server.command(c);
+export const serverRssKb = (): number => server.rssKb();
 /**
  * GraphQL over HTTP with node:http and kept-alive connections: the cheapest real client, so the
  * generator's own cost per round stays small beside the raw twin's rounds (an IPC message each).
@@ -113,5 +81,5 @@ export const addMessages = (workspaceId: string, sessionId: string, count: numbe
 /** Lets the server process go (it exits once its IPC channel closes). */
 export function releaseServer(): void {
   httpAgent.destroy();
-  child.disconnect();
+  void server.release();
 }

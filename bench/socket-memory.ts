@@ -15,55 +15,18 @@
  *
  * Last line: {"bench":"memory","subscribers","kbPerSubscription","kbPerRawSocket","ratio"}.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
+import { type LiveServer, startLiveServer } from './live-process.ts';
 import { report, round } from './util.ts';
 
 const SIZE = Number(process.env.SUBSCRIBERS ?? 2000);
 const SESSIONS = Array.from({ length: 10 }, (_, i) => `s${i}`);
 const BATCH = 250;
 
-interface Server {
-  readonly url: string;
-  readonly rawUrl: string;
-  /** Live KB once exactly `sockets` WebSockets are open, after a full collection. */
-  liveKb(sockets: number): Promise<number>;
-  close(): Promise<void>;
-}
-
-/** A fresh live-server.ts process. */
-async function freshServer(): Promise<Server> {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('./live-server.ts', import.meta.url))],
-    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
-  );
-  const replies = new Map<number, (message: Record<string, unknown>) => void>();
-  let id = 0;
-  const ready = await new Promise<{ url: string; rawUrl: string }>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`the bench server exited with ${code}`)));
-    child.on('message', (message: Record<string, unknown>) => {
-      if (message.ready) resolve(message as { url: string; rawUrl: string });
-      else replies.get(message.id as number)?.(message);
-    });
-  });
-  return {
-    ...ready,
-    liveKb: (sockets) =>
-      new Promise((resolve) => {
-        const n = ++id;
-        replies.set(n, (message) => resolve(Number(message.liveKb)));
-        child.send({ id: n, op: 'quiesce', sockets });
-      }),
-    close: () =>
-      new Promise((resolve) => {
-        child.once('exit', () => resolve());
-        child.disconnect();
-      }),
-  };
-}
+/** Live KB once exactly `sockets` WebSockets are open, after a full collection. */
+const liveKb = async (server: LiveServer, sockets: number): Promise<number> =>
+  Number((await server.command({ op: 'quiesce', sockets })).liveKb);
 
 /** Opens `n` at a time in batches; resolves with what `open` made. */
 async function inBatches<T>(n: number, open: (i: number) => Promise<T>): Promise<T[]> {
@@ -75,8 +38,8 @@ async function inBatches<T>(n: number, open: (i: number) => Promise<T>): Promise
 }
 
 async function rawKbPerSocket(): Promise<number> {
-  const server = await freshServer();
-  const before = await server.liveKb(0);
+  const server = await startLiveServer();
+  const before = await liveKb(server, 0);
   const sockets = await inBatches(SIZE, (i) => {
     const socket = new WebSocket(server.rawUrl);
     return new Promise<WebSocket>((resolve) =>
@@ -86,14 +49,14 @@ async function rawKbPerSocket(): Promise<number> {
       }),
     );
   });
-  const after = await server.liveKb(SIZE);
+  const after = await liveKb(server, SIZE);
   for (const socket of sockets) socket.terminate();
-  await server.close();
+  await server.release();
   return (after - before) / SIZE;
 }
 
 async function ourKbPerSubscription(): Promise<number> {
-  const server = await freshServer();
+  const server = await startLiveServer();
   for (const session of SESSIONS) {
     const response = await fetch(server.url, {
       method: 'POST',
@@ -105,7 +68,7 @@ async function ourKbPerSubscription(): Promise<number> {
     });
     if (!response.ok) throw new Error(`upsertSession: HTTP ${response.status}`);
   }
-  const before = await server.liveKb(0);
+  const before = await liveKb(server, 0);
   const clients = await inBatches(SIZE, (i) => {
     const client = createClient({
       url: server.url.replace('http', 'ws'),
@@ -123,9 +86,9 @@ async function ourKbPerSubscription(): Promise<number> {
       );
     });
   });
-  const after = await server.liveKb(SIZE);
+  const after = await liveKb(server, SIZE);
   await Promise.all(clients.map((client) => client.dispose()));
-  await server.close();
+  await server.release();
   return (after - before) / SIZE;
 }
 
