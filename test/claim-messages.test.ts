@@ -34,4 +34,30 @@ describe.each(STORES)('claimed tasks carry their messages ($name)', (backend) =>
       ['alice', 'bob', 'carol', 'dave'].map((observer) => ({ observer, contents: ['one for all'] })),
     );
   });
+
+  it('hands each task its message whole, for the head and the tasks claimed after it', async () => {
+    h = await createHarness({ backend });
+    await h.deriver.upsertWorkspace({ id: 'default', settings: { summariesEnabled: false } });
+    await h.deriver.upsertSession({ id: 's', peers: [{ peerId: 'alice' }] });
+    const added = await h.deriver.addMessages({
+      sessionId: 's',
+      messages: [
+        { peerId: 'alice', content: 'first', metadata: { mood: 'calm', tags: ['a', 'b'] } },
+        { peerId: 'alice', content: 'second' },
+        { peerId: 'alice', content: 'third', metadata: { n: 3 } },
+      ],
+    });
+    const handed: unknown[] = [];
+    h.startScheduler({
+      concurrency: 1,
+      handlers: {
+        representation: ({ task }) => {
+          handed.push(...task.messages);
+        },
+        summary: unexpectedSummary,
+      },
+    });
+    await h.idle();
+    expect(handed).toEqual(added.messages);
+  });
 });

@@ -32,13 +32,20 @@ import type { TaskRowData } from './queue.ts';
 
 const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at, tokens';
 
+/** A message as a claim statement returns it (`MESSAGES_OF_CLAIM`), with where it belongs. */
+type ClaimedMessage = MessageRow & { workspace_id: string; session_id: string };
+
+const MESSAGE = 'm.id, m.workspace_id, m.session_id, m.peer_id, m.seq, m.content, m.created_at, m.metadata';
+
 /**
- * The messages the claimed tasks cover, by task id: one query for the representation tasks'
- * messages, one per summary task for its range (a summary comes once per many messages).
+ * The messages the claimed tasks cover, by task id: the representation tasks' messages come with
+ * the claim (`joined`) or from one query; one query per summary task for its range (a summary comes
+ * once per many messages).
  */
 async function loadMessages(
   db: Db,
   tasks: readonly { row: TaskRowData; unit: UnitRow }[],
+  joined?: readonly ClaimedMessage[],
 ): Promise<Map<number, Message[]>> {
   const byTask = new Map<number, Message[]>();
   /** Message id -> the tasks that need it (tasks of several observers share one message). */
@@ -59,12 +66,14 @@ async function loadMessages(
     }
   }
   if (wanted.size > 0) {
-    const found = await db.query<MessageRow & { workspace_id: string; session_id: string }>(
-      `SELECT id, workspace_id, session_id, peer_id, seq, content, created_at, metadata FROM messages
-       WHERE id = ANY($1::bigint[])`,
-      [[...wanted.keys()]],
-    );
-    for (const m of found.rows) {
+    const found =
+      joined ??
+      (
+        await db.query<ClaimedMessage>(`SELECT ${MESSAGE} FROM messages m WHERE m.id = ANY($1::bigint[])`, [
+          [...wanted.keys()],
+        ])
+      ).rows;
+    for (const m of found) {
       for (const taskId of wanted.get(Number(m.id)) ?? [])
         byTask.set(taskId, [messageOf(m, m.workspace_id, m.session_id)]);
     }
@@ -122,7 +131,8 @@ const readyCtes = (types: string, limit: string): string => {
 /**
  * Claims up to `max` units of `types`: one statement selects and leases them, starts their heads
  * and reads the tasks after each head (none after a head whose run was interrupted by a crash: it
- * runs alone, its start committed, so a further crash is pinned on it).
+ * runs alone, its start committed, so a further crash is pinned on it), with the messages those
+ * tasks name (a summary's range is read after).
  */
 async function claimUnits(
   db: Db,
@@ -131,7 +141,7 @@ async function claimUnits(
   max: number,
   now: number,
 ): Promise<ClaimedUnit[]> {
-  const result = await db.query<{ units: UnitRow[]; tasks: TaskRowData[] }>(
+  const result = await db.query(
     `WITH ${readyCtes('$6::text[]', '$2')}, following AS (
        SELECT f.* FROM ready CROSS JOIN LATERAL (
          SELECT ${TASK} FROM tasks WHERE unit_id = ready.id AND id > ready.head_task_id AND finished_at IS NULL
@@ -150,10 +160,14 @@ async function claimUnits(
      SELECT (SELECT coalesce(json_agg(l ORDER BY l.head_task_id), '[]') FROM leased l) AS units,
             (SELECT coalesce(json_agg(t ORDER BY t.id), '[]')
                FROM (SELECT * FROM started UNION ALL SELECT * FROM following) t) AS tasks,
+            (SELECT coalesce(json_agg(m), '[]') FROM (SELECT ${MESSAGE} FROM messages m
+               WHERE m.id IN (SELECT message_id FROM started UNION SELECT message_id FROM following)) m) AS messages,
             (SELECT count(*) FROM started) AS started`,
     [now, max, request.owner, now + request.leaseMs, Math.max(0, request.prefetch - 1), types],
   );
-  const row = result.rows[0] as { units: UnitRow[]; tasks: TaskRowData[]; started: number } | undefined;
+  const row = result.rows[0] as
+    | { units: UnitRow[]; tasks: TaskRowData[]; messages: ClaimedMessage[]; started: number }
+    | undefined;
   if (!row || row.started !== row.units.length) throw new Error('work units changed under their claim');
   const tasksByUnit = new Map<number, TaskRowData[]>(row.units.map((u) => [u.id, []]));
   for (const task of row.tasks) tasksByUnit.get(task.unit_id)?.push(task);
@@ -164,6 +178,7 @@ async function claimUnits(
       const unit = units.get(task.unit_id);
       return unit ? [{ row: task, unit }] : [];
     }),
+    row.messages,
   );
   return row.units.map((unit): ClaimedUnit => {
     const tasks = tasksByUnit.get(unit.id) ?? [];
