@@ -19,7 +19,7 @@ import type { TaskHandler } from '../src/scheduler/options.ts';
 import { createDeriver } from '../src/service/deriver.ts';
 import { openStore } from '../src/store/open-store.ts';
 import { PG_TYPES } from '../src/store/postgres/connection.ts';
-import { applyReports } from '../src/store/postgres/queue.ts';
+import { applyReports, lockReported } from '../src/store/postgres/queue.ts';
 import type { ClaimedUnit } from '../src/store/store.ts';
 import { shownUrl } from '../src/webhooks/destination.ts';
 import { deferred, tempDir } from './helpers.ts';
@@ -457,7 +457,8 @@ it('PostgreSQL: two transactions finishing the last tasks of a watch and a sessi
   cleanups.push(() => a.end());
   await a.query(`SET search_path TO ${schema}`);
   await a.query('BEGIN');
-  await applyReports(a, [report(first!)], 'w', Date.now(), {});
+  const [lock] = lockReported([report(first!)]);
+  await applyReports(a, [report(first!)], (await a.query(lock!)).rows, 'w', Date.now(), {});
   const b = store.settle({
     owner: 'w',
     leaseMs: 60_000,

@@ -43,10 +43,24 @@ const preparing = (client: pg.PoolClient): Db => ({
     values === undefined ? client.query(text) : client.query({ name: statementName(text), text, values }),
 });
 
+/**
+ * Statements without parameters sent with `BEGIN` and the clock, in the same round trip (a simple
+ * multi-statement query); `now` is the transaction's clock as an SQL expression (the database's
+ * clock read again: never earlier than the `now` the function gets). Their rows come to the
+ * transaction's function in order.
+ */
+export type Opening = (now: string) => readonly string[];
+
 export interface Connection {
   readonly pool: pg.Pool;
-  /** Runs `fn` in a transaction (retried on deadlock or serialization failure); maps faults. */
-  transaction<T>(fn: (db: Db, now: number) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` in a transaction (retried on deadlock or serialization failure); maps faults.
+   * `opening`'s statements run first, in the round trip that begins it.
+   */
+  transaction<T>(
+    fn: (db: Db, now: number, opened: readonly pg.QueryResultRow[][]) => Promise<T>,
+    opening?: Opening,
+  ): Promise<T>;
   /** Runs one statement outside a transaction. */
   query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<R[]>;
   close(): Promise<void>;
@@ -62,7 +76,8 @@ export interface ConnectionOptions {
   readonly poolSize?: number;
 }
 
-const NOW_SQL = 'SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now';
+const NOW_EXPRESSION = '(extract(epoch FROM clock_timestamp()) * 1000)::bigint';
+const NOW_SQL = `SELECT ${NOW_EXPRESSION} AS now`;
 
 /** `StoreUnavailableError` for errors that mean "the database cannot be used now"; else as is. */
 export function mapFault(error: unknown): unknown {
@@ -128,16 +143,22 @@ export async function connect(options: ConnectionOptions): Promise<Connection> {
 
   const connection: Connection = {
     pool,
-    transaction(fn) {
+    transaction(fn, opening = () => []) {
       return withClient(async (db) => {
         for (let attempt = 1; ; attempt++) {
-          // BEGIN and the database clock in one round trip (a simple multi-statement query).
-          const begun = (await db.query(
-            clock ? 'BEGIN' : `BEGIN; ${NOW_SQL}`,
-          )) as unknown as pg.QueryResult[];
+          // BEGIN, the database clock and the opening in one round trip (a simple multi-statement
+          // query; pg answers one result for a single statement, an array for several).
+          const fixed = clock?.();
+          const statements = [
+            'BEGIN',
+            ...(fixed === undefined ? [NOW_SQL] : []),
+            ...opening(fixed === undefined ? NOW_EXPRESSION : `${fixed}::bigint`),
+          ];
           try {
-            const now = clock ? clock() : Number(begun[1]?.rows[0]?.now);
-            const result = await fn(db, now);
+            const begun = [await db.query(statements.join('; '))].flat() as unknown as pg.QueryResult[];
+            const now = fixed ?? Number(begun[1]?.rows[0]?.now);
+            const opened = begun.slice(fixed === undefined ? 2 : 1).map((r) => r.rows);
+            const result = await fn(db, now, opened);
             await db.query('COMMIT');
             return result;
           } catch (error) {

@@ -60,7 +60,14 @@ import {
   writeMembers,
 } from './domain-writes.ts';
 import { recordEvent } from './outbox.ts';
-import { applyReports, recoverLeases, renewLeases, type TaskRowData } from './queue.ts';
+import {
+  applyReports,
+  leaseExpired,
+  lockReported,
+  recoverLeases,
+  renewLeases,
+  type TaskRowData,
+} from './queue.ts';
 import { cancelPending, countWorkUnits, listFailedTasks, listWorkUnits, retryFailed } from './queue-admin.ts';
 import { createPostgresRateLimits } from './rate-limits.ts';
 import { sumCountersPg } from './sum-counters.ts';
@@ -172,14 +179,19 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       return (await store.settle({ ...request, reports: [] })).claimed;
     },
 
+    // One round trip opens a settle: BEGIN, the clock, whether a lease expired, the reported units
+    // locked. Expired leases are recovered by the claims that could take their units, as in SQLite.
     settle: (request) =>
-      transaction(async (db, now) => {
-        const results = await applyReports(db, request.reports, request.owner, now, batches);
-        // Expired leases are recovered by the claims that could take their units, as in SQLite.
-        if (request.max <= 0) return { results, claimed: [] };
-        await recoverLeases(db, now, request, null, batches);
-        return { results, claimed: await claimReady(db, request, now, batches, claims++) };
-      }),
+      transaction(
+        async (db, now, [expired, locked]) => {
+          const units = (locked ?? []) as UnitRow[];
+          const results = await applyReports(db, request.reports, units, request.owner, now, batches);
+          if (request.max <= 0) return { results, claimed: [] };
+          if (expired?.[0]?.expired) await recoverLeases(db, now, request, null, batches);
+          return { results, claimed: await claimReady(db, request, now, batches, claims++) };
+        },
+        (now) => [leaseExpired(now), ...lockReported(request.reports)],
+      ),
 
     recoverLeases: (request) =>
       transaction((db, now) => recoverLeases(db, now, request, request.owner, batches)),

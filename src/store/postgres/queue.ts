@@ -145,23 +145,41 @@ function releaseOf(where: HeadAfterReport): Release {
 }
 
 /**
+ * The reported units, locked: the statement that opens a settle (`Opening`: no parameters, so the
+ * ids are written into it; each is checked to be an integer).
+ */
+export function lockReported(reports: readonly UnitReport[]): string[] {
+  if (reports.length === 0) return [];
+  const ids = reports.map(({ lease }) => {
+    if (!Number.isSafeInteger(lease.unitId))
+      throw new Error(`work unit id ${lease.unitId} is not an integer`);
+    return lease.unitId;
+  });
+  return [`SELECT * FROM work_units WHERE id = ANY('{${ids.join(',')}}'::bigint[]) ORDER BY id FOR UPDATE`];
+}
+
+/**
+ * Whether a lease has expired: the statement that opens a settle, so that a settle scans for
+ * leases to recover (`recoverLeases`) only when there is one.
+ */
+export const leaseExpired = (now: string): string =>
+  `SELECT EXISTS (SELECT 1 FROM work_units WHERE lease_owner IS NOT NULL AND lease_expires_at < ${now}) AS expired`;
+
+/**
  * Applies unit reports, all units at once, as `planReport` says: a fixed number of statements
  * however many units moved; each task update names the state it expects and the transaction fails
- * when a report does not fit.
+ * when a report does not fit. `locked` is the reported units as `lockReported` read them.
  */
 export async function applyReports(
   db: Db,
   reports: readonly UnitReport[],
+  locked: readonly UnitRow[],
   owner: string,
   now: number,
   batches: BatchPolicies,
 ): Promise<ReportResult[]> {
   if (reports.length === 0) return [];
-  const locked = await db.query<UnitRow>(
-    'SELECT * FROM work_units WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE',
-    [reports.map((r) => r.lease.unitId)],
-  );
-  const units = new Map(locked.rows.map((u) => [u.id, u]));
+  const units = new Map(locked.map((u) => [u.id, u]));
   const finished: (TaskWrite & { op: 'finish' } & { unitId: number })[] = [];
   const putBack: (TaskWrite & { op: 'put-back' } & { unitId: number })[] = [];
   const starts: { id: number; unitId: number }[] = [];
