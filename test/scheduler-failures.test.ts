@@ -160,6 +160,38 @@ describe.each(STORES)('scheduler-failures ($name)', (backend) => {
       ]);
     });
 
+    it('times out each call of a unit from its own start, the first ones quick, the later ones hanging', async () => {
+      const harness = await oneUnit(4);
+      const timedOut: number[] = [];
+      const idle = harness.idle();
+      harness.startScheduler({
+        ...fast,
+        maxAttempts: 1,
+        timeoutMs: 30,
+        handlers: {
+          // The first two end at once; the last two wait until their deadline aborts them.
+          representation: ({ task, signal }) =>
+            task.messages[0]?.seq === 1 || task.messages[0]?.seq === 2
+              ? undefined
+              : new Promise<void>((_, reject) => {
+                  signal.addEventListener('abort', () => {
+                    if (signal.reason instanceof TaskTimeoutError) timedOut.push(task.messages[0]?.seq ?? 0);
+                    reject(signal.reason);
+                  });
+                }),
+          summary: unexpectedSummary,
+        },
+      });
+      await idle;
+      expect(timedOut).toEqual([3, 4]);
+      expect((await harness.store.listTasks()).map((t) => t.state)).toEqual([
+        'succeeded',
+        'succeeded',
+        'failed',
+        'failed',
+      ]);
+    });
+
     it('keeps going when an event listener throws', async () => {
       const harness = await oneUnit(3);
       const idle = harness.idle();

@@ -1,6 +1,6 @@
 /**
  * One handler call's cancellation. `abort(reason)` ends the call at once for the scheduler
- * (`ended` rejects with the reason) and aborts its `AbortSignal`; the signal, with its
+ * (`onAbort`, in a microtask) and aborts its `AbortSignal`; the signal, with its
  * AbortController, is made only when someone reads it (the handler, a rate-limit wait): making
  * one with its listener cost about 3 µs of a no-op task's 35 (docs/benchmarks.md, "Where a task's
  * time goes"), and most handlers never read it.
@@ -9,17 +9,14 @@
  * first reason counts, and a signal read after the abort is already aborted with it.
  */
 export class AttemptAbort {
-  /** Rejects with the abort's reason; never resolves. */
-  readonly ended: Promise<never>;
-  #reject!: (reason: unknown) => void;
+  readonly #onAbort: (reason: unknown) => void;
   #controller: AbortController | undefined;
   #aborted = false;
   #reason: unknown;
 
-  constructor() {
-    this.ended = new Promise<never>((_, reject) => {
-      this.#reject = reject;
-    });
+  /** `onAbort` is called once, in a microtask after the first `abort`, with its reason. */
+  constructor(onAbort: (reason: unknown) => void) {
+    this.#onAbort = onAbort;
   }
 
   get aborted(): boolean {
@@ -42,7 +39,7 @@ export class AttemptAbort {
     if (this.#aborted) return;
     this.#aborted = true;
     this.#reason = reason;
-    this.#reject(reason);
     this.#controller?.abort(reason);
+    queueMicrotask(() => this.#onAbort(reason));
   }
 }

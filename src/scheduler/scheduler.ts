@@ -101,6 +101,10 @@ interface ActiveUnit {
   /** `task:stuck` fired for the call running now. */
   stuckReported: boolean;
   controller: AttemptAbort | null;
+  /** The call its deadline times now: set once the call starts (after any rate-limit wait). */
+  timed: AttemptAbort | null;
+  /** One timer a unit, re-armed (`refresh`) at each call's start: it times out `timed`. */
+  deadline: NodeJS.Timeout | null;
   startedAt: number;
   /** Attempts ended since the last report. */
   ended: Ended[];
@@ -280,6 +284,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   function release(unit: ActiveUnit, reason: SchedulerEvents['unit:released']['reason']): void {
     if (active.get(unit.lease.unitId) !== unit) return;
     active.delete(unit.lease.unitId);
+    if (unit.deadline) clearTimeout(unit.deadline);
     events.emit('unit:released', { lease: unit.lease, key: unit.key, reason });
     wantClaim();
   }
@@ -296,6 +301,8 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       batch: claimed.batch,
       stuckReported: false,
       controller: null,
+      timed: null,
+      deadline: null,
       startedAt: 0,
       ended: [],
       lost: false,
@@ -309,7 +316,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
   function launch(unit: ActiveUnit, tasks: readonly TaskRecord[]): void {
     const task = tasks[0];
     if (!task) return;
-    const controller = new AttemptAbort();
+    const controller = new AttemptAbort((reason) => ended(reason ?? new Error('attempt aborted')));
     unit.current = task;
     unit.running = tasks;
     unit.controller = controller;
@@ -317,8 +324,7 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
     unit.stuckReported = true; // not while it waits for the rate limit: from its start, below
     const attempt = task.failures + 1;
     const handler = options.handlers[task.type];
-    let timeout: NodeJS.Timeout | undefined;
-    const run = (async () => {
+    (async () => {
       // A rate limit or a provider's pause holds the call back; the lease is kept meanwhile.
       if (holds.needsAdmission(task.type))
         await holds.admitted(task.type, tokensOf(tasks), controller.signal);
@@ -327,10 +333,12 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
       unit.stuckReported = false;
       for (const started of tasks)
         events.emit('task:started', { task: started, attempt: started.failures + 1 });
-      timeout = setTimeout(
-        () => controller.abort(new TaskTimeoutError(options.timeoutMs)),
+      unit.timed = controller;
+      unit.deadline ??= setTimeout(
+        () => unit.timed?.abort(new TaskTimeoutError(options.timeoutMs)),
         options.timeoutMs,
       );
+      unit.deadline.refresh();
       return handler({
         task,
         tasks,
@@ -340,14 +348,13 @@ export function createScheduler(input: SchedulerOptions): Scheduler {
           return controller.signal;
         },
       });
-    })();
-    run.catch(() => {}); // a handler that rejects after its timeout must not be an unhandled rejection
-    Promise.race([run, controller.ended]).then(
+    })().then(
       (result) => ended(null, result),
       (error: unknown) => ended(error ?? new Error('handler rejected without a reason')),
     );
+    /** The call's end: its result, its error, or its abort, whichever comes first. */
     function ended(error: unknown, result?: unknown): void {
-      if (timeout) clearTimeout(timeout);
+      if (unit.timed === controller) unit.timed = null;
       if (unit.current !== task) return;
       const durationMs = performance.now() - unit.startedAt;
       const outcomes = outcomesOf(tasks, unit.batch, error, result, options);
