@@ -32,7 +32,7 @@ import type { TaskRowData } from './queue.ts';
 
 const TASK = 'id, unit_id, message_id, state, payload, runs, failures, last_error, created_at, tokens';
 
-/** A message as a claim statement returns it (`MESSAGES_OF_CLAIM`), with where it belongs. */
+/** A message as a claim reads it (the `messages` column of `claimUnits`), with where it belongs. */
 type ClaimedMessage = MessageRow & { workspace_id: string; session_id: string };
 
 const MESSAGE = 'm.id, m.workspace_id, m.session_id, m.peer_id, m.seq, m.content, m.created_at, m.metadata';
