@@ -6,7 +6,8 @@
  *
  *   npm run bench:live                  (SUBSCRIBERS=1000,10000 to change the sizes,
  *                                        PHASES=latency,fanout,idle,messages,webhooks,load,cross,
- *                                        LATENCY_ROUNDS=150 rounds per latency pass)
+ *                                        LATENCY_ROUNDS=150 rounds per latency pass,
+ *                                        IDLE_ROUNDS=200, MESSAGE_ROUNDS=200 rounds of the waits)
  *
  * The `cross` phase (cross-instance.ts) needs PostgreSQL: TEST_DATABASE_URL, else an embedded one.
  *
